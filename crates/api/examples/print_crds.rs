@@ -1,0 +1,5 @@
+fn main() {
+    for crd in api::crds() {
+        println!("---\n{}", serde_json::to_string_pretty(&crd).unwrap());
+    }
+}

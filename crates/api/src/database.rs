@@ -1,0 +1,367 @@
+//! `Database`: one database cluster of one engine.
+//!
+//! The schema is the seed's enhanced CRD, field for field, plus additive,
+//! optional extensions (S3 endpoint and credentials, resources, deletion
+//! policy) and CEL rules for what the seed's patterns cannot say.
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+
+/// The seed's pattern for `spec.version`.
+pub const VERSION_PATTERN: &str = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$";
+/// The seed's pattern for `spec.storage.size`.
+pub const STORAGE_SIZE_PATTERN: &str = r"^[0-9]+[KMGT]i?$";
+/// The seed's pattern for `spec.backup.schedule`.
+pub const SCHEDULE_PATTERN: &str = r"^(@(annually|yearly|monthly|weekly|daily|hourly|reboot))|(@every (\d+(ns|us|µs|ms|s|m|h))+)|((((\d+,)+\d+|(\d+(\/|-)\d+)|\d+|\*) ?){5,7})$";
+/// Retention is a period (`12h`, `7d`, `4w`) or a count of backups (`10`).
+pub const RETENTION_PATTERN: &str = r"^[0-9]+[hdw]?$";
+
+/// DatabaseSpec defines the desired state of Database
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "example.com",
+    version = "v1",
+    kind = "Database",
+    plural = "databases",
+    singular = "database",
+    shortname = "db",
+    category = "databases",
+    namespaced,
+    status = "DatabaseStatus",
+    derive = "PartialEq",
+    doc = "Database is the Schema for the databases API",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Engine", type_ = "string", description = "Database engine", json_path = ".spec.engine"),
+    printcolumn(name = "Version", type_ = "string", description = "Database version", json_path = ".spec.version"),
+    printcolumn(name = "Replicas", type_ = "integer", description = "Number of replicas", json_path = ".spec.replicas"),
+    printcolumn(name = "Phase", type_ = "string", description = "Current phase", json_path = ".status.phase"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && self.metadata.name.size() <= 52")
+        .message("metadata.name must start with a letter, contain only lowercase letters, digits and '-', and be at most 52 characters (it names the StatefulSet and Services)"),
+)]
+#[x_kube(
+    validation = Rule::new("self.engine == oldSelf.engine")
+        .message("engine is immutable: create a new Database and restore a backup into it")
+        .field_path(".engine"),
+    validation = Rule::new("int(self.version.split('.')[0]) >= int(oldSelf.version.split('.')[0])")
+        .message("version: a major-version downgrade is not supported")
+        .field_path(".version"),
+    validation = Rule::new("self.engine != 'postgresql' || self.version.split('.')[0] == oldSelf.version.split('.')[0]")
+        .message("version: a PostgreSQL major-version upgrade needs pg_upgrade, which the operator does not run; restore a backup into a new Database instead")
+        .field_path(".version"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// Database engine type
+    pub engine: Engine,
+
+    /// Database version
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"))]
+    pub version: String,
+
+    /// Number of database replicas
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 10))]
+    pub replicas: i32,
+
+    /// Storage configuration
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Backup configuration
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+
+    /// Monitoring configuration
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSpec>,
+
+    /// CPU and memory for the database container. The engine's configuration
+    /// (buffer pools, caches, connection limits) is sized from these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// What happens to the data volumes when the Database is deleted:
+    /// Retain (the default) keeps the PersistentVolumeClaims, Delete removes them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// The database engines the operator runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// PostgreSQL, image `postgres:<version>`.
+    Postgresql,
+    /// MySQL, image `mysql:<version>`.
+    Mysql,
+    /// MongoDB, image `mongo:<version>`.
+    Mongodb,
+}
+
+impl Engine {
+    /// The name users write in `spec.engine`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Postgresql => "postgresql",
+            Engine::Mysql => "mysql",
+            Engine::Mongodb => "mongodb",
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Storage configuration
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("has(self.storageClass) == has(oldSelf.storageClass) && (!has(self.storageClass) || self.storageClass == oldSelf.storageClass)")
+        .message("storageClass is immutable")
+        .field_path(".storageClass"),
+    validation = Rule::new("!isQuantity(self.size) || !isQuantity(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0")
+        .message("size cannot shrink: a volume can only grow")
+        .field_path(".size"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Storage size
+    #[schemars(regex(pattern = r"^[0-9]+[KMGT]i?$"))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a Kubernetes quantity such as 10Gi or 500M (use k, not K, for kilobytes)"))]
+    pub size: String,
+
+    /// Storage class name
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: "1Gi".to_owned(),
+            storage_class: None,
+        }
+    }
+}
+
+/// Backup configuration
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("!self.enabled || has(self.schedule)")
+        .message("schedule is required when backups are enabled")
+        .field_path(".schedule"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// Whether scheduled backups run
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// Cron schedule for backups
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(@(annually|yearly|monthly|weekly|daily|hourly|reboot))|(@every (\d+(ns|us|µs|ms|s|m|h))+)|((((\d+,)+\d+|(\d+(\/|-)\d+)|\d+|\*) ?){5,7})$"))]
+    #[x_kube(
+        validation = Rule::new("self != '@reboot'").message("@reboot is not supported by Kubernetes CronJobs"),
+        validation = Rule::new("self.startsWith('@') || self.trim().split(' ').filter(f, f != '').size() == 5")
+            .message("must have exactly five fields (minute hour day-of-month month day-of-week), as Kubernetes CronJobs require"),
+    )]
+    pub schedule: Option<String>,
+
+    /// Backup retention period: a duration such as 12h, 7d or 4w, or a number of backups to keep
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[hdw]?$"))]
+    pub retention: Option<String>,
+
+    /// Backup destination
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<BackupDestination>,
+}
+
+/// Backup destination
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+pub struct BackupDestination {
+    /// S3 or S3-compatible object storage
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Destination>,
+}
+
+/// An S3 bucket, on AWS or any S3-compatible server.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Destination {
+    /// Bucket name
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+
+    /// Region of the bucket
+    #[serde(default = "default_region")]
+    pub region: String,
+
+    /// Endpoint URL of an S3-compatible server; AWS when absent
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/]+(/.*)?$"))]
+    pub endpoint: Option<String>,
+
+    /// Key prefix under which this database's backups are written
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9!_.*'()/-]*$"), length(max = 512))]
+    pub prefix: Option<String>,
+
+    /// Secret holding the access key; the pod's own identity is used when absent
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<S3CredentialsSecret>,
+
+    /// Address buckets as endpoint/bucket instead of bucket.endpoint (most S3-compatible servers need this)
+    #[serde(default)]
+    pub force_path_style: bool,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+
+/// A Secret in the Database's namespace with S3 credentials.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3CredentialsSecret {
+    /// Name of the Secret
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the access key id
+    #[serde(default = "default_access_key_id_key")]
+    pub access_key_id_key: String,
+    /// Key holding the secret access key
+    #[serde(default = "default_secret_access_key_key")]
+    pub secret_access_key_key: String,
+}
+
+fn default_access_key_id_key() -> String {
+    "AWS_ACCESS_KEY_ID".to_owned()
+}
+
+fn default_secret_access_key_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".to_owned()
+}
+
+/// Monitoring configuration
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+pub struct MonitoringSpec {
+    /// Whether the Prometheus exporter and ServiceMonitor are set up
+    #[serde(default)]
+    pub enabled: bool,
+    /// Whether alerting rules are installed
+    #[serde(default)]
+    pub alerting: bool,
+}
+
+/// What deleting a Database does to its data volumes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the PersistentVolumeClaims (and so the data) after the Database is gone.
+    #[default]
+    Retain,
+    /// Delete the PersistentVolumeClaims with the Database.
+    Delete,
+}
+
+/// DatabaseStatus defines the observed state of Database
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseStatus {
+    /// Current phase of the database
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Conditions represent the latest available observations
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// Database connection endpoints
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Endpoints>,
+
+    /// Most recent generation observed by the controller
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Number of replicas the StatefulSet has created
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+
+    /// Number of replicas ready to serve
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_replicas: Option<i32>,
+
+    /// Label selector of the database pods, for the scale subresource
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// The engine version running on every replica
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+}
+
+/// Phase of a Database, the seed's enum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum Phase {
+    /// Accepted, nothing created yet.
+    Pending,
+    /// Children created, waiting for the first replicas to become ready.
+    Creating,
+    /// Every desired replica is ready.
+    Running,
+    /// The replica count is changing.
+    Scaling,
+    /// A new version or configuration is rolling out.
+    Updating,
+    /// The spec cannot be realised; a condition says why.
+    Failed,
+    /// The Database is being deleted.
+    Deleting,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Database connection endpoints
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+pub struct Endpoints {
+    /// Primary database endpoint, host:port
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+
+    /// Read-only replica endpoints, host:port
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readonly: Vec<String>,
+}
+
+impl Database {
+    /// The backup settings, when scheduled backups are on.
+    pub fn enabled_backup(&self) -> Option<&BackupSpec> {
+        self.spec.backup.as_ref().filter(|b| b.enabled)
+    }
+
+    /// The monitoring settings, when monitoring is on.
+    pub fn enabled_monitoring(&self) -> Option<&MonitoringSpec> {
+        self.spec.monitoring.as_ref().filter(|m| m.enabled)
+    }
+}

@@ -1,0 +1,36 @@
+//! The `example.com/v1` API of database-operator: the custom resource types,
+//! their defaults and their validation. Pure data, no I/O.
+
+pub mod backup;
+pub mod condition;
+pub mod database;
+pub mod labels;
+pub mod monitor;
+pub mod quantity;
+pub mod reference;
+pub mod user;
+
+pub use backup::{DatabaseBackup, DatabaseBackupSpec, DatabaseBackupStatus};
+pub use condition::{Condition, ConditionStatus};
+pub use database::{Database, DatabaseSpec, DatabaseStatus, Engine, Phase};
+pub use monitor::{DatabaseMonitor, DatabaseMonitorSpec, DatabaseMonitorStatus};
+pub use reference::DatabaseRef;
+pub use user::{DatabaseUser, DatabaseUserSpec, DatabaseUserStatus};
+
+/// The API group of every kind in this crate.
+pub const GROUP: &str = "example.com";
+/// The one served and stored version.
+pub const VERSION: &str = "v1";
+
+/// Every CRD of the API, in a stable order: what `database-operator crd` prints
+/// and what `deploy/crds/` holds.
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    use kube::CustomResourceExt;
+    vec![
+        Database::crd(),
+        DatabaseUser::crd(),
+        DatabaseBackup::crd(),
+        DatabaseMonitor::crd(),
+    ]
+}
