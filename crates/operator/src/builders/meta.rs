@@ -1,0 +1,91 @@
+//! Names, labels and owner references shared by every child of a Database.
+
+use std::collections::BTreeMap;
+
+use api::{Database, labels};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+/// Annotation with the hash of what the operator last applied to a child;
+/// a different hash means the child must be applied again.
+pub const APPLIED_HASH: &str = "example.com/applied-hash";
+/// Pod-template annotation with the hash of the configuration file, so a
+/// configuration change rolls the pods.
+pub const CONFIG_HASH: &str = "example.com/config-hash";
+/// The label the StatefulSet controller puts on each pod with its ordinal.
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
+/// Names of the children of one Database.
+pub struct Names<'a>(pub &'a str);
+
+impl Names<'_> {
+    pub fn statefulset(&self) -> String {
+        self.0.to_owned()
+    }
+    pub fn config(&self) -> String {
+        format!("{}-config", self.0)
+    }
+    pub fn secret(&self) -> String {
+        format!("{}-secret", self.0)
+    }
+    pub fn headless(&self) -> String {
+        format!("{}-headless", self.0)
+    }
+    pub fn primary(&self) -> String {
+        format!("{}-primary", self.0)
+    }
+    pub fn readonly(&self) -> String {
+        format!("{}-readonly", self.0)
+    }
+    pub fn pdb(&self) -> String {
+        self.0.to_owned()
+    }
+    pub fn backup(&self) -> String {
+        format!("{}-backup", self.0)
+    }
+}
+
+/// The labels that select a Database's pods. Never change them: a
+/// StatefulSet's selector is immutable.
+pub fn selector_labels(db: &Database) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::NAME.to_owned(), labels::APP_NAME.to_owned()),
+        (labels::INSTANCE.to_owned(), db.name_any()),
+    ])
+}
+
+/// The selector as a string, for `status.selector` and the scale subresource.
+pub fn selector_string(db: &Database) -> String {
+    selector_labels(db)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Every label a child of `db` carries.
+pub fn labels(db: &Database, component: &str) -> BTreeMap<String, String> {
+    let mut all = selector_labels(db);
+    all.insert(labels::COMPONENT.to_owned(), component.to_owned());
+    all.insert(labels::PART_OF.to_owned(), db.spec.engine.to_string());
+    all.insert(labels::VERSION.to_owned(), db.spec.version.clone());
+    all.insert(labels::MANAGED_BY.to_owned(), labels::MANAGER.to_owned());
+    all
+}
+
+/// The controller owner reference that ties a child to `db` for garbage collection.
+pub fn owner_reference(db: &Database) -> OwnerReference {
+    db.controller_owner_ref(&())
+        .expect("a Database read from the API server has a name and uid")
+}
+
+/// Metadata for a child named `name` of `db`.
+pub fn child_meta(db: &Database, name: String, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: db.namespace(),
+        labels: Some(labels(db, component)),
+        owner_references: Some(vec![owner_reference(db)]),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,59 @@
+//! Pure builders: `(&Database, &dyn Driver) -> child object`. No I/O here;
+//! the controller applies what these return.
+
+pub mod configmap;
+pub mod cronjob;
+pub mod meta;
+pub mod pdb;
+pub mod secret;
+pub mod service;
+pub mod statefulset;
+
+use api::Database;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{Driver, Sizing, driver};
+
+/// Everything a Database should own, except its admin Secret (which is
+/// created once and never rebuilt).
+pub struct Desired {
+    pub config_map: ConfigMap,
+    pub statefulset: StatefulSet,
+    pub services: service::Services,
+    pub pdb: PodDisruptionBudget,
+    pub backup: Option<CronJob>,
+}
+
+impl Desired {
+    pub fn build(db: &Database) -> Self {
+        let driver: &dyn Driver = driver(db.spec.engine);
+        let sizing = Sizing::from_spec(db.spec.resources.as_ref());
+        let config_map = configmap::config_map(db, driver, &sizing);
+        let config_hash = hash_of(&config_map.data);
+        Self {
+            statefulset: statefulset::statefulset(db, driver, &sizing, &config_hash),
+            config_map,
+            services: service::services(db, driver),
+            pdb: pdb::pod_disruption_budget(db),
+            backup: cronjob::backup_cronjob(db, driver),
+        }
+    }
+
+    /// Every Service that should exist.
+    pub fn all_services(&self) -> impl Iterator<Item = &Service> {
+        [Some(&self.services.headless), Some(&self.services.primary), self.services.readonly.as_ref()]
+            .into_iter()
+            .flatten()
+    }
+}
+
+/// A short, stable hash of anything serialisable.
+pub fn hash_of(value: &impl serde::Serialize) -> String {
+    let bytes = serde_json::to_vec(value).expect("Kubernetes objects serialise to JSON");
+    let digest = Sha256::digest(&bytes);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,56 @@
+//! Secret `<name>-secret`: the admin credentials, generated once.
+
+use std::collections::BTreeMap;
+
+use api::Database;
+use k8s_openapi::api::core::v1::Secret;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use kube::ResourceExt;
+use super::meta::{Names, child_meta};
+use crate::engine::{Driver, PASSWORD_KEY, USERNAME_KEY};
+
+/// Length of generated passwords: 32 alphanumerics, about 190 bits.
+pub const PASSWORD_LENGTH: usize = 32;
+
+/// A password from the operating system's CSPRNG (via rand's ThreadRng, a
+/// ChaCha generator seeded and reseeded from the OS). Alphanumeric only, so
+/// it needs no quoting in any connection string or shell.
+pub fn generate_password() -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(PASSWORD_LENGTH)
+        .map(char::from)
+        .collect()
+}
+
+/// The admin Secret with the given password. The caller creates it only when
+/// it does not exist yet: a password is never regenerated.
+pub fn admin_secret(db: &Database, driver: &dyn Driver, password: String) -> Secret {
+    Secret {
+        metadata: child_meta(db, Names(&db.name_any()).secret(), "database"),
+        type_: Some("Opaque".to_owned()),
+        string_data: Some(BTreeMap::from([
+            (USERNAME_KEY.to_owned(), driver.admin_username().to_owned()),
+            (PASSWORD_KEY.to_owned(), password),
+        ])),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn passwords_are_long_alphanumeric_and_distinct() {
+        let passwords: HashSet<String> = (0..100).map(|_| generate_password()).collect();
+        assert_eq!(passwords.len(), 100);
+        for p in &passwords {
+            assert!(p.len() >= 24);
+            assert!(p.chars().all(|c| c.is_ascii_alphanumeric()));
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! StatefulSet `<name>`: the database pods and their volumes.
+
+use std::collections::BTreeMap;
+
+use api::Database;
+use api::database::StorageSpec;
+use k8s_openapi::api::apps::v1::{
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, SeccompProfile, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::ResourceExt;
+
+use super::meta::{CONFIG_HASH, Names, child_meta, labels, selector_labels};
+use crate::engine::{Driver, Sizing};
+
+const DATA_VOLUME: &str = "data";
+const CONFIG_VOLUME: &str = "config";
+
+/// The StatefulSet for `db`. `config_hash` lands on the pod template so a
+/// configuration change rolls the pods.
+pub fn statefulset(db: &Database, driver: &dyn Driver, sizing: &Sizing, config_hash: &str) -> StatefulSet {
+    let names = Names(&db.name_any());
+    StatefulSet {
+        metadata: child_meta(db, names.statefulset(), "database"),
+        spec: StatefulSetSpec {
+            replicas: Some(db.spec.replicas),
+            service_name: Some(names.headless()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(db)),
+                ..Default::default()
+            },
+            pod_management_policy: Some("OrderedReady".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(0),
+                    ..Default::default()
+                }),
+            }),
+            // Data outlives pods and scale-downs; deleting it is the finalizer's
+            // decision, driven by spec.deletionPolicy.
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some("Retain".into()),
+                when_scaled: Some("Retain".into()),
+            }),
+            template: pod_template(db, driver, sizing, config_hash),
+            volume_claim_templates: Some(vec![volume_claim_template(&db.spec.storage)]),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn pod_template(db: &Database, driver: &dyn Driver, sizing: &Sizing, config_hash: &str) -> PodTemplateSpec {
+    let names = Names(&db.name_any());
+    let uid = driver.run_as_user();
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(db, "database")),
+            annotations: Some(BTreeMap::from([(CONFIG_HASH.to_owned(), config_hash.to_owned())])),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container(db, driver, sizing)],
+            volumes: Some(vec![Volume {
+                name: CONFIG_VOLUME.into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names.config(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(uid),
+                run_as_group: Some(uid),
+                fs_group: Some(uid),
+                fs_group_change_policy: Some("OnRootMismatch".into()),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            // Databases need time to flush and shut down cleanly.
+            termination_grace_period_seconds: Some(60),
+            // Service env vars (FOO_PORT=tcp://...) clash with engine variables and grow with the namespace.
+            enable_service_links: Some(false),
+            automount_service_account_token: Some(false),
+            affinity: Some(spread_replicas(db)),
+            ..Default::default()
+        }),
+    }
+}
+
+fn container(db: &Database, driver: &dyn Driver, sizing: &Sizing) -> Container {
+    let names = Names(&db.name_any());
+    let args = driver.args();
+    Container {
+        name: driver.container_name().into(),
+        image: Some(driver.image(&db.spec.version)),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: (!args.is_empty()).then_some(args),
+        env: Some(driver.env(&db.name_any(), &names.secret())),
+        ports: Some(vec![ContainerPort {
+            name: Some(driver.container_name().into()),
+            container_port: driver.port(),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: DATA_VOLUME.into(),
+                mount_path: driver.data_mount_path().into(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: CONFIG_VOLUME.into(),
+                mount_path: driver.config_mount_path().into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
+        readiness_probe: Some(driver.readiness_probe()),
+        liveness_probe: Some(driver.liveness_probe()),
+        resources: Some(sizing.resources.clone()),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Prefer one replica per node, so one node failure cannot take them all.
+fn spread_replicas(db: &Database) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: PodAffinityTerm {
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(selector_labels(db)),
+                        ..Default::default()
+                    }),
+                    topology_key: "kubernetes.io/hostname".into(),
+                    ..Default::default()
+                },
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn volume_claim_template(storage: &StorageSpec) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".into(), Quantity(storage.size.clone()))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A StatefulSet's volumeClaimTemplates cannot change after creation; keep the
+/// live ones so a storage change does not make every apply fail. Growing the
+/// volumes themselves is done on the PersistentVolumeClaims.
+pub fn keep_immutable_fields(desired: &mut StatefulSet, live: &StatefulSet) {
+    desired.spec.volume_claim_templates = live.spec.volume_claim_templates.clone();
+    desired.spec.selector = live.spec.selector.clone();
+    desired.spec.service_name = live.spec.service_name.clone();
+}

@@ -1,0 +1,121 @@
+//! What happens when a Database is deleted, before its finalizer is removed.
+//!
+//! Children go with the garbage collector (owner references). The data
+//! volumes do not: a StatefulSet's PersistentVolumeClaims have no owner, and
+//! deleting a Database must never silently destroy data. So the finalizer
+//! either reports the volumes it keeps (`deletionPolicy: Retain`, the default)
+//! or deletes them (`Delete`). It never blocks deletion forever: past a
+//! deadline it gives up, records what it left behind, and lets go.
+
+use std::time::Duration;
+
+use api::condition::{Condition, set_condition, types};
+use api::database::{DeletionPolicy, Phase};
+use api::Database;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use tracing::{info, warn};
+
+use super::Context;
+use super::database::publish;
+use crate::apply::FIELD_MANAGER;
+use crate::builders::meta::selector_string;
+use crate::error::{Error, Result};
+
+/// Runs the cleanup of a Database being deleted.
+pub async fn run(db: &Database, ctx: &Context) -> Result<Action> {
+    let namespace = db.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    mark_deleting(db, ctx, &namespace).await?;
+    match clean_volumes(db, ctx, &namespace).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(error) if past_deadline(db, ctx.settings.cleanup_deadline) => {
+            let message = format!("gave up cleaning up after {:?}: {error}; the PersistentVolumeClaims selected by {} may be left behind",
+                ctx.settings.cleanup_deadline, selector_string(db));
+            warn!(database = %db.name_any(), %message, "cleanup abandoned");
+            record_cleanup_failure(db, ctx, &namespace, &message).await;
+            publish(ctx, db, EventType::Warning, "CleanupAbandoned", message).await;
+            Ok(Action::await_change())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn past_deadline(db: &Database, deadline: Duration) -> bool {
+    let Some(deleted_at) = db.metadata.deletion_timestamp.as_ref() else {
+        return false;
+    };
+    let elapsed = jiff::Timestamp::now().duration_since(deleted_at.0);
+    elapsed.as_secs() >= deadline.as_secs() as i64
+}
+
+async fn clean_volumes(db: &Database, ctx: &Context, namespace: &str) -> Result<()> {
+    let claims = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace);
+    let owned = claims
+        .list_metadata(&ListParams::default().labels(&selector_string(db)))
+        .await?;
+    let names: Vec<String> = owned.items.iter().map(|c| c.name_any()).collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    match db.spec.deletion_policy {
+        DeletionPolicy::Retain => {
+            publish(ctx, db, EventType::Normal, "RetainedVolumes", format!(
+                "deletionPolicy is Retain: kept PersistentVolumeClaims {}; delete them to free the storage",
+                names.join(", ")
+            ))
+            .await;
+            Ok(())
+        }
+        DeletionPolicy::Delete => {
+            for name in &names {
+                match claims.delete(name, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) => return Err(Error::Cleanup(format!("deleting PersistentVolumeClaim {name}: {e}"))),
+                }
+            }
+            info!(database = %db.name_any(), volumes = ?names, "deleted data volumes");
+            publish(ctx, db, EventType::Normal, "DeletedVolumes", format!(
+                "deletionPolicy is Delete: deleted PersistentVolumeClaims {}", names.join(", ")
+            ))
+            .await;
+            Ok(())
+        }
+    }
+}
+
+async fn mark_deleting(db: &Database, ctx: &Context, namespace: &str) -> Result<()> {
+    let phase = db.status.as_ref().and_then(|s| s.phase);
+    if phase == Some(Phase::Deleting) {
+        return Ok(());
+    }
+    patch_status(ctx, namespace, &db.name_any(), serde_json::json!({"status": {"phase": Phase::Deleting}})).await
+}
+
+async fn record_cleanup_failure(db: &Database, ctx: &Context, namespace: &str, message: &str) {
+    let mut conditions = db.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let now = Time(jiff::Timestamp::now());
+    set_condition(
+        &mut conditions,
+        Condition::new(types::CLEANUP_FAILED, true, "CleanupDeadlineExceeded", message, db.metadata.generation),
+        &now,
+    );
+    let patch = serde_json::json!({"status": {"conditions": conditions}});
+    if let Err(error) = patch_status(ctx, namespace, &db.name_any(), patch).await {
+        warn!(%error, "could not record the CleanupFailed condition");
+    }
+}
+
+async fn patch_status(ctx: &Context, namespace: &str, name: &str, patch: serde_json::Value) -> Result<()> {
+    let api = Api::<Database>::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(name, &params, &Patch::Merge(&patch)).await?;
+    Ok(())
+}

@@ -1,0 +1,270 @@
+//! The Database controller: dereference → build → apply → status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::condition::types;
+use api::database::{DatabaseStatus, Phase};
+use api::{Condition, Database};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::Context;
+use super::cleanup;
+use super::stores::{Streams, lookup};
+use crate::apply::{FIELD_MANAGER, apply_if_changed};
+use crate::builders::meta::Names;
+use crate::builders::secret::{admin_secret, generate_password};
+use crate::builders::statefulset::keep_immutable_fields;
+use crate::builders::Desired;
+use crate::engine::driver;
+use crate::error::{Error, Result, is_permanent};
+use crate::status::{Failure, desired_status};
+
+/// The finalizer on every Database; the seed's name.
+pub const FINALIZER: &str = "database.example.com/finalizer";
+
+/// Runs the Database controller until shutdown.
+pub async fn run(ctx: Arc<Context>, streams: Streams) {
+    let databases = Api::<Database>::all(ctx.client.clone());
+    Controller::new(databases, watcher::Config::default().any_semantic())
+        .owns_stream(streams.statefulsets)
+        .owns_stream(streams.config_maps)
+        .owns_stream(streams.services)
+        .owns_stream(streams.pdbs)
+        .owns_stream(streams.cronjobs)
+        .owns_stream(streams.secrets)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// One reconcile of one Database.
+pub async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_timer("database");
+    let namespace = db.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let api = Api::<Database>::namespaced(ctx.client.clone(), &namespace);
+    let key = format!("{namespace}/{}", db.name_any());
+    let result = finalizer(&api, FINALIZER, db, |event| async {
+        match event {
+            Finalizer::Apply(db) => apply(&db, &ctx).await,
+            Finalizer::Cleanup(db) => cleanup::run(&db, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
+            Error::Kube(e)
+        }
+        kube::runtime::finalizer::Error::UnnamedObject => Error::MissingField("metadata.name"),
+        kube::runtime::finalizer::Error::InvalidFinalizer => Error::MissingField("a valid finalizer name"),
+    });
+    ctx.metrics.reconciled("database", result.as_ref().err().map(Error::kind));
+    if result.is_ok() {
+        ctx.backoff.reset(&key);
+    }
+    result
+}
+
+/// Retries with a per-object exponential backoff.
+pub fn error_policy(db: Arc<Database>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", db.namespace().unwrap_or_default(), db.name_any());
+    let delay = ctx.backoff.next_delay(&key);
+    warn!(database = %key, %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
+    let namespace = db.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let failure = match apply_children(db, ctx, &namespace).await {
+        Ok(()) => None,
+        Err(Error::Kube(e)) if is_permanent(&e) => Some(failure_from(&e)),
+        Err(e) => return Err(e),
+    };
+    let statefulset = lookup(&ctx.stores.statefulsets, &db.name_any(), &namespace);
+    let status = desired_status(db, statefulset.as_deref(), failure.as_ref(), &now());
+    write_status_if_changed(db, ctx, &namespace, status).await?;
+    Ok(match failure {
+        Some(_) => Action::requeue(Duration::from_secs(60)),
+        None => Action::requeue(ctx.settings.resync),
+    })
+}
+
+fn failure_from(error: &kube::Error) -> Failure {
+    let message = match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    };
+    Failure {
+        reason: "InvalidSpec".into(),
+        message: format!("the cluster refused a child object: {message}"),
+    }
+}
+
+/// Applies every child that differs from what it should be.
+async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result<()> {
+    let client = &ctx.client;
+    let stores = &ctx.stores;
+    let names = Names(&db.name_any());
+    let mut desired = Desired::build(db);
+    let mut writes = 0u32;
+
+    ensure_admin_secret(db, ctx, namespace).await?;
+
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+    let live = lookup(&stores.config_maps, &names.config(), namespace);
+    writes += u32::from(apply_if_changed(&config_maps, desired.config_map.clone(), live.as_deref()).await?);
+
+    let services = Api::<Service>::namespaced(client.clone(), namespace);
+    for service in desired.all_services() {
+        let live = lookup(&stores.services, &service.name_any(), namespace);
+        writes += u32::from(apply_if_changed(&services, service.clone(), live.as_deref()).await?);
+    }
+    if desired.services.readonly.is_none() {
+        delete_if_present(&services, &stores.services, &names.readonly(), namespace).await?;
+    }
+
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace);
+    let live = lookup(&stores.statefulsets, &names.statefulset(), namespace);
+    if let Some(live) = live.as_deref() {
+        keep_immutable_fields(&mut desired.statefulset, live);
+    }
+    let created = live.is_none();
+    writes += u32::from(apply_if_changed(&statefulsets, desired.statefulset, live.as_deref()).await?);
+    if created {
+        publish(ctx, db, EventType::Normal, "Created", format!(
+            "created StatefulSet {} with {} replica(s) of {} {}",
+            names.statefulset(), db.spec.replicas, db.spec.engine, db.spec.version
+        ))
+        .await;
+    }
+
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace);
+    let live = lookup(&stores.pdbs, &names.pdb(), namespace);
+    writes += u32::from(apply_if_changed(&pdbs, desired.pdb, live.as_deref()).await?);
+
+    let cronjobs = Api::<CronJob>::namespaced(client.clone(), namespace);
+    match desired.backup {
+        Some(cronjob) => {
+            let live = lookup(&stores.cronjobs, &names.backup(), namespace);
+            writes += u32::from(apply_if_changed(&cronjobs, cronjob, live.as_deref()).await?);
+        }
+        None => delete_if_present(&cronjobs, &stores.cronjobs, &names.backup(), namespace).await?,
+    }
+    if writes > 0 {
+        info!(database = %db.name_any(), namespace, writes, "applied children");
+    }
+    Ok(())
+}
+
+/// Creates the admin Secret once. An existing Secret, ours or one the user
+/// made beforehand, is never overwritten: its password is the database's.
+async fn ensure_admin_secret(db: &Database, ctx: &Context, namespace: &str) -> Result<()> {
+    let name = Names(&db.name_any()).secret();
+    if lookup(&ctx.stores.secrets, &name, namespace).is_some() {
+        return Ok(());
+    }
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    // The cache may lag behind a Secret we just created, or the Secret may be
+    // the user's own (unlabelled, so not cached): ask the API server.
+    if secrets.get_metadata_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    let secret = admin_secret(db, driver(db.spec.engine), generate_password());
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete_if_present<K>(
+    api: &Api<K>,
+    store: &kube::runtime::reflector::Store<K>,
+    name: &str,
+    namespace: &str,
+) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + 'static,
+{
+    if lookup(store, name, namespace).is_none() {
+        return Ok(());
+    }
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `status` if it differs from the live one, and records an event
+/// for each phase transition a user should see.
+async fn write_status_if_changed(db: &Database, ctx: &Context, namespace: &str, status: DatabaseStatus) -> Result<()> {
+    let previous = db.status.as_ref();
+    if previous == Some(&status) {
+        return Ok(());
+    }
+    let before = previous.and_then(|s| s.phase);
+    let api = Api::<Database>::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({ "status": status });
+    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    api.patch_status(&db.name_any(), &params, &Patch::Merge(&patch))
+        .await?;
+    if before != status.phase
+        && let Some(phase) = status.phase
+    {
+        announce_phase(db, ctx, before, phase, &status).await;
+    }
+    Ok(())
+}
+
+async fn announce_phase(db: &Database, ctx: &Context, before: Option<Phase>, phase: Phase, status: &DatabaseStatus) {
+    let ready = api::condition::find(&status.conditions, types::READY);
+    let message = ready.map(|c: &Condition| c.message.clone()).unwrap_or_default();
+    let (kind, reason, note) = match phase {
+        Phase::Running => (EventType::Normal, "Running", format!("database is running: {message}")),
+        Phase::Scaling => (EventType::Normal, "Scaling", format!("scaling to {} replicas: {message}", db.spec.replicas)),
+        Phase::Updating => (EventType::Normal, "Updating", format!("rolling out version {}: {message}", db.spec.version)),
+        Phase::Failed => (EventType::Warning, "Failed", message),
+        Phase::Creating => (EventType::Normal, "Creating", message),
+        Phase::Pending | Phase::Deleting => return,
+    };
+    info!(database = %db.name_any(), from = ?before, to = %phase, "phase changed");
+    publish(ctx, db, kind, reason, note).await;
+}
+
+/// Records a Kubernetes Event on the Database. Failing to record one is
+/// logged, never fatal.
+pub async fn publish(ctx: &Context, db: &Database, type_: EventType, reason: &str, note: String) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &db.object_ref(&())).await {
+        warn!(%error, reason, "could not record event");
+    }
+}

@@ -1,0 +1,60 @@
+//! The controllers. Each reads the world from caches, calls the pure
+//! builders, applies what changed and writes status only when it changed.
+
+pub mod backoff;
+pub mod cleanup;
+pub mod database;
+pub mod stores;
+
+use std::sync::Arc;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use crate::metrics::Metrics;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub stores: stores::Stores,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub backoff: backoff::PerObjectBackoff,
+    pub settings: Settings,
+}
+
+/// Tunables, with production defaults.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long deletion cleanup is retried before the finalizer gives up
+    /// and reports what it left behind.
+    pub cleanup_deadline: std::time::Duration,
+    /// Resync period for a healthy Database.
+    pub resync: std::time::Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cleanup_deadline: std::time::Duration::from_secs(120),
+            resync: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+impl Context {
+    pub fn new(client: Client, stores: stores::Stores, metrics: Arc<Metrics>, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: api::labels::MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            metrics,
+            backoff: backoff::PerObjectBackoff::default(),
+            settings,
+        }
+    }
+}

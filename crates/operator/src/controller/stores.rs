@@ -1,0 +1,117 @@
+//! Caches of the children the operator manages, fed by label-selected
+//! watches with managedFields stripped, so a reconcile reads memory, not the
+//! API server.
+
+use std::fmt::Debug;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+/// Selects what this operator created.
+pub fn managed_selector() -> String {
+    format!("{}={}", api::labels::MANAGED_BY, api::labels::MANAGER)
+}
+
+#[derive(Clone)]
+pub struct Stores {
+    pub statefulsets: Store<StatefulSet>,
+    pub config_maps: Store<ConfigMap>,
+    pub services: Store<Service>,
+    pub pdbs: Store<PodDisruptionBudget>,
+    pub cronjobs: Store<CronJob>,
+    /// Metadata only: the operator never keeps secret values in memory.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+/// A boxed stream of changed children, for `Controller::owns_stream`.
+pub type ChildStream<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// The streams that feed [`Stores`]; the controller must poll them.
+pub struct Streams {
+    pub statefulsets: ChildStream<StatefulSet>,
+    pub config_maps: ChildStream<ConfigMap>,
+    pub services: ChildStream<Service>,
+    pub pdbs: ChildStream<PodDisruptionBudget>,
+    pub cronjobs: ChildStream<CronJob>,
+    pub secrets: ChildStream<PartialObjectMeta<Secret>>,
+}
+
+fn cached<K>(client: &Client) -> (Store<K>, ChildStream<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().labels(&managed_selector()).any_semantic();
+    let stream = watcher(Api::<K>::all(client.clone()), config)
+        .default_backoff()
+        .modify(|o| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (reader, stream)
+}
+
+/// Builds the caches and the streams that fill them.
+pub fn start(client: &Client) -> (Stores, Streams) {
+    let (statefulsets, sts_stream) = cached(client);
+    let (config_maps, cm_stream) = cached(client);
+    let (services, svc_stream) = cached(client);
+    let (pdbs, pdb_stream) = cached(client);
+    let (cronjobs, cj_stream) = cached(client);
+    let (secrets, secret_writer) = reflector::store();
+    let secret_stream = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default().labels(&managed_selector()).any_semantic(),
+    )
+    .default_backoff()
+    .modify(|o| o.managed_fields_mut().clear())
+    .reflect(secret_writer)
+    .touched_objects()
+    .boxed();
+    (
+        Stores {
+            statefulsets,
+            config_maps,
+            services,
+            pdbs,
+            cronjobs,
+            secrets,
+        },
+        Streams {
+            statefulsets: sts_stream,
+            config_maps: cm_stream,
+            services: svc_stream,
+            pdbs: pdb_stream,
+            cronjobs: cj_stream,
+            secrets: secret_stream,
+        },
+    )
+}
+
+impl Stores {
+    /// Waits until every cache has listed once.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.statefulsets.wait_until_ready().await?;
+        self.config_maps.wait_until_ready().await?;
+        self.services.wait_until_ready().await?;
+        self.pdbs.wait_until_ready().await?;
+        self.cronjobs.wait_until_ready().await?;
+        self.secrets.wait_until_ready().await
+    }
+}
+
+/// Looks a namespaced object up in a store.
+pub fn lookup<K>(store: &Store<K>, name: &str, namespace: &str) -> Option<std::sync::Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store.get(&ObjectRef::new(name).within(namespace))
+}

@@ -1,0 +1,127 @@
+//! One module per database engine behind one trait: everything the builders
+//! need to know about an engine, and nothing about Kubernetes I/O.
+//! Adding an engine is adding a module and a match arm in [`driver`].
+
+mod mongodb;
+mod mysql;
+mod postgresql;
+pub mod sizing;
+
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Probe, SecretKeySelector};
+
+pub use sizing::Sizing;
+
+/// Key in the admin Secret holding the admin login name.
+pub const USERNAME_KEY: &str = "username";
+/// Key in the admin Secret holding the admin password.
+pub const PASSWORD_KEY: &str = "password";
+
+/// What the operator must know to run one engine.
+pub trait Driver: Send + Sync {
+    /// Which engine this is.
+    fn engine(&self) -> api::Engine;
+    /// The official image for a version.
+    fn image(&self, version: &str) -> String;
+    /// Name of the database container and of its port.
+    fn container_name(&self) -> &'static str;
+    /// The port clients connect to.
+    fn port(&self) -> i32;
+    /// The admin login the image creates on first start.
+    fn admin_username(&self) -> &'static str;
+    /// The numeric user and group the official image runs the server as.
+    fn run_as_user(&self) -> i64 {
+        999
+    }
+    /// Where the data volume is mounted.
+    fn data_mount_path(&self) -> &'static str;
+    /// Name of the configuration file inside the ConfigMap.
+    fn config_file_name(&self) -> &'static str;
+    /// Directory the ConfigMap is mounted at; the engine reads the file from there.
+    fn config_mount_path(&self) -> &'static str;
+    /// The configuration file, sized for the container's resources.
+    fn render_config(&self, sizing: &Sizing) -> String;
+    /// Arguments to the image's entrypoint that make the server read our configuration.
+    fn args(&self) -> Vec<String>;
+    /// Environment for the container; credentials come from the admin Secret.
+    fn env(&self, database_name: &str, secret_name: &str) -> Vec<EnvVar>;
+    /// Passes when the server accepts connections on its TCP port.
+    fn readiness_probe(&self) -> Probe;
+    /// Fails only when the server is wedged, never during a long recovery.
+    fn liveness_probe(&self) -> Probe;
+    /// Shell command that writes a logical dump of every database to stdout.
+    fn dump_command(&self, host: &str) -> String;
+    /// Environment the dump command reads its credentials from.
+    fn dump_env(&self, secret_name: &str) -> Vec<EnvVar>;
+    /// The client tools image for dumps; the server image carries them.
+    fn tools_image(&self, version: &str) -> String {
+        self.image(version)
+    }
+}
+
+/// The driver for an engine.
+pub fn driver(engine: api::Engine) -> &'static dyn Driver {
+    match engine {
+        api::Engine::Postgresql => &postgresql::Postgresql,
+        api::Engine::Mysql => &mysql::Mysql,
+        api::Engine::Mongodb => &mongodb::Mongodb,
+    }
+}
+
+/// An env var read from a key of the admin Secret.
+pub(crate) fn secret_env(name: &str, secret_name: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret_name.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A plain env var.
+pub(crate) fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..Default::default()
+    }
+}
+
+/// An exec probe running `script` under `sh -c`, so it can read the container's env.
+pub(crate) fn shell_probe(script: &str, initial_delay: i32, period: i32, timeout: i32, failures: i32) -> Probe {
+    Probe {
+        exec: Some(k8s_openapi::api::core::v1::ExecAction {
+            command: Some(vec!["sh".into(), "-c".into(), script.to_owned()]),
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        failure_threshold: Some(failures),
+        success_threshold: Some(1),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_engine_has_a_driver_that_names_itself() {
+        for engine in [api::Engine::Postgresql, api::Engine::Mysql, api::Engine::Mongodb] {
+            assert_eq!(driver(engine).engine(), engine);
+        }
+    }
+
+    #[test]
+    fn images_are_the_official_ones() {
+        assert_eq!(driver(api::Engine::Postgresql).image("13.8"), "postgres:13.8");
+        assert_eq!(driver(api::Engine::Mysql).image("8.0"), "mysql:8.0");
+        assert_eq!(driver(api::Engine::Mongodb).image("7.0"), "mongo:7.0");
+    }
+}

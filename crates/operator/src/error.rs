@@ -1,0 +1,39 @@
+//! Errors of the controllers, typed so the error policy and metrics can tell
+//! them apart.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+
+    /// An object read from the API server lacks a field the API guarantees.
+    #[error("object is missing {0}")]
+    MissingField(&'static str),
+
+    /// Cleanup on deletion failed; retried until the deadline.
+    #[error("cleanup failed: {0}")]
+    Cleanup(String),
+}
+
+impl Error {
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+            Error::MissingField(_) => "missing_field",
+            Error::Cleanup(_) => "cleanup",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether an API error means the request itself is wrong (so retrying the
+/// same spec cannot help) rather than the server being unavailable.
+pub fn is_permanent(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if matches!(status.code, 400 | 403 | 404 | 422))
+}

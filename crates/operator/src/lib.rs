@@ -1,0 +1,14 @@
+//! database-operator: runs PostgreSQL, MySQL and MongoDB on Kubernetes.
+
+pub mod apply;
+pub mod builders;
+pub mod client;
+pub mod controller;
+pub mod crd;
+pub mod engine;
+pub mod error;
+pub mod manager;
+pub mod metrics;
+pub mod server;
+pub mod status;
+pub mod telemetry;

@@ -1,0 +1,54 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use operator::controller::Settings;
+use operator::metrics::Metrics;
+
+/// A Kubernetes operator for PostgreSQL, MySQL and MongoDB.
+#[derive(Parser)]
+#[command(name = "database-operator", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers against the cluster in KUBECONFIG or the in-cluster config.
+    Run {
+        /// Address for /healthz, /readyz and /metrics.
+        #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+        metrics_address: SocketAddr,
+        /// Log as JSON lines instead of readable text.
+        #[arg(long, env = "LOG_JSON")]
+        log_json: bool,
+    },
+    /// Print every CRD as YAML, or write one file per CRD into a directory.
+    Crd {
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crd { output_dir: None } => print!("{}", operator::crd::render_all()),
+        Command::Crd { output_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)?;
+            for (name, yaml) in operator::crd::render_files() {
+                std::fs::write(dir.join(name), yaml)?;
+            }
+        }
+        Command::Run { metrics_address, log_json } => {
+            operator::telemetry::init(log_json);
+            let metrics = Arc::new(Metrics::default());
+            let config = kube::Config::infer().await?;
+            let client = operator::client::counting_client(config, metrics.clone())?;
+            operator::manager::run(client, metrics, metrics_address, Settings::default()).await?;
+        }
+    }
+    Ok(())
+}
