@@ -27,10 +27,15 @@ pub const VERSION: &str = "v1";
 pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![
+    let mut crds = vec![
         Database::crd(),
         DatabaseUser::crd(),
         DatabaseBackup::crd(),
         DatabaseMonitor::crd(),
-    ]
+    ];
+    // The API server would default listKind; the seed's CRD states it.
+    for crd in &mut crds {
+        crd.spec.names.list_kind = Some(format!("{}List", crd.spec.names.kind));
+    }
+    crds
 }

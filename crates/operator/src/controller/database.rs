@@ -9,10 +9,10 @@ use api::{Condition, Database};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -21,14 +21,13 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::Context;
+use super::admin_secret::ensure_admin_secret;
 use super::cleanup;
 use super::stores::{Streams, lookup};
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::meta::Names;
-use crate::builders::secret::{admin_secret, generate_password};
 use crate::builders::statefulset::keep_immutable_fields;
 use crate::builders::Desired;
-use crate::engine::driver;
 use crate::error::{Error, Result, is_permanent};
 use crate::status::{Failure, desired_status};
 
@@ -130,7 +129,7 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     let mut desired = Desired::build(db);
     let mut writes = 0u32;
 
-    ensure_admin_secret(db, ctx, namespace).await?;
+    ensure_admin_secret(client, &stores.secrets, db, namespace).await?;
 
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
     let live = lookup(&stores.config_maps, &names.config(), namespace);
@@ -176,27 +175,6 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
         info!(database = %db.name_any(), namespace, writes, "applied children");
     }
     Ok(())
-}
-
-/// Creates the admin Secret once. An existing Secret, ours or one the user
-/// made beforehand, is never overwritten: its password is the database's.
-async fn ensure_admin_secret(db: &Database, ctx: &Context, namespace: &str) -> Result<()> {
-    let name = Names(&db.name_any()).secret();
-    if lookup(&ctx.stores.secrets, &name, namespace).is_some() {
-        return Ok(());
-    }
-    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
-    // The cache may lag behind a Secret we just created, or the Secret may be
-    // the user's own (unlabelled, so not cached): ask the API server.
-    if secrets.get_metadata_opt(&name).await?.is_some() {
-        return Ok(());
-    }
-    let secret = admin_secret(db, driver(db.spec.engine), generate_password());
-    match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 async fn delete_if_present<K>(

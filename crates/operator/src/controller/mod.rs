@@ -1,6 +1,7 @@
 //! The controllers. Each reads the world from caches, calls the pure
 //! builders, applies what changed and writes status only when it changed.
 
+pub mod admin_secret;
 pub mod backoff;
 pub mod cleanup;
 pub mod database;
