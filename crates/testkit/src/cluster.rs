@@ -99,11 +99,13 @@ impl Cluster {
         let parent = config.parent_dir.clone().unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("creating {}", parent.display()))?;
+        remove_stale_dirs(&parent);
         let dir = tempfile::Builder::new()
             .prefix("testkit-")
             .tempdir_in(&parent)
             .with_context(|| format!("creating cluster folder in {}", parent.display()))?;
         let root = dir.path().to_owned();
+        std::fs::write(root.join(OWNER_FILE), std::process::id().to_string())?;
         std::fs::create_dir_all(root.join("logs"))?;
 
         let ports = Ports {
@@ -278,18 +280,26 @@ impl Cluster {
                 Err(error) => last_error = Some(error),
             }
             if Instant::now() >= deadline {
-                let logs: Vec<String> = self
+                // The folder (and its logs) goes away with the cluster on
+                // return, so quote the end of each log.
+                let logs: String = self
                     .processes
                     .iter()
-                    .map(|p| p.log_path().display().to_string())
+                    .map(|p| {
+                        format!(
+                            "\n--- {} ({}):\n{}",
+                            p.name,
+                            p.log_path().display(),
+                            processes::log_tail(p.log_path(), 10)
+                        )
+                    })
                     .collect();
                 let detail = last_error
                     .map(|e| format!(" (last error: {e:#})"))
                     .unwrap_or_default();
                 bail!(
-                    "timed out after {}s waiting for {what}{detail}; component logs: {}",
-                    timeout.as_secs(),
-                    logs.join(", ")
+                    "timed out after {}s waiting for {what}{detail}{logs}",
+                    timeout.as_secs()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -380,6 +390,29 @@ impl Cluster {
         self.supervisor.take();
         if let Some(dir) = self.dir.take() {
             let _ = dir.close();
+        }
+    }
+}
+
+/// File in each cluster folder naming the process that owns it.
+const OWNER_FILE: &str = "owner.pid";
+
+/// Removes cluster folders left behind by processes that died without
+/// dropping their `Cluster` (SIGKILL, or a cluster kept in a `static`).
+/// Their components are gone already (PDEATHSIG); only files remain.
+fn remove_stale_dirs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry.file_name().to_string_lossy().starts_with("testkit-");
+        let owner = std::fs::read_to_string(path.join(OWNER_FILE))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        // Folders without an owner file may be in the middle of creation.
+        if ours && owner.is_some_and(|pid| !processes::pid_alive(pid)) {
+            let _ = std::fs::remove_dir_all(&path);
         }
     }
 }

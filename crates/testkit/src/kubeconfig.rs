@@ -71,3 +71,29 @@ pub async fn client(path: &Path) -> Result<kube::Client> {
     .with_context(|| format!("loading {}", path.display()))?;
     kube::Client::try_from(config).context("building kube client")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_kubeconfig_parses_with_embedded_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::certs::Pki::generate(dir.path()).unwrap();
+        let text = render(
+            "https://127.0.0.1:1234",
+            &pki.ca.cert_pem,
+            &pki.admin,
+            "admin",
+        );
+        let parsed = kube::config::Kubeconfig::from_yaml(&text).unwrap();
+        assert_eq!(parsed.current_context.as_deref(), Some(CONTEXT_NAME));
+        let cluster = parsed.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:1234"));
+        let user = parsed.auth_infos[0].auth_info.as_ref().unwrap();
+        let cert = STANDARD
+            .decode(user.client_certificate_data.as_ref().unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(cert).unwrap(), pki.admin.cert_pem);
+    }
+}

@@ -88,3 +88,41 @@ pub fn is_schedulable(node: &Node) -> bool {
         });
     ready && !tainted
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(ready: &str, taint: Option<&str>) -> Node {
+        let taints: Vec<_> = taint
+            .into_iter()
+            .map(|key| serde_json::json!({"key": key, "effect": "NoSchedule"}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n"},
+            "spec": {"taints": taints},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn schedulable_needs_ready_and_no_lifecycle_taint() {
+        assert!(is_schedulable(&node("True", None)));
+        assert!(!is_schedulable(&node("False", None)));
+        assert!(!is_schedulable(&node(
+            "True",
+            Some("node.kubernetes.io/not-ready")
+        )));
+        assert!(is_schedulable(&node("True", Some("example.com/other"))));
+    }
+
+    #[test]
+    fn fake_node_is_managed_by_kwok_and_large() {
+        let node = fake_node("kwok-node-0", "zone-a");
+        let annotations = node.metadata.annotations.unwrap();
+        assert_eq!(annotations[KWOK_ANNOTATION.0], KWOK_ANNOTATION.1);
+        let allocatable = node.status.unwrap().allocatable.unwrap();
+        assert_eq!(allocatable["pods"].0, "1100");
+    }
+}

@@ -199,3 +199,48 @@ fn ignore_conflict<T>(result: kube::Result<T>) -> Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(class: &str, phase: Option<&str>, volume: Option<&str>) -> PersistentVolumeClaim {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "data-db-0", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "storageClassName": class,
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "7Gi"}},
+                "volumeName": volume,
+            },
+            "status": {"phase": phase},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pending_claim_gets_prebound_volume_of_requested_size() {
+        let pv = volume_for(&claim(STORAGE_CLASS, Some("Pending"), None), "/v".as_ref()).unwrap();
+        assert_eq!(pv.metadata.name.as_deref(), Some("pvc-u1"));
+        let spec = pv.spec.unwrap();
+        assert_eq!(spec.capacity.unwrap()["storage"].0, "7Gi");
+        let claim_ref = spec.claim_ref.unwrap();
+        assert_eq!(claim_ref.namespace.as_deref(), Some("ns"));
+        assert_eq!(claim_ref.name.as_deref(), Some("data-db-0"));
+        assert_eq!(claim_ref.uid.as_deref(), Some("u1"));
+        assert_eq!(
+            spec.persistent_volume_reclaim_policy.as_deref(),
+            Some("Delete")
+        );
+        assert_eq!(spec.storage_class_name.as_deref(), Some(STORAGE_CLASS));
+    }
+
+    #[test]
+    fn other_classes_and_bound_claims_are_left_alone() {
+        let root: &std::path::Path = "/v".as_ref();
+        assert!(volume_for(&claim("fast", Some("Pending"), None), root).is_none());
+        assert!(volume_for(&claim(STORAGE_CLASS, Some("Bound"), Some("pv")), root).is_none());
+        assert!(volume_for(&claim(STORAGE_CLASS, Some("Pending"), Some("pv")), root).is_none());
+        assert!(volume_for(&claim(STORAGE_CLASS, None, None), root).is_some());
+    }
+}
