@@ -20,7 +20,7 @@ K8S_VERSION="v1.37.2"
 ETCD_VERSION="v3.6.16"
 KWOK_VERSION="v0.8.0"
 # Bump when the cache folder's contents change, to force a rebuild.
-CACHE_LAYOUT="1"
+CACHE_LAYOUT="2"
 
 CACHE_ROOT="${DATABASE_OPERATOR_CACHE:-${HOME}/.cache/database-operator}"
 OUT_DIR="${CACHE_ROOT}/controlplane/${K8S_VERSION}"
@@ -189,7 +189,13 @@ install_kwok_stages() {
            pod/fast/pod-delete.yaml; do
     [[ -f "${src}/${f}" ]] || { echo "error: ${src}/${f} missing" >&2; return 1; }
     echo "---"
-    cat "${src}/${f}"
+    if [[ "$f" == pod/fast/pod-ready.yaml ]]; then
+      # A database takes a moment to accept connections; a pod that is Ready
+      # the instant it is scheduled hides the operator's Creating phase.
+      sed '/^spec:/a\  delay:\n    durationMilliseconds: 1000\n    jitterDurationMilliseconds: 2000' "${src}/${f}"
+    else
+      cat "${src}/${f}"
+    fi
   done > "${STAGES}.tmp"
   mv -f "${STAGES}.tmp" "$STAGES"
 }

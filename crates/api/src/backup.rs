@@ -21,11 +21,23 @@ use crate::reference::DatabaseRef;
     status = "DatabaseBackupStatus",
     derive = "PartialEq",
     doc = "DatabaseBackup is one backup of a Database to object storage",
-    printcolumn(name = "Database", type_ = "string", json_path = ".spec.databaseRef.name"),
+    printcolumn(
+        name = "Database",
+        type_ = "string",
+        json_path = ".spec.databaseRef.name"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Size", type_ = "integer", json_path = ".status.sizeBytes"),
-    printcolumn(name = "Completed", type_ = "date", json_path = ".status.completionTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Completed",
+        type_ = "date",
+        json_path = ".status.completionTime"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("a DatabaseBackup's spec is immutable"))]
 #[serde(rename_all = "camelCase")]

@@ -18,7 +18,9 @@ pub mod types {
 }
 
 /// Whether a condition holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum ConditionStatus {
     /// The condition holds.
     True,
@@ -91,7 +93,10 @@ pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition, now: &
     match conditions.iter_mut().find(|c| c.type_ == new.type_) {
         Some(existing) => {
             new.last_transition_time = if existing.status == new.status {
-                existing.last_transition_time.clone().or_else(|| Some(now.clone()))
+                existing
+                    .last_transition_time
+                    .clone()
+                    .or_else(|| Some(now.clone()))
             } else {
                 Some(now.clone())
             };
@@ -115,15 +120,27 @@ mod tests {
     #[test]
     fn a_new_condition_is_stamped_now() {
         let mut conditions = vec![];
-        set_condition(&mut conditions, Condition::new("Ready", false, "Creating", "", Some(1)), &at(10));
+        set_condition(
+            &mut conditions,
+            Condition::new("Ready", false, "Creating", "", Some(1)),
+            &at(10),
+        );
         assert_eq!(conditions[0].last_transition_time, Some(at(10)));
     }
 
     #[test]
     fn same_status_keeps_the_transition_time_but_takes_the_new_message() {
         let mut conditions = vec![];
-        set_condition(&mut conditions, Condition::new("Ready", false, "Creating", "0/1", Some(1)), &at(10));
-        set_condition(&mut conditions, Condition::new("Ready", false, "Creating", "0/3", Some(2)), &at(20));
+        set_condition(
+            &mut conditions,
+            Condition::new("Ready", false, "Creating", "0/1", Some(1)),
+            &at(10),
+        );
+        set_condition(
+            &mut conditions,
+            Condition::new("Ready", false, "Creating", "0/3", Some(2)),
+            &at(20),
+        );
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].last_transition_time, Some(at(10)));
         assert_eq!(conditions[0].message, "0/3");
@@ -133,8 +150,16 @@ mod tests {
     #[test]
     fn a_status_change_moves_the_transition_time() {
         let mut conditions = vec![];
-        set_condition(&mut conditions, Condition::new("Ready", false, "Creating", "", None), &at(10));
-        set_condition(&mut conditions, Condition::new("Ready", true, "Running", "", None), &at(30));
+        set_condition(
+            &mut conditions,
+            Condition::new("Ready", false, "Creating", "", None),
+            &at(10),
+        );
+        set_condition(
+            &mut conditions,
+            Condition::new("Ready", true, "Running", "", None),
+            &at(30),
+        );
         assert_eq!(conditions[0].status, ConditionStatus::True);
         assert_eq!(conditions[0].last_transition_time, Some(at(30)));
     }
@@ -142,9 +167,24 @@ mod tests {
     #[test]
     fn conditions_of_other_types_are_left_alone() {
         let mut conditions = vec![];
-        set_condition(&mut conditions, Condition::new("Ready", false, "A", "", None), &at(1));
-        set_condition(&mut conditions, Condition::new("Degraded", false, "B", "", None), &at(2));
-        set_condition(&mut conditions, Condition::new("Ready", true, "C", "", None), &at(3));
-        assert_eq!(find(&conditions, "Degraded").unwrap().last_transition_time, Some(at(2)));
+        set_condition(
+            &mut conditions,
+            Condition::new("Ready", false, "A", "", None),
+            &at(1),
+        );
+        set_condition(
+            &mut conditions,
+            Condition::new("Degraded", false, "B", "", None),
+            &at(2),
+        );
+        set_condition(
+            &mut conditions,
+            Condition::new("Ready", true, "C", "", None),
+            &at(3),
+        );
+        assert_eq!(
+            find(&conditions, "Degraded").unwrap().last_transition_time,
+            Some(at(2))
+        );
     }
 }

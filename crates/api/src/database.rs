@@ -65,7 +65,7 @@ pub struct DatabaseSpec {
     pub engine: Engine,
 
     /// Database version
-    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"))]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"), length(max = 32))]
     pub version: String,
 
     /// Number of database replicas
@@ -142,12 +142,13 @@ impl fmt::Display for Engine {
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
     /// Storage size
-    #[schemars(regex(pattern = r"^[0-9]+[KMGT]i?$"))]
+    #[schemars(regex(pattern = r"^[0-9]+[KMGT]i?$"), length(max = 32))]
     #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a Kubernetes quantity such as 10Gi or 500M (use k, not K, for kilobytes)"))]
     pub size: String,
 
     /// Storage class name
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub storage_class: Option<String>,
 }
 
@@ -175,17 +176,22 @@ pub struct BackupSpec {
 
     /// Cron schedule for backups
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^(@(annually|yearly|monthly|weekly|daily|hourly|reboot))|(@every (\d+(ns|us|µs|ms|s|m|h))+)|((((\d+,)+\d+|(\d+(\/|-)\d+)|\d+|\*) ?){5,7})$"))]
+    #[schemars(
+        regex(
+            pattern = r"^(@(annually|yearly|monthly|weekly|daily|hourly|reboot))|(@every (\d+(ns|us|µs|ms|s|m|h))+)|((((\d+,)+\d+|(\d+(\/|-)\d+)|\d+|\*) ?){5,7})$"
+        ),
+        length(max = 128)
+    )]
     #[x_kube(
         validation = Rule::new("self != '@reboot'").message("@reboot is not supported by Kubernetes CronJobs"),
-        validation = Rule::new("self.startsWith('@') || self.trim().split(' ').filter(f, f != '').size() == 5")
+        validation = Rule::new("self.startsWith('@') || self.matches('^ *[^ ]+( +[^ ]+){4} *$')")
             .message("must have exactly five fields (minute hour day-of-month month day-of-week), as Kubernetes CronJobs require"),
     )]
     pub schedule: Option<String>,
 
     /// Backup retention period: a duration such as 12h, 7d or 4w, or a number of backups to keep
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+[hdw]?$"))]
+    #[schemars(regex(pattern = r"^[0-9]+[hdw]?$"), length(max = 16))]
     pub retention: Option<String>,
 
     /// Backup destination
@@ -271,7 +277,9 @@ pub struct MonitoringSpec {
 }
 
 /// What deleting a Database does to its data volumes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum DeletionPolicy {
     /// Keep the PersistentVolumeClaims (and so the data) after the Database is gone.
     #[default]

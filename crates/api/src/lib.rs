@@ -24,7 +24,8 @@ pub const VERSION: &str = "v1";
 
 /// Every CRD of the API, in a stable order: what `database-operator crd` prints
 /// and what `deploy/crds/` holds.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
     let mut crds = vec![

@@ -22,9 +22,21 @@ use crate::reference::DatabaseRef;
     status = "DatabaseMonitorStatus",
     derive = "PartialEq",
     doc = "DatabaseMonitor is the monitoring and alerting of one Database",
-    printcolumn(name = "Database", type_ = "string", json_path = ".spec.databaseRef.name"),
-    printcolumn(name = "Alerting", type_ = "boolean", json_path = ".spec.alerting.enabled"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Database",
+        type_ = "string",
+        json_path = ".spec.databaseRef.name"
+    ),
+    printcolumn(
+        name = "Alerting",
+        type_ = "boolean",
+        json_path = ".spec.alerting.enabled"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseMonitorSpec {

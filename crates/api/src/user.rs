@@ -21,10 +21,18 @@ use crate::reference::{DatabaseRef, SecretKeyRef};
     status = "DatabaseUserStatus",
     derive = "PartialEq",
     doc = "DatabaseUser is a login inside a Database's engine, with the privileges it declares",
-    printcolumn(name = "Database", type_ = "string", json_path = ".spec.databaseRef.name"),
+    printcolumn(
+        name = "Database",
+        type_ = "string",
+        json_path = ".spec.databaseRef.name"
+    ),
     printcolumn(name = "Username", type_ = "string", json_path = ".spec.username"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("self.databaseRef == oldSelf.databaseRef").message("databaseRef is immutable").field_path(".databaseRef"),
@@ -86,7 +94,9 @@ pub enum Role {
 }
 
 /// What deleting a DatabaseUser does to the login.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum UserDeletionPolicy {
     /// Drop the login from the engine.
     #[default]

@@ -20,12 +20,18 @@ pub const FIELD_MANAGER: &str = api::labels::MANAGER;
 /// Two checks, because each misses something: the hash annotation notices a
 /// field we stopped setting, and the subset comparison notices a field someone
 /// else changed by hand.
-pub async fn apply_if_changed<K>(api: &Api<K>, mut desired: K, live: Option<&K>) -> Result<bool, kube::Error>
+pub async fn apply_if_changed<K>(
+    api: &Api<K>,
+    mut desired: K,
+    live: Option<&K>,
+) -> Result<bool, kube::Error>
 where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
 {
     let hash = hash_of(&desired);
-    desired.annotations_mut().insert(APPLIED_HASH.to_owned(), hash.clone());
+    desired
+        .annotations_mut()
+        .insert(APPLIED_HASH.to_owned(), hash.clone());
     if let Some(live) = live
         && live.annotations().get(APPLIED_HASH) == Some(&hash)
         && is_subset(&to_value(&desired), &to_value(live))
@@ -33,7 +39,8 @@ where
         return Ok(false);
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&desired.name_any(), &params, &Patch::Apply(&desired)).await?;
+    api.patch(&desired.name_any(), &params, &Patch::Apply(&desired))
+        .await?;
     Ok(true)
 }
 
@@ -47,13 +54,16 @@ fn to_value(object: &impl Serialize) -> Value {
 /// rewrites them in canonical form ("1024Mi" becomes "1Gi").
 pub fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d
-            .iter()
-            .all(|(k, dv)| l.get(k).is_some_and(|lv| is_subset(dv, lv)) || (dv.is_null() && !l.contains_key(k))),
-        (Value::Array(d), Value::Array(l)) => d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv)),
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| {
+            l.get(k).is_some_and(|lv| is_subset(dv, lv)) || (dv.is_null() && !l.contains_key(k))
+        }),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
+        }
         (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
         (Value::String(d), Value::String(l)) => {
-            d == l || matches!((api::quantity::parse(d), api::quantity::parse(l)), (Some(a), Some(b)) if a == b)
+            d == l
+                || matches!((api::quantity::parse(d), api::quantity::parse(l)), (Some(a), Some(b)) if a == b)
         }
         (d, l) => d == l,
     }
@@ -88,7 +98,13 @@ mod tests {
 
     #[test]
     fn quantities_compare_by_value() {
-        assert!(is_subset(&json!({"memory": "1024Mi"}), &json!({"memory": "1Gi"})));
-        assert!(!is_subset(&json!({"memory": "1Gi"}), &json!({"memory": "2Gi"})));
+        assert!(is_subset(
+            &json!({"memory": "1024Mi"}),
+            &json!({"memory": "1Gi"})
+        ));
+        assert!(!is_subset(
+            &json!({"memory": "1Gi"}),
+            &json!({"memory": "2Gi"})
+        ));
     }
 }

@@ -6,7 +6,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum Error {
     /// The API server refused or failed a request.
-    #[error("Kubernetes API error: {0}")]
+    #[error("Kubernetes API: {}", describe(.0))]
     Kube(#[from] kube::Error),
 
     /// An object read from the API server lacks a field the API guarantees.
@@ -36,4 +36,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// same spec cannot help) rather than the server being unavailable.
 pub fn is_permanent(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if matches!(status.code, 400 | 403 | 404 | 422))
+}
+
+/// A one-line description of a client error: the API server's own message
+/// for API errors, rather than the whole debug dump of the response.
+pub fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
 }

@@ -24,6 +24,10 @@ enum Command {
         /// Log as JSON lines instead of readable text.
         #[arg(long, env = "LOG_JSON")]
         log_json: bool,
+        /// How long deletion cleanup is retried before the finalizer lets go
+        /// and reports what it left behind.
+        #[arg(long, env = "CLEANUP_DEADLINE_SECONDS", default_value_t = 120)]
+        cleanup_deadline_seconds: u64,
     },
     /// Print every CRD as YAML, or write one file per CRD into a directory.
     Crd {
@@ -36,18 +40,28 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd { output_dir: None } => print!("{}", operator::crd::render_all()),
-        Command::Crd { output_dir: Some(dir) } => {
+        Command::Crd {
+            output_dir: Some(dir),
+        } => {
             std::fs::create_dir_all(&dir)?;
             for (name, yaml) in operator::crd::render_files() {
                 std::fs::write(dir.join(name), yaml)?;
             }
         }
-        Command::Run { metrics_address, log_json } => {
+        Command::Run {
+            metrics_address,
+            log_json,
+            cleanup_deadline_seconds,
+        } => {
             operator::telemetry::init(log_json);
             let metrics = Arc::new(Metrics::default());
             let config = kube::Config::infer().await?;
             let client = operator::client::counting_client(config, metrics.clone())?;
-            operator::manager::run(client, metrics, metrics_address, Settings::default()).await?;
+            let settings = Settings {
+                cleanup_deadline: std::time::Duration::from_secs(cleanup_deadline_seconds),
+                ..Settings::default()
+            };
+            operator::manager::run(client, metrics, metrics_address, settings).await?;
         }
     }
     Ok(())

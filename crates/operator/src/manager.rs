@@ -12,7 +12,12 @@ use crate::metrics::Metrics;
 use crate::server::{self, Probes};
 
 /// Runs the operator with `client` until a shutdown signal.
-pub async fn run(client: Client, metrics: Arc<Metrics>, address: SocketAddr, settings: Settings) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    address: SocketAddr,
+    settings: Settings,
+) -> anyhow::Result<()> {
     let (stores, streams) = stores::start(&client);
     let probes = Probes {
         metrics: metrics.clone(),

@@ -37,13 +37,25 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("database_operator");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
-        registry.register("reconciliations", "Reconciles by controller and result", reconciles.clone());
+        registry.register(
+            "reconciliations",
+            "Reconciles by controller and result",
+            reconciles.clone(),
+        );
         let durations = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 16))
         });
-        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", durations.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            durations.clone(),
+        );
         let api_writes = Family::<VerbLabel, Counter>::default();
-        registry.register("api_writes", "Write requests sent to the Kubernetes API", api_writes.clone());
+        registry.register(
+            "api_writes",
+            "Write requests sent to the Kubernetes API",
+            api_writes.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -77,7 +89,9 @@ impl Metrics {
 
     /// Counts one write request (any method other than GET/HEAD/OPTIONS).
     pub fn api_write(&self, verb: &str) {
-        self.api_writes.get_or_create(&VerbLabel { verb: verb.into() }).inc();
+        self.api_writes
+            .get_or_create(&VerbLabel { verb: verb.into() })
+            .inc();
         self.writes_total.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -89,7 +103,8 @@ impl Metrics {
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
         text
     }
 }

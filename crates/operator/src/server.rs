@@ -34,9 +34,14 @@ async fn readyz(State(probes): State<Probes>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn metrics(State(probes): State<Probes>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+async fn metrics(
+    State(probes): State<Probes>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         probes.metrics.encode(),
     )
 }

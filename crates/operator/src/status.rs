@@ -43,7 +43,8 @@ impl Observed {
             };
         };
         let seen = status.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0);
-        let same_revision = status.update_revision.is_none() || status.current_revision == status.update_revision;
+        let same_revision =
+            status.update_revision.is_none() || status.current_revision == status.update_revision;
         let updated = status.updated_replicas.unwrap_or(0) >= spec_replicas;
         Self {
             spec_replicas,
@@ -69,7 +70,11 @@ pub fn desired_status(
 
     let (phase, detail, lost_replicas) = match (failure, observed) {
         (Some(f), _) => (Phase::Failed, f.message.clone(), false),
-        (None, None) => (Phase::Pending, "waiting for the StatefulSet".to_owned(), false),
+        (None, None) => (
+            Phase::Pending,
+            "waiting for the StatefulSet".to_owned(),
+            false,
+        ),
         (None, Some(o)) => phase_from(o, desired, ever_ran, previous.phase),
     };
 
@@ -89,7 +94,10 @@ pub fn desired_status(
     };
     let generation = db.metadata.generation;
     let ready = phase == Phase::Running;
-    let progressing = matches!(phase, Phase::Pending | Phase::Creating | Phase::Scaling | Phase::Updating);
+    let progressing = matches!(
+        phase,
+        Phase::Pending | Phase::Creating | Phase::Scaling | Phase::Updating
+    );
     let degraded = phase == Phase::Failed || lost_replicas;
     let reason = match failure {
         Some(f) => f.reason.clone(),
@@ -97,7 +105,13 @@ pub fn desired_status(
     };
     set_condition(
         &mut status.conditions,
-        Condition::new(types::READY, ready, if ready { "AllReplicasReady" } else { &reason }, detail.clone(), generation),
+        Condition::new(
+            types::READY,
+            ready,
+            if ready { "AllReplicasReady" } else { &reason },
+            detail.clone(),
+            generation,
+        ),
         now,
     );
     set_condition(
@@ -105,8 +119,16 @@ pub fn desired_status(
         Condition::new(
             types::PROGRESSING,
             progressing,
-            if progressing { &reason } else { "ReconcileComplete" },
-            if progressing { detail.clone() } else { String::new() },
+            if progressing {
+                &reason
+            } else {
+                "ReconcileComplete"
+            },
+            if progressing {
+                detail.clone()
+            } else {
+                String::new()
+            },
             generation,
         ),
         now,
@@ -127,30 +149,51 @@ pub fn desired_status(
 
 /// The phase, a message, and whether replicas were lost without anyone asking
 /// for a change (which makes the Database Degraded).
-fn phase_from(o: Observed, desired: i32, ever_ran: bool, previous: Option<Phase>) -> (Phase, String, bool) {
+fn phase_from(
+    o: Observed,
+    desired: i32,
+    ever_ran: bool,
+    previous: Option<Phase>,
+) -> (Phase, String, bool) {
     let counts = format!("{}/{} replicas ready", o.ready, desired);
     if o.spec_replicas == desired && o.ready == desired && o.replicas == desired && o.rollout_done {
         return (Phase::Running, counts, false);
     }
     if !ever_ran {
         return if o.replicas == 0 {
-            (Phase::Pending, format!("waiting for pods to be created; {counts}"), false)
+            (
+                Phase::Pending,
+                format!("waiting for pods to be created; {counts}"),
+                false,
+            )
         } else {
             (Phase::Creating, counts, false)
         };
     }
     if o.spec_replicas != desired || o.replicas != desired {
-        return (Phase::Scaling, format!("scaling to {desired}; {counts}"), false);
+        return (
+            Phase::Scaling,
+            format!("scaling to {desired}; {counts}"),
+            false,
+        );
     }
     if !o.rollout_done {
-        return (Phase::Updating, format!("rolling out a new version or configuration; {counts}"), false);
+        return (
+            Phase::Updating,
+            format!("rolling out a new version or configuration; {counts}"),
+            false,
+        );
     }
     match previous {
         // Pods of a scale-up or rollout exist but are not all ready yet.
         Some(p @ (Phase::Scaling | Phase::Updating)) => (p, counts, false),
         // Ready replicas differ from spec.replicas though nobody asked for a
         // change: the seed calls that Scaling; Degraded says it was not asked for.
-        _ => (Phase::Scaling, format!("replicas became unavailable; {counts}"), true),
+        _ => (
+            Phase::Scaling,
+            format!("replicas became unavailable; {counts}"),
+            true,
+        ),
     }
 }
 
@@ -169,5 +212,6 @@ fn endpoints(db: &Database) -> Endpoints {
 
 /// Whether the Ready condition holds in a status.
 pub fn is_ready(status: &DatabaseStatus) -> bool {
-    condition::find(&status.conditions, types::READY).is_some_and(|c| c.status == ConditionStatus::True)
+    condition::find(&status.conditions, types::READY)
+        .is_some_and(|c| c.status == ConditionStatus::True)
 }

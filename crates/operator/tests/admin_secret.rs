@@ -7,11 +7,11 @@ mod common;
 use api::Engine;
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
 use kube::api::PartialObjectMeta;
 use kube::client::Body;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
-use kube::Client;
 use operator::controller::admin_secret::ensure_admin_secret;
 use tower_test::mock;
 
@@ -24,7 +24,8 @@ fn mock_client() -> (Client, Handle) {
 
 /// True when the code under test sends nothing more.
 async fn no_more_requests(handle: &mut Handle) -> bool {
-    let next = tokio::time::timeout(std::time::Duration::from_millis(200), handle.next_request()).await;
+    let next =
+        tokio::time::timeout(std::time::Duration::from_millis(200), handle.next_request()).await;
     matches!(next, Err(_) | Ok(None))
 }
 
@@ -36,10 +37,13 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
 }
 
 fn not_found() -> Response<Body> {
-    json(StatusCode::NOT_FOUND, serde_json::json!({
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
-        "message": "secrets \"db-secret\" not found"
-    }))
+    json(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+            "message": "secrets \"db-secret\" not found"
+        }),
+    )
 }
 
 fn existing_metadata() -> serde_json::Value {
@@ -56,8 +60,13 @@ async fn a_cached_secret_means_no_request_at_all() {
     writer.apply_watcher_event(&watcher::Event::Apply(meta));
     let db = common::database("db", Engine::Postgresql, "13.8", 1);
 
-    ensure_admin_secret(&client, &cache, &db, "default").await.unwrap();
-    assert!(no_more_requests(&mut handle).await, "no request may be sent");
+    ensure_admin_secret(&client, &cache, &db, "default")
+        .await
+        .unwrap();
+    assert!(
+        no_more_requests(&mut handle).await,
+        "no request may be sent"
+    );
 }
 
 #[tokio::test]
@@ -68,14 +77,22 @@ async fn an_existing_uncached_secret_is_read_and_left_alone() {
     let server = tokio::spawn(async move {
         let (request, respond) = handle.next_request().await.unwrap();
         assert_eq!(request.method(), "GET");
-        assert_eq!(request.uri().path(), "/api/v1/namespaces/default/secrets/db-secret");
+        assert_eq!(
+            request.uri().path(),
+            "/api/v1/namespaces/default/secrets/db-secret"
+        );
         respond.send_response(json(StatusCode::OK, existing_metadata()));
         // Any further request (a create, an update) is a regeneration.
         handle
     });
-    ensure_admin_secret(&client, &cache, &db, "default").await.unwrap();
+    ensure_admin_secret(&client, &cache, &db, "default")
+        .await
+        .unwrap();
     let mut handle = server.await.unwrap();
-    assert!(no_more_requests(&mut handle).await, "the existing Secret must not be written");
+    assert!(
+        no_more_requests(&mut handle).await,
+        "the existing Secret must not be written"
+    );
 }
 
 #[tokio::test]
@@ -94,9 +111,14 @@ async fn a_missing_secret_is_created_with_a_generated_password_once() {
         let data = secret.string_data.clone().unwrap();
         assert_eq!(data["username"], "root");
         assert!(data["password"].len() >= 24);
-        respond.send_response(json(StatusCode::CREATED, serde_json::to_value(&secret).unwrap()));
+        respond.send_response(json(
+            StatusCode::CREATED,
+            serde_json::to_value(&secret).unwrap(),
+        ));
     });
-    ensure_admin_secret(&client, &cache, &db, "default").await.unwrap();
+    ensure_admin_secret(&client, &cache, &db, "default")
+        .await
+        .unwrap();
     server.await.unwrap();
 }
 
@@ -116,7 +138,12 @@ async fn losing_a_create_race_keeps_the_other_secret() {
         })));
         handle
     });
-    ensure_admin_secret(&client, &cache, &db, "default").await.unwrap();
+    ensure_admin_secret(&client, &cache, &db, "default")
+        .await
+        .unwrap();
     let mut handle = server.await.unwrap();
-    assert!(no_more_requests(&mut handle).await, "no retry may overwrite the winner");
+    assert!(
+        no_more_requests(&mut handle).await,
+        "no retry may overwrite the winner"
+    );
 }

@@ -34,13 +34,19 @@ fn children(
     if let Some(class) = storage_class {
         db = with_storage_class(db, class);
     }
-    let name = format!("{engine}_{replicas}_replicas_{}", storage_class.unwrap_or("default_class"));
+    let name = format!(
+        "{engine}_{replicas}_replicas_{}",
+        storage_class.unwrap_or("default_class")
+    );
     insta::assert_yaml_snapshot!(name, snapshot_of(&db));
 }
 
 #[test]
 fn backup_cronjob_for_the_seed_e2e_database() {
-    let db = with_backup(database("e2e-test-db", Engine::Postgresql, "13.8", 2), "0 2 * * *");
+    let db = with_backup(
+        database("e2e-test-db", Engine::Postgresql, "13.8", 2),
+        "0 2 * * *",
+    );
     insta::assert_yaml_snapshot!("postgresql_with_backup", snapshot_of(&db));
 }
 
@@ -53,22 +59,45 @@ fn test_postgres_gets_one_replica_of_postgres_13_8_and_a_postgresql_conf() {
     assert_eq!(desired.statefulset.spec.replicas, Some(1));
     let pod = desired.statefulset.spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.containers[0].image.as_deref(), Some("postgres:13.8"));
-    assert_eq!(desired.config_map.metadata.name.as_deref(), Some("test-postgres-config"));
-    assert!(desired.config_map.data.as_ref().unwrap().contains_key("postgresql.conf"));
+    assert_eq!(
+        desired.config_map.metadata.name.as_deref(),
+        Some("test-postgres-config")
+    );
+    assert!(
+        desired
+            .config_map
+            .data
+            .as_ref()
+            .unwrap()
+            .contains_key("postgresql.conf")
+    );
 }
 
 #[rstest]
-fn every_child_is_owned_and_labelled(#[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine) {
+fn every_child_is_owned_and_labelled(
+    #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
+) {
     let db = with_backup(database("owned", engine, "1.0", 3), "0 3 * * *");
     let desired = Desired::build(&db);
-    let mut metas = vec![&desired.config_map.metadata, &desired.statefulset.metadata, &desired.pdb.metadata];
+    let mut metas = vec![
+        &desired.config_map.metadata,
+        &desired.statefulset.metadata,
+        &desired.pdb.metadata,
+    ];
     metas.extend(desired.all_services().map(|s| &s.metadata));
     metas.push(&desired.backup.as_ref().unwrap().metadata);
     for meta in metas {
         let owner = &meta.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("Database", "owned", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("Database", "owned", Some(true))
+        );
         let labels = meta.labels.as_ref().unwrap();
-        for key in ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/managed-by"] {
+        for key in [
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/managed-by",
+        ] {
             assert!(labels.contains_key(key), "{:?} lacks {key}", meta.name);
         }
     }
@@ -102,9 +131,17 @@ fn pods_meet_the_restricted_pod_security_standard(
 
 #[test]
 fn a_readonly_service_exists_only_with_more_than_one_replica() {
-    assert!(Desired::build(&database("one", Engine::Mysql, "8.4", 1)).services.readonly.is_none());
+    assert!(
+        Desired::build(&database("one", Engine::Mysql, "8.4", 1))
+            .services
+            .readonly
+            .is_none()
+    );
     let three = Desired::build(&database("three", Engine::Mysql, "8.4", 3));
-    assert_eq!(three.services.readonly.unwrap().metadata.name.as_deref(), Some("three-readonly"));
+    assert_eq!(
+        three.services.readonly.unwrap().metadata.name.as_deref(),
+        Some("three-readonly")
+    );
 }
 
 #[test]
@@ -112,11 +149,25 @@ fn a_configuration_change_changes_the_pod_template() {
     let small = database("db", Engine::Postgresql, "16.4", 1);
     let mut large = small.clone();
     large.spec.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
-        limits: Some([("memory".to_string(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("8Gi".into()))].into()),
+        limits: Some(
+            [(
+                "memory".to_string(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("8Gi".into()),
+            )]
+            .into(),
+        ),
         ..Default::default()
     });
     let annotation = |db| {
-        Desired::build(db).statefulset.spec.template.metadata.unwrap().annotations.unwrap()["example.com/config-hash"].clone()
+        Desired::build(db)
+            .statefulset
+            .spec
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()["example.com/config-hash"]
+            .clone()
     };
     assert_ne!(annotation(&small), annotation(&large));
 }

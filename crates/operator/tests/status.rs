@@ -31,7 +31,9 @@ fn sts(spec_replicas: i32, pods: i32, ready: i32, rolled_out: bool) -> StatefulS
 }
 
 fn condition(status: &api::DatabaseStatus, type_: &str) -> api::Condition {
-    api::condition::find(&status.conditions, type_).unwrap().clone()
+    api::condition::find(&status.conditions, type_)
+        .unwrap()
+        .clone()
 }
 
 #[test]
@@ -44,27 +46,51 @@ fn a_new_database_is_pending_until_pods_exist_then_creating_then_running() {
     let creating = desired_status(&db, Some(&sts(1, 1, 0, true)), None, &at(2));
     assert_eq!(creating.phase, Some(Phase::Creating));
     assert_eq!(condition(&creating, "Ready").status, ConditionStatus::False);
-    assert_eq!(condition(&creating, "Progressing").status, ConditionStatus::True);
+    assert_eq!(
+        condition(&creating, "Progressing").status,
+        ConditionStatus::True
+    );
     db.status = Some(creating);
 
     let running = desired_status(&db, Some(&sts(1, 1, 1, true)), None, &at(3));
     assert_eq!(running.phase, Some(Phase::Running));
     assert_eq!(condition(&running, "Ready").status, ConditionStatus::True);
-    assert_eq!(condition(&running, "Ready").last_transition_time, Some(at(3)));
-    assert_eq!(condition(&running, "Progressing").status, ConditionStatus::False);
-    assert_eq!(condition(&running, "Degraded").status, ConditionStatus::False);
+    assert_eq!(
+        condition(&running, "Ready").last_transition_time,
+        Some(at(3))
+    );
+    assert_eq!(
+        condition(&running, "Progressing").status,
+        ConditionStatus::False
+    );
+    assert_eq!(
+        condition(&running, "Degraded").status,
+        ConditionStatus::False
+    );
     assert_eq!(running.current_version.as_deref(), Some("13.8"));
     assert_eq!(running.observed_generation, Some(1));
-    assert_eq!(running.endpoints.as_ref().unwrap().primary.as_deref(), Some("db-primary.default.svc:5432"));
+    assert_eq!(
+        running.endpoints.as_ref().unwrap().primary.as_deref(),
+        Some("db-primary.default.svc:5432")
+    );
     assert!(running.endpoints.as_ref().unwrap().readonly.is_empty());
 }
 
 #[test]
 fn a_resync_of_a_running_database_produces_the_identical_status() {
     let mut db = database("db", Engine::Mysql, "8.4", 1);
-    db.status = Some(desired_status(&db, Some(&sts(1, 1, 1, true)), None, &at(10)));
+    db.status = Some(desired_status(
+        &db,
+        Some(&sts(1, 1, 1, true)),
+        None,
+        &at(10),
+    ));
     let again = desired_status(&db, Some(&sts(1, 1, 1, true)), None, &at(99));
-    assert_eq!(Some(again), db.status, "a resync must not change status, so it writes nothing");
+    assert_eq!(
+        Some(again),
+        db.status,
+        "a resync must not change status, so it writes nothing"
+    );
 }
 
 #[test]
@@ -79,12 +105,18 @@ fn scaling_up_passes_through_scaling_and_returns_to_running() {
     db.status = Some(before_sts_update);
     let midway = desired_status(&db, Some(&sts(3, 3, 2, true)), None, &at(3));
     assert_eq!(midway.phase, Some(Phase::Scaling));
-    assert_eq!(condition(&midway, "Degraded").status, ConditionStatus::False);
+    assert_eq!(
+        condition(&midway, "Degraded").status,
+        ConditionStatus::False
+    );
     db.status = Some(midway);
     let done = desired_status(&db, Some(&sts(3, 3, 3, true)), None, &at(4));
     assert_eq!(done.phase, Some(Phase::Running));
     assert_eq!(done.ready_replicas, Some(3));
-    assert_eq!(done.endpoints.unwrap().readonly, vec!["db-readonly.default.svc:5432".to_string()]);
+    assert_eq!(
+        done.endpoints.unwrap().readonly,
+        vec!["db-readonly.default.svc:5432".to_string()]
+    );
 }
 
 #[test]

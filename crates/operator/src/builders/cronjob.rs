@@ -41,7 +41,11 @@ pub fn backup_cronjob(db: &Database, driver: &dyn Driver) -> Option<CronJob> {
         "example.com/backup-note".to_owned(),
         BACKUP_NOTE.to_owned(),
     )]));
-    let host = format!("{}.{}.svc", names.primary(), db.namespace().unwrap_or_default());
+    let host = format!(
+        "{}.{}.svc",
+        names.primary(),
+        db.namespace().unwrap_or_default()
+    );
     let script = format!(
         "set -euo pipefail\n\
          {dump} | gzip -c > /backup/dump.gz\n\
@@ -101,7 +105,10 @@ pub fn backup_cronjob(db: &Database, driver: &dyn Driver) -> Option<CronJob> {
                                         ("cpu".into(), Quantity("100m".into())),
                                         ("memory".into(), Quantity("256Mi".into())),
                                     ])),
-                                    limits: Some(BTreeMap::from([("memory".into(), Quantity("1Gi".into()))])),
+                                    limits: Some(BTreeMap::from([(
+                                        "memory".into(),
+                                        Quantity("1Gi".into()),
+                                    )])),
                                     ..Default::default()
                                 }),
                                 security_context: Some(SecurityContext {

@@ -45,9 +45,13 @@ impl Desired {
 
     /// Every Service that should exist.
     pub fn all_services(&self) -> impl Iterator<Item = &Service> {
-        [Some(&self.services.headless), Some(&self.services.primary), self.services.readonly.as_ref()]
-            .into_iter()
-            .flatten()
+        [
+            Some(&self.services.headless),
+            Some(&self.services.primary),
+            self.services.readonly.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 

@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::Secret;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
-use kube::ResourceExt;
 use super::meta::{Names, child_meta};
 use crate::engine::{Driver, PASSWORD_KEY, USERNAME_KEY};
+use kube::ResourceExt;
 
 /// Length of generated passwords: 32 alphanumerics, about 190 bits.
 pub const PASSWORD_LENGTH: usize = 32;

@@ -26,7 +26,8 @@ pub fn services(db: &Database, driver: &dyn Driver) -> Services {
     Services {
         headless: service(db, driver, names.headless(), selector_labels(db), true),
         primary: service(db, driver, names.primary(), primary_selector, false),
-        readonly: (db.spec.replicas > 1).then(|| service(db, driver, names.readonly(), selector_labels(db), false)),
+        readonly: (db.spec.replicas > 1)
+            .then(|| service(db, driver, names.readonly(), selector_labels(db), false)),
     }
 }
 

@@ -11,8 +11,8 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, SeccompProfile, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    PodTemplateSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,7 +26,12 @@ const CONFIG_VOLUME: &str = "config";
 
 /// The StatefulSet for `db`. `config_hash` lands on the pod template so a
 /// configuration change rolls the pods.
-pub fn statefulset(db: &Database, driver: &dyn Driver, sizing: &Sizing, config_hash: &str) -> StatefulSet {
+pub fn statefulset(
+    db: &Database,
+    driver: &dyn Driver,
+    sizing: &Sizing,
+    config_hash: &str,
+) -> StatefulSet {
     let names = Names(&db.name_any());
     StatefulSet {
         metadata: child_meta(db, names.statefulset(), "database"),
@@ -47,10 +52,12 @@ pub fn statefulset(db: &Database, driver: &dyn Driver, sizing: &Sizing, config_h
             }),
             // Data outlives pods and scale-downs; deleting it is the finalizer's
             // decision, driven by spec.deletionPolicy.
-            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
-                when_deleted: Some("Retain".into()),
-                when_scaled: Some("Retain".into()),
-            }),
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Retain".into()),
+                    when_scaled: Some("Retain".into()),
+                },
+            ),
             template: pod_template(db, driver, sizing, config_hash),
             volume_claim_templates: Some(vec![volume_claim_template(&db.spec.storage)]),
             ..Default::default()
@@ -59,13 +66,21 @@ pub fn statefulset(db: &Database, driver: &dyn Driver, sizing: &Sizing, config_h
     }
 }
 
-fn pod_template(db: &Database, driver: &dyn Driver, sizing: &Sizing, config_hash: &str) -> PodTemplateSpec {
+fn pod_template(
+    db: &Database,
+    driver: &dyn Driver,
+    sizing: &Sizing,
+    config_hash: &str,
+) -> PodTemplateSpec {
     let names = Names(&db.name_any());
     let uid = driver.run_as_user();
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(db, "database")),
-            annotations: Some(BTreeMap::from([(CONFIG_HASH.to_owned(), config_hash.to_owned())])),
+            annotations: Some(BTreeMap::from([(
+                CONFIG_HASH.to_owned(),
+                config_hash.to_owned(),
+            )])),
             ..Default::default()
         }),
         spec: Some(PodSpec {
@@ -154,17 +169,19 @@ fn container(db: &Database, driver: &dyn Driver, sizing: &Sizing) -> Container {
 fn spread_replicas(db: &Database) -> Affinity {
     Affinity {
         pod_anti_affinity: Some(PodAntiAffinity {
-            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
-                weight: 100,
-                pod_affinity_term: PodAffinityTerm {
-                    label_selector: Some(LabelSelector {
-                        match_labels: Some(selector_labels(db)),
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(selector_labels(db)),
+                            ..Default::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".into(),
                         ..Default::default()
-                    }),
-                    topology_key: "kubernetes.io/hostname".into(),
-                    ..Default::default()
+                    },
                 },
-            }]),
+            ]),
             ..Default::default()
         }),
         ..Default::default()
@@ -181,7 +198,10 @@ fn volume_claim_template(storage: &StorageSpec) -> PersistentVolumeClaim {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: storage.storage_class.clone(),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".into(), Quantity(storage.size.clone()))])),
+                requests: Some(BTreeMap::from([(
+                    "storage".into(),
+                    Quantity(storage.size.clone()),
+                )])),
                 ..Default::default()
             }),
             ..Default::default()

@@ -19,12 +19,16 @@ impl PerObjectBackoff {
         let mut failures = self.failures.lock().expect("backoff lock poisoned");
         let count = failures.entry(key.to_owned()).or_insert(0);
         *count = count.saturating_add(1);
-        BASE.saturating_mul(2u32.saturating_pow(*count - 1)).min(MAX)
+        BASE.saturating_mul(2u32.saturating_pow(*count - 1))
+            .min(MAX)
     }
 
     /// Forgets the failures of `key` after a successful reconcile.
     pub fn reset(&self, key: &str) {
-        self.failures.lock().expect("backoff lock poisoned").remove(key);
+        self.failures
+            .lock()
+            .expect("backoff lock poisoned")
+            .remove(key);
     }
 }
 

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
+use api::Database;
 use api::condition::{Condition, set_condition, types};
 use api::database::{DeletionPolicy, Phase};
-use api::Database;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -24,17 +24,22 @@ use super::Context;
 use super::database::publish;
 use crate::apply::FIELD_MANAGER;
 use crate::builders::meta::selector_string;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, describe};
 
 /// Runs the cleanup of a Database being deleted.
 pub async fn run(db: &Database, ctx: &Context) -> Result<Action> {
-    let namespace = db.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = db
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     mark_deleting(db, ctx, &namespace).await?;
     match clean_volumes(db, ctx, &namespace).await {
         Ok(()) => Ok(Action::await_change()),
         Err(error) if past_deadline(db, ctx.settings.cleanup_deadline) => {
-            let message = format!("gave up cleaning up after {:?}: {error}; the PersistentVolumeClaims selected by {} may be left behind",
-                ctx.settings.cleanup_deadline, selector_string(db));
+            let message = format!(
+                "gave up cleaning up after {:?}: {error}; the PersistentVolumeClaims selected by {} may be left behind",
+                ctx.settings.cleanup_deadline,
+                selector_string(db)
+            );
             warn!(database = %db.name_any(), %message, "cleanup abandoned");
             record_cleanup_failure(db, ctx, &namespace, &message).await;
             publish(ctx, db, EventType::Warning, "CleanupAbandoned", message).await;
@@ -75,13 +80,25 @@ async fn clean_volumes(db: &Database, ctx: &Context, namespace: &str) -> Result<
                 match claims.delete(name, &DeleteParams::background()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(e) => return Err(Error::Cleanup(format!("deleting PersistentVolumeClaim {name}: {e}"))),
+                    Err(e) => {
+                        return Err(Error::Cleanup(format!(
+                            "deleting PersistentVolumeClaim {name}: {}",
+                            describe(&e)
+                        )));
+                    }
                 }
             }
             info!(database = %db.name_any(), volumes = ?names, "deleted data volumes");
-            publish(ctx, db, EventType::Normal, "DeletedVolumes", format!(
-                "deletionPolicy is Delete: deleted PersistentVolumeClaims {}", names.join(", ")
-            ))
+            publish(
+                ctx,
+                db,
+                EventType::Normal,
+                "DeletedVolumes",
+                format!(
+                    "deletionPolicy is Delete: deleted PersistentVolumeClaims {}",
+                    names.join(", ")
+                ),
+            )
             .await;
             Ok(())
         }
@@ -93,15 +110,31 @@ async fn mark_deleting(db: &Database, ctx: &Context, namespace: &str) -> Result<
     if phase == Some(Phase::Deleting) {
         return Ok(());
     }
-    patch_status(ctx, namespace, &db.name_any(), serde_json::json!({"status": {"phase": Phase::Deleting}})).await
+    patch_status(
+        ctx,
+        namespace,
+        &db.name_any(),
+        serde_json::json!({"status": {"phase": Phase::Deleting}}),
+    )
+    .await
 }
 
 async fn record_cleanup_failure(db: &Database, ctx: &Context, namespace: &str, message: &str) {
-    let mut conditions = db.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let mut conditions = db
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
     let now = Time(jiff::Timestamp::now());
     set_condition(
         &mut conditions,
-        Condition::new(types::CLEANUP_FAILED, true, "CleanupDeadlineExceeded", message, db.metadata.generation),
+        Condition::new(
+            types::CLEANUP_FAILED,
+            true,
+            "CleanupDeadlineExceeded",
+            message,
+            db.metadata.generation,
+        ),
         &now,
     );
     let patch = serde_json::json!({"status": {"conditions": conditions}});
@@ -110,12 +143,18 @@ async fn record_cleanup_failure(db: &Database, ctx: &Context, namespace: &str, m
     }
 }
 
-async fn patch_status(ctx: &Context, namespace: &str, name: &str, patch: serde_json::Value) -> Result<()> {
+async fn patch_status(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<()> {
     let api = Api::<Database>::namespaced(ctx.client.clone(), namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    api.patch_status(name, &params, &Patch::Merge(&patch)).await?;
+    api.patch_status(name, &params, &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }

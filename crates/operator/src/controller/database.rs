@@ -25,10 +25,10 @@ use super::admin_secret::ensure_admin_secret;
 use super::cleanup;
 use super::stores::{Streams, lookup};
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
+use crate::builders::Desired;
 use crate::builders::meta::Names;
 use crate::builders::statefulset::keep_immutable_fields;
-use crate::builders::Desired;
-use crate::error::{Error, Result, is_permanent};
+use crate::error::{Error, Result, describe, is_permanent};
 use crate::status::{Failure, desired_status};
 
 /// The finalizer on every Database; the seed's name.
@@ -61,7 +61,9 @@ fn now() -> Time {
 /// One reconcile of one Database.
 pub async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("database");
-    let namespace = db.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = db
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let api = Api::<Database>::namespaced(ctx.client.clone(), &namespace);
     let key = format!("{namespace}/{}", db.name_any());
     let result = finalizer(&api, FINALIZER, db, |event| async {
@@ -72,14 +74,17 @@ pub async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
     })
     .await
     .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        kube::runtime::finalizer::Error::AddFinalizer(e) | kube::runtime::finalizer::Error::RemoveFinalizer(e) => {
-            Error::Kube(e)
-        }
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::AddFinalizer(e)
+        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
         kube::runtime::finalizer::Error::UnnamedObject => Error::MissingField("metadata.name"),
-        kube::runtime::finalizer::Error::InvalidFinalizer => Error::MissingField("a valid finalizer name"),
+        kube::runtime::finalizer::Error::InvalidFinalizer => {
+            Error::MissingField("a valid finalizer name")
+        }
     });
-    ctx.metrics.reconciled("database", result.as_ref().err().map(Error::kind));
+    ctx.metrics
+        .reconciled("database", result.as_ref().err().map(Error::kind));
     if result.is_ok() {
         ctx.backoff.reset(&key);
     }
@@ -95,7 +100,9 @@ pub fn error_policy(db: Arc<Database>, error: &Error, ctx: Arc<Context>) -> Acti
 }
 
 async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
-    let namespace = db.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = db
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let failure = match apply_children(db, ctx, &namespace).await {
         Ok(()) => None,
         Err(Error::Kube(e)) if is_permanent(&e) => Some(failure_from(&e)),
@@ -111,13 +118,9 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
 }
 
 fn failure_from(error: &kube::Error) -> Failure {
-    let message = match error {
-        kube::Error::Api(status) => status.message.clone(),
-        other => other.to_string(),
-    };
     Failure {
         reason: "InvalidSpec".into(),
-        message: format!("the cluster refused a child object: {message}"),
+        message: format!("the cluster refused a child object: {}", describe(error)),
     }
 }
 
@@ -133,7 +136,9 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
 
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
     let live = lookup(&stores.config_maps, &names.config(), namespace);
-    writes += u32::from(apply_if_changed(&config_maps, desired.config_map.clone(), live.as_deref()).await?);
+    writes += u32::from(
+        apply_if_changed(&config_maps, desired.config_map.clone(), live.as_deref()).await?,
+    );
 
     let services = Api::<Service>::namespaced(client.clone(), namespace);
     for service in desired.all_services() {
@@ -150,12 +155,22 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
         keep_immutable_fields(&mut desired.statefulset, live);
     }
     let created = live.is_none();
-    writes += u32::from(apply_if_changed(&statefulsets, desired.statefulset, live.as_deref()).await?);
+    writes +=
+        u32::from(apply_if_changed(&statefulsets, desired.statefulset, live.as_deref()).await?);
     if created {
-        publish(ctx, db, EventType::Normal, "Created", format!(
-            "created StatefulSet {} with {} replica(s) of {} {}",
-            names.statefulset(), db.spec.replicas, db.spec.engine, db.spec.version
-        ))
+        publish(
+            ctx,
+            db,
+            EventType::Normal,
+            "Created",
+            format!(
+                "created StatefulSet {} with {} replica(s) of {} {}",
+                names.statefulset(),
+                db.spec.replicas,
+                db.spec.engine,
+                db.spec.version
+            ),
+        )
         .await;
     }
 
@@ -198,7 +213,12 @@ where
 
 /// Writes `status` if it differs from the live one, and records an event
 /// for each phase transition a user should see.
-async fn write_status_if_changed(db: &Database, ctx: &Context, namespace: &str, status: DatabaseStatus) -> Result<()> {
+async fn write_status_if_changed(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    status: DatabaseStatus,
+) -> Result<()> {
     let previous = db.status.as_ref();
     if previous == Some(&status) {
         return Ok(());
@@ -206,7 +226,10 @@ async fn write_status_if_changed(db: &Database, ctx: &Context, namespace: &str, 
     let before = previous.and_then(|s| s.phase);
     let api = Api::<Database>::namespaced(ctx.client.clone(), namespace);
     let patch = serde_json::json!({ "status": status });
-    let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
     api.patch_status(&db.name_any(), &params, &Patch::Merge(&patch))
         .await?;
     if before != status.phase
@@ -217,13 +240,33 @@ async fn write_status_if_changed(db: &Database, ctx: &Context, namespace: &str, 
     Ok(())
 }
 
-async fn announce_phase(db: &Database, ctx: &Context, before: Option<Phase>, phase: Phase, status: &DatabaseStatus) {
+async fn announce_phase(
+    db: &Database,
+    ctx: &Context,
+    before: Option<Phase>,
+    phase: Phase,
+    status: &DatabaseStatus,
+) {
     let ready = api::condition::find(&status.conditions, types::READY);
-    let message = ready.map(|c: &Condition| c.message.clone()).unwrap_or_default();
+    let message = ready
+        .map(|c: &Condition| c.message.clone())
+        .unwrap_or_default();
     let (kind, reason, note) = match phase {
-        Phase::Running => (EventType::Normal, "Running", format!("database is running: {message}")),
-        Phase::Scaling => (EventType::Normal, "Scaling", format!("scaling to {} replicas: {message}", db.spec.replicas)),
-        Phase::Updating => (EventType::Normal, "Updating", format!("rolling out version {}: {message}", db.spec.version)),
+        Phase::Running => (
+            EventType::Normal,
+            "Running",
+            format!("database is running: {message}"),
+        ),
+        Phase::Scaling => (
+            EventType::Normal,
+            "Scaling",
+            format!("scaling to {} replicas: {message}", db.spec.replicas),
+        ),
+        Phase::Updating => (
+            EventType::Normal,
+            "Updating",
+            format!("rolling out version {}: {message}", db.spec.version),
+        ),
         Phase::Failed => (EventType::Warning, "Failed", message),
         Phase::Creating => (EventType::Normal, "Creating", message),
         Phase::Pending | Phase::Deleting => return,
@@ -232,13 +275,28 @@ async fn announce_phase(db: &Database, ctx: &Context, before: Option<Phase>, pha
     publish(ctx, db, kind, reason, note).await;
 }
 
+/// The API server refuses event notes longer than this many bytes.
+const MAX_EVENT_NOTE: usize = 1024;
+
+fn truncate(mut text: String, max_bytes: usize) -> String {
+    if text.len() > max_bytes {
+        let mut end = max_bytes - 3;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
 /// Records a Kubernetes Event on the Database. Failing to record one is
 /// logged, never fatal.
 pub async fn publish(ctx: &Context, db: &Database, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.into(),
-        note: Some(note),
+        note: Some(truncate(note, MAX_EVENT_NOTE)),
         action: "Reconcile".into(),
         secondary: None,
     };

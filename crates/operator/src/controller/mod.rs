@@ -44,7 +44,12 @@ impl Default for Settings {
 }
 
 impl Context {
-    pub fn new(client: Client, stores: stores::Stores, metrics: Arc<Metrics>, settings: Settings) -> Self {
+    pub fn new(
+        client: Client,
+        stores: stores::Stores,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+    ) -> Self {
         let reporter = Reporter {
             controller: api::labels::MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),

@@ -49,7 +49,9 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
-    let config = watcher::Config::default().labels(&managed_selector()).any_semantic();
+    let config = watcher::Config::default()
+        .labels(&managed_selector())
+        .any_semantic();
     let stream = watcher(Api::<K>::all(client.clone()), config)
         .default_backoff()
         .modify(|o| o.managed_fields_mut().clear())
@@ -69,7 +71,9 @@ pub fn start(client: &Client) -> (Stores, Streams) {
     let (secrets, secret_writer) = reflector::store();
     let secret_stream = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default().labels(&managed_selector()).any_semantic(),
+        watcher::Config::default()
+            .labels(&managed_selector())
+            .any_semantic(),
     )
     .default_backoff()
     .modify(|o| o.managed_fields_mut().clear())

@@ -93,7 +93,13 @@ pub(crate) fn plain_env(name: &str, value: &str) -> EnvVar {
 }
 
 /// An exec probe running `script` under `sh -c`, so it can read the container's env.
-pub(crate) fn shell_probe(script: &str, initial_delay: i32, period: i32, timeout: i32, failures: i32) -> Probe {
+pub(crate) fn shell_probe(
+    script: &str,
+    initial_delay: i32,
+    period: i32,
+    timeout: i32,
+    failures: i32,
+) -> Probe {
     Probe {
         exec: Some(k8s_openapi::api::core::v1::ExecAction {
             command: Some(vec!["sh".into(), "-c".into(), script.to_owned()]),
@@ -113,14 +119,21 @@ mod tests {
 
     #[test]
     fn every_engine_has_a_driver_that_names_itself() {
-        for engine in [api::Engine::Postgresql, api::Engine::Mysql, api::Engine::Mongodb] {
+        for engine in [
+            api::Engine::Postgresql,
+            api::Engine::Mysql,
+            api::Engine::Mongodb,
+        ] {
             assert_eq!(driver(engine).engine(), engine);
         }
     }
 
     #[test]
     fn images_are_the_official_ones() {
-        assert_eq!(driver(api::Engine::Postgresql).image("13.8"), "postgres:13.8");
+        assert_eq!(
+            driver(api::Engine::Postgresql).image("13.8"),
+            "postgres:13.8"
+        );
         assert_eq!(driver(api::Engine::Mysql).image("8.0"), "mysql:8.0");
         assert_eq!(driver(api::Engine::Mongodb).image("7.0"), "mongo:7.0");
     }

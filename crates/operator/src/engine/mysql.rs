@@ -80,7 +80,9 @@ impl Driver for Mysql {
         // "access denied", so no password is needed; TCP skips the
         // networking-less server of first-start initialisation.
         shell_probe(
-            &format!("exec mysqladmin ping --protocol=tcp -h 127.0.0.1 -P {PORT} --connect-timeout=2"),
+            &format!(
+                "exec mysqladmin ping --protocol=tcp -h 127.0.0.1 -P {PORT} --connect-timeout=2"
+            ),
             5,
             5,
             3,
@@ -90,7 +92,9 @@ impl Driver for Mysql {
 
     fn liveness_probe(&self) -> Probe {
         shell_probe(
-            &format!("exec mysqladmin ping --protocol=tcp -h 127.0.0.1 -P {PORT} --connect-timeout=4"),
+            &format!(
+                "exec mysqladmin ping --protocol=tcp -h 127.0.0.1 -P {PORT} --connect-timeout=4"
+            ),
             30,
             10,
             5,
@@ -117,6 +121,9 @@ mod tests {
     #[test]
     fn buffer_pool_is_half_of_memory() {
         let config = Mysql.render_config(&Sizing::from_spec(None));
-        assert!(config.contains("innodb_buffer_pool_size = 512M"), "{config}");
+        assert!(
+            config.contains("innodb_buffer_pool_size = 512M"),
+            "{config}"
+        );
     }
 }

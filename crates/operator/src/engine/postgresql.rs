@@ -82,7 +82,10 @@ impl Driver for Postgresql {
     }
 
     fn args(&self) -> Vec<String> {
-        vec!["-c".into(), format!("config_file={CONFIG_DIR}/postgresql.conf")]
+        vec![
+            "-c".into(),
+            format!("config_file={CONFIG_DIR}/postgresql.conf"),
+        ]
     }
 
     fn env(&self, database_name: &str, secret_name: &str) -> Vec<EnvVar> {

@@ -114,7 +114,8 @@ mod tests {
 
     #[test]
     fn the_limit_wins_over_the_request_for_planning() {
-        let sizing = Sizing::from_spec(Some(&resources(&[("memory", "1Gi")], &[("memory", "4Gi")])));
+        let sizing =
+            Sizing::from_spec(Some(&resources(&[("memory", "1Gi")], &[("memory", "4Gi")])));
         assert_eq!(sizing.memory_mib(), 4096);
     }
 

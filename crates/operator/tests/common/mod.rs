@@ -50,7 +50,9 @@ pub fn with_backup(mut db: Database, schedule: &str) -> Database {
 
 /// Reads a sample from deploy/samples.
 pub fn sample(file: &str) -> Database {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/samples").join(file);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/samples")
+        .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

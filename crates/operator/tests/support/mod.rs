@@ -1,0 +1,221 @@
+//! The integration fixture: one real control plane per test binary (from the
+//! testkit), the generated CRDs installed, and the real `database-operator`
+//! binary running against it as a child process. Each test works in its own
+//! namespace, so tests run in parallel without seeing each other.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use api::Database;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use testkit::Cluster;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+pub struct Env {
+    pub cluster: Cluster,
+    pub metrics_address: String,
+    pub operator_log: PathBuf,
+}
+
+static ENV: OnceCell<Env> = OnceCell::const_new();
+
+/// The shared cluster with CRDs and a running operator.
+pub async fn env() -> &'static Env {
+    ENV.get_or_init(|| async { start().await.expect("starting the integration environment") })
+        .await
+}
+
+async fn start() -> Result<Env> {
+    let cluster = Cluster::start().await?;
+    let client = cluster.client().await?;
+    install_crds(&client).await?;
+    let port = testkit::processes::free_port()?;
+    let metrics_address = format!("127.0.0.1:{port}");
+    let operator_log = cluster.dir().join("operator.log");
+    let args: Vec<String> = [
+        "run",
+        "--metrics-address",
+        &metrics_address,
+        "--cleanup-deadline-seconds",
+        "8",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut command = testkit::processes::command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_database-operator")),
+        &args,
+        &operator_log,
+    )?;
+    command
+        .env("KUBECONFIG", cluster.kubeconfig_path())
+        .env("RUST_LOG", "info,kube=warn,operator=debug");
+    // The operator dies with the forking thread (PR_SET_PDEATHSIG), so fork it
+    // from a thread that lives as long as the test process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || match command.spawn() {
+        Ok(mut child) => {
+            let _ = tx.send(Ok(child.id()));
+            let _ = child.wait();
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e));
+        }
+    });
+    rx.recv()?.context("starting database-operator")?;
+    let env = Env {
+        cluster,
+        metrics_address,
+        operator_log,
+    };
+    for _ in 0..300 {
+        if let Ok((200, _)) = env.http_get("/readyz").await {
+            return Ok(env);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "operator never became ready:\n{}",
+        testkit::processes::log_tail(&env.operator_log, 40)
+    )
+}
+
+/// Applies every generated CRD and waits until the API server serves them.
+pub async fn install_crds(client: &Client) -> Result<()> {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in api::crds() {
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply("integration-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("installing CRD {}", crd.name_any()))?;
+    }
+    for crd in api::crds() {
+        let name = crd.name_any();
+        let mut established = false;
+        for _ in 0..100 {
+            let live = crds.get(&name).await?;
+            established = live
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !established {
+            bail!("CRD {name} never became Established");
+        }
+    }
+    Ok(())
+}
+
+impl Env {
+    pub async fn client(&self) -> Client {
+        self.cluster
+            .client()
+            .await
+            .expect("client for the test cluster")
+    }
+
+    /// Creates a fresh namespace for one test.
+    pub async fn namespace(&self, name: &str) -> String {
+        let namespaces = Api::<Namespace>::all(self.client().await);
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("creating namespace");
+        // The ServiceAccount admission plugin refuses pods until "default" exists.
+        self.cluster
+            .eventually(
+                "the default ServiceAccount",
+                Duration::from_secs(30),
+                async |client| {
+                    let sa = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+                        client.clone(),
+                        name,
+                    );
+                    Ok(sa.get_opt("default").await?.map(|_| ()))
+                },
+            )
+            .await
+            .expect("default ServiceAccount");
+        name.to_owned()
+    }
+
+    /// A plain HTTP/1.0 GET against the operator's metrics server.
+    pub async fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        let mut stream = tokio::net::TcpStream::connect(&self.metrics_address).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let code = response.split_whitespace().nth(1).unwrap_or("0").parse()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((code, body))
+    }
+
+    /// Sum of every series of a metric in the operator's /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics").await.expect("scraping /metrics");
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// The operator's log, for failure messages.
+    pub fn operator_log_tail(&self) -> String {
+        testkit::processes::log_tail(&self.operator_log, 60)
+    }
+}
+
+/// Reads a sample from deploy/samples into `namespace`.
+pub fn sample(file: &str, namespace: &str) -> Database {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/samples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut db: Database = serde_saphyr::from_str(&text).unwrap();
+    db.metadata.namespace = Some(namespace.to_owned());
+    db
+}
+
+/// Polls `check` every 200 ms until it yields a value, or panics with the
+/// operator's log after `timeout`.
+pub async fn eventually<T, F, Fut>(env: &Env, what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "timed out waiting for {what}\noperator log:\n{}",
+                env.operator_log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
