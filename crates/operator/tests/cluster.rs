@@ -561,3 +561,157 @@ async fn the_api_server_refuses_the_seeds_invalid_inputs_naming_the_field() {
         );
     }
 }
+
+#[tokio::test]
+async fn children_deleted_or_edited_by_hand_are_put_back() {
+    let env = env().await;
+    let client = env.client().await;
+    let ns = env.namespace("drift").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let mut db = sample("mysql-sample.yaml", &ns);
+    db.spec.replicas = 2;
+    dbs.create(&PostParams::default(), &db).await.unwrap();
+    wait_for_phase(env, &dbs, "mysql-sample", Phase::Running).await;
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+
+    // Deleted by hand: recreated.
+    let old_sts_uid = statefulsets.get("mysql-sample").await.unwrap().uid();
+    statefulsets
+        .delete("mysql-sample", &DeleteParams::default())
+        .await
+        .unwrap();
+    services
+        .delete("mysql-sample-primary", &DeleteParams::default())
+        .await
+        .unwrap();
+    config_maps
+        .delete("mysql-sample-config", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(env, "a new StatefulSet", WAIT, || async {
+        let sts = statefulsets.get_opt("mysql-sample").await.ok()??;
+        (sts.uid() != old_sts_uid && sts.metadata.deletion_timestamp.is_none()).then_some(())
+    })
+    .await;
+    eventually(env, "the primary Service back", WAIT, || async {
+        services.get("mysql-sample-primary").await.ok()
+    })
+    .await;
+    let config = eventually(env, "the ConfigMap back", WAIT, || async {
+        config_maps.get("mysql-sample-config").await.ok()
+    })
+    .await;
+    assert!(config.data.unwrap()["my.cnf"].contains("innodb_buffer_pool_size"));
+
+    // Edited by hand: put back.
+    let hand = PatchParams::apply("someone-by-hand").force();
+    config_maps
+        .patch("mysql-sample-config", &hand, &Patch::Apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "data": {"my.cnf": "[mysqld]\nmax_connections = 1\n"}
+        })))
+        .await
+        .unwrap();
+    statefulsets
+        .patch(
+            "mysql-sample",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    services
+        .patch("mysql-sample-primary", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"selector": {"app.kubernetes.io/instance": "someone-else"}}})))
+        .await
+        .unwrap();
+    eventually(env, "the configuration restored", WAIT, || async {
+        let data = config_maps.get("mysql-sample-config").await.ok()?.data?;
+        data["my.cnf"]
+            .contains("innodb_buffer_pool_size")
+            .then_some(())
+    })
+    .await;
+    eventually(env, "replicas restored to 2", WAIT, || async {
+        (statefulsets.get("mysql-sample").await.ok()?.spec.replicas == Some(2)).then_some(())
+    })
+    .await;
+    eventually(env, "the selector restored", WAIT, || async {
+        let selector = services
+            .get("mysql-sample-primary")
+            .await
+            .ok()?
+            .spec?
+            .selector?;
+        (selector["app.kubernetes.io/instance"] == "mysql-sample").then_some(())
+    })
+    .await;
+    wait_for_phase(env, &dbs, "mysql-sample", Phase::Running).await;
+}
+
+#[tokio::test]
+async fn unsafe_changes_are_refused_at_admission_naming_the_field() {
+    let env = env().await;
+    let client = env.client().await;
+    let ns = env.namespace("immutable").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let mut db = sample("postgresql-sample.yaml", &ns);
+    db.spec.storage.storage_class = Some("standard".into());
+    dbs.create(&PostParams::default(), &db).await.unwrap();
+    let cases = [
+        (
+            serde_json::json!({"spec": {"engine": "mysql"}}),
+            "spec.engine",
+            "immutable",
+        ),
+        (
+            serde_json::json!({"spec": {"storage": {"size": "1Gi"}}}),
+            "spec.storage.size",
+            "cannot shrink",
+        ),
+        (
+            serde_json::json!({"spec": {"storage": {"storageClass": "other"}}}),
+            "spec.storage.storageClass",
+            "immutable",
+        ),
+        (
+            serde_json::json!({"spec": {"version": "15.4"}}),
+            "spec.version",
+            "downgrade",
+        ),
+        (
+            serde_json::json!({"spec": {"version": "17.0"}}),
+            "spec.version",
+            "pg_upgrade",
+        ),
+    ];
+    for (patch, field, words) in cases {
+        let error = dbs
+            .patch(
+                "postgresql-sample",
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .expect_err(&format!("{patch} was accepted"));
+        let kube::Error::Api(status) = error else {
+            panic!("{error}")
+        };
+        assert_eq!(status.code, 422, "{}", status.message);
+        assert!(
+            status.message.contains(field) && status.message.contains(words),
+            "{patch}: {}",
+            status.message
+        );
+    }
+    // Growing storage and a minor version change are allowed.
+    dbs.patch(
+        "postgresql-sample",
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"spec": {"storage": {"size": "10Gi"}, "version": "16.6"}}),
+        ),
+    )
+    .await
+    .unwrap();
+}

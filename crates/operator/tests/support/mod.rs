@@ -21,6 +21,7 @@ pub struct Env {
     pub cluster: Cluster,
     pub metrics_address: String,
     pub operator_log: PathBuf,
+    operator_pid: std::sync::Mutex<u32>,
 }
 
 static ENV: OnceCell<Env> = OnceCell::const_new();
@@ -38,10 +39,23 @@ async fn start() -> Result<Env> {
     let port = testkit::processes::free_port()?;
     let metrics_address = format!("127.0.0.1:{port}");
     let operator_log = cluster.dir().join("operator.log");
+    let pid = spawn_operator(&cluster, &metrics_address, &operator_log)?;
+    let env = Env {
+        cluster,
+        metrics_address,
+        operator_log,
+        operator_pid: std::sync::Mutex::new(pid),
+    };
+    env.wait_until_ready().await?;
+    Ok(env)
+}
+
+/// Starts the real operator binary against `cluster`; returns its pid.
+fn spawn_operator(cluster: &Cluster, metrics_address: &str, log: &std::path::Path) -> Result<u32> {
     let args: Vec<String> = [
         "run",
         "--metrics-address",
-        &metrics_address,
+        metrics_address,
         "--cleanup-deadline-seconds",
         "8",
     ]
@@ -51,13 +65,13 @@ async fn start() -> Result<Env> {
     let mut command = testkit::processes::command(
         std::path::Path::new(env!("CARGO_BIN_EXE_database-operator")),
         &args,
-        &operator_log,
+        log,
     )?;
     command
         .env("KUBECONFIG", cluster.kubeconfig_path())
-        .env("RUST_LOG", "info,kube=warn,operator=debug");
+        .env("RUST_LOG", "info,kube=warn");
     // The operator dies with the forking thread (PR_SET_PDEATHSIG), so fork it
-    // from a thread that lives as long as the test process.
+    // from a thread that lives as long as the operator.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || match command.spawn() {
         Ok(mut child) => {
@@ -68,22 +82,7 @@ async fn start() -> Result<Env> {
             let _ = tx.send(Err(e));
         }
     });
-    rx.recv()?.context("starting database-operator")?;
-    let env = Env {
-        cluster,
-        metrics_address,
-        operator_log,
-    };
-    for _ in 0..300 {
-        if let Ok((200, _)) = env.http_get("/readyz").await {
-            return Ok(env);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "operator never became ready:\n{}",
-        testkit::processes::log_tail(&env.operator_log, 40)
-    )
+    Ok(rx.recv()?.context("starting database-operator")?)
 }
 
 /// Applies every generated CRD and waits until the API server serves them.
@@ -122,6 +121,37 @@ pub async fn install_crds(client: &Client) -> Result<()> {
 }
 
 impl Env {
+    async fn wait_until_ready(&self) -> Result<()> {
+        for _ in 0..300 {
+            if let Ok((200, _)) = self.http_get("/readyz").await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("operator never became ready:\n{}", self.operator_log_tail())
+    }
+
+    /// Stops the operator (SIGTERM, as Kubernetes would) and starts a new one.
+    pub async fn restart_operator(&self) {
+        let old = *self.operator_pid.lock().unwrap();
+        std::process::Command::new("kill")
+            .arg(old.to_string())
+            .status()
+            .expect("kill");
+        for _ in 0..100 {
+            if !testkit::processes::pid_alive(old) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pid = spawn_operator(&self.cluster, &self.metrics_address, &self.operator_log)
+            .expect("restarting the operator");
+        *self.operator_pid.lock().unwrap() = pid;
+        self.wait_until_ready()
+            .await
+            .expect("operator ready after restart");
+    }
+
     pub async fn client(&self) -> Client {
         self.cluster
             .client()
