@@ -1,6 +1,10 @@
 //! The `example.com/v1` API of database-operator: the custom resource types,
 //! their defaults and their validation. Pure data, no I/O.
 
+// kube-derive takes one `printcolumn(...)` per column, and clippy reads the
+// repeated `type_ = "string"` inside them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod backup;
 pub mod condition;
 pub mod database;

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use super::Context;
 use super::admin_secret::ensure_admin_secret;
 use super::cleanup;
+use super::volumes;
 use super::stores::{Streams, lookup};
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::Desired;
@@ -155,6 +156,13 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
         keep_immutable_fields(&mut desired.statefulset, live);
     }
     let created = live.is_none();
+    // The template keeps its creation size; a larger spec means growing the claims.
+    let wanted = api::quantity::parse(&db.spec.storage.size);
+    if let Some(live) = live.as_deref()
+        && volumes::template_size(live).zip(wanted).is_some_and(|(have, want)| have < want)
+    {
+        writes += volumes::grow_claims(client, db, namespace).await?;
+    }
     writes +=
         u32::from(apply_if_changed(&statefulsets, desired.statefulset, live.as_deref()).await?);
     if created {

@@ -82,7 +82,7 @@ fn spawn_operator(cluster: &Cluster, metrics_address: &str, log: &std::path::Pat
             let _ = tx.send(Err(e));
         }
     });
-    Ok(rx.recv()?.context("starting database-operator")?)
+    rx.recv()?.context("starting database-operator")
 }
 
 /// Applies every generated CRD and waits until the API server serves them.
