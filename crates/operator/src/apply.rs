@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::builders::hash_of;
 use crate::builders::meta::APPLIED_HASH;
+use crate::diff::is_subset;
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = api::labels::MANAGER;
@@ -27,6 +28,7 @@ pub async fn apply_if_changed<K>(
 ) -> Result<bool, kube::Error>
 where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K::DynamicType: Default,
 {
     let hash = hash_of(&desired);
     desired
@@ -38,6 +40,16 @@ where
     {
         return Ok(false);
     }
+    tracing::debug!(
+        kind = K::kind(&Default::default()).as_ref(),
+        name = %desired.name_any(),
+        reason = match live {
+            None => "missing",
+            Some(live) if live.annotations().get(APPLIED_HASH) != Some(&hash) => "spec changed",
+            Some(_) => "drifted",
+        },
+        "applying"
+    );
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&desired.name_any(), &params, &Patch::Apply(&desired))
         .await?;
@@ -46,65 +58,4 @@ where
 
 fn to_value(object: &impl Serialize) -> Value {
     serde_json::to_value(object).expect("Kubernetes objects serialise to JSON")
-}
-
-/// Whether every field set in `desired` has the same value in `live`.
-/// Lists must have the same length; maps may hold more keys in `live` (the
-/// API server's defaults). Quantities compare by value, since the API server
-/// rewrites them in canonical form ("1024Mi" becomes "1Gi").
-pub fn is_subset(desired: &Value, live: &Value) -> bool {
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| {
-            l.get(k).is_some_and(|lv| is_subset(dv, lv)) || (dv.is_null() && !l.contains_key(k))
-        }),
-        (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
-        }
-        (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
-        (Value::String(d), Value::String(l)) => {
-            d == l
-                || matches!((api::quantity::parse(d), api::quantity::parse(l)), (Some(a), Some(b)) if a == b)
-        }
-        (d, l) => d == l,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn defaults_added_by_the_server_do_not_count_as_drift() {
-        let desired = json!({"spec": {"replicas": 1, "template": {"containers": [{"name": "a"}]}}});
-        let live = json!({"spec": {"replicas": 1, "revisionHistoryLimit": 10,
-            "template": {"containers": [{"name": "a", "terminationMessagePath": "/dev/termination-log"}]}}});
-        assert!(is_subset(&desired, &live));
-    }
-
-    #[test]
-    fn a_changed_value_is_drift() {
-        let desired = json!({"spec": {"replicas": 3}});
-        let live = json!({"spec": {"replicas": 1}});
-        assert!(!is_subset(&desired, &live));
-    }
-
-    #[test]
-    fn a_removed_list_item_is_drift() {
-        let desired = json!({"ports": [{"port": 1}, {"port": 2}]});
-        let live = json!({"ports": [{"port": 1}]});
-        assert!(!is_subset(&desired, &live));
-    }
-
-    #[test]
-    fn quantities_compare_by_value() {
-        assert!(is_subset(
-            &json!({"memory": "1024Mi"}),
-            &json!({"memory": "1Gi"})
-        ));
-        assert!(!is_subset(
-            &json!({"memory": "1Gi"}),
-            &json!({"memory": "2Gi"})
-        ));
-    }
 }

@@ -5,6 +5,7 @@ pub mod builders;
 pub mod client;
 pub mod controller;
 pub mod crd;
+pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod manager;

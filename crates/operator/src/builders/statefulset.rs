@@ -210,11 +210,15 @@ fn volume_claim_template(storage: &StorageSpec) -> PersistentVolumeClaim {
     }
 }
 
-/// A StatefulSet's volumeClaimTemplates cannot change after creation; keep the
-/// live ones so a storage change does not make every apply fail. Growing the
-/// volumes themselves is done on the PersistentVolumeClaims.
+/// A StatefulSet's volumeClaimTemplates cannot change after creation: when
+/// ours differ from the live ones (a storage change), send the live ones, so
+/// the apply does not fail. Growing the volumes is done on the claims.
 pub fn keep_immutable_fields(desired: &mut StatefulSet, live: &StatefulSet) {
-    desired.spec.volume_claim_templates = live.spec.volume_claim_templates.clone();
-    desired.spec.selector = live.spec.selector.clone();
-    desired.spec.service_name = live.spec.service_name.clone();
+    let as_value = |templates: &Option<Vec<PersistentVolumeClaim>>| {
+        serde_json::to_value(templates).unwrap_or_default()
+    };
+    let ours = as_value(&desired.spec.volume_claim_templates);
+    if !crate::diff::is_subset(&ours, &as_value(&live.spec.volume_claim_templates)) {
+        desired.spec.volume_claim_templates = live.spec.volume_claim_templates.clone();
+    }
 }

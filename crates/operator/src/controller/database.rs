@@ -23,8 +23,8 @@ use tracing::{info, warn};
 use super::Context;
 use super::admin_secret::ensure_admin_secret;
 use super::cleanup;
-use super::volumes;
 use super::stores::{Streams, lookup};
+use super::volumes;
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::Desired;
 use crate::builders::meta::Names;
@@ -159,7 +159,9 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     // The template keeps its creation size; a larger spec means growing the claims.
     let wanted = api::quantity::parse(&db.spec.storage.size);
     if let Some(live) = live.as_deref()
-        && volumes::template_size(live).zip(wanted).is_some_and(|(have, want)| have < want)
+        && volumes::template_size(live)
+            .zip(wanted)
+            .is_some_and(|(have, want)| have < want)
     {
         writes += volumes::grow_claims(client, db, namespace).await?;
     }

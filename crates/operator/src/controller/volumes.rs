@@ -28,15 +28,23 @@ pub async fn grow_claims(client: &Client, db: &Database, namespace: &str) -> Res
         return Ok(0);
     };
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace);
-    let owned = claims.list(&ListParams::default().labels(&selector_string(db))).await?;
+    let owned = claims
+        .list(&ListParams::default().labels(&selector_string(db)))
+        .await?;
     let mut grown = 0;
-    for claim in owned.items.iter().filter(|c| requested(c).is_some_and(|have| have < wanted)) {
+    for claim in owned
+        .items
+        .iter()
+        .filter(|c| requested(c).is_some_and(|have| have < wanted))
+    {
         let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": db.spec.storage.size}}}});
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        claims.patch(&claim.name_any(), &params, &Patch::Merge(&patch)).await?;
+        claims
+            .patch(&claim.name_any(), &params, &Patch::Merge(&patch))
+            .await?;
         grown += 1;
     }
     Ok(grown)

@@ -69,7 +69,7 @@ fn spawn_operator(cluster: &Cluster, metrics_address: &str, log: &std::path::Pat
     )?;
     command
         .env("KUBECONFIG", cluster.kubeconfig_path())
-        .env("RUST_LOG", "info,kube=warn");
+        .env("RUST_LOG", "info,kube=warn,operator=debug");
     // The operator dies with the forking thread (PR_SET_PDEATHSIG), so fork it
     // from a thread that lives as long as the operator.
     let (tx, rx) = std::sync::mpsc::channel();
