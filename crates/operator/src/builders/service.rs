@@ -25,9 +25,12 @@ pub fn services(db: &Database, driver: &dyn Driver) -> Services {
     primary_selector.insert(POD_INDEX_LABEL.to_owned(), "0".to_owned());
     Services {
         headless: service(db, driver, names.headless(), selector_labels(db), true),
-        primary: service(db, driver, names.primary(), primary_selector, false),
+        // Replicas beyond the first are not fed by replication yet (see the
+        // README), so reads go to the primary until they are: a read-only
+        // endpoint answering from an empty server would be worse than none.
         readonly: (db.spec.replicas > 1)
-            .then(|| service(db, driver, names.readonly(), selector_labels(db), false)),
+            .then(|| service(db, driver, names.readonly(), primary_selector.clone(), false)),
+        primary: service(db, driver, names.primary(), primary_selector, false),
     }
 }
 
