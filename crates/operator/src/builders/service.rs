@@ -28,8 +28,15 @@ pub fn services(db: &Database, driver: &dyn Driver) -> Services {
         // Replicas beyond the first are not fed by replication yet (see the
         // README), so reads go to the primary until they are: a read-only
         // endpoint answering from an empty server would be worse than none.
-        readonly: (db.spec.replicas > 1)
-            .then(|| service(db, driver, names.readonly(), primary_selector.clone(), false)),
+        readonly: (db.spec.replicas > 1).then(|| {
+            service(
+                db,
+                driver,
+                names.readonly(),
+                primary_selector.clone(),
+                false,
+            )
+        }),
         primary: service(db, driver, names.primary(), primary_selector, false),
     }
 }
