@@ -90,6 +90,12 @@ pub struct DatabaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
+    /// Namespaces into which a DatabaseUser of this Database may deliver its
+    /// credentials Secret (besides the Database's own)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub user_secret_namespaces: Vec<String>,
+
     /// What happens to the data volumes when the Database is deleted:
     /// Retain (the default) keeps the PersistentVolumeClaims, Delete removes them.
     #[serde(default)]

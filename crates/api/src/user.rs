@@ -43,16 +43,31 @@ pub struct DatabaseUserSpec {
     /// The Database this user lives in
     pub database_ref: DatabaseRef,
 
-    /// Login name inside the engine: a letter, then letters, digits and underscores
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]{0,30}$"))]
+    /// Login name inside the engine: a lowercase letter, then lowercase
+    /// letters, digits and underscores, at most 32 characters. Names the
+    /// engines or the operator reserve are refused.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9_]{0,31}$"))]
+    #[x_kube(
+        validation = Rule::new("!(self in ['postgres', 'root', 'admin', 'mysql', 'mariadb', 'sys', 'system', 'public', 'replicator', 'database_operator', 'dbop_monitor', 'dbop_backup', 'mariadb_sys', 'healthcheck'])")
+            .message("is reserved for the engine or the operator"),
+        validation = Rule::new("!self.startsWith('pg_') && !self.startsWith('mysql_') && !self.startsWith('dbop_')")
+            .message("must not start with pg_, mysql_ or dbop_ (reserved prefixes)"),
+    )]
     pub username: String,
 
     /// Portable privileges, each a role scoped to one database
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub privileges: Vec<Privilege>,
 
-    /// Secret key holding the password; generated when absent
+    /// Engine-native grants for power users; each keyword must be one the
+    /// engine knows for that kind of object (checked before anything is sent)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub native_grants: Vec<NativeGrant>,
+
+    /// Secret key holding the password; generated when absent. Changing the
+    /// Secret's value rotates the password inside the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
 
@@ -64,7 +79,16 @@ pub struct DatabaseUserSpec {
     /// What deleting the DatabaseUser does to the login: Drop (default) or Keep
     #[serde(default)]
     pub deletion_policy: UserDeletionPolicy,
+
+    /// Other namespaces that also get a copy of the credentials Secret; each
+    /// must be listed in the Database's spec.userSecretNamespaces
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub secret_namespaces: Vec<String>,
 }
+
+/// A database (and optionally schema) name, as the engines allow it.
+pub const OBJECT_NAME_PATTERN: &str = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$";
 
 /// A role on one database (and, for PostgreSQL, optionally one schema).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
@@ -73,12 +97,126 @@ pub struct Privilege {
     /// readOnly, readWrite or admin
     pub role: Role,
     /// Database (MongoDB: database; MySQL: schema) the role applies to
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"))]
     pub database: String,
-    /// PostgreSQL schema the role applies to; every schema when absent
+    /// PostgreSQL schema the role applies to; `public` when absent
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"))]
     pub schema: Option<String>,
+}
+
+/// Engine-native privileges on one database, schema or table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NativeGrant {
+    /// Privilege keywords, e.g. SELECT, INSERT, EXECUTE (SQL engines) or find, insert (MongoDB actions)
+    #[schemars(length(min = 1, max = 16))]
+    pub privileges: Vec<NativePrivilege>,
+    /// Database the grant applies to
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"))]
+    pub database: String,
+    /// Schema (PostgreSQL) the grant applies to
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"))]
+    pub schema: Option<String>,
+    /// Table or collection the grant applies to; every one when absent
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$"))]
+    pub table: Option<String>,
+}
+
+/// The allow-list of engine-native privilege keywords.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+pub enum NativePrivilege {
+    #[serde(rename = "SELECT")]
+    Select,
+    #[serde(rename = "INSERT")]
+    Insert,
+    #[serde(rename = "UPDATE")]
+    Update,
+    #[serde(rename = "DELETE")]
+    Delete,
+    #[serde(rename = "TRUNCATE")]
+    Truncate,
+    #[serde(rename = "REFERENCES")]
+    References,
+    #[serde(rename = "TRIGGER")]
+    Trigger,
+    #[serde(rename = "CREATE")]
+    Create,
+    #[serde(rename = "TEMPORARY")]
+    Temporary,
+    #[serde(rename = "EXECUTE")]
+    Execute,
+    #[serde(rename = "USAGE")]
+    Usage,
+    #[serde(rename = "INDEX")]
+    Index,
+    #[serde(rename = "ALTER")]
+    Alter,
+    #[serde(rename = "DROP")]
+    Drop,
+    #[serde(rename = "CREATE VIEW")]
+    CreateView,
+    #[serde(rename = "SHOW VIEW")]
+    ShowView,
+    #[serde(rename = "LOCK TABLES")]
+    LockTables,
+    #[serde(rename = "find")]
+    Find,
+    #[serde(rename = "insert")]
+    MongoInsert,
+    #[serde(rename = "update")]
+    MongoUpdate,
+    #[serde(rename = "remove")]
+    Remove,
+    #[serde(rename = "createCollection")]
+    CreateCollection,
+    #[serde(rename = "createIndex")]
+    CreateIndex,
+}
+
+impl NativePrivilege {
+    /// The keyword as the user wrote it (and as the engine spells it).
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Self::Select => "SELECT",
+            Self::Insert => "INSERT",
+            Self::Update => "UPDATE",
+            Self::Delete => "DELETE",
+            Self::Truncate => "TRUNCATE",
+            Self::References => "REFERENCES",
+            Self::Trigger => "TRIGGER",
+            Self::Create => "CREATE",
+            Self::Temporary => "TEMPORARY",
+            Self::Execute => "EXECUTE",
+            Self::Usage => "USAGE",
+            Self::Index => "INDEX",
+            Self::Alter => "ALTER",
+            Self::Drop => "DROP",
+            Self::CreateView => "CREATE VIEW",
+            Self::ShowView => "SHOW VIEW",
+            Self::LockTables => "LOCK TABLES",
+            Self::Find => "find",
+            Self::MongoInsert => "insert",
+            Self::MongoUpdate => "update",
+            Self::Remove => "remove",
+            Self::CreateCollection => "createCollection",
+            Self::CreateIndex => "createIndex",
+        }
+    }
 }
 
 /// Portable roles, mapped to each engine's grants.
@@ -118,6 +256,20 @@ pub struct DatabaseUserStatus {
     /// Secret with the user's credentials and connection URI
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// The privileges last granted inside the engine, so ones removed from
+    /// the spec can be revoked
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_privileges: Vec<Privilege>,
+    /// The native grants last granted inside the engine
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_native_grants: Vec<NativeGrant>,
+    /// resourceVersion of the Secret whose password was last set in the
+    /// engine: a different version means the password was rotated
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_version: Option<String>,
+    /// Namespaces that hold a copy of the credentials Secret
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_namespaces: Vec<String>,
     /// Most recent generation observed by the controller
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

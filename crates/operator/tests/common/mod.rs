@@ -20,6 +20,7 @@ pub fn database(name: &str, engine: Engine, version: &str, replicas: i32) -> Dat
             backup: None,
             monitoring: None,
             resources: None,
+            user_secret_namespaces: Vec::new(),
             deletion_policy: Default::default(),
         },
     );
