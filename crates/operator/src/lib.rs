@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 pub mod manager;
 pub mod metrics;
+pub mod resolver;
 pub mod server;
 pub mod status;
 pub mod telemetry;

@@ -28,6 +28,10 @@ enum Command {
         /// and reports what it left behind.
         #[arg(long, env = "CLEANUP_DEADLINE_SECONDS", default_value_t = 120)]
         cleanup_deadline_seconds: u64,
+        /// Reach a Service at another address, for an operator running
+        /// outside the cluster: <service>.<namespace>=<host>:<port>. Repeatable.
+        #[arg(long = "resolve", value_name = "SERVICE.NAMESPACE=HOST:PORT")]
+        resolve: Vec<operator::resolver::Override>,
     },
     /// Print every CRD as YAML, or write one file per CRD into a directory.
     Crd {
@@ -52,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
             metrics_address,
             log_json,
             cleanup_deadline_seconds,
+            resolve,
         } => {
             operator::telemetry::init(log_json);
             let metrics = Arc::new(Metrics::default());
@@ -59,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
             let client = operator::client::counting_client(config, metrics.clone())?;
             let settings = Settings {
                 cleanup_deadline: std::time::Duration::from_secs(cleanup_deadline_seconds),
+                resolver: operator::resolver::Resolver::new(resolve),
                 ..Settings::default()
             };
             operator::manager::run(client, metrics, metrics_address, settings).await?;

@@ -13,7 +13,7 @@ use api::Database;
 use api::condition::{Condition, set_condition, types};
 use api::database::{DeletionPolicy, Phase};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -34,7 +34,7 @@ pub async fn run(db: &Database, ctx: &Context) -> Result<Action> {
     mark_deleting(db, ctx, &namespace).await?;
     match clean_volumes(db, ctx, &namespace).await {
         Ok(()) => Ok(Action::await_change()),
-        Err(error) if past_deadline(db, ctx.settings.cleanup_deadline) => {
+        Err(error) if past_deadline(&db.metadata, ctx.settings.cleanup_deadline) => {
             let message = format!(
                 "gave up cleaning up after {:?}: {error}; the PersistentVolumeClaims selected by {} may be left behind",
                 ctx.settings.cleanup_deadline,
@@ -49,8 +49,9 @@ pub async fn run(db: &Database, ctx: &Context) -> Result<Action> {
     }
 }
 
-fn past_deadline(db: &Database, deadline: Duration) -> bool {
-    let Some(deleted_at) = db.metadata.deletion_timestamp.as_ref() else {
+/// Whether an object has been waiting for its finalizer longer than `deadline`.
+pub(crate) fn past_deadline(meta: &ObjectMeta, deadline: Duration) -> bool {
+    let Some(deleted_at) = meta.deletion_timestamp.as_ref() else {
         return false;
     };
     let elapsed = jiff::Timestamp::now().duration_since(deleted_at.0);

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::Context;
 use super::admin_secret::ensure_admin_secret;
 use super::cleanup;
-use super::stores::{Streams, lookup};
+use super::stores::{Streams, cached_or_fetch, lookup};
 use super::volumes;
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::Desired;
@@ -74,22 +74,24 @@ pub async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
         }
     })
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        kube::runtime::finalizer::Error::AddFinalizer(e)
-        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
-        kube::runtime::finalizer::Error::UnnamedObject => Error::MissingField("metadata.name"),
-        kube::runtime::finalizer::Error::InvalidFinalizer => {
-            Error::MissingField("a valid finalizer name")
-        }
-    });
+    .map_err(finalizer_error);
     ctx.metrics
         .reconciled("database", result.as_ref().err().map(Error::kind));
     if result.is_ok() {
         ctx.backoff.reset(&key);
     }
     result
+}
+
+/// Unwraps the finalizer helper's error into ours.
+pub(crate) fn finalizer_error(error: kube::runtime::finalizer::Error<Error>) -> Error {
+    use kube::runtime::finalizer::Error as F;
+    match error {
+        F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+        F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::Kube(e),
+        F::UnnamedObject => Error::MissingField("metadata.name"),
+        F::InvalidFinalizer => Error::MissingField("a valid finalizer name"),
+    }
 }
 
 /// Retries with a per-object exponential backoff.
@@ -109,7 +111,8 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         Err(Error::Kube(e)) if is_permanent(&e) => Some(failure_from(&e)),
         Err(e) => return Err(e),
     };
-    let statefulset = lookup(&ctx.stores.statefulsets, &db.name_any(), &namespace);
+    let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
+    let statefulset = cached_or_fetch(&ctx.stores.statefulsets, &statefulsets, &db.name_any(), &namespace).await?;
     let status = desired_status(db, statefulset.as_deref(), failure.as_ref(), &now());
     write_status_if_changed(db, ctx, &namespace, status).await?;
     Ok(match failure {
@@ -136,14 +139,14 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     ensure_admin_secret(client, &stores.secrets, db, namespace).await?;
 
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
-    let live = lookup(&stores.config_maps, &names.config(), namespace);
+    let live = cached_or_fetch(&stores.config_maps, &config_maps, &names.config(), namespace).await?;
     writes += u32::from(
         apply_if_changed(&config_maps, desired.config_map.clone(), live.as_deref()).await?,
     );
 
     let services = Api::<Service>::namespaced(client.clone(), namespace);
     for service in desired.all_services() {
-        let live = lookup(&stores.services, &service.name_any(), namespace);
+        let live = cached_or_fetch(&stores.services, &services, &service.name_any(), namespace).await?;
         writes += u32::from(apply_if_changed(&services, service.clone(), live.as_deref()).await?);
     }
     if desired.services.readonly.is_none() {
@@ -151,7 +154,7 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     }
 
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace);
-    let live = lookup(&stores.statefulsets, &names.statefulset(), namespace);
+    let live = cached_or_fetch(&stores.statefulsets, &statefulsets, &names.statefulset(), namespace).await?;
     if let Some(live) = live.as_deref() {
         keep_immutable_fields(&mut desired.statefulset, live);
     }
@@ -185,13 +188,13 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     }
 
     let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace);
-    let live = lookup(&stores.pdbs, &names.pdb(), namespace);
+    let live = cached_or_fetch(&stores.pdbs, &pdbs, &names.pdb(), namespace).await?;
     writes += u32::from(apply_if_changed(&pdbs, desired.pdb, live.as_deref()).await?);
 
     let cronjobs = Api::<CronJob>::namespaced(client.clone(), namespace);
     match desired.backup {
         Some(cronjob) => {
-            let live = lookup(&stores.cronjobs, &names.backup(), namespace);
+            let live = cached_or_fetch(&stores.cronjobs, &cronjobs, &names.backup(), namespace).await?;
             writes += u32::from(apply_if_changed(&cronjobs, cronjob, live.as_deref()).await?);
         }
         None => delete_if_present(&cronjobs, &stores.cronjobs, &names.backup(), namespace).await?,
@@ -286,9 +289,9 @@ async fn announce_phase(
 }
 
 /// The API server refuses event notes longer than this many bytes.
-const MAX_EVENT_NOTE: usize = 1024;
+pub(crate) const MAX_EVENT_NOTE: usize = 1024;
 
-fn truncate(mut text: String, max_bytes: usize) -> String {
+pub(crate) fn truncate(mut text: String, max_bytes: usize) -> String {
     if text.len() > max_bytes {
         let mut end = max_bytes - 3;
         while !text.is_char_boundary(end) {

@@ -33,6 +33,8 @@ pub struct Settings {
     pub cleanup_deadline: std::time::Duration,
     /// Resync period for a healthy Database.
     pub resync: std::time::Duration,
+    /// How to reach a Database's primary (cluster DNS, or `--resolve`).
+    pub resolver: crate::resolver::Resolver,
 }
 
 impl Default for Settings {
@@ -40,6 +42,7 @@ impl Default for Settings {
         Self {
             cleanup_deadline: std::time::Duration::from_secs(120),
             resync: std::time::Duration::from_secs(300),
+            resolver: Default::default(),
         }
     }
 }

@@ -119,3 +119,22 @@ where
 {
     store.get(&ObjectRef::new(name).within(namespace))
 }
+
+/// The cached object, or, when the cache does not have it, the API server's
+/// answer. A cache still listing after a restart, or one that has not yet
+/// seen an object created a moment ago, must not make the operator apply
+/// (or report) as if the object did not exist.
+pub async fn cached_or_fetch<K>(
+    store: &Store<K>,
+    api: &Api<K>,
+    name: &str,
+    namespace: &str,
+) -> Result<Option<std::sync::Arc<K>>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + 'static,
+{
+    if let Some(cached) = lookup(store, name, namespace) {
+        return Ok(Some(cached));
+    }
+    Ok(api.get_opt(name).await?.map(std::sync::Arc::new))
+}
