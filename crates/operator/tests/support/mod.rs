@@ -22,37 +22,50 @@ pub struct Env {
     pub metrics_address: String,
     pub operator_log: PathBuf,
     operator_pid: std::sync::Mutex<u32>,
+    operator_args: Vec<String>,
 }
 
 static ENV: OnceCell<Env> = OnceCell::const_new();
 
 /// The shared cluster with CRDs and a running operator.
 pub async fn env() -> &'static Env {
-    ENV.get_or_init(|| async { start().await.expect("starting the integration environment") })
-        .await
+    ENV.get_or_init(|| async {
+        start(Vec::new())
+            .await
+            .expect("starting the integration environment")
+    })
+    .await
 }
 
-async fn start() -> Result<Env> {
+/// A cluster with CRDs and an operator started with `extra_args` (for
+/// example `--resolve` entries for real database servers).
+pub async fn start(extra_args: Vec<String>) -> Result<Env> {
     let cluster = Cluster::start().await?;
     let client = cluster.client().await?;
     install_crds(&client).await?;
     let port = testkit::processes::free_port()?;
     let metrics_address = format!("127.0.0.1:{port}");
     let operator_log = cluster.dir().join("operator.log");
-    let pid = spawn_operator(&cluster, &metrics_address, &operator_log)?;
+    let pid = spawn_operator(&cluster, &metrics_address, &operator_log, &extra_args)?;
     let env = Env {
         cluster,
         metrics_address,
         operator_log,
         operator_pid: std::sync::Mutex::new(pid),
+        operator_args: extra_args,
     };
     env.wait_until_ready().await?;
     Ok(env)
 }
 
 /// Starts the real operator binary against `cluster`; returns its pid.
-fn spawn_operator(cluster: &Cluster, metrics_address: &str, log: &std::path::Path) -> Result<u32> {
-    let args: Vec<String> = [
+fn spawn_operator(
+    cluster: &Cluster,
+    metrics_address: &str,
+    log: &std::path::Path,
+    extra: &[String],
+) -> Result<u32> {
+    let mut args: Vec<String> = [
         "run",
         "--metrics-address",
         metrics_address,
@@ -62,6 +75,7 @@ fn spawn_operator(cluster: &Cluster, metrics_address: &str, log: &std::path::Pat
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(extra.iter().cloned());
     let mut command = testkit::processes::command(
         std::path::Path::new(env!("CARGO_BIN_EXE_database-operator")),
         &args,
@@ -144,8 +158,13 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let pid = spawn_operator(&self.cluster, &self.metrics_address, &self.operator_log)
-            .expect("restarting the operator");
+        let pid = spawn_operator(
+            &self.cluster,
+            &self.metrics_address,
+            &self.operator_log,
+            &self.operator_args,
+        )
+        .expect("restarting the operator");
         *self.operator_pid.lock().unwrap() = pid;
         self.wait_until_ready()
             .await
