@@ -14,3 +14,4 @@ pub mod resolver;
 pub mod server;
 pub mod status;
 pub mod telemetry;
+pub mod users;

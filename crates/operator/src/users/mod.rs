@@ -1,0 +1,495 @@
+//! User management inside the engines: create a login, set its password and
+//! connection limit, grant what a DatabaseUser declares, revoke what it no
+//! longer declares, drop it.
+//!
+//! One module per engine behind [`UserManager`]; [`manager`] picks one.
+//! Nothing a user writes reaches SQL unescaped: names are checked against
+//! the API's patterns here ([`validate_common`]) *and* quoted by [`quote`],
+//! which refuses NUL bytes, control characters and non-ASCII look-alikes.
+//! Passwords never print: [`Password`] redacts itself, and every error text
+//! that comes back from a driver has the password cut out ([`redact`]).
+//!
+//! Transport: connections are made without TLS for now (tokio-postgres
+//! `NoTls`, mysql_async without TLS, MongoDB without TLS). PostgreSQL only
+//! ever receives a SCRAM-SHA-256 verifier computed here, never the
+//! cleartext; MySQL/MariaDB and MongoDB receive the cleartext password in
+//! their statements/commands, so on an untrusted network those connections
+//! need TLS.
+
+pub mod mongodb;
+pub mod mysql;
+pub mod postgresql;
+pub mod quote;
+
+use std::fmt;
+use std::time::Duration;
+
+use api::user::{NativeGrant, Privilege};
+
+/// A password that never prints: Debug/Display show "<redacted>".
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The cleartext, for the driver and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where and as whom to connect: the Database's primary, as its admin.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub admin_user: String,
+    pub admin_password: Password,
+    pub default_database: String,
+}
+
+/// What the user should look like inside the engine.
+#[derive(Clone, Debug)]
+pub struct UserSpec<'a> {
+    pub username: &'a str,
+    pub password: &'a Password,
+    pub connection_limit: Option<i32>,
+    pub privileges: &'a [Privilege],
+    pub native_grants: &'a [NativeGrant],
+}
+
+/// What was granted by the previous successful apply (from status), so what
+/// is no longer declared can be revoked.
+#[derive(Clone, Debug, Default)]
+pub struct Granted<'a> {
+    pub privileges: &'a [Privilege],
+    pub native_grants: &'a [NativeGrant],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    /// Cannot connect / authenticate as admin (retry with backoff).
+    #[error("cannot reach the database: {0}")]
+    Unreachable(String),
+    /// The engine refused a statement (message from the engine, password redacted).
+    #[error("the database refused: {0}")]
+    Refused(String),
+    /// The spec asks for something this engine cannot do (e.g. a native
+    /// privilege keyword that is not this engine's, a schema on MySQL).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+pub trait UserManager: Send + Sync {
+    /// Makes the engine match `user`: creates the login if missing (else
+    /// sets its password and connection limit), grants what is declared and
+    /// revokes what `previous` had and is no longer declared. Idempotent;
+    /// touches no other user.
+    fn apply<'a>(
+        &'a self,
+        target: &'a Target,
+        user: &'a UserSpec<'a>,
+        previous: &'a Granted<'a>,
+    ) -> BoxFuture<'a, Result<(), UserError>>;
+
+    /// Drops the login (and, for PostgreSQL, reassigns/drops what it owns so
+    /// DROP ROLE succeeds). Missing user = success.
+    fn drop_user<'a>(
+        &'a self,
+        target: &'a Target,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<(), UserError>>;
+
+    /// Checks engine-specific validity of the spec before anything is sent.
+    fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError>;
+
+    /// The engine's standard connection URI, with user and password
+    /// percent-encoded.
+    fn connection_uri(
+        &self,
+        username: &str,
+        password: &Password,
+        host: &str,
+        port: u16,
+        database: &str,
+    ) -> String;
+}
+
+static POSTGRESQL: postgresql::Postgresql = postgresql::Postgresql;
+static MYSQL: mysql::Mysql = mysql::Mysql;
+static MONGODB: mongodb::Mongodb = mongodb::Mongodb;
+
+/// The user manager for an engine.
+pub fn manager(engine: api::Engine) -> &'static dyn UserManager {
+    match engine {
+        api::Engine::Postgresql => &POSTGRESQL,
+        api::Engine::Mysql => &MYSQL,
+        api::Engine::Mongodb => &MONGODB,
+    }
+}
+
+/// How long connecting (and authenticating) as admin may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Login names the engines or the operator reserve (the API refuses them
+/// too; checked again so a spec that bypassed admission cannot take over an
+/// engine's own account).
+pub const RESERVED_USERNAMES: &[&str] = &[
+    "postgres",
+    "root",
+    "admin",
+    "mysql",
+    "mariadb",
+    "sys",
+    "system",
+    "public",
+    "replicator",
+    "database_operator",
+    "dbop_monitor",
+    "dbop_backup",
+    "mariadb_sys",
+    "healthcheck",
+];
+
+/// Reserved login-name prefixes.
+pub const RESERVED_PREFIXES: &[&str] = &["pg_", "mysql_", "dbop_"];
+
+/// Longest password accepted (bytes).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// `^[a-z][a-z0-9_]{0,31}$`, the API's username pattern, refusing reserved names.
+pub fn validate_username(username: &str) -> Result<(), UserError> {
+    let mut chars = username.chars();
+    let ok = matches!(chars.next(), Some('a'..='z'))
+        && username.len() <= 32
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
+    if !ok {
+        return Err(UserError::Invalid(format!(
+            "username {} must be a lowercase letter, then lowercase letters, digits and underscores, at most 32 characters",
+            shown(username)
+        )));
+    }
+    if RESERVED_USERNAMES.contains(&username)
+        || RESERVED_PREFIXES.iter().any(|p| username.starts_with(p))
+    {
+        return Err(UserError::Invalid(format!(
+            "username {username:?} is reserved for the engine or the operator"
+        )));
+    }
+    Ok(())
+}
+
+/// `^[A-Za-z_][A-Za-z0-9_-]{0,62}$`, the API's pattern for database,
+/// schema and table names ([`api::user::OBJECT_NAME_PATTERN`]).
+pub fn validate_object_name(what: &str, name: &str) -> Result<(), UserError> {
+    let mut chars = name.chars();
+    let ok = matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_'))
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(UserError::Invalid(format!(
+            "{what} {} must be a letter or underscore, then letters, digits, underscores and hyphens, at most 63 characters",
+            shown(name)
+        )))
+    }
+}
+
+/// Checks every engine shares: names match the API's patterns, the password
+/// is usable, the connection limit is in range.
+pub fn validate_common(user: &UserSpec<'_>) -> Result<(), UserError> {
+    validate_username(user.username)?;
+    let password = user.password.expose();
+    if password.is_empty() {
+        return Err(UserError::Invalid("the password is empty".into()));
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(UserError::Invalid(format!(
+            "the password is longer than {MAX_PASSWORD_LEN} bytes"
+        )));
+    }
+    if password.contains('\0') {
+        return Err(UserError::Invalid(
+            "the password contains a NUL byte".into(),
+        ));
+    }
+    if let Some(limit) = user.connection_limit
+        && !(1..=10_000).contains(&limit)
+    {
+        return Err(UserError::Invalid(format!(
+            "connectionLimit {limit} is outside 1..=10000"
+        )));
+    }
+    for p in user.privileges {
+        validate_object_name("database", &p.database)?;
+        if let Some(schema) = &p.schema {
+            validate_object_name("schema", schema)?;
+        }
+    }
+    for g in user.native_grants {
+        validate_object_name("database", &g.database)?;
+        if let Some(schema) = &g.schema {
+            validate_object_name("schema", schema)?;
+        }
+        if let Some(table) = &g.table {
+            validate_object_name("table", table)?;
+        }
+        if g.privileges.is_empty() {
+            return Err(UserError::Invalid(format!(
+                "native grant on {:?} lists no privileges",
+                g.database
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A name as shown in an error: Debug-escaped (no raw control characters in
+/// logs) and cut short.
+pub(crate) fn shown(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head:?}… ({} bytes)", s.len())
+    }
+}
+
+/// Cuts every occurrence of each secret out of a message (defense in depth:
+/// driver and server error texts can echo statements).
+pub fn redact(message: &str, secrets: &[&str]) -> String {
+    let mut out = message.to_owned();
+    for secret in secrets {
+        if !secret.is_empty() {
+            out = out.replace(secret, "<redacted>");
+        }
+    }
+    out
+}
+
+/// Characters left as they are in the user and password of a URI: RFC 3986
+/// unreserved characters only.
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `scheme://user:password@host:port/database`, percent-encoded.
+pub(crate) fn uri(
+    scheme: &str,
+    username: &str,
+    password: &Password,
+    host: &str,
+    port: u16,
+    database: &str,
+) -> String {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, USERINFO).to_string();
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!(
+        "{scheme}://{}:{}@{host}:{port}/{}",
+        enc(username),
+        enc(password.expose()),
+        enc(database)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::user::Role;
+
+    #[test]
+    fn password_never_prints() {
+        let p = Password::new("hunter2");
+        assert_eq!(format!("{p:?}"), "<redacted>");
+        assert_eq!(format!("{p}"), "<redacted>");
+        let target = Target {
+            host: "h".into(),
+            port: 1,
+            admin_user: "a".into(),
+            admin_password: p.clone(),
+            default_database: "d".into(),
+        };
+        assert!(!format!("{target:?}").contains("hunter2"));
+        let user = UserSpec {
+            username: "u",
+            password: &p,
+            connection_limit: None,
+            privileges: &[],
+            native_grants: &[],
+        };
+        assert!(!format!("{user:?}").contains("hunter2"));
+        assert_eq!(p.expose(), "hunter2");
+    }
+
+    #[test]
+    fn redact_cuts_every_occurrence() {
+        assert_eq!(
+            redact("a s3cr3t b s3cr3t", &["s3cr3t", ""]),
+            "a <redacted> b <redacted>"
+        );
+        assert_eq!(redact("nothing", &[""]), "nothing");
+    }
+
+    #[test]
+    fn usernames() {
+        for ok in ["app", "a", "app_1", "a234567890123456789012345678901"] {
+            validate_username(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "App",
+            "1app",
+            "_app",
+            "app-x",
+            "a\"b",
+            "a'b",
+            "a;b",
+            "a b",
+            "a\0b",
+            "аpp", // Cyrillic а
+            "app\u{200b}",
+            "a23456789012345678901234567890123",
+            "postgres",
+            "root",
+            "pg_x",
+            "dbop_native_x",
+            "mysql_x",
+        ] {
+            assert!(
+                matches!(validate_username(bad), Err(UserError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn object_names() {
+        for ok in ["app", "App_DB-1", "_x", &"a".repeat(63)] {
+            validate_object_name("database", ok).unwrap();
+        }
+        for bad in [
+            "",
+            "-x",
+            "1x",
+            "a.b",
+            "a`b",
+            "a\"b",
+            "a b",
+            "a\\b",
+            "a\0b",
+            "ｄb",
+            &"a".repeat(64),
+        ] {
+            assert!(validate_object_name("database", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn common_validation() {
+        let p = Password::new("pw");
+        let privs = [Privilege {
+            role: Role::ReadOnly,
+            database: "app; DROP TABLE x".into(),
+            schema: None,
+        }];
+        let user = UserSpec {
+            username: "app",
+            password: &p,
+            connection_limit: Some(5),
+            privileges: &privs,
+            native_grants: &[],
+        };
+        assert!(matches!(
+            validate_common(&user),
+            Err(UserError::Invalid(m)) if m.contains("database")
+        ));
+        let empty = Password::new("");
+        let user = UserSpec {
+            username: "app",
+            password: &empty,
+            connection_limit: None,
+            privileges: &[],
+            native_grants: &[],
+        };
+        assert!(validate_common(&user).is_err());
+        let nul = Password::new("a\0b");
+        let user = UserSpec {
+            password: &nul,
+            ..user
+        };
+        assert!(validate_common(&user).is_err());
+        let user = UserSpec {
+            password: &p,
+            connection_limit: Some(0),
+            ..user
+        };
+        assert!(validate_common(&user).is_err());
+    }
+
+    #[test]
+    fn uris_percent_encode() {
+        let p = Password::new("p@ss:w/rd?#%&=+ é");
+        let u = uri("postgresql", "app", &p, "db.ns.svc", 5432, "app");
+        assert_eq!(
+            u,
+            "postgresql://app:p%40ss%3Aw%2Frd%3F%23%25%26%3D%2B%20%C3%A9@db.ns.svc:5432/app"
+        );
+        assert_eq!(
+            uri("mysql", "a", &Password::new("b"), "::1", 3306, "d"),
+            "mysql://a:b@[::1]:3306/d"
+        );
+    }
+
+    #[test]
+    fn managers() {
+        assert_eq!(
+            manager(api::Engine::Postgresql).connection_uri(
+                "u",
+                &Password::new("p w"),
+                "h",
+                5432,
+                "db"
+            ),
+            "postgresql://u:p%20w@h:5432/db"
+        );
+        assert_eq!(
+            manager(api::Engine::Mysql).connection_uri("u", &Password::new("p"), "h", 3306, "db"),
+            "mysql://u:p@h:3306/db"
+        );
+        assert_eq!(
+            manager(api::Engine::Mongodb).connection_uri(
+                "u",
+                &Password::new("p"),
+                "h",
+                27017,
+                "db"
+            ),
+            "mongodb://u:p@h:27017/db?authSource=admin"
+        );
+    }
+}
