@@ -42,5 +42,6 @@ pub mod nodes;
 pub mod paths;
 pub mod processes;
 pub mod provisioner;
+pub mod servers;
 
 pub use cluster::{Cluster, ClusterConfig};

@@ -1,0 +1,279 @@
+//! [`Mariadb`]: a private MariaDB server.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mysql_async::prelude::Queryable;
+
+use super::install::{self, Component};
+use super::process::{self, ServerDir, ServerProcess};
+use crate::processes::{self, Supervisor};
+
+const HOST: &str = "127.0.0.1";
+const ADMIN_USER: &str = "root";
+
+/// A MariaDB server (Debian's `mariadb-server`) on `127.0.0.1:<free port>`
+/// with `--skip-name-resolve`, its data, socket and log in its own temporary
+/// folder.
+///
+/// `root` has a generated password for TCP logins (`root@127.0.0.1` and
+/// `root@%`, all privileges with grant option); `root@localhost` accepts
+/// the password or the unix socket of the OS user root. When the tests run
+/// as root the server runs as the system user `dbtest`.
+///
+/// Dropping it kills the server and removes the folder (`TESTKIT_KEEP_DIR=1`
+/// keeps it); the server also dies with the test process (PDEATHSIG).
+pub struct Mariadb {
+    // Field order is drop order: server, then its thread, then the folder.
+    server: Option<ServerProcess>,
+    supervisor: Supervisor,
+    dir: ServerDir,
+    port: u16,
+    password: String,
+    mariadbd: PathBuf,
+    bin_dir: PathBuf,
+    startup: Duration,
+}
+
+impl std::fmt::Debug for Mariadb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mariadb")
+            .field("port", &self.port)
+            .field("dir", &self.dir.path())
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+impl Mariadb {
+    /// mariadb-install-db + mariadbd; returns once root can log in over TCP
+    /// with its password. Runs `hack/servers/install.sh` first if MariaDB
+    /// (or, as root, the `dbtest` user) is missing.
+    pub async fn start() -> Result<Mariadb> {
+        tokio::task::spawn_blocking(|| install::ensure(&[Component::Mariadb]))
+            .await
+            .context("install task panicked")??;
+        process::retry_port_clash("mariadb", Mariadb::start_once).await
+    }
+
+    async fn start_once() -> Result<Mariadb> {
+        let started = Instant::now();
+        let missing = || {
+            format!(
+                "MariaDB not found (mariadbd, mariadb-install-db, clients); run {}",
+                install::install_script().display()
+            )
+        };
+        let mariadbd = install::mariadbd_path().with_context(missing)?;
+        let bin_dir = install::mariadb_bin_dir().with_context(missing)?;
+        let dir = ServerDir::create("mariadb", install::server_user()?)?;
+        let mut mariadb = Mariadb {
+            server: None,
+            supervisor: Supervisor::start("mariadb")?,
+            dir,
+            port: processes::free_port()?,
+            password: process::password(),
+            mariadbd,
+            bin_dir,
+            startup: Duration::ZERO,
+        };
+        mariadb.init().await?;
+        mariadb.launch(true).await?;
+        mariadb.startup = started.elapsed();
+        Ok(mariadb)
+    }
+
+    async fn init(&mut self) -> Result<()> {
+        let log = self.dir.path().join("install-db.log");
+        // A private tmpdir: bootstrap servers sharing /tmp remove each
+        // other's temporary tables ("Unknown table 'mysql.tmp_user_sys'").
+        let tmp = self.dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp)?;
+        self.dir.chown(&tmp)?;
+        let args: Vec<String> = vec![
+            "--no-defaults".to_owned(),
+            format!("--datadir={}", self.data_dir().display()),
+            format!("--tmpdir={}", tmp.display()),
+            "--auth-root-authentication-method=socket".to_owned(),
+            "--skip-test-db".to_owned(),
+            "--skip-name-resolve".to_owned(),
+        ];
+        let command = self
+            .dir
+            .command(&self.bin_dir.join("mariadb-install-db"), &args, &log)?;
+        let mut install_db =
+            ServerProcess::spawn(&self.supervisor, "mariadb-install-db", command, &log).await?;
+        install_db.wait_success(Duration::from_secs(120)).await?;
+        // Run by mariadbd at its first start, before it serves clients.
+        let password = &self.password;
+        let sql = format!(
+            "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('{password}') OR unix_socket;\n\
+             CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{password}';\n\
+             GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n\
+             CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '{password}';\n\
+             GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\n"
+        );
+        self.dir.write_private("init.sql", &sql)?;
+        Ok(())
+    }
+
+    async fn launch(&mut self, first: bool) -> Result<()> {
+        let root = self.dir.path();
+        let log = self.log_path();
+        let mut args: Vec<String> = vec![
+            // Must come first: ignore /etc/mysql/my.cnf and ~/.my.cnf.
+            "--no-defaults".to_owned(),
+            format!("--datadir={}", self.data_dir().display()),
+            format!("--socket={}", self.socket_path().display()),
+            format!("--pid-file={}", root.join("mariadbd.pid").display()),
+            format!("--tmpdir={}", root.join("tmp").display()),
+            format!("--port={}", self.port),
+            format!("--bind-address={HOST}"),
+            "--skip-name-resolve".to_owned(),
+            "--skip-log-bin".to_owned(),
+            "--innodb-flush-log-at-trx-commit=0".to_owned(),
+            "--innodb-buffer-pool-size=64M".to_owned(),
+            "--max-connections=50".to_owned(),
+        ];
+        if first {
+            args.push(format!("--init-file={}", root.join("init.sql").display()));
+        }
+        let command = self.dir.command(&self.mariadbd, &args, &log)?;
+        let mut server = ServerProcess::spawn(&self.supervisor, "mariadbd", command, &log).await?;
+        let opts = self.opts();
+        let port = self.port;
+        process::wait_ready(
+            &mut server,
+            &format!("mariadbd on {HOST}:{port} to accept root's password login"),
+            process::START_TIMEOUT,
+            async || {
+                let mut conn = mysql_async::Conn::new(opts.clone()).await?;
+                conn.query_drop("SELECT 1").await?;
+                conn.disconnect().await?;
+                Ok(())
+            },
+        )
+        .await?;
+        if first {
+            let _ = std::fs::remove_file(root.join("init.sql"));
+        }
+        self.server = Some(server);
+        Ok(())
+    }
+
+    /// Connection options for root over TCP.
+    pub fn opts(&self) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(HOST)
+            .tcp_port(self.port)
+            .user(Some(ADMIN_USER))
+            .pass(Some(self.password.clone()))
+            .prefer_socket(false)
+            .into()
+    }
+
+    /// A root connection over TCP.
+    pub async fn connect(&self) -> Result<mysql_async::Conn> {
+        mysql_async::Conn::new(self.opts())
+            .await
+            .with_context(|| format!("connecting to mariadb on {HOST}:{}", self.port))
+    }
+
+    /// `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        HOST
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `root`.
+    pub fn admin_user(&self) -> &str {
+        ADMIN_USER
+    }
+
+    pub fn admin_password(&self) -> &str {
+        &self.password
+    }
+
+    /// `mysql://root:<password>@127.0.0.1:<port>`. Note that mysql_async
+    /// given this URL moves to the server's unix socket after connecting
+    /// (its `prefer_socket` default; root@localhost accepts the password
+    /// there too): add `?prefer_socket=false` or use [`Mariadb::opts`] to stay
+    /// on TCP.
+    pub fn url(&self) -> String {
+        format!(
+            "mysql://{ADMIN_USER}:{}@{HOST}:{}",
+            self.password, self.port
+        )
+    }
+
+    /// Folder with the client programs (`mariadb`/`mysql`, `mysqladmin`,
+    /// `mariadb-dump`/`mysqldump`), usually `/usr/bin`.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The server binary, usually `/usr/sbin/mariadbd`.
+    pub fn server_binary(&self) -> &Path {
+        &self.mariadbd
+    }
+
+    /// The server's temporary folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The unix socket (`--socket`).
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("mysqld.sock")
+    }
+
+    /// The server's stdout/stderr (its error log).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("mariadbd.log")
+    }
+
+    /// PID of mariadbd while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|s| s.pid())
+    }
+
+    /// Time from `start` to the first login.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.server.as_ref().is_some_and(|s| !s.has_exited())
+    }
+
+    /// Normal shutdown (SIGTERM), SIGKILL after 10 s. Data stays;
+    /// [`Mariadb::start_again`] brings the server back on the same port.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.stop(libc::SIGTERM, Duration::from_secs(10));
+        }
+    }
+
+    /// Starts the stopped server again (same port, data and users).
+    pub async fn start_again(&mut self) -> Result<()> {
+        self.stop();
+        self.launch(false).await
+    }
+}
+
+impl Drop for Mariadb {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.kill();
+        }
+        self.dir.close();
+    }
+}

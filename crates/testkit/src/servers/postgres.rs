@@ -1,0 +1,298 @@
+//! [`Postgres`]: a private PostgreSQL server.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::install::{self, Component};
+use super::process::{self, ServerDir, ServerProcess};
+use crate::processes::{self, Supervisor};
+
+const HOST: &str = "127.0.0.1";
+const ADMIN_USER: &str = "postgres";
+
+/// A PostgreSQL server (Debian's package, `/usr/lib/postgresql/<major>`) on
+/// `127.0.0.1:<free port>` with its data, unix socket and log in its own
+/// temporary folder.
+///
+/// TCP logins use scram-sha-256 (`host all` and `host replication` from
+/// 127.0.0.1/32); the superuser is `postgres` with a generated password.
+/// Unix-socket logins (socket in [`Postgres::socket_dir`], folder mode 0700)
+/// are trusted. When the tests run as root the server runs as the system
+/// user `dbtest`, since PostgreSQL refuses root.
+///
+/// Dropping it stops the server (immediate shutdown, then SIGKILL) and
+/// removes the folder (`TESTKIT_KEEP_DIR=1` keeps it). The postmaster dies
+/// with the test process (PDEATHSIG); its workers, which PostgreSQL puts in
+/// sessions of their own, exit when they see the postmaster gone.
+pub struct Postgres {
+    // Field order is drop order: server, then its thread, then the folder.
+    server: Option<ServerProcess>,
+    supervisor: Supervisor,
+    dir: ServerDir,
+    port: u16,
+    password: String,
+    bin_dir: PathBuf,
+    startup: Duration,
+}
+
+impl std::fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Postgres")
+            .field("port", &self.port)
+            .field("dir", &self.dir.path())
+            .field("pid", &self.pid())
+            .finish()
+    }
+}
+
+impl Postgres {
+    /// initdb + postgres; returns once the superuser can log in over TCP
+    /// with its password. Runs `hack/servers/install.sh` first if PostgreSQL
+    /// (or, as root, the `dbtest` user) is missing.
+    pub async fn start() -> Result<Postgres> {
+        tokio::task::spawn_blocking(|| install::ensure(&[Component::Postgres]))
+            .await
+            .context("install task panicked")??;
+        process::retry_port_clash("postgres", Postgres::start_once).await
+    }
+
+    async fn start_once() -> Result<Postgres> {
+        let started = Instant::now();
+        let bin_dir = install::postgres_bin_dir().with_context(|| {
+            format!(
+                "PostgreSQL not found in /usr/lib/postgresql/<major>/bin; run {}",
+                install::install_script().display()
+            )
+        })?;
+        let dir = ServerDir::create("postgres", install::server_user()?)?;
+        let password = process::password();
+        let mut postgres = Postgres {
+            server: None,
+            supervisor: Supervisor::start("postgres")?,
+            dir,
+            port: processes::free_port()?,
+            password,
+            bin_dir,
+            startup: Duration::ZERO,
+        };
+        postgres.init().await?;
+        postgres.launch().await?;
+        postgres.startup = started.elapsed();
+        Ok(postgres)
+    }
+
+    async fn init(&mut self) -> Result<()> {
+        let root = self.dir.path().to_owned();
+        let pwfile = self.dir.write_private("pwfile", &self.password)?;
+        let args: Vec<String> = [
+            "--pgdata",
+            &self.data_dir().to_string_lossy(),
+            "--username",
+            ADMIN_USER,
+            "--pwfile",
+            &pwfile.to_string_lossy(),
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+            "--no-instructions",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let log = root.join("initdb.log");
+        let command = self
+            .dir
+            .command(&self.bin_dir.join("initdb"), &args, &log)?;
+        let mut initdb = ServerProcess::spawn(&self.supervisor, "initdb", command, &log).await?;
+        initdb.wait_success(Duration::from_secs(120)).await?;
+        let _ = std::fs::remove_file(&pwfile);
+
+        let data = self.data_dir();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "# Written by database_operator_testkit::servers::Postgres.\n\
+             local all all trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n\
+             host replication all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .context("writing pg_hba.conf")?;
+        // In postgresql.conf rather than on the command line, so ALTER
+        // SYSTEM can still override them and a restart keeps them.
+        let settings = format!(
+            "\n# Added by database_operator_testkit::servers::Postgres.\n\
+             listen_addresses = '{HOST}'\n\
+             port = {port}\n\
+             unix_socket_directories = '{socket}'\n\
+             password_encryption = 'scram-sha-256'\n\
+             fsync = off\n\
+             synchronous_commit = off\n\
+             full_page_writes = off\n\
+             logging_collector = off\n\
+             max_connections = 50\n\
+             shared_buffers = 32MB\n",
+            port = self.port,
+            socket = root.display(),
+        );
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .context("opening postgresql.conf")?;
+        std::io::Write::write_all(&mut conf, settings.as_bytes())?;
+        Ok(())
+    }
+
+    async fn launch(&mut self) -> Result<()> {
+        let log = self.log_path();
+        let args = vec![
+            "-D".to_owned(),
+            self.data_dir().to_string_lossy().into_owned(),
+        ];
+        let command = self
+            .dir
+            .command(&self.bin_dir.join("postgres"), &args, &log)?;
+        let mut server = ServerProcess::spawn(&self.supervisor, "postgres", command, &log).await?;
+        let config = self.config();
+        let port = self.port;
+        process::wait_ready(
+            &mut server,
+            &format!("postgres on {HOST}:{port} to accept a scram-sha-256 login"),
+            process::START_TIMEOUT,
+            async || {
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+                let connection = tokio::spawn(connection);
+                client.simple_query("SELECT 1").await?;
+                drop(client);
+                let _ = connection.await;
+                Ok(())
+            },
+        )
+        .await?;
+        self.server = Some(server);
+        Ok(())
+    }
+
+    /// Connection settings for the superuser over TCP.
+    pub fn config(&self) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(HOST)
+            .port(self.port)
+            .user(ADMIN_USER)
+            .password(&self.password)
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(5));
+        config
+    }
+
+    /// A superuser client over TCP; its connection runs as a task on the
+    /// current tokio runtime.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client> {
+        let (client, connection) = self
+            .config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to postgres on {HOST}:{}", self.port))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        HOST
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `postgres` (superuser).
+    pub fn admin_user(&self) -> &str {
+        ADMIN_USER
+    }
+
+    pub fn admin_password(&self) -> &str {
+        &self.password
+    }
+
+    /// `postgres://postgres:<password>@127.0.0.1:<port>/postgres`.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://{ADMIN_USER}:{}@{HOST}:{}/postgres",
+            self.password, self.port
+        )
+    }
+
+    /// PostgreSQL's bin folder, e.g. `/usr/lib/postgresql/15/bin` (psql,
+    /// pg_dump, pg_dumpall, pg_isready, pg_ctl, ...).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The server's temporary folder (also its unix socket folder).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Folder holding `.s.PGSQL.<port>`; pass it as `host` for socket logins.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `PGDATA`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The server's stdout/stderr.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
+    }
+
+    /// PID of the postmaster while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(|s| s.pid())
+    }
+
+    /// Time from `start` to the first login.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// True while the server runs.
+    pub fn is_running(&self) -> bool {
+        self.server.as_ref().is_some_and(|s| !s.has_exited())
+    }
+
+    /// Fast shutdown (SIGINT: clients are disconnected, a checkpoint is
+    /// written), SIGKILL after 10 s. Data stays; [`Postgres::start_again`]
+    /// brings the server back on the same port.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.stop(libc::SIGINT, Duration::from_secs(10));
+        }
+    }
+
+    /// Starts the stopped server again (same port, data and password).
+    pub async fn start_again(&mut self) -> Result<()> {
+        self.stop();
+        self.launch().await
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Immediate shutdown (SIGQUIT): the postmaster kills its workers
+        // (which are not in its process group) and exits within
+        // milliseconds; SIGKILL to it and its descendants after 5 s.
+        if let Some(mut server) = self.server.take() {
+            server.stop(libc::SIGQUIT, Duration::from_secs(5));
+        }
+        self.dir.close();
+    }
+}
