@@ -23,6 +23,12 @@ const ADMIN_DATABASE: &str = "admin";
 /// database `admin` is created at first start (`--setup-username`). Every
 /// command but the handshake and authentication needs a login.
 ///
+/// install.sh builds FerretDB with a one-line patch: the SCRAM conversation
+/// ends (`done: true`) with the server's final message, as on MongoDB 4.4+.
+/// Unpatched 1.24 waits for an extra empty `saslContinue` that the Rust
+/// driver (mongodb 3.9+) no longer sends ("expected SCRAM authentication to
+/// have completed"); drivers that still send it keep working.
+///
 /// FerretDB 1.24 has users but no authorization: `createUser` needs
 /// `roles: []` (non-empty roles, `customData`, `createRole` and
 /// `grantRolesToUser` are not implemented) and any authenticated user may
