@@ -1,0 +1,272 @@
+//! The MongoDB user manager against FerretDB 1.24 (testkit fixture), our
+//! stand-in for MongoDB.
+//!
+//! What FerretDB can prove: a user is created in `admin` with
+//! SCRAM-SHA-256, can authenticate through the URI the operator hands out,
+//! loses the old password when it changes, and cannot log in once dropped.
+//!
+//! What it cannot: FerretDB 1.x has users but no authorization. It refuses
+//! `createUser`/`updateUser` with roles and does not implement
+//! `createRole`, and any authenticated user may read and write every
+//! database. So whether readOnly stops writes, readWrite allows them,
+//! dbOwner creates collections and revocation takes effect is NOT proven
+//! against a server here: the exact command documents the operator sends
+//! for those are pinned by the unit tests in `src/users/mongodb.rs`. These
+//! tests do check that asking FerretDB for roles fails loudly (Refused)
+//! rather than pretending to succeed.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
+use mongodb::bson::{Document, doc};
+use mongodb::options::ClientOptions;
+use operator::users::{Granted, Password, Target, UserError, UserSpec, manager};
+use testkit::servers::Ferret;
+
+const PASSWORD: &str = "p@ss:w/rd?#%'\"\\; -- /*é";
+
+fn target(db: &Ferret) -> Target {
+    Target {
+        host: db.host().to_owned(),
+        port: db.port(),
+        admin_user: db.admin_user().to_owned(),
+        admin_password: Password::new(db.admin_password()),
+        default_database: db.admin_database().to_owned(),
+    }
+}
+
+fn spec<'a>(
+    username: &'a str,
+    password: &'a Password,
+    privileges: &'a [Privilege],
+    native_grants: &'a [NativeGrant],
+) -> UserSpec<'a> {
+    UserSpec {
+        username,
+        password,
+        connection_limit: None,
+        privileges,
+        native_grants,
+    }
+}
+
+fn mongo() -> &'static dyn operator::users::UserManager {
+    manager(api::Engine::Mongodb)
+}
+
+/// Logs in as `user` through the URI the operator hands applications and
+/// runs a command that needs authentication.
+async fn login(db: &Ferret, user: &str, password: &str) -> Result<Document, mongodb::error::Error> {
+    let uri = mongo().connection_uri(user, &Password::new(password), db.host(), db.port(), "app");
+    let mut options = ClientOptions::parse(format!("{uri}&directConnection=true")).await?;
+    options.server_selection_timeout = Some(Duration::from_secs(5));
+    let client = mongodb::Client::with_options(options)?;
+    let result = client
+        .database("app")
+        .run_command(doc! { "connectionStatus": 1 })
+        .await;
+    client.shutdown().await;
+    result
+}
+
+fn is_auth_failure(e: &mongodb::error::Error) -> bool {
+    matches!(
+        e.kind.as_ref(),
+        mongodb::error::ErrorKind::Authentication { .. }
+    ) || e.to_string().contains("Authentication failed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_lifecycle_create_login_rotate_drop() -> Result<()> {
+    let db = Ferret::start().await?;
+    let target = target(&db);
+    let pw = Password::new(PASSWORD);
+    mongo()
+        .apply(
+            &target,
+            &spec("app_user", &pw, &[], &[]),
+            &Granted::default(),
+        )
+        .await?;
+    let status = login(&db, "app_user", PASSWORD)
+        .await
+        .context("login as the new user")?;
+    let who = status
+        .get_document("authInfo")?
+        .get_array("authenticatedUsers")?;
+    ensure!(
+        format!("{who:?}").contains("app_user"),
+        "authenticated as {who:?}"
+    );
+    // Idempotent: applying the same spec again keeps it working.
+    mongo()
+        .apply(
+            &target,
+            &spec("app_user", &pw, &[], &[]),
+            &Granted::default(),
+        )
+        .await?;
+    login(&db, "app_user", PASSWORD).await?;
+
+    let new = Password::new("new-Secret-0815");
+    mongo()
+        .apply(
+            &target,
+            &spec("app_user", &new, &[], &[]),
+            &Granted::default(),
+        )
+        .await?;
+    let err = login(&db, "app_user", PASSWORD)
+        .await
+        .err()
+        .context("the old password still works")?;
+    ensure!(is_auth_failure(&err), "unexpected error: {err}");
+    login(&db, "app_user", new.expose())
+        .await
+        .context("login with the new password")?;
+
+    mongo().drop_user(&target, "app_user").await?;
+    let err = login(&db, "app_user", new.expose())
+        .await
+        .err()
+        .context("the dropped user can still log in")?;
+    ensure!(is_auth_failure(&err), "unexpected error: {err}");
+    // Missing user = success.
+    mongo().drop_user(&target, "app_user").await?;
+    mongo().drop_user(&target, "never_was").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferretdb_refuses_roles_loudly() -> Result<()> {
+    let db = Ferret::start().await?;
+    let target = target(&db);
+    let pw = Password::new(PASSWORD);
+    let privileges = [Privilege {
+        role: Role::ReadOnly,
+        database: "app".into(),
+        schema: None,
+    }];
+    match mongo()
+        .apply(
+            &target,
+            &spec("ro_user", &pw, &privileges, &[]),
+            &Granted::default(),
+        )
+        .await
+    {
+        Err(UserError::Refused(m)) => {
+            eprintln!("FerretDB refused roles: {m}");
+            ensure!(!m.contains(PASSWORD), "the password leaked into {m}");
+        }
+        Ok(()) => bail!("FerretDB accepted roles: the role tests could run against it now"),
+        Err(other) => bail!("expected Refused, got {other:?}"),
+    }
+    let grants = [NativeGrant {
+        privileges: vec![NativePrivilege::Find],
+        database: "app".into(),
+        schema: None,
+        table: Some("orders".into()),
+    }];
+    match mongo()
+        .apply(
+            &target,
+            &spec("ro_user", &pw, &[], &grants),
+            &Granted::default(),
+        )
+        .await
+    {
+        Err(UserError::Refused(m)) => eprintln!("FerretDB refused a custom role: {m}"),
+        Ok(()) => bail!("FerretDB accepted a custom role"),
+        Err(other) => bail!("expected Refused, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_or_reserved_names_are_refused_before_anything_is_sent() -> Result<()> {
+    let db = Ferret::start().await?;
+    let admin = db.client().await?;
+    admin
+        .database("app")
+        .collection::<Document>("canary")
+        .insert_one(doc! { "alive": true })
+        .await?;
+    let target = target(&db);
+    let pw = Password::new(PASSWORD);
+    for h in [
+        "x\"}, {\"dropDatabase\": 1",
+        "x'; db.dropDatabase(); //",
+        "x\0y",
+        "аpp", // Cyrillic а
+        "$where",
+    ] {
+        let err = mongo()
+            .apply(&target, &spec(h, &pw, &[], &[]), &Granted::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
+        assert!(matches!(
+            mongo().drop_user(&target, h).await,
+            Err(UserError::Invalid(_))
+        ));
+    }
+    for database in ["admin", "local", "config", "app.$cmd", "app/x", "$app"] {
+        let privileges = [Privilege {
+            role: Role::Admin,
+            database: database.into(),
+            schema: None,
+        }];
+        let err = mongo()
+            .apply(
+                &target,
+                &spec("ok_user", &pw, &privileges, &[]),
+                &Granted::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UserError::Invalid(_)), "{database:?}: {err}");
+    }
+    let mut limited = spec("ok_user", &pw, &[], &[]);
+    limited.connection_limit = Some(5);
+    assert!(matches!(
+        mongo().apply(&target, &limited, &Granted::default()).await,
+        Err(UserError::Invalid(_))
+    ));
+    let n = admin
+        .database("app")
+        .collection::<Document>("canary")
+        .count_documents(doc! {})
+        .await?;
+    assert_eq!(n, 1);
+    let users = admin
+        .database("admin")
+        .run_command(doc! { "usersInfo": 1 })
+        .await?;
+    ensure!(
+        !format!("{users:?}").contains("ok_user"),
+        "a refused spec created a user: {users:?}"
+    );
+    admin.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_admin_is_reported_without_its_password() -> Result<()> {
+    let db = Ferret::start().await?;
+    let pw = Password::new(PASSWORD);
+    let mut wrong = target(&db);
+    wrong.admin_password = Password::new("wrong-admin-secret");
+    let err = mongo()
+        .apply(&wrong, &spec("someone", &pw, &[], &[]), &Granted::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
+    assert!(!err.to_string().contains("wrong-admin-secret"));
+    let mut closed = target(&db);
+    closed.port = 1;
+    let err = mongo().drop_user(&closed, "someone").await.unwrap_err();
+    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
+    Ok(())
+}

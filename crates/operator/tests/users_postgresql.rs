@@ -1,0 +1,587 @@
+//! The PostgreSQL user manager against a real PostgreSQL (testkit fixture):
+//! each test logs in as the user it made and proves what it can and cannot
+//! do.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
+use operator::users::quote::{pg_ident, pg_literal};
+use operator::users::{Granted, Password, Target, UserError, UserSpec, manager};
+use testkit::servers::Postgres;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls};
+
+const PASSWORD: &str = "p@ss:w/rd?#%'\"\\; -- /*é";
+
+fn target(pg: &Postgres) -> Target {
+    Target {
+        host: pg.host().to_owned(),
+        port: pg.port(),
+        admin_user: pg.admin_user().to_owned(),
+        admin_password: Password::new(pg.admin_password()),
+        default_database: "postgres".to_owned(),
+    }
+}
+
+fn privilege(role: Role, database: &str) -> Privilege {
+    Privilege {
+        role,
+        database: database.into(),
+        schema: None,
+    }
+}
+
+fn spec<'a>(
+    username: &'a str,
+    password: &'a Password,
+    privileges: &'a [Privilege],
+    native_grants: &'a [NativeGrant],
+) -> UserSpec<'a> {
+    UserSpec {
+        username,
+        password,
+        connection_limit: None,
+        privileges,
+        native_grants,
+    }
+}
+
+fn pgm() -> &'static dyn operator::users::UserManager {
+    manager(api::Engine::Postgresql)
+}
+
+/// Logs in as `user` through the URI the operator hands applications.
+async fn login(
+    pg: &Postgres,
+    user: &str,
+    password: &str,
+    db: &str,
+) -> Result<Client, tokio_postgres::Error> {
+    let uri = pgm().connection_uri(user, &Password::new(password), pg.host(), pg.port(), db);
+    let (client, connection) = tokio_postgres::connect(&uri, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A superuser client on `db`.
+async fn admin_on(pg: &Postgres, db: &str) -> Result<Client> {
+    let (client, connection) = pg.config().dbname(db).connect(NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Database `app` with admin-owned `items` (one row, serial id) and
+/// `canary`, which an injected DROP would remove.
+async fn setup(pg: &Postgres) -> Result<Client> {
+    let admin = pg.connect().await?;
+    admin.batch_execute("CREATE DATABASE app").await?;
+    let app = admin_on(pg, "app").await?;
+    app.batch_execute(
+        "CREATE TABLE items (id serial PRIMARY KEY, name text);
+         INSERT INTO items (name) VALUES ('first');
+         CREATE TABLE canary (id int); INSERT INTO canary VALUES (1);",
+    )
+    .await?;
+    Ok(app)
+}
+
+fn denied(result: Result<impl Sized, tokio_postgres::Error>) -> bool {
+    matches!(result, Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE))
+}
+
+async fn canary_alive(app: &Client) -> Result<()> {
+    let n: i64 = app
+        .query_one("SELECT count(*) FROM canary", &[])
+        .await
+        .context("canary table is gone")?
+        .get(0);
+    ensure!(n == 1, "canary has {n} rows");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_reads_and_cannot_write() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let app = setup(&pg).await?;
+    let target = target(&pg);
+    let pw = Password::new(PASSWORD);
+    let privileges = [privilege(Role::ReadOnly, "app")];
+    pgm()
+        .apply(
+            &target,
+            &spec("reader", &pw, &privileges, &[]),
+            &Granted::default(),
+        )
+        .await?;
+
+    let me = login(&pg, "reader", PASSWORD, "app").await?;
+    let name: String = me.query_one("SELECT name FROM items", &[]).await?.get(0);
+    assert_eq!(name, "first");
+    me.query_one("SELECT nextval('items_id_seq')", &[])
+        .await
+        .err()
+        .context("readOnly must not advance a sequence")?;
+    assert!(denied(
+        me.execute("INSERT INTO items (name) VALUES ('x')", &[])
+            .await
+    ));
+    assert!(denied(me.execute("UPDATE items SET name = 'x'", &[]).await));
+    assert!(denied(me.execute("DELETE FROM items", &[]).await));
+    assert!(denied(me.batch_execute("CREATE TABLE mine (id int)").await));
+
+    // Default privileges: a table the admin creates later is readable too.
+    app.batch_execute("CREATE TABLE later (v int); INSERT INTO later VALUES (7)")
+        .await?;
+    let v: i32 = me.query_one("SELECT v FROM later", &[]).await?.get(0);
+    assert_eq!(v, 7);
+
+    // No CREATE on the database either.
+    assert!(denied(me.batch_execute("CREATE SCHEMA nope").await));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_write_writes_and_admin_creates_tables() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let _app = setup(&pg).await?;
+    let target = target(&pg);
+    let pw = Password::new(PASSWORD);
+    let rw = [privilege(Role::ReadWrite, "app")];
+    pgm()
+        .apply(&target, &spec("writer", &pw, &rw, &[]), &Granted::default())
+        .await?;
+    let me = login(&pg, "writer", PASSWORD, "app").await?;
+    me.execute("INSERT INTO items (name) VALUES ('second')", &[])
+        .await
+        .context("readWrite INSERT (uses the serial's sequence)")?;
+    me.execute(
+        "UPDATE items SET name = 'renamed' WHERE name = 'second'",
+        &[],
+    )
+    .await?;
+    me.execute("DELETE FROM items WHERE name = 'renamed'", &[])
+        .await?;
+    assert!(denied(me.batch_execute("CREATE TABLE mine (id int)").await));
+    assert!(denied(me.batch_execute("TRUNCATE items").await));
+
+    let admin_role = [privilege(Role::Admin, "app")];
+    pgm()
+        .apply(
+            &target,
+            &spec("writer", &pw, &admin_role, &[]),
+            &Granted {
+                privileges: &rw,
+                native_grants: &[],
+            },
+        )
+        .await?;
+    me.batch_execute("CREATE TABLE mine (id int); INSERT INTO mine VALUES (1); DROP TABLE mine")
+        .await
+        .context("admin CREATE TABLE")?;
+    me.batch_execute("TRUNCATE items").await?;
+    me.batch_execute("CREATE TEMPORARY TABLE scratch (id int)")
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_takes_effect_and_spares_other_users() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let app = setup(&pg).await?;
+    let target = target(&pg);
+    let pw = Password::new(PASSWORD);
+
+    // Another user, made by hand, with the same kind of grants.
+    app.batch_execute(
+        "CREATE ROLE bystander LOGIN PASSWORD 'bystander';
+         GRANT SELECT, INSERT ON items TO bystander;
+         GRANT USAGE ON SEQUENCE items_id_seq TO bystander;",
+    )
+    .await?;
+    let acl_before: String = app
+        .query_one(
+            "SELECT relacl::text FROM pg_class WHERE relname = 'items'",
+            &[],
+        )
+        .await?
+        .get(0);
+
+    let rw = [privilege(Role::ReadWrite, "app")];
+    pgm()
+        .apply(&target, &spec("shifty", &pw, &rw, &[]), &Granted::default())
+        .await?;
+    // Applying the same spec again is harmless.
+    let same = Granted {
+        privileges: &rw,
+        native_grants: &[],
+    };
+    pgm()
+        .apply(&target, &spec("shifty", &pw, &rw, &[]), &same)
+        .await?;
+    let me = login(&pg, "shifty", PASSWORD, "app").await?;
+    me.execute("INSERT INTO items (name) VALUES ('w')", &[])
+        .await?;
+
+    // readWrite → readOnly: writes stop, reads go on.
+    let ro = [privilege(Role::ReadOnly, "app")];
+    pgm()
+        .apply(&target, &spec("shifty", &pw, &ro, &[]), &same)
+        .await?;
+    assert!(denied(
+        me.execute("INSERT INTO items (name) VALUES ('x')", &[])
+            .await
+    ));
+    me.query("SELECT * FROM items", &[]).await?;
+    // Default privileges were revoked too: a new admin table is readable
+    // but not writable.
+    app.batch_execute("CREATE TABLE newer (v int)").await?;
+    me.query("SELECT * FROM newer", &[]).await?;
+    assert!(denied(
+        me.execute("INSERT INTO newer VALUES (1)", &[]).await
+    ));
+
+    // readOnly → nothing: reads stop.
+    pgm()
+        .apply(
+            &target,
+            &spec("shifty", &pw, &[], &[]),
+            &Granted {
+                privileges: &ro,
+                native_grants: &[],
+            },
+        )
+        .await?;
+    assert!(denied(me.query("SELECT * FROM items", &[]).await));
+    assert!(denied(me.query("SELECT * FROM newer", &[]).await));
+
+    // The bystander's grants are as they were, and only its own.
+    let acl_after: String = app
+        .query_one(
+            "SELECT relacl::text FROM pg_class WHERE relname = 'items'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(acl_before, acl_after);
+    let bystander = login(&pg, "bystander", "bystander", "app").await?;
+    bystander
+        .execute("INSERT INTO items (name) VALUES ('b')", &[])
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_grants_are_exact() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let _app = setup(&pg).await?;
+    let target = target(&pg);
+    let pw = Password::new(PASSWORD);
+    let grants = [NativeGrant {
+        privileges: vec![NativePrivilege::Select, NativePrivilege::Insert],
+        database: "app".into(),
+        schema: None,
+        table: Some("canary".into()),
+    }];
+    pgm()
+        .apply(
+            &target,
+            &spec("narrow", &pw, &[], &grants),
+            &Granted::default(),
+        )
+        .await?;
+    let me = login(&pg, "narrow", PASSWORD, "app").await?;
+    me.query("SELECT * FROM canary", &[]).await?;
+    me.execute("INSERT INTO canary VALUES (2)", &[]).await?;
+    me.execute("DELETE FROM canary WHERE id = 2", &[])
+        .await
+        .err()
+        .context("DELETE was not granted")?;
+    assert!(denied(me.query("SELECT * FROM items", &[]).await));
+
+    // Removing the native grant revokes it.
+    pgm()
+        .apply(
+            &target,
+            &spec("narrow", &pw, &[], &[]),
+            &Granted {
+                privileges: &[],
+                native_grants: &grants,
+            },
+        )
+        .await?;
+    assert!(denied(me.query("SELECT * FROM canary", &[]).await));
+
+    // A keyword PostgreSQL has no use for is refused before anything runs.
+    let bad = [NativeGrant {
+        privileges: vec![NativePrivilege::Find],
+        database: "app".into(),
+        schema: None,
+        table: None,
+    }];
+    let err = pgm()
+        .apply(
+            &target,
+            &spec("narrow", &pw, &[], &bad),
+            &Granted::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UserError::Invalid(_)), "{err}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_change_locks_out_the_old_one_and_never_reaches_the_log() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let _app = setup(&pg).await?;
+    let admin = pg.connect().await?;
+    // Log every statement, so the log would show a cleartext password.
+    admin
+        .batch_execute("ALTER SYSTEM SET log_statement = 'all'")
+        .await?;
+    admin.batch_execute("SELECT pg_reload_conf()").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let target = target(&pg);
+    let old = Password::new("old-Secret-4711");
+    let new = Password::new("new-Secret-0815");
+    let ro = [privilege(Role::ReadOnly, "app")];
+    let mut user = spec("rotor", &old, &ro, &[]);
+    user.connection_limit = Some(3);
+    pgm().apply(&target, &user, &Granted::default()).await?;
+    login(&pg, "rotor", old.expose(), "app").await?;
+
+    let row = admin
+        .query_one(
+            "SELECT rolpassword, rolconnlimit FROM pg_authid WHERE rolname = 'rotor'",
+            &[],
+        )
+        .await?;
+    let verifier: String = row.get(0);
+    let limit: i32 = row.get(1);
+    assert!(verifier.starts_with("SCRAM-SHA-256$4096:"), "{verifier}");
+    assert_eq!(limit, 3);
+
+    // Steady state: the same password is not rewritten.
+    let granted = Granted {
+        privileges: &ro,
+        native_grants: &[],
+    };
+    pgm().apply(&target, &user, &granted).await?;
+    let again: String = admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'rotor'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(verifier, again);
+
+    let user = spec("rotor", &new, &ro, &[]);
+    pgm().apply(&target, &user, &granted).await?;
+    let err = login(&pg, "rotor", old.expose(), "app")
+        .await
+        .err()
+        .context("the old password still works")?;
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    login(&pg, "rotor", new.expose(), "app").await?;
+    let limit: i32 = admin
+        .query_one(
+            "SELECT rolconnlimit FROM pg_authid WHERE rolname = 'rotor'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(limit, -1, "no limit declared any more");
+
+    let log = std::fs::read_to_string(pg.log_path())?;
+    ensure!(
+        log.contains("ALTER ROLE"),
+        "statements are not being logged"
+    );
+    for secret in [old.expose(), new.expose()] {
+        ensure!(
+            !log.contains(secret),
+            "the server log holds a cleartext password"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_user_removes_the_login_and_keeps_its_tables() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let app = setup(&pg).await?;
+    let target = target(&pg);
+    let pw = Password::new(PASSWORD);
+    let admin_role = [privilege(Role::Admin, "app")];
+    pgm()
+        .apply(
+            &target,
+            &spec("leaver", &pw, &admin_role, &[]),
+            &Granted::default(),
+        )
+        .await?;
+    let me = login(&pg, "leaver", PASSWORD, "app").await?;
+    me.batch_execute(
+        "CREATE TABLE owned_by_leaver (id int); INSERT INTO owned_by_leaver VALUES (1)",
+    )
+    .await?;
+    // A session of its own, open while it is dropped.
+    pgm().drop_user(&target, "leaver").await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    me.query("SELECT 1", &[])
+        .await
+        .err()
+        .context("the user's open session survived the drop")?;
+    let err = login(&pg, "leaver", PASSWORD, "app")
+        .await
+        .err()
+        .context("the dropped user can still log in")?;
+    assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    let owner: String = app
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'owned_by_leaver'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(owner, "postgres", "its table was reassigned to the admin");
+    // Missing user = success.
+    pgm().drop_user(&target, "leaver").await?;
+    pgm().drop_user(&target, "never_was").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_database_is_refused_before_the_role_exists() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let target = target(&pg);
+    let pw = Password::new(PASSWORD);
+    let privileges = [privilege(Role::ReadOnly, "nope")];
+    let err = pgm()
+        .apply(
+            &target,
+            &spec("early", &pw, &privileges, &[]),
+            &Granted::default(),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        UserError::Refused(m) => assert!(m.contains("\"nope\" does not exist"), "{m}"),
+        other => bail!("expected Refused, got {other:?}"),
+    }
+    let admin = pg.connect().await?;
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'early'", &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 0);
+    // The previous apply named a database that is gone: nothing to revoke.
+    pgm()
+        .apply(
+            &target,
+            &spec("early", &pw, &[], &[]),
+            &Granted {
+                privileges: &privileges,
+                native_grants: &[],
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_are_refused_and_quoting_is_inert() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let app = setup(&pg).await?;
+    let target = target(&pg);
+    let pw = Password::new(PASSWORD);
+    let hostile = [
+        "x\"; DROP TABLE canary; --",
+        "x'; DROP TABLE canary; --",
+        "x\\'; DROP TABLE canary; --",
+        "x/*",
+        "x\0y",
+        "аpp", // Cyrillic а
+    ];
+    for h in hostile {
+        let err = pgm()
+            .apply(&target, &spec(h, &pw, &[], &[]), &Granted::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
+        let privileges = [privilege(Role::Admin, h)];
+        let err = pgm()
+            .apply(
+                &target,
+                &spec("ok_user", &pw, &privileges, &[]),
+                &Granted::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
+        assert!(matches!(
+            pgm().drop_user(&target, h).await,
+            Err(UserError::Invalid(_))
+        ));
+    }
+    // The second line of defense, on the server itself: quoted hostile
+    // names and values are single tokens.
+    for h in hostile.iter().filter(|h| !h.contains('\0') && h.is_ascii()) {
+        app.batch_execute(&format!("CREATE TABLE {} (id int)", pg_ident(h)?))
+            .await?;
+        let n: i64 = app
+            .query_one("SELECT count(*) FROM pg_class WHERE relname = $1", &[h])
+            .await?
+            .get(0);
+        assert_eq!(n, 1, "{h:?}");
+        for scs in ["on", "off"] {
+            app.batch_execute(&format!("SET standard_conforming_strings = {scs}"))
+                .await?;
+            let back: String = app
+                .query_one(&format!("SELECT {}::text", pg_literal(h)?), &[])
+                .await?
+                .get(0);
+            assert_eq!(&back, h, "standard_conforming_strings = {scs}");
+        }
+    }
+    assert!(pg_ident("x\0y").is_err() && pg_ident("аpp").is_err());
+    canary_alive(&app).await?;
+    let admin = pg.connect().await?;
+    let n: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'ok_user'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(n, 0, "nothing was created for a refused spec");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_admin_is_reported_without_its_password() -> Result<()> {
+    let pg = Postgres::start().await?;
+    let pw = Password::new(PASSWORD);
+    let mut wrong = target(&pg);
+    wrong.admin_password = Password::new("wrong-admin-secret");
+    let err = pgm()
+        .apply(&wrong, &spec("someone", &pw, &[], &[]), &Granted::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
+    assert!(!err.to_string().contains("wrong-admin-secret"));
+    assert!(!format!("{err:?}").contains(PASSWORD));
+
+    let mut closed = target(&pg);
+    closed.port = 1;
+    let err = pgm().drop_user(&closed, "someone").await.unwrap_err();
+    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
+    Ok(())
+}
