@@ -35,7 +35,10 @@ pub async fn run(
             info!("caches synced");
         }
     });
-    controller::database::run(ctx, streams).await;
+    tokio::join!(
+        controller::database::run(ctx.clone(), streams),
+        controller::user::run(ctx)
+    );
     server.abort();
     Ok(())
 }

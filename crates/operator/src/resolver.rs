@@ -72,21 +72,41 @@ mod tests {
     #[test]
     fn services_resolve_through_cluster_dns_by_default() {
         let resolver = Resolver::default();
-        assert_eq!(resolver.resolve("orders-primary", "shop", 5432), ("orders-primary.shop.svc".into(), 5432));
+        assert_eq!(
+            resolver.resolve("orders-primary", "shop", 5432),
+            ("orders-primary.shop.svc".into(), 5432)
+        );
     }
 
     #[test]
     fn an_override_maps_one_service_to_an_address() {
-        let resolver = Resolver::new(["orders-primary.shop=127.0.0.1:15432".parse::<Override>().unwrap()]);
-        assert_eq!(resolver.resolve("orders-primary", "shop", 5432), ("127.0.0.1".into(), 15432));
-        assert_eq!(resolver.resolve("orders-primary", "other", 5432).0, "orders-primary.other.svc");
+        let resolver = Resolver::new(["orders-primary.shop=127.0.0.1:15432"
+            .parse::<Override>()
+            .unwrap()]);
+        assert_eq!(
+            resolver.resolve("orders-primary", "shop", 5432),
+            ("127.0.0.1".into(), 15432)
+        );
+        assert_eq!(
+            resolver.resolve("orders-primary", "other", 5432).0,
+            "orders-primary.other.svc"
+        );
     }
 
     #[test]
     fn malformed_overrides_are_refused_with_the_expected_form() {
-        for bad in ["orders", "orders=1.2.3.4:5", "orders.shop=host", "orders.shop=host:port", ".shop=h:1"] {
+        for bad in [
+            "orders",
+            "orders=1.2.3.4:5",
+            "orders.shop=host",
+            "orders.shop=host:port",
+            ".shop=h:1",
+        ] {
             let error = bad.parse::<Override>().unwrap_err();
-            assert!(error.contains("<service>.<namespace>=<host>:<port>"), "{bad}: {error}");
+            assert!(
+                error.contains("<service>.<namespace>=<host>:<port>"),
+                "{bad}: {error}"
+            );
         }
     }
 }

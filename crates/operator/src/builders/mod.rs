@@ -2,6 +2,7 @@
 //! the controller applies what these return.
 
 pub mod configmap;
+pub mod credentials;
 pub mod cronjob;
 pub mod meta;
 pub mod pdb;

@@ -112,7 +112,13 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         Err(e) => return Err(e),
     };
     let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
-    let statefulset = cached_or_fetch(&ctx.stores.statefulsets, &statefulsets, &db.name_any(), &namespace).await?;
+    let statefulset = cached_or_fetch(
+        &ctx.stores.statefulsets,
+        &statefulsets,
+        &db.name_any(),
+        &namespace,
+    )
+    .await?;
     let status = desired_status(db, statefulset.as_deref(), failure.as_ref(), &now());
     write_status_if_changed(db, ctx, &namespace, status).await?;
     Ok(match failure {
@@ -139,14 +145,21 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     ensure_admin_secret(client, &stores.secrets, db, namespace).await?;
 
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
-    let live = cached_or_fetch(&stores.config_maps, &config_maps, &names.config(), namespace).await?;
+    let live = cached_or_fetch(
+        &stores.config_maps,
+        &config_maps,
+        &names.config(),
+        namespace,
+    )
+    .await?;
     writes += u32::from(
         apply_if_changed(&config_maps, desired.config_map.clone(), live.as_deref()).await?,
     );
 
     let services = Api::<Service>::namespaced(client.clone(), namespace);
     for service in desired.all_services() {
-        let live = cached_or_fetch(&stores.services, &services, &service.name_any(), namespace).await?;
+        let live =
+            cached_or_fetch(&stores.services, &services, &service.name_any(), namespace).await?;
         writes += u32::from(apply_if_changed(&services, service.clone(), live.as_deref()).await?);
     }
     if desired.services.readonly.is_none() {
@@ -154,7 +167,13 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     }
 
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace);
-    let live = cached_or_fetch(&stores.statefulsets, &statefulsets, &names.statefulset(), namespace).await?;
+    let live = cached_or_fetch(
+        &stores.statefulsets,
+        &statefulsets,
+        &names.statefulset(),
+        namespace,
+    )
+    .await?;
     if let Some(live) = live.as_deref() {
         keep_immutable_fields(&mut desired.statefulset, live);
     }
@@ -194,7 +213,8 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     let cronjobs = Api::<CronJob>::namespaced(client.clone(), namespace);
     match desired.backup {
         Some(cronjob) => {
-            let live = cached_or_fetch(&stores.cronjobs, &cronjobs, &names.backup(), namespace).await?;
+            let live =
+                cached_or_fetch(&stores.cronjobs, &cronjobs, &names.backup(), namespace).await?;
             writes += u32::from(apply_if_changed(&cronjobs, cronjob, live.as_deref()).await?);
         }
         None => delete_if_present(&cronjobs, &stores.cronjobs, &names.backup(), namespace).await?,

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod cleanup;
 pub mod database;
 pub mod stores;
+pub mod user;
 pub mod volumes;
 
 use std::sync::Arc;

@@ -28,6 +28,8 @@ pub trait Driver: Send + Sync {
     fn port(&self) -> i32;
     /// The admin login the image creates on first start.
     fn admin_username(&self) -> &'static str;
+    /// The database that always exists, for the admin's own connections.
+    fn maintenance_database(&self) -> &'static str;
     /// The numeric user and group the official image runs the server as.
     fn run_as_user(&self) -> i64 {
         999

@@ -31,6 +31,10 @@ impl Driver for Mongodb {
         "root"
     }
 
+    fn maintenance_database(&self) -> &'static str {
+        "admin"
+    }
+
     fn data_mount_path(&self) -> &'static str {
         "/data/db"
     }

@@ -30,6 +30,10 @@ impl Driver for Mysql {
         "root"
     }
 
+    fn maintenance_database(&self) -> &'static str {
+        "mysql"
+    }
+
     fn data_mount_path(&self) -> &'static str {
         "/var/lib/mysql"
     }

@@ -32,6 +32,10 @@ impl Driver for Postgresql {
         "postgres"
     }
 
+    fn maintenance_database(&self) -> &'static str {
+        "postgres"
+    }
+
     fn data_mount_path(&self) -> &'static str {
         "/var/lib/postgresql/data"
     }
