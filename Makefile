@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test lint unit integration crds crds-check controlplane cluster cluster-down fmt clean
+.PHONY: help run test lint crds crds-check controlplane servers cluster cluster-down fmt clean
 
 help:
 	@echo "make run           start a local control plane, the operator and the samples"
@@ -16,7 +16,7 @@ help:
 run:
 	@hack/run.sh
 
-test: lint crds-check controlplane
+test: lint crds-check controlplane servers
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:
@@ -33,6 +33,10 @@ crds-check:
 
 controlplane:
 	@bash hack/controlplane/build.sh
+
+# PostgreSQL and MariaDB from Debian's packages, FerretDB from its Go module.
+servers:
+	@bash hack/servers/install.sh
 
 cluster:
 	@$(CARGO) run -q -p database-operator-testkit --bin local-cluster -- up
