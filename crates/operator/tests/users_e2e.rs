@@ -357,6 +357,27 @@ async fn postgresql_users_get_exactly_their_privileges_rotate_and_are_dropped() 
         .unwrap();
     assert_eq!(roles.get::<_, i64>(0), 0, "the login was not dropped");
     assert!(pg_login(w, "reader", &password, "app").await.is_err());
+    let log = std::fs::read_to_string(&w.env.operator_log).unwrap();
+    for secret in [
+        password.as_str(),
+        "first-Pass-123",
+        "second-Pass-456",
+        w.pg.admin_password(),
+    ] {
+        assert!(
+            !log.contains(secret),
+            "a password leaked into the operator's log"
+        );
+    }
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let events = serde_json::to_string(&events.items).unwrap();
+    assert!(
+        !events.contains(&password) && !events.contains("second-Pass-456"),
+        "a password leaked into an event"
+    );
     support::eventually(
         &w.env,
         "the credentials Secret to be collected",
@@ -586,6 +607,30 @@ async fn mariadb_read_only_users_read_cannot_write_and_are_dropped() {
         .unwrap();
     assert_eq!(left, Some(0), "the login was not dropped");
     assert!(login(password).await.is_err());
+
+    // deletionPolicy: Keep leaves the login in place.
+    let keeper = serde_json::json!({
+        "databaseRef": {"name": "maria"}, "username": "keeper", "deletionPolicy": "Keep",
+        "privileges": [{"role": "readOnly", "database": "shop"}]
+    });
+    users
+        .create(&PostParams::default(), &user("keeper", &ns, keeper))
+        .await
+        .unwrap();
+    wait_user(w, &users, "keeper", UserPhase::Ready).await;
+    users
+        .delete("keeper", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::eventually(&w.env, "keeper to be gone", WAIT, || async {
+        matches!(users.get_opt("keeper").await, Ok(None)).then_some(())
+    })
+    .await;
+    let kept: Option<i64> = admin
+        .query_first("SELECT COUNT(*) FROM mysql.user WHERE User = 'keeper'")
+        .await
+        .unwrap();
+    assert_eq!(kept, Some(1), "deletionPolicy Keep dropped the login");
 }
 
 #[tokio::test]
