@@ -236,3 +236,21 @@ fn seed_samples_parse_and_match_the_seed_patterns() {
         (true, Some("0 2 * * *"), Some("7d"))
     );
 }
+
+#[test]
+fn user_samples_parse_as_database_users() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/samples/users");
+    let mut users = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for document in text.split("\n---\n") {
+            let value: serde_json::Value = serde_saphyr::from_str(document).unwrap();
+            if value["kind"] == "DatabaseUser" {
+                let user: api::user::DatabaseUser = serde_json::from_value(value).unwrap();
+                assert!(!user.spec.privileges.is_empty());
+                users += 1;
+            }
+        }
+    }
+    assert_eq!(users, 2);
+}
