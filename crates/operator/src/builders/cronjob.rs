@@ -1,10 +1,13 @@
 //! CronJob `<name>-backup`: the scheduled backup.
 //!
-//! Today each run takes a full logical dump from the primary, compresses it
-//! and records its size and SHA-256 in the Job's log, which proves every
-//! night that a consistent dump can be taken. Streaming it to the S3
-//! destination is the backup agent's job and is not built yet; the CronJob
-//! says so in its `example.com/backup-stage` label and annotation.
+//! With `spec.backup.destination.s3` each run is the backup agent streaming
+//! a dump to the bucket (see [`super::backup_job`]), and each run's Job
+//! becomes a DatabaseBackup record. Without a destination (the seed's
+//! `e2e-test-db` has none) there is nowhere to store a backup: each run then
+//! takes a full dump from the primary and logs its size and SHA-256, which
+//! proves a consistent dump can be taken, and the CronJob's
+//! `example.com/backup-stage: dump-only` label and note say that nothing is
+//! stored.
 
 use std::collections::BTreeMap;
 
@@ -18,43 +21,46 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
+use super::backup_job::backup_pod;
 use super::meta::{Names, child_meta, labels};
 use crate::engine::Driver;
 
-/// Label that tells what a backup run does today.
+/// Label that tells what a backup run does.
 pub const BACKUP_STAGE_LABEL: &str = "example.com/backup-stage";
-/// The stage of this CronJob: dump and checksum, no upload yet.
-pub const BACKUP_STAGE: &str = "dump-only";
-const BACKUP_NOTE: &str = "Each run takes a full logical dump from the primary and logs its size and SHA-256. \
-Uploading to spec.backup.destination is not implemented yet.";
+/// Runs that store a backup in the S3 destination.
+pub const STAGE_UPLOAD: &str = "upload";
+/// Runs that only prove a dump can be taken: there is no destination.
+pub const STAGE_DUMP_ONLY: &str = "dump-only";
+/// Label on scheduled backup Jobs naming their Database, so each run
+/// becomes a DatabaseBackup.
+pub const SCHEDULE_LABEL: &str = "example.com/backup-schedule";
+const DUMP_ONLY_NOTE: &str = "spec.backup.destination.s3 is not set, so nothing is stored: each run takes a full \
+logical dump from the primary and logs its size and SHA-256.";
 
 /// The backup CronJob, when scheduled backups are enabled.
-pub fn backup_cronjob(db: &Database, driver: &dyn Driver) -> Option<CronJob> {
+pub fn backup_cronjob(db: &Database, driver: &dyn Driver, agent_image: &str) -> Option<CronJob> {
     let backup = db.enabled_backup()?;
     let schedule = backup.schedule.clone()?;
     let names = Names(&db.name_any());
-    let mut metadata = child_meta(db, names.backup(), "backup");
+    let s3 = backup.destination.as_ref().and_then(|d| d.s3.as_ref());
     let mut job_labels = labels(db, "backup");
-    job_labels.insert(BACKUP_STAGE_LABEL.to_owned(), BACKUP_STAGE.to_owned());
+    job_labels.insert(
+        BACKUP_STAGE_LABEL.to_owned(),
+        if s3.is_some() { STAGE_UPLOAD } else { STAGE_DUMP_ONLY }.to_owned(),
+    );
+    job_labels.insert(SCHEDULE_LABEL.to_owned(), db.name_any());
+    let mut metadata = child_meta(db, names.backup(), "backup");
     metadata.labels = Some(job_labels.clone());
-    metadata.annotations = Some(BTreeMap::from([(
-        "example.com/backup-note".to_owned(),
-        BACKUP_NOTE.to_owned(),
-    )]));
-    let host = format!(
-        "{}.{}.svc",
-        names.primary(),
-        db.namespace().unwrap_or_default()
-    );
-    let script = format!(
-        "set -euo pipefail\n\
-         {dump} | gzip -c > /backup/dump.gz\n\
-         size=$(wc -c < /backup/dump.gz)\n\
-         sum=$(sha256sum /backup/dump.gz | cut -d' ' -f1)\n\
-         echo \"dump complete: size=$size sha256=$sum\"\n",
-        dump = driver.dump_command(&host)
-    );
-    let uid = driver.run_as_user();
+    if s3.is_none() {
+        metadata.annotations = Some(BTreeMap::from([(
+            "example.com/backup-note".to_owned(),
+            DUMP_ONLY_NOTE.to_owned(),
+        )]));
+    }
+    let pod = match s3 {
+        Some(s3) => backup_pod(db, driver, s3, agent_image, backup.retention.as_deref()),
+        None => dump_only_pod(db, driver),
+    };
     Some(CronJob {
         metadata,
         spec: CronJobSpec {
@@ -70,66 +76,15 @@ pub fn backup_cronjob(db: &Database, driver: &dyn Driver) -> Option<CronJob> {
                 }),
                 spec: Some(JobSpec {
                     backoff_limit: Some(2),
+                    // The DatabaseBackup record outlives the Job; keep the
+                    // Job a day for its logs.
                     ttl_seconds_after_finished: Some(86_400),
                     template: PodTemplateSpec {
                         metadata: Some(ObjectMeta {
                             labels: Some(job_labels),
                             ..Default::default()
                         }),
-                        spec: Some(PodSpec {
-                            restart_policy: Some("Never".into()),
-                            enable_service_links: Some(false),
-                            automount_service_account_token: Some(false),
-                            security_context: Some(PodSecurityContext {
-                                run_as_non_root: Some(true),
-                                run_as_user: Some(uid),
-                                run_as_group: Some(uid),
-                                seccomp_profile: Some(SeccompProfile {
-                                    type_: "RuntimeDefault".into(),
-                                    ..Default::default()
-                                }),
-                                ..Default::default()
-                            }),
-                            containers: vec![Container {
-                                name: "backup".into(),
-                                image: Some(driver.tools_image(&db.spec.version)),
-                                command: Some(vec!["bash".into(), "-c".into(), script]),
-                                env: Some(driver.dump_env(&names.secret())),
-                                volume_mounts: Some(vec![VolumeMount {
-                                    name: "backup".into(),
-                                    mount_path: "/backup".into(),
-                                    ..Default::default()
-                                }]),
-                                resources: Some(ResourceRequirements {
-                                    requests: Some(BTreeMap::from([
-                                        ("cpu".into(), Quantity("100m".into())),
-                                        ("memory".into(), Quantity("256Mi".into())),
-                                    ])),
-                                    limits: Some(BTreeMap::from([(
-                                        "memory".into(),
-                                        Quantity("1Gi".into()),
-                                    )])),
-                                    ..Default::default()
-                                }),
-                                security_context: Some(SecurityContext {
-                                    allow_privilege_escalation: Some(false),
-                                    privileged: Some(false),
-                                    run_as_non_root: Some(true),
-                                    capabilities: Some(Capabilities {
-                                        drop: Some(vec!["ALL".into()]),
-                                        ..Default::default()
-                                    }),
-                                    ..Default::default()
-                                }),
-                                ..Default::default()
-                            }],
-                            volumes: Some(vec![Volume {
-                                name: "backup".into(),
-                                empty_dir: Some(EmptyDirVolumeSource::default()),
-                                ..Default::default()
-                            }]),
-                            ..Default::default()
-                        }),
+                        spec: Some(pod),
                     },
                     ..Default::default()
                 }),
@@ -138,4 +93,71 @@ pub fn backup_cronjob(db: &Database, driver: &dyn Driver) -> Option<CronJob> {
         },
         ..Default::default()
     })
+}
+
+/// A pod that dumps every database from the primary and logs the dump's
+/// size and checksum, storing nothing.
+fn dump_only_pod(db: &Database, driver: &dyn Driver) -> PodSpec {
+    let names = Names(&db.name_any());
+    let host = format!("{}.{}.svc", names.primary(), db.namespace().unwrap_or_default());
+    let script = format!(
+        "set -euo pipefail\n\
+         {dump} | gzip -c > /backup/dump.gz\n\
+         size=$(wc -c < /backup/dump.gz)\n\
+         sum=$(sha256sum /backup/dump.gz | cut -d' ' -f1)\n\
+         echo \"dump complete: size=$size sha256=$sum\"\n",
+        dump = driver.dump_command(&host)
+    );
+    let uid = driver.run_as_user();
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        enable_service_links: Some(false),
+        automount_service_account_token: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(uid),
+            run_as_group: Some(uid),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        containers: vec![Container {
+            name: "backup".into(),
+            image: Some(driver.tools_image(&db.spec.version)),
+            command: Some(vec!["bash".into(), "-c".into(), script]),
+            env: Some(driver.dump_env(&names.secret())),
+            volume_mounts: Some(vec![VolumeMount {
+                name: "backup".into(),
+                mount_path: "/backup".into(),
+                ..Default::default()
+            }]),
+            resources: Some(ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".into(), Quantity("100m".into())),
+                    ("memory".into(), Quantity("256Mi".into())),
+                ])),
+                limits: Some(BTreeMap::from([("memory".into(), Quantity("1Gi".into()))])),
+                ..Default::default()
+            }),
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                privileged: Some(false),
+                run_as_non_root: Some(true),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".into()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        volumes: Some(vec![Volume {
+            name: "backup".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
 }

@@ -1,6 +1,7 @@
 //! Pure builders: `(&Database, &dyn Driver) -> child object`. No I/O here;
 //! the controller applies what these return.
 
+pub mod backup_job;
 pub mod configmap;
 pub mod credentials;
 pub mod cronjob;
@@ -19,6 +20,9 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{Driver, Sizing, driver};
 
+/// The image with the operator's binary, which backup pods copy the agent from.
+pub const DEFAULT_AGENT_IMAGE: &str = concat!("database-operator:", env!("CARGO_PKG_VERSION"));
+
 /// Everything a Database should own, except its admin Secret (which is
 /// created once and never rebuilt).
 pub struct Desired {
@@ -31,6 +35,11 @@ pub struct Desired {
 
 impl Desired {
     pub fn build(db: &Database) -> Self {
+        Self::build_with(db, DEFAULT_AGENT_IMAGE)
+    }
+
+    /// As [`Desired::build`], with the image that carries the backup agent.
+    pub fn build_with(db: &Database, agent_image: &str) -> Self {
         let driver: &dyn Driver = driver(db.spec.engine);
         let sizing = Sizing::from_spec(db.spec.resources.as_ref());
         let config_map = configmap::config_map(db, driver, &sizing);
@@ -40,7 +49,7 @@ impl Desired {
             config_map,
             services: service::services(db, driver),
             pdb: pdb::pod_disruption_budget(db),
-            backup: cronjob::backup_cronjob(db, driver),
+            backup: cronjob::backup_cronjob(db, driver, agent_image),
         }
     }
 
