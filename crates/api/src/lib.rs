@@ -12,6 +12,7 @@ pub mod labels;
 pub mod monitor;
 pub mod quantity;
 pub mod reference;
+pub mod retention;
 pub mod user;
 
 pub use backup::{DatabaseBackup, DatabaseBackupSpec, DatabaseBackupStatus};

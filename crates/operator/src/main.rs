@@ -32,20 +32,22 @@ enum Command {
         /// outside the cluster: <service>.<namespace>=<host>:<port>. Repeatable.
         #[arg(long = "resolve", value_name = "SERVICE.NAMESPACE=HOST:PORT")]
         resolve: Vec<operator::resolver::Override>,
+        /// Image with this binary at /usr/local/bin/database-operator; backup
+        /// pods copy the agent from it into the engine's image.
+        #[arg(long, env = "AGENT_IMAGE", default_value = operator::builders::DEFAULT_AGENT_IMAGE)]
+        agent_image: String,
     },
     /// Print every CRD as YAML, or write one file per CRD into a directory.
     Crd {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
-    /// The backup agent: backup, restore, prune or verify (run in backup Jobs).
-    Agent(operator::agent::AgentArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    operator::install_crypto_provider();
     match Cli::parse().command {
-        Command::Agent(args) => std::process::exit(operator::agent::run(args).await),
         Command::Crd { output_dir: None } => print!("{}", operator::crd::render_all()),
         Command::Crd {
             output_dir: Some(dir),
@@ -60,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             log_json,
             cleanup_deadline_seconds,
             resolve,
+            agent_image,
         } => {
             operator::telemetry::init(log_json);
             let metrics = Arc::new(Metrics::default());
@@ -68,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings {
                 cleanup_deadline: std::time::Duration::from_secs(cleanup_deadline_seconds),
                 resolver: operator::resolver::Resolver::new(resolve),
+                agent_image,
                 ..Settings::default()
             };
             operator::manager::run(client, metrics, metrics_address, settings).await?;

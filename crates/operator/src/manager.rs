@@ -37,7 +37,8 @@ pub async fn run(
     });
     tokio::join!(
         controller::database::run(ctx.clone(), streams),
-        controller::user::run(ctx)
+        controller::user::run(ctx.clone()),
+        controller::backup::run(ctx)
     );
     server.abort();
     Ok(())

@@ -61,6 +61,9 @@ pub fn write(path: &Path, contents: &str) -> Result<()> {
 
 /// Builds a kube client from a kubeconfig file.
 pub async fn client(path: &Path) -> Result<kube::Client> {
+    // ring and aws-lc-rs may both be linked in (object_store brings the
+    // latter); rustls then needs to be told which one to use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let kubeconfig = kube::config::Kubeconfig::read_from(path)
         .with_context(|| format!("reading {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(

@@ -139,7 +139,7 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     let client = &ctx.client;
     let stores = &ctx.stores;
     let names = Names(&db.name_any());
-    let mut desired = Desired::build(db);
+    let mut desired = Desired::build_with(db, &ctx.settings.agent_image);
     let mut writes = 0u32;
 
     ensure_admin_secret(client, &stores.secrets, db, namespace).await?;

@@ -3,8 +3,10 @@
 
 pub mod admin_secret;
 pub mod backoff;
+pub mod backup;
 pub mod cleanup;
 pub mod database;
+pub mod retention;
 pub mod stores;
 pub mod user;
 pub mod volumes;
@@ -34,6 +36,8 @@ pub struct Settings {
     pub cleanup_deadline: std::time::Duration,
     /// Resync period for a healthy Database.
     pub resync: std::time::Duration,
+    /// The image carrying the operator's binary, from which backup pods copy the agent.
+    pub agent_image: String,
     /// How to reach a Database's primary (cluster DNS, or `--resolve`).
     pub resolver: crate::resolver::Resolver,
 }
@@ -44,6 +48,7 @@ impl Default for Settings {
             cleanup_deadline: std::time::Duration::from_secs(120),
             resync: std::time::Duration::from_secs(300),
             resolver: Default::default(),
+            agent_image: crate::builders::DEFAULT_AGENT_IMAGE.to_owned(),
         }
     }
 }

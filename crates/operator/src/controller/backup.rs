@@ -1,0 +1,351 @@
+//! The DatabaseBackup controller: one backup Job per DatabaseBackup, and the
+//! backup's status read from the Job and from what the agent reported.
+//!
+//! On-demand backups get a Job named after the DatabaseBackup, owned by it.
+//! Scheduled runs are Jobs the CronJob creates; [`adopt_scheduled_runs`]
+//! gives each one a DatabaseBackup of the same name, so `kubectl get
+//! databasebackups` lists every backup of a Database.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use api::backup::{BackupPhase, DatabaseBackup, DatabaseBackupStatus};
+use api::condition::{Condition, set_condition, types};
+use api::Database;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource, ResourceExt};
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::Context;
+use crate::apply::FIELD_MANAGER;
+use crate::builders::backup_job::backup_pod;
+use crate::builders::cronjob::{BACKUP_STAGE_LABEL, SCHEDULE_LABEL, STAGE_UPLOAD};
+use crate::builders::meta::labels;
+use crate::engine::driver;
+use crate::error::{Error, Result};
+
+/// Label on every DatabaseBackup naming its Database, for retention.
+pub const DATABASE_LABEL: &str = "example.com/database";
+
+/// Runs the DatabaseBackup controller and the adopter of scheduled runs.
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let backups = Api::<DatabaseBackup>::all(client.clone());
+    let jobs = Api::<Job>::all(client.clone());
+    let controller = Controller::new(backups, watcher::Config::default().any_semantic())
+        .owns(jobs.clone(), watcher::Config::default().labels(&super::stores::managed_selector()))
+        // Scheduled Jobs are the CronJob's, not the record's: map them by name.
+        .watches(jobs, watcher::Config::default().labels(SCHEDULE_LABEL), |job| {
+            let namespace = job.namespace().unwrap_or_default();
+            Some(ObjectRef::<DatabaseBackup>::new(&job.name_any()).within(&namespace))
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "backup reconcile failed");
+            }
+        });
+    tokio::join!(controller, adopt_scheduled_runs(ctx));
+}
+
+/// Gives every scheduled backup Job that uploads a DatabaseBackup record.
+async fn adopt_scheduled_runs(ctx: Arc<Context>) {
+    let selector = format!("{SCHEDULE_LABEL},{BACKUP_STAGE_LABEL}={STAGE_UPLOAD}");
+    let jobs = watcher(Api::<Job>::all(ctx.client.clone()), watcher::Config::default().labels(&selector))
+        .default_backoff()
+        .applied_objects();
+    let result = jobs
+        .try_for_each(|job| {
+            let ctx = ctx.clone();
+            async move {
+                if let Err(error) = record_scheduled_run(&ctx, &job).await {
+                    warn!(job = %job.name_any(), %error, "could not record a scheduled backup");
+                }
+                Ok(())
+            }
+        })
+        .await;
+    if let Err(error) = result {
+        warn!(%error, "the scheduled-backup watch ended");
+    }
+}
+
+async fn record_scheduled_run(ctx: &Context, job: &Job) -> Result<()> {
+    let namespace = job.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let Some(database) = job.labels().get(SCHEDULE_LABEL).cloned() else {
+        return Ok(());
+    };
+    let backups = Api::<DatabaseBackup>::namespaced(ctx.client.clone(), &namespace);
+    if backups.get_metadata_opt(&job.name_any()).await?.is_some() {
+        return Ok(());
+    }
+    let mut record = DatabaseBackup::new(
+        &job.name_any(),
+        api::backup::DatabaseBackupSpec {
+            database_ref: api::DatabaseRef { name: database.clone() },
+        },
+    );
+    record.metadata.namespace = Some(namespace);
+    record.metadata.labels = Some(BTreeMap::from([
+        (DATABASE_LABEL.to_owned(), database),
+        (api::labels::MANAGED_BY.to_owned(), api::labels::MANAGER.to_owned()),
+    ]));
+    match backups.create(&PostParams::default(), &record).await {
+        Ok(_) => {
+            info!(backup = %job.name_any(), "recorded a scheduled backup");
+            Ok(())
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn key(backup: &DatabaseBackup) -> String {
+    format!("backup/{}/{}", backup.namespace().unwrap_or_default(), backup.name_any())
+}
+
+pub fn error_policy(backup: Arc<DatabaseBackup>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.next_delay(&key(&backup));
+    warn!(backup = %key(&backup), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// What the agent prints (and writes to the termination log) on success.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentReport {
+    pub location: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub start_time: Option<Time>,
+    pub completion_time: Option<Time>,
+}
+
+pub async fn reconcile(backup: Arc<DatabaseBackup>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_timer("databasebackup");
+    let result = reconcile_inner(&backup, &ctx).await;
+    ctx.metrics.reconciled("databasebackup", result.as_ref().err().map(Error::kind));
+    if result.is_ok() {
+        ctx.backoff.reset(&key(&backup));
+    }
+    result
+}
+
+async fn reconcile_inner(backup: &DatabaseBackup, ctx: &Context) -> Result<Action> {
+    let namespace = backup.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let previous = backup.status.clone().unwrap_or_default();
+    // A finished backup's outcome never changes.
+    if matches!(previous.phase, Some(BackupPhase::Completed | BackupPhase::Failed)) {
+        return Ok(Action::await_change());
+    }
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), &namespace);
+    let job = match jobs.get_opt(&backup.name_any()).await? {
+        Some(job) => Some(job),
+        None => match start_job(backup, ctx, &namespace, &jobs).await? {
+            Ok(job) => Some(job),
+            Err(message) => {
+                let status = finished(backup, &previous, BackupPhase::Failed, "NotConfigured", message);
+                write_status(backup, ctx, &namespace, previous, status).await?;
+                return Ok(Action::await_change());
+            }
+        },
+    };
+    let status = observe(backup, ctx, &namespace, &previous, job.as_ref()).await?;
+    let done = matches!(status.phase, Some(BackupPhase::Completed | BackupPhase::Failed));
+    let completed = status.phase == Some(BackupPhase::Completed);
+    write_status(backup, ctx, &namespace, previous, status).await?;
+    if completed {
+        super::retention::apply(ctx, &namespace, &backup.spec.database_ref.name).await?;
+    }
+    Ok(if done { Action::await_change() } else { Action::requeue(std::time::Duration::from_secs(30)) })
+}
+
+/// Creates the Job of an on-demand backup; `Err` says why it cannot run.
+async fn start_job(
+    backup: &DatabaseBackup,
+    ctx: &Context,
+    namespace: &str,
+    jobs: &Api<Job>,
+) -> Result<std::result::Result<Job, String>> {
+    let db_name = &backup.spec.database_ref.name;
+    let Some(db) = Api::<Database>::namespaced(ctx.client.clone(), namespace).get_opt(db_name).await? else {
+        return Ok(Err(format!("Database {db_name} does not exist")));
+    };
+    let Some(s3) = db.spec.backup.as_ref().and_then(|b| b.destination.as_ref()).and_then(|d| d.s3.as_ref()) else {
+        return Ok(Err(format!("Database {db_name} has no spec.backup.destination.s3 to store the backup in")));
+    };
+    let mut job_labels = labels(&db, "backup");
+    job_labels.insert(BACKUP_STAGE_LABEL.to_owned(), STAGE_UPLOAD.to_owned());
+    let job = Job {
+        metadata: ObjectMeta {
+            name: Some(backup.name_any()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(job_labels.clone()),
+            owner_references: Some(vec![backup.controller_owner_ref(&()).ok_or(Error::MissingField("metadata.uid"))?]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(2),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(job_labels),
+                    ..Default::default()
+                }),
+                // On-demand backups do not prune: retention is the schedule's.
+                spec: Some(backup_pod(&db, driver(db.spec.engine), s3, &ctx.settings.agent_image, None)),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    match jobs.create(&PostParams::default(), &job).await {
+        Ok(job) => Ok(Ok(job)),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Ok(jobs.get(&backup.name_any()).await?)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The status the Job says the backup has.
+async fn observe(
+    backup: &DatabaseBackup,
+    ctx: &Context,
+    namespace: &str,
+    previous: &DatabaseBackupStatus,
+    job: Option<&Job>,
+) -> Result<DatabaseBackupStatus> {
+    let job_status = job.and_then(|j| j.status.clone()).unwrap_or_default();
+    let condition = |type_: &str| {
+        job_status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == "True")
+            .cloned()
+    };
+    if let Some(failed) = condition("Failed") {
+        let detail = agent_output(ctx, namespace, &backup.name_any()).await?.unwrap_or_default();
+        let message = format!("{}: {}", failed.message.unwrap_or_default(), detail.trim());
+        return Ok(finished(backup, previous, BackupPhase::Failed, "BackupFailed", message));
+    }
+    if condition("Complete").is_some() {
+        let output = agent_output(ctx, namespace, &backup.name_any()).await?;
+        let report = output.as_deref().and_then(|o| serde_json::from_str::<AgentReport>(o.trim()).ok());
+        let mut status = finished(backup, previous, BackupPhase::Completed, "BackupCompleted", match &report {
+            Some(r) => format!("stored {} bytes at {}", r.size_bytes, r.location),
+            None => "the Job succeeded but the agent reported no result".into(),
+        });
+        status.start_time = job_status.start_time.clone();
+        status.completion_time = job_status.completion_time.clone();
+        if let Some(report) = report {
+            status.location = Some(report.location);
+            status.size_bytes = Some(report.size_bytes);
+            status.checksum = Some(report.sha256);
+            status.start_time = report.start_time.or(status.start_time);
+            status.completion_time = report.completion_time.or(status.completion_time);
+        }
+        return Ok(status);
+    }
+    let running = job_status.active.unwrap_or(0) > 0;
+    let mut status = DatabaseBackupStatus {
+        phase: Some(if running { BackupPhase::Running } else { BackupPhase::Pending }),
+        start_time: job_status.start_time,
+        observed_generation: backup.metadata.generation,
+        ..previous.clone()
+    };
+    let message = if running { "the backup Job is running" } else { "waiting for the backup Job to start" };
+    set_condition(&mut status.conditions, Condition::new(types::READY, false, if running { "Running" } else { "Pending" }, message, backup.metadata.generation), &now());
+    Ok(status)
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+fn finished(
+    backup: &DatabaseBackup,
+    previous: &DatabaseBackupStatus,
+    phase: BackupPhase,
+    reason: &str,
+    message: String,
+) -> DatabaseBackupStatus {
+    let mut status = DatabaseBackupStatus {
+        phase: Some(phase),
+        observed_generation: backup.metadata.generation,
+        ..previous.clone()
+    };
+    let ok = phase == BackupPhase::Completed;
+    set_condition(&mut status.conditions, Condition::new(types::READY, ok, reason, message, backup.metadata.generation), &now());
+    status
+}
+
+/// The termination message of the backup container of the Job's last pod:
+/// the agent's JSON report on success, the error (or log tail) on failure.
+async fn agent_output(ctx: &Context, namespace: &str, job: &str) -> Result<Option<String>> {
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+        .await?;
+    let mut pods = pods.items;
+    pods.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+    Ok(pods.iter().rev().find_map(|pod| {
+        pod.status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find(|c| c.name == "backup")?
+            .state
+            .as_ref()?
+            .terminated
+            .as_ref()?
+            .message
+            .clone()
+    }))
+}
+
+async fn write_status(
+    backup: &DatabaseBackup,
+    ctx: &Context,
+    namespace: &str,
+    previous: DatabaseBackupStatus,
+    status: DatabaseBackupStatus,
+) -> Result<()> {
+    if status == previous {
+        return Ok(());
+    }
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    Api::<DatabaseBackup>::namespaced(ctx.client.clone(), namespace)
+        .patch_status(&backup.name_any(), &params, &Patch::Merge(serde_json::json!({ "status": status })))
+        .await?;
+    if status.phase != previous.phase {
+        info!(backup = %key(backup), phase = ?status.phase, "backup phase changed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agents_report_parses() {
+        let report: AgentReport = serde_json::from_str(
+            r#"{"location":"s3://b/ns/db/x/dump.sql.zst","sizeBytes":1234,"sha256":"ab","startTime":"2026-11-26T10:00:00Z","completionTime":"2026-11-26T10:01:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(report.size_bytes, 1234);
+        assert_eq!(report.location, "s3://b/ns/db/x/dump.sql.zst");
+        assert!(report.completion_time.is_some());
+    }
+}
