@@ -1,5 +1,6 @@
 //! database-operator: runs PostgreSQL, MySQL and MongoDB on Kubernetes.
 
+pub mod agent;
 pub mod apply;
 pub mod builders;
 pub mod client;

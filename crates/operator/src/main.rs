@@ -42,12 +42,15 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// The backup agent: backup, restore, prune or verify (run in backup Jobs).
+    Agent(operator::agent::AgentArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     operator::install_crypto_provider();
     match Cli::parse().command {
+        Command::Agent(args) => std::process::exit(operator::agent::run(args).await),
         Command::Crd { output_dir: None } => print!("{}", operator::crd::render_all()),
         Command::Crd {
             output_dir: Some(dir),
