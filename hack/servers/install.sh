@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # Installs the database servers that the testkit's `servers` fixtures start
 # (crates/testkit/src/servers/): PostgreSQL and MariaDB from Debian's
-# packages, and FerretDB (a MongoDB wire-protocol server on SQLite, our
+# packages, FerretDB (a MongoDB wire-protocol server on SQLite, our
 # stand-in for mongod) built from its Go module into
 #   ${DATABASE_OPERATOR_CACHE:-~/.cache/database-operator}/servers/ferretdb-<version>/bin/ferretdb
+# and versitygw (an S3 gateway; its posix backend stores buckets and objects
+# as folders and files) built from its Go module into
+#   ${DATABASE_OPERATOR_CACHE:-~/.cache/database-operator}/servers/versitygw-<version>/bin/versitygw
 # It also creates the system user the servers run as when tests run as root
 # (PostgreSQL refuses to run as root). Idempotent: what is there already is
 # kept, so a second run takes about a second. The packages' own services
 # (the system-wide postgresql/mariadb instances) are not started: tests
 # start private instances on free loopback ports.
 #
-# Usage: hack/servers/install.sh [--force-ferretdb] [--with-mongo-tools]
+# Usage: hack/servers/install.sh [--force-ferretdb] [--force-versitygw] [--with-mongo-tools]
 #   --force-ferretdb    rebuild FerretDB even if the cached binary is there
+#   --force-versitygw   rebuild versitygw even if the cached binary is there
 #   --with-mongo-tools  also try to build mongodump/mongorestore (see below)
 # Environment:
 #   DATABASE_OPERATOR_CACHE  cache root (default ~/.cache/database-operator)
 #
-# Needs root (or sudo) for apt-get/useradd; Go (>= 1.24) and the Go module
-# proxy for FerretDB.
+# Needs root (or sudo) for apt-get/useradd; Go (>= 1.24, >= 1.25 for versitygw) and the Go module
+# proxy for FerretDB and versitygw.
 set -euo pipefail
 
 # Pinned versions. The Rust fixtures read FERRETDB_VERSION and CACHE_LAYOUT
@@ -26,6 +30,10 @@ FERRETDB_VERSION="v1.24.2"
 # Bump when the cache folder's contents (or the patch below) change, to force
 # a rebuild.
 CACHE_LAYOUT="2"
+# versitygw release (github.com/versity/versitygw, Apache-2.0) and its own
+# cache layout; the S3 fixture reads both from here.
+VERSITYGW_VERSION="v1.8.0"
+VERSITYGW_LAYOUT="1"
 # System user the fixtures run servers as when the tests run as root.
 TEST_USER="dbtest"
 # mongo-tools has no v-prefixed tags; a commit of 100.10.0. The Go module
@@ -37,15 +45,20 @@ CACHE_ROOT="${DATABASE_OPERATOR_CACHE:-${HOME}/.cache/database-operator}"
 FERRET_DIR="${CACHE_ROOT}/servers/ferretdb-${FERRETDB_VERSION}"
 FERRET_STAMP="${FERRET_DIR}/bin/.complete"
 WANT_FERRET_STAMP="ferretdb=${FERRETDB_VERSION} layout=${CACHE_LAYOUT}"
+VERSITYGW_DIR="${CACHE_ROOT}/servers/versitygw-${VERSITYGW_VERSION}"
+VERSITYGW_STAMP="${VERSITYGW_DIR}/bin/.complete"
+WANT_VERSITYGW_STAMP="versitygw=${VERSITYGW_VERSION} layout=${VERSITYGW_LAYOUT}"
 MONGO_TOOLS_DIR="${CACHE_ROOT}/servers/mongo-tools-${MONGO_TOOLS_COMMIT:0:12}"
 
 force_ferretdb=false
+force_versitygw=false
 with_mongo_tools=false
 for arg in "$@"; do
   case "$arg" in
     --force-ferretdb) force_ferretdb=true ;;
+    --force-versitygw) force_versitygw=true ;;
     --with-mongo-tools) with_mongo_tools=true ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -187,6 +200,45 @@ else
     report ferretdb $t "built ${FERRET_DIR}/bin/ferretdb"
   fi
   exec 9>&-
+fi
+
+# --- versitygw ---------------------------------------------------------------
+
+versitygw_built() {
+  [[ -f "$VERSITYGW_STAMP" && "$(cat "$VERSITYGW_STAMP")" == "$WANT_VERSITYGW_STAMP" \
+     && -x "${VERSITYGW_DIR}/bin/versitygw" ]]
+}
+
+t=$SECONDS
+if ! $force_versitygw && versitygw_built; then
+  report versitygw $t "cached ${VERSITYGW_DIR}/bin/versitygw"
+else
+  command -v go >/dev/null || { echo "error: 'go' not found in PATH (Go >= 1.25 needed to build versitygw)" >&2; exit 1; }
+  mkdir -p "$VERSITYGW_DIR"
+  # One build at a time per cache folder (several test binaries may call us).
+  exec 8>"${VERSITYGW_DIR}/.build.lock"
+  flock 8
+  if ! $force_versitygw && versitygw_built; then
+    report versitygw $t "built by another process in ${VERSITYGW_DIR}/bin"
+  else
+    # The module has no replace directives, so `go install module@version`
+    # builds it as released (pure Go: the posix backend's xattrs go through
+    # syscalls). The Makefile would stamp the version with -ldflags; so do we.
+    rm -rf "${VERSITYGW_DIR}/bin.tmp"
+    mkdir -p "${VERSITYGW_DIR}/bin.tmp"
+    GOBIN="${VERSITYGW_DIR}/bin.tmp" CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=mod \
+      go install -trimpath -buildvcs=false \
+      -ldflags "-X=main.Version=${VERSITYGW_VERSION} -X=main.Build=testkit" \
+      "github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}"
+    "${VERSITYGW_DIR}/bin.tmp/versitygw" --version | grep -q "${VERSITYGW_VERSION}" \
+      || { echo "error: built versitygw does not report ${VERSITYGW_VERSION}" >&2; exit 1; }
+    mkdir -p "${VERSITYGW_DIR}/bin"
+    mv -f "${VERSITYGW_DIR}/bin.tmp/versitygw" "${VERSITYGW_DIR}/bin/versitygw"
+    rm -rf "${VERSITYGW_DIR}/bin.tmp"
+    echo "$WANT_VERSITYGW_STAMP" > "$VERSITYGW_STAMP"
+    report versitygw $t "built ${VERSITYGW_DIR}/bin/versitygw"
+  fi
+  exec 8>&-
 fi
 
 # --- mongo-tools (optional) --------------------------------------------------

@@ -1,9 +1,9 @@
 //! Where the server binaries live and how to install them.
 //!
 //! `hack/servers/install.sh` installs PostgreSQL and MariaDB from Debian's
-//! packages, creates the [`TEST_USER`] and builds FerretDB into the cache. It
-//! is compiled into this crate so the fixtures and the script agree on the
-//! pinned FerretDB version and cache folder.
+//! packages, creates the [`TEST_USER`] and builds FerretDB and versitygw (the
+//! S3 server) into the cache. It is compiled into this crate so the fixtures
+//! and the script agree on the pinned versions and cache folders.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,33 @@ fn ferretdb_built() -> bool {
         "ferretdb={} layout={}",
         ferretdb_version(),
         pinned("CACHE_LAYOUT")
+    );
+    std::fs::read_to_string(dir.join(".complete")).is_ok_and(|s| s.trim() == want) && bin.is_file()
+}
+
+/// versitygw release `install.sh` builds, e.g. `v1.8.0`.
+pub fn versitygw_version() -> &'static str {
+    pinned("VERSITYGW_VERSION")
+}
+
+/// `<cache>/servers/versitygw-<version>/bin/versitygw`.
+pub fn versitygw_bin() -> PathBuf {
+    paths::cache_root()
+        .join("servers")
+        .join(format!("versitygw-{}", versitygw_version()))
+        .join("bin")
+        .join("versitygw")
+}
+
+fn versitygw_built() -> bool {
+    let bin = versitygw_bin();
+    let Some(dir) = bin.parent() else {
+        return false;
+    };
+    let want = format!(
+        "versitygw={} layout={}",
+        versitygw_version(),
+        pinned("VERSITYGW_LAYOUT")
     );
     std::fs::read_to_string(dir.join(".complete")).is_ok_and(|s| s.trim() == want) && bin.is_file()
 }
@@ -146,6 +173,7 @@ pub(crate) enum Component {
     Postgres,
     Mariadb,
     Ferretdb,
+    Versitygw,
 }
 
 impl Component {
@@ -156,6 +184,7 @@ impl Component {
                 mariadbd_path().is_some() && mariadb_bin_dir().is_some() && test_user_ok()
             }
             Component::Ferretdb => ferretdb_built(),
+            Component::Versitygw => versitygw_built(),
         }
     }
 
@@ -166,6 +195,7 @@ impl Component {
             }
             Component::Mariadb => "MariaDB (mariadbd, mariadb-install-db, clients)".to_owned(),
             Component::Ferretdb => format!("FerretDB ({})", ferretdb_bin().display()),
+            Component::Versitygw => format!("versitygw ({})", versitygw_bin().display()),
         }
     }
 }
@@ -175,19 +205,24 @@ pub fn install_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/servers/install.sh")
 }
 
-/// True if PostgreSQL, MariaDB and FerretDB (and, as root, the test user)
-/// are all there.
+const ALL: [Component; 4] = [
+    Component::Postgres,
+    Component::Mariadb,
+    Component::Ferretdb,
+    Component::Versitygw,
+];
+
+/// True if PostgreSQL, MariaDB, FerretDB and versitygw (and, as root, the
+/// test user) are all there.
 pub fn is_installed() -> bool {
-    [Component::Postgres, Component::Mariadb, Component::Ferretdb]
-        .iter()
-        .all(|c| c.installed())
+    ALL.iter().all(|c| c.installed())
 }
 
 /// Runs `hack/servers/install.sh` unless everything is installed already.
 /// Installing the Debian packages needs root (or sudo); building FerretDB
-/// needs Go and takes about a minute the first time.
+/// and versitygw needs Go and takes about a minute each the first time.
 pub fn ensure_installed() -> Result<()> {
-    ensure(&[Component::Postgres, Component::Mariadb, Component::Ferretdb])
+    ensure(&ALL)
 }
 
 /// Runs `install.sh` if any of `components` is missing.
@@ -251,5 +286,10 @@ mod tests {
         assert!(ferretdb_version().starts_with("v1.24."));
         assert!(ferretdb_bin().ends_with(format!("ferretdb-{}/bin/ferretdb", ferretdb_version())));
         assert!(!pinned("CACHE_LAYOUT").is_empty());
+        assert!(versitygw_version().starts_with("v1."));
+        assert!(
+            versitygw_bin().ends_with(format!("versitygw-{}/bin/versitygw", versitygw_version()))
+        );
+        assert!(!pinned("VERSITYGW_LAYOUT").is_empty());
     }
 }

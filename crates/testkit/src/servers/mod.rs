@@ -1,5 +1,6 @@
 //! Real database servers for tests: [`Postgres`], [`Mariadb`] and [`Ferret`]
-//! (FerretDB, our stand-in for MongoDB).
+//! (FerretDB, our stand-in for MongoDB), and an S3-compatible object store,
+//! [`S3`] (versitygw), for backups.
 //!
 //! Each fixture runs one server on `127.0.0.1` on a free port, with its data,
 //! socket and log in its own temporary folder (`$TMPDIR/testkit-db-<kind>-*`),
@@ -8,10 +9,10 @@
 //! the error quotes the end of the server's log.
 //!
 //! The binaries come from `hack/servers/install.sh`: PostgreSQL and MariaDB
-//! from Debian's packages, FerretDB built from its Go module into
-//! `~/.cache/database-operator/servers/ferretdb-<version>/bin`. When one is
-//! missing, `start` runs that script itself (root or sudo needed for
-//! apt-get; about a minute for the FerretDB build) and fails naming the
+//! from Debian's packages, FerretDB and versitygw built from their Go
+//! modules into `~/.cache/database-operator/servers/<name>-<version>/bin`.
+//! When one is missing, `start` runs that script itself (root or sudo needed
+//! for apt-get; about a minute for each Go build) and fails naming the
 //! script if it could not install it.
 //!
 //! When the tests run as root, PostgreSQL and MariaDB run as the system user
@@ -33,7 +34,10 @@
 //! let url = pg.url(); // postgres://postgres:<password>@127.0.0.1:<port>/postgres
 //! let maria = Mariadb::start().await?; // maria.url(): mysql://root:...
 //! let ferret = Ferret::start().await?; // ferret.uri(): mongodb://admin:...
-//! # let _ = (url, maria, ferret); Ok(()) }
+//! let s3 = database_operator_testkit::servers::S3::start().await?;
+//! s3.create_bucket("backups").await?;
+//! let store = s3.store("backups")?; // object_store::aws::AmazonS3
+//! # let _ = (url, maria, ferret, store); Ok(()) }
 //! ```
 
 mod ferret;
@@ -41,6 +45,7 @@ mod install;
 mod mariadb;
 mod postgres;
 mod process;
+mod s3;
 
 pub use ferret::Ferret;
 pub use install::{
@@ -49,3 +54,4 @@ pub use install::{
 };
 pub use mariadb::Mariadb;
 pub use postgres::Postgres;
+pub use s3::S3;
