@@ -125,7 +125,7 @@ pub fn plan(backups: &[Listed], retention: Retention, now: jiff::Timestamp) -> V
         }
     }
     let mut incomplete: Vec<&Listed> = backups.iter().filter(|b| b.complete.is_none()).collect();
-    incomplete.sort_by(|a, b| b.last_modified.cmp(&a.last_modified));
+    incomplete.sort_by_key(|b| std::cmp::Reverse(b.last_modified));
     for b in incomplete {
         let age = now.duration_since(b.last_modified);
         if age.is_positive() && age.unsigned_abs() > INCOMPLETE_GRACE {

@@ -57,7 +57,7 @@ pub fn restore_args(host: &str, port: u16, user: &str) -> Vec<String> {
     ]
 }
 
-pub fn tool_env<'a>(password: &'a str) -> Vec<(&'static str, &'a str)> {
+pub fn tool_env(password: &str) -> Vec<(&'static str, &str)> {
     vec![
         ("PGPASSWORD", password),
         ("PGCONNECT_TIMEOUT", "10"),
