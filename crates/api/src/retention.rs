@@ -88,27 +88,55 @@ mod tests {
         assert_eq!(Retention::parse("7d"), Some(Retention::Period(604_800)));
         assert_eq!(Retention::parse("4w"), Some(Retention::Period(2_419_200)));
         assert_eq!(Retention::parse("10"), Some(Retention::Count(10)));
-        for bad in ["", "0", "0d", "7x", "d", "-1", "7 d", "99999999999999999999"] {
+        for bad in [
+            "",
+            "0",
+            "0d",
+            "7x",
+            "d",
+            "-1",
+            "7 d",
+            "99999999999999999999",
+        ] {
             assert_eq!(Retention::parse(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn a_period_deletes_what_is_older() {
-        let backups = [backup("new", 1, true), backup("day", 23, true), backup("old", 30, true)];
-        assert_eq!(Retention::Period(86_400).expired(&backups, 1_000_000), vec!["old".to_string()]);
+        let backups = [
+            backup("new", 1, true),
+            backup("day", 23, true),
+            backup("old", 30, true),
+        ];
+        assert_eq!(
+            Retention::Period(86_400).expired(&backups, 1_000_000),
+            vec!["old".to_string()]
+        );
     }
 
     #[test]
     fn a_count_keeps_the_newest_n() {
-        let backups = [backup("a", 1, true), backup("b", 2, true), backup("c", 3, true), backup("d", 4, false)];
-        assert_eq!(Retention::Count(2).expired(&backups, 1_000_000), vec!["c".to_string(), "d".to_string()]);
+        let backups = [
+            backup("a", 1, true),
+            backup("b", 2, true),
+            backup("c", 3, true),
+            backup("d", 4, false),
+        ];
+        assert_eq!(
+            Retention::Count(2).expired(&backups, 1_000_000),
+            vec!["c".to_string(), "d".to_string()]
+        );
     }
 
     #[test]
     fn the_newest_complete_backup_is_never_deleted() {
         // Every backup is past the period, and the newest ones failed.
-        let backups = [backup("failed-new", 50, false), backup("good", 60, true), backup("older", 70, true)];
+        let backups = [
+            backup("failed-new", 50, false),
+            backup("good", 60, true),
+            backup("older", 70, true),
+        ];
         let expired = Retention::Period(3_600).expired(&backups, 1_000_000);
         assert_eq!(expired, vec!["failed-new".to_string(), "older".to_string()]);
         let expired = Retention::Count(1).expired(&backups, 1_000_000);

@@ -39,7 +39,12 @@ fn on_demand(name: &str, namespace: &str, database: &str) -> DatabaseBackup {
     .unwrap()
 }
 
-async fn wait_backup(env: &support::Env, backups: &Api<DatabaseBackup>, name: &str, phase: BackupPhase) -> DatabaseBackup {
+async fn wait_backup(
+    env: &support::Env,
+    backups: &Api<DatabaseBackup>,
+    name: &str,
+    phase: BackupPhase,
+) -> DatabaseBackup {
     eventually(env, &format!("backup {name} {phase:?}"), WAIT, || async {
         let b = backups.get(name).await.ok()?;
         (b.status.as_ref()?.phase == Some(phase)).then_some(b)
@@ -53,36 +58,96 @@ async fn an_on_demand_backup_runs_the_agent_job_and_follows_it_to_completed() {
     let client = env.client().await;
     let ns = env.namespace("backup-on-demand").await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(&PostParams::default(), &database_with_destination("orders", &ns, "30d")).await.unwrap();
+    dbs.create(
+        &PostParams::default(),
+        &database_with_destination("orders", &ns, "30d"),
+    )
+    .await
+    .unwrap();
     eventually(env, "orders Running", WAIT, || async {
         (dbs.get("orders").await.ok()?.status?.phase == Some(Phase::Running)).then_some(())
     })
     .await;
     let backups = Api::<DatabaseBackup>::namespaced(client.clone(), &ns);
-    backups.create(&PostParams::default(), &on_demand("orders-manual-1", &ns, "orders")).await.unwrap();
+    backups
+        .create(
+            &PostParams::default(),
+            &on_demand("orders-manual-1", &ns, "orders"),
+        )
+        .await
+        .unwrap();
 
     let job = eventually(env, "the backup Job", WAIT, || async {
-        Api::<Job>::namespaced(client.clone(), &ns).get("orders-manual-1").await.ok()
+        Api::<Job>::namespaced(client.clone(), &ns)
+            .get("orders-manual-1")
+            .await
+            .ok()
     })
     .await;
     let owner = &job.owner_references()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("DatabaseBackup", "orders-manual-1"));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("DatabaseBackup", "orders-manual-1")
+    );
     let pod = job.spec.unwrap().template.spec.unwrap();
     let init = &pod.init_containers.as_ref().unwrap()[0];
-    assert_eq!(init.image.as_deref(), Some(concat!("database-operator:", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        init.image.as_deref(),
+        Some(concat!("database-operator:", env!("CARGO_PKG_VERSION")))
+    );
     let container = &pod.containers[0];
-    assert_eq!(container.image.as_deref(), Some("postgres:16.4"), "dump tools come from the engine's image");
-    let env_of = |name: &str| container.env.as_ref().unwrap().iter().find(|e| e.name == name).cloned().unwrap();
-    assert_eq!(env_of("S3_PREFIX").value.as_deref(), Some(format!("team-a/{ns}/orders").as_str()));
-    assert_eq!(env_of("S3_ENDPOINT").value.as_deref(), Some("http://s3.storage.svc:7070"));
-    let password = env_of("DB_PASSWORD").value_from.unwrap().secret_key_ref.unwrap();
-    assert_eq!((password.name.as_str(), password.key.as_str()), ("orders-secret", "password"));
-    let access = env_of("AWS_SECRET_ACCESS_KEY").value_from.unwrap().secret_key_ref.unwrap();
-    assert_eq!((access.name.as_str(), access.key.as_str()), ("s3-credentials", "AWS_SECRET_ACCESS_KEY"));
-    for c in pod.containers.iter().chain(pod.init_containers.iter().flatten()) {
+    assert_eq!(
+        container.image.as_deref(),
+        Some("postgres:16.4"),
+        "dump tools come from the engine's image"
+    );
+    let env_of = |name: &str| {
+        container
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        env_of("S3_PREFIX").value.as_deref(),
+        Some(format!("team-a/{ns}/orders").as_str())
+    );
+    assert_eq!(
+        env_of("S3_ENDPOINT").value.as_deref(),
+        Some("http://s3.storage.svc:7070")
+    );
+    let password = env_of("DB_PASSWORD")
+        .value_from
+        .unwrap()
+        .secret_key_ref
+        .unwrap();
+    assert_eq!(
+        (password.name.as_str(), password.key.as_str()),
+        ("orders-secret", "password")
+    );
+    let access = env_of("AWS_SECRET_ACCESS_KEY")
+        .value_from
+        .unwrap()
+        .secret_key_ref
+        .unwrap();
+    assert_eq!(
+        (access.name.as_str(), access.key.as_str()),
+        ("s3-credentials", "AWS_SECRET_ACCESS_KEY")
+    );
+    for c in pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten())
+    {
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.allow_privilege_escalation, Some(false));
-        assert_eq!(sc.capabilities.as_ref().unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop,
+            Some(vec!["ALL".to_string()])
+        );
     }
     assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
 
@@ -91,7 +156,11 @@ async fn an_on_demand_backup_runs_the_agent_job_and_follows_it_to_completed() {
     assert!(status.start_time.is_some() && status.completion_time.is_some());
     let ready = api::condition::find(&status.conditions, "Ready").unwrap();
     // KWOK completes the pod without running the agent, so there is no report.
-    assert!(ready.message.contains("reported no result"), "{}", ready.message);
+    assert!(
+        ready.message.contains("reported no result"),
+        "{}",
+        ready.message
+    );
 }
 
 #[tokio::test]
@@ -100,13 +169,30 @@ async fn a_backup_of_a_database_without_destination_fails_saying_why() {
     let client = env.client().await;
     let ns = env.namespace("backup-nowhere").await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(&PostParams::default(), &support::sample("test-postgres.yaml", &ns)).await.unwrap();
+    dbs.create(
+        &PostParams::default(),
+        &support::sample("test-postgres.yaml", &ns),
+    )
+    .await
+    .unwrap();
     let backups = Api::<DatabaseBackup>::namespaced(client.clone(), &ns);
-    backups.create(&PostParams::default(), &on_demand("nowhere", &ns, "test-postgres")).await.unwrap();
+    backups
+        .create(
+            &PostParams::default(),
+            &on_demand("nowhere", &ns, "test-postgres"),
+        )
+        .await
+        .unwrap();
     let failed = wait_backup(env, &backups, "nowhere", BackupPhase::Failed).await;
-    let ready = api::condition::find(&failed.status.as_ref().unwrap().conditions, "Ready").unwrap().clone();
+    let ready = api::condition::find(&failed.status.as_ref().unwrap().conditions, "Ready")
+        .unwrap()
+        .clone();
     assert_eq!(ready.reason, "NotConfigured");
-    assert!(ready.message.contains("spec.backup.destination.s3"), "{}", ready.message);
+    assert!(
+        ready.message.contains("spec.backup.destination.s3"),
+        "{}",
+        ready.message
+    );
 }
 
 #[tokio::test]
@@ -115,39 +201,87 @@ async fn scheduled_runs_become_records_and_retention_keeps_the_newest() {
     let client = env.client().await;
     let ns = env.namespace("backup-scheduled").await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(&PostParams::default(), &database_with_destination("shop", &ns, "2")).await.unwrap();
+    dbs.create(
+        &PostParams::default(),
+        &database_with_destination("shop", &ns, "2"),
+    )
+    .await
+    .unwrap();
     let cronjobs = Api::<CronJob>::namespaced(client.clone(), &ns);
-    let cronjob = eventually(env, "the backup CronJob", WAIT, || async { cronjobs.get("shop-backup").await.ok() }).await;
+    let cronjob = eventually(env, "the backup CronJob", WAIT, || async {
+        cronjobs.get("shop-backup").await.ok()
+    })
+    .await;
     assert_eq!(cronjob.labels()["example.com/backup-stage"], "upload");
-    let template = cronjob.spec.job_template.spec.unwrap().template.spec.unwrap();
-    assert_eq!(template.containers[0].env.as_ref().unwrap().iter().find(|e| e.name == "RETENTION").unwrap().value.as_deref(), Some("2"));
+    let template = cronjob
+        .spec
+        .job_template
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert_eq!(
+        template.containers[0]
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "RETENTION")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("2")
+    );
 
     // The real CronJob controller starts a run within a minute; it becomes a DatabaseBackup.
     let backups = Api::<DatabaseBackup>::namespaced(client.clone(), &ns);
-    let first = eventually(env, "a scheduled run recorded as a DatabaseBackup", WAIT, || async {
-        let all = backups.list(&ListParams::default()).await.ok()?;
-        all.items.into_iter().find(|b| b.name_any().starts_with("shop-backup-"))
-    })
+    let first = eventually(
+        env,
+        "a scheduled run recorded as a DatabaseBackup",
+        WAIT,
+        || async {
+            let all = backups.list(&ListParams::default()).await.ok()?;
+            all.items
+                .into_iter()
+                .find(|b| b.name_any().starts_with("shop-backup-"))
+        },
+    )
     .await;
     assert_eq!(first.spec.database_ref.name, "shop");
     wait_backup(env, &backups, &first.name_any(), BackupPhase::Completed).await;
 
     // Stop the schedule so no run lands mid-test, then three on-demand
     // backups: retention "2" keeps the newest two records.
-    dbs.patch("shop", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(serde_json::json!({"spec": {"backup": {"enabled": false}}})))
-        .await
-        .unwrap();
+    dbs.patch(
+        "shop",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"backup": {"enabled": false}}})),
+    )
+    .await
+    .unwrap();
     for i in 1..=3 {
         let name = format!("shop-manual-{i}");
-        backups.create(&PostParams::default(), &on_demand(&name, &ns, "shop")).await.unwrap();
+        backups
+            .create(&PostParams::default(), &on_demand(&name, &ns, "shop"))
+            .await
+            .unwrap();
         wait_backup(env, &backups, &name, BackupPhase::Completed).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     let kept = eventually(env, "retention to leave two records", WAIT, || async {
         let all = backups.list(&ListParams::default()).await.ok()?;
-        let names: Vec<String> = all.items.iter().filter(|b| b.metadata.deletion_timestamp.is_none()).map(|b| b.name_any()).collect();
+        let names: Vec<String> = all
+            .items
+            .iter()
+            .filter(|b| b.metadata.deletion_timestamp.is_none())
+            .map(|b| b.name_any())
+            .collect();
         (names.len() == 2).then_some(names)
     })
     .await;
-    assert!(kept.contains(&"shop-manual-3".to_string()) && kept.contains(&"shop-manual-2".to_string()), "{kept:?}");
+    assert!(
+        kept.contains(&"shop-manual-3".to_string()) && kept.contains(&"shop-manual-2".to_string()),
+        "{kept:?}"
+    );
 }

@@ -29,15 +29,29 @@ pub const AGENT_BINARY_IN_IMAGE: &str = "/usr/local/bin/database-operator";
 pub fn key_prefix(db: &Database, s3: &S3Destination) -> String {
     let base = s3.prefix.as_deref().unwrap_or("").trim_matches('/');
     let own = format!("{}/{}", db.namespace().unwrap_or_default(), db.name_any());
-    if base.is_empty() { own } else { format!("{base}/{own}") }
+    if base.is_empty() {
+        own
+    } else {
+        format!("{base}/{own}")
+    }
 }
 
 /// The backup pod for `db`. The backup's name comes from the Job's name
 /// label, so scheduled and on-demand runs name their objects the same way.
 /// With `retention`, older backups are pruned after a successful one.
-pub fn backup_pod(db: &Database, driver: &dyn Driver, s3: &S3Destination, agent_image: &str, retention: Option<&str>) -> PodSpec {
+pub fn backup_pod(
+    db: &Database,
+    driver: &dyn Driver,
+    s3: &S3Destination,
+    agent_image: &str,
+    retention: Option<&str>,
+) -> PodSpec {
     let names = Names(&db.name_any());
-    let host = format!("{}.{}.svc", names.primary(), db.namespace().unwrap_or_default());
+    let host = format!(
+        "{}.{}.svc",
+        names.primary(),
+        db.namespace().unwrap_or_default()
+    );
     let mut env = vec![
         plain_env("ENGINE", db.spec.engine.as_str()),
         plain_env("DB_HOST", &host),
@@ -48,7 +62,10 @@ pub fn backup_pod(db: &Database, driver: &dyn Driver, s3: &S3Destination, agent_
         plain_env("S3_REGION", &s3.region),
         plain_env("S3_PREFIX", &key_prefix(db, s3)),
         plain_env("S3_ENDPOINT", s3.endpoint.as_deref().unwrap_or("")),
-        plain_env("S3_FORCE_PATH_STYLE", if s3.force_path_style { "true" } else { "false" }),
+        plain_env(
+            "S3_FORCE_PATH_STYLE",
+            if s3.force_path_style { "true" } else { "false" },
+        ),
         plain_env("RETENTION", retention.unwrap_or("")),
         EnvVar {
             name: "BACKUP_NAME".into(),
@@ -63,8 +80,16 @@ pub fn backup_pod(db: &Database, driver: &dyn Driver, s3: &S3Destination, agent_
         },
     ];
     if let Some(credentials) = &s3.credentials_secret {
-        env.push(secret_env("AWS_ACCESS_KEY_ID", &credentials.name, &credentials.access_key_id_key));
-        env.push(secret_env("AWS_SECRET_ACCESS_KEY", &credentials.name, &credentials.secret_access_key_key));
+        env.push(secret_env(
+            "AWS_ACCESS_KEY_ID",
+            &credentials.name,
+            &credentials.access_key_id_key,
+        ));
+        env.push(secret_env(
+            "AWS_SECRET_ACCESS_KEY",
+            &credentials.name,
+            &credentials.secret_access_key_key,
+        ));
     }
     let script = r#"set -eu
 agent="/agent/database-operator"
@@ -107,7 +132,11 @@ if [ -n "$RETENTION" ]; then "$agent" agent prune "$@" --retention "$RETENTION" 
         init_containers: Some(vec![Container {
             name: "install-agent".into(),
             image: Some(agent_image.to_owned()),
-            command: Some(vec!["cp".into(), AGENT_BINARY_IN_IMAGE.into(), format!("{AGENT_DIR}/database-operator")]),
+            command: Some(vec![
+                "cp".into(),
+                AGENT_BINARY_IN_IMAGE.into(),
+                format!("{AGENT_DIR}/database-operator"),
+            ]),
             volume_mounts: Some(vec![agent_mount.clone()]),
             security_context: Some(restricted.clone()),
             ..Default::default()
@@ -124,7 +153,10 @@ if [ -n "$RETENTION" ]; then "$agent" agent prune "$@" --retention "$RETENTION" 
                     ("cpu".into(), Quantity("100m".into())),
                     ("memory".into(), Quantity("128Mi".into())),
                 ])),
-                limits: Some(BTreeMap::from([("memory".into(), Quantity("512Mi".into()))])),
+                limits: Some(BTreeMap::from([(
+                    "memory".into(),
+                    Quantity("512Mi".into()),
+                )])),
                 ..Default::default()
             }),
             security_context: Some(restricted),

@@ -46,7 +46,12 @@ pub fn backup_cronjob(db: &Database, driver: &dyn Driver, agent_image: &str) -> 
     let mut job_labels = labels(db, "backup");
     job_labels.insert(
         BACKUP_STAGE_LABEL.to_owned(),
-        if s3.is_some() { STAGE_UPLOAD } else { STAGE_DUMP_ONLY }.to_owned(),
+        if s3.is_some() {
+            STAGE_UPLOAD
+        } else {
+            STAGE_DUMP_ONLY
+        }
+        .to_owned(),
     );
     job_labels.insert(SCHEDULE_LABEL.to_owned(), db.name_any());
     let mut metadata = child_meta(db, names.backup(), "backup");
@@ -99,7 +104,11 @@ pub fn backup_cronjob(db: &Database, driver: &dyn Driver, agent_image: &str) -> 
 /// size and checksum, storing nothing.
 fn dump_only_pod(db: &Database, driver: &dyn Driver) -> PodSpec {
     let names = Names(&db.name_any());
-    let host = format!("{}.{}.svc", names.primary(), db.namespace().unwrap_or_default());
+    let host = format!(
+        "{}.{}.svc",
+        names.primary(),
+        db.namespace().unwrap_or_default()
+    );
     let script = format!(
         "set -euo pipefail\n\
          {dump} | gzip -c > /backup/dump.gz\n\

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use api::Database;
 use api::backup::{BackupPhase, DatabaseBackup, DatabaseBackupStatus};
 use api::condition::{Condition, set_condition, types};
-use api::Database;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
@@ -41,12 +41,19 @@ pub async fn run(ctx: Arc<Context>) {
     let backups = Api::<DatabaseBackup>::all(client.clone());
     let jobs = Api::<Job>::all(client.clone());
     let controller = Controller::new(backups, watcher::Config::default().any_semantic())
-        .owns(jobs.clone(), watcher::Config::default().labels(&super::stores::managed_selector()))
+        .owns(
+            jobs.clone(),
+            watcher::Config::default().labels(&super::stores::managed_selector()),
+        )
         // Scheduled Jobs are the CronJob's, not the record's: map them by name.
-        .watches(jobs, watcher::Config::default().labels(SCHEDULE_LABEL), |job| {
-            let namespace = job.namespace().unwrap_or_default();
-            Some(ObjectRef::<DatabaseBackup>::new(&job.name_any()).within(&namespace))
-        })
+        .watches(
+            jobs,
+            watcher::Config::default().labels(SCHEDULE_LABEL),
+            |job| {
+                let namespace = job.namespace().unwrap_or_default();
+                Some(ObjectRef::<DatabaseBackup>::new(&job.name_any()).within(&namespace))
+            },
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -60,9 +67,12 @@ pub async fn run(ctx: Arc<Context>) {
 /// Gives every scheduled backup Job that uploads a DatabaseBackup record.
 async fn adopt_scheduled_runs(ctx: Arc<Context>) {
     let selector = format!("{SCHEDULE_LABEL},{BACKUP_STAGE_LABEL}={STAGE_UPLOAD}");
-    let jobs = watcher(Api::<Job>::all(ctx.client.clone()), watcher::Config::default().labels(&selector))
-        .default_backoff()
-        .applied_objects();
+    let jobs = watcher(
+        Api::<Job>::all(ctx.client.clone()),
+        watcher::Config::default().labels(&selector),
+    )
+    .default_backoff()
+    .applied_objects();
     let result = jobs
         .try_for_each(|job| {
             let ctx = ctx.clone();
@@ -80,7 +90,9 @@ async fn adopt_scheduled_runs(ctx: Arc<Context>) {
 }
 
 async fn record_scheduled_run(ctx: &Context, job: &Job) -> Result<()> {
-    let namespace = job.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = job
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let Some(database) = job.labels().get(SCHEDULE_LABEL).cloned() else {
         return Ok(());
     };
@@ -91,13 +103,18 @@ async fn record_scheduled_run(ctx: &Context, job: &Job) -> Result<()> {
     let mut record = DatabaseBackup::new(
         &job.name_any(),
         api::backup::DatabaseBackupSpec {
-            database_ref: api::DatabaseRef { name: database.clone() },
+            database_ref: api::DatabaseRef {
+                name: database.clone(),
+            },
         },
     );
     record.metadata.namespace = Some(namespace);
     record.metadata.labels = Some(BTreeMap::from([
         (DATABASE_LABEL.to_owned(), database),
-        (api::labels::MANAGED_BY.to_owned(), api::labels::MANAGER.to_owned()),
+        (
+            api::labels::MANAGED_BY.to_owned(),
+            api::labels::MANAGER.to_owned(),
+        ),
     ]));
     match backups.create(&PostParams::default(), &record).await {
         Ok(_) => {
@@ -110,7 +127,11 @@ async fn record_scheduled_run(ctx: &Context, job: &Job) -> Result<()> {
 }
 
 fn key(backup: &DatabaseBackup) -> String {
-    format!("backup/{}/{}", backup.namespace().unwrap_or_default(), backup.name_any())
+    format!(
+        "backup/{}/{}",
+        backup.namespace().unwrap_or_default(),
+        backup.name_any()
+    )
 }
 
 pub fn error_policy(backup: Arc<DatabaseBackup>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -133,7 +154,8 @@ pub struct AgentReport {
 pub async fn reconcile(backup: Arc<DatabaseBackup>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_timer("databasebackup");
     let result = reconcile_inner(&backup, &ctx).await;
-    ctx.metrics.reconciled("databasebackup", result.as_ref().err().map(Error::kind));
+    ctx.metrics
+        .reconciled("databasebackup", result.as_ref().err().map(Error::kind));
     if result.is_ok() {
         ctx.backoff.reset(&key(&backup));
     }
@@ -141,10 +163,15 @@ pub async fn reconcile(backup: Arc<DatabaseBackup>, ctx: Arc<Context>) -> Result
 }
 
 async fn reconcile_inner(backup: &DatabaseBackup, ctx: &Context) -> Result<Action> {
-    let namespace = backup.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let namespace = backup
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let previous = backup.status.clone().unwrap_or_default();
     // A finished backup's outcome never changes.
-    if matches!(previous.phase, Some(BackupPhase::Completed | BackupPhase::Failed)) {
+    if matches!(
+        previous.phase,
+        Some(BackupPhase::Completed | BackupPhase::Failed)
+    ) {
         return Ok(Action::await_change());
     }
     let jobs = Api::<Job>::namespaced(ctx.client.clone(), &namespace);
@@ -153,20 +180,33 @@ async fn reconcile_inner(backup: &DatabaseBackup, ctx: &Context) -> Result<Actio
         None => match start_job(backup, ctx, &namespace, &jobs).await? {
             Ok(job) => Some(job),
             Err(message) => {
-                let status = finished(backup, &previous, BackupPhase::Failed, "NotConfigured", message);
+                let status = finished(
+                    backup,
+                    &previous,
+                    BackupPhase::Failed,
+                    "NotConfigured",
+                    message,
+                );
                 write_status(backup, ctx, &namespace, previous, status).await?;
                 return Ok(Action::await_change());
             }
         },
     };
     let status = observe(backup, ctx, &namespace, &previous, job.as_ref()).await?;
-    let done = matches!(status.phase, Some(BackupPhase::Completed | BackupPhase::Failed));
+    let done = matches!(
+        status.phase,
+        Some(BackupPhase::Completed | BackupPhase::Failed)
+    );
     let completed = status.phase == Some(BackupPhase::Completed);
     write_status(backup, ctx, &namespace, previous, status).await?;
     if completed {
         super::retention::apply(ctx, &namespace, &backup.spec.database_ref.name).await?;
     }
-    Ok(if done { Action::await_change() } else { Action::requeue(std::time::Duration::from_secs(30)) })
+    Ok(if done {
+        Action::await_change()
+    } else {
+        Action::requeue(std::time::Duration::from_secs(30))
+    })
 }
 
 /// Creates the Job of an on-demand backup; `Err` says why it cannot run.
@@ -177,11 +217,22 @@ async fn start_job(
     jobs: &Api<Job>,
 ) -> Result<std::result::Result<Job, String>> {
     let db_name = &backup.spec.database_ref.name;
-    let Some(db) = Api::<Database>::namespaced(ctx.client.clone(), namespace).get_opt(db_name).await? else {
+    let Some(db) = Api::<Database>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(db_name)
+        .await?
+    else {
         return Ok(Err(format!("Database {db_name} does not exist")));
     };
-    let Some(s3) = db.spec.backup.as_ref().and_then(|b| b.destination.as_ref()).and_then(|d| d.s3.as_ref()) else {
-        return Ok(Err(format!("Database {db_name} has no spec.backup.destination.s3 to store the backup in")));
+    let Some(s3) = db
+        .spec
+        .backup
+        .as_ref()
+        .and_then(|b| b.destination.as_ref())
+        .and_then(|d| d.s3.as_ref())
+    else {
+        return Ok(Err(format!(
+            "Database {db_name} has no spec.backup.destination.s3 to store the backup in"
+        )));
     };
     let mut job_labels = labels(&db, "backup");
     job_labels.insert(BACKUP_STAGE_LABEL.to_owned(), STAGE_UPLOAD.to_owned());
@@ -190,7 +241,11 @@ async fn start_job(
             name: Some(backup.name_any()),
             namespace: Some(namespace.to_owned()),
             labels: Some(job_labels.clone()),
-            owner_references: Some(vec![backup.controller_owner_ref(&()).ok_or(Error::MissingField("metadata.uid"))?]),
+            owner_references: Some(vec![
+                backup
+                    .controller_owner_ref(&())
+                    .ok_or(Error::MissingField("metadata.uid"))?,
+            ]),
             ..Default::default()
         },
         spec: Some(JobSpec {
@@ -201,7 +256,13 @@ async fn start_job(
                     ..Default::default()
                 }),
                 // On-demand backups do not prune: retention is the schedule's.
-                spec: Some(backup_pod(&db, driver(db.spec.engine), s3, &ctx.settings.agent_image, None)),
+                spec: Some(backup_pod(
+                    &db,
+                    driver(db.spec.engine),
+                    s3,
+                    &ctx.settings.agent_image,
+                    None,
+                )),
             },
             ..Default::default()
         }),
@@ -209,7 +270,9 @@ async fn start_job(
     };
     match jobs.create(&PostParams::default(), &job).await {
         Ok(job) => Ok(Ok(job)),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Ok(jobs.get(&backup.name_any()).await?)),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            Ok(Ok(jobs.get(&backup.name_any()).await?))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -232,17 +295,33 @@ async fn observe(
             .cloned()
     };
     if let Some(failed) = condition("Failed") {
-        let detail = agent_output(ctx, namespace, &backup.name_any()).await?.unwrap_or_default();
+        let detail = agent_output(ctx, namespace, &backup.name_any())
+            .await?
+            .unwrap_or_default();
         let message = format!("{}: {}", failed.message.unwrap_or_default(), detail.trim());
-        return Ok(finished(backup, previous, BackupPhase::Failed, "BackupFailed", message));
+        return Ok(finished(
+            backup,
+            previous,
+            BackupPhase::Failed,
+            "BackupFailed",
+            message,
+        ));
     }
     if condition("Complete").is_some() {
         let output = agent_output(ctx, namespace, &backup.name_any()).await?;
-        let report = output.as_deref().and_then(|o| serde_json::from_str::<AgentReport>(o.trim()).ok());
-        let mut status = finished(backup, previous, BackupPhase::Completed, "BackupCompleted", match &report {
-            Some(r) => format!("stored {} bytes at {}", r.size_bytes, r.location),
-            None => "the Job succeeded but the agent reported no result".into(),
-        });
+        let report = output
+            .as_deref()
+            .and_then(|o| serde_json::from_str::<AgentReport>(o.trim()).ok());
+        let mut status = finished(
+            backup,
+            previous,
+            BackupPhase::Completed,
+            "BackupCompleted",
+            match &report {
+                Some(r) => format!("stored {} bytes at {}", r.size_bytes, r.location),
+                None => "the Job succeeded but the agent reported no result".into(),
+            },
+        );
         status.start_time = job_status.start_time.clone();
         status.completion_time = job_status.completion_time.clone();
         if let Some(report) = report {
@@ -256,13 +335,31 @@ async fn observe(
     }
     let running = job_status.active.unwrap_or(0) > 0;
     let mut status = DatabaseBackupStatus {
-        phase: Some(if running { BackupPhase::Running } else { BackupPhase::Pending }),
+        phase: Some(if running {
+            BackupPhase::Running
+        } else {
+            BackupPhase::Pending
+        }),
         start_time: job_status.start_time,
         observed_generation: backup.metadata.generation,
         ..previous.clone()
     };
-    let message = if running { "the backup Job is running" } else { "waiting for the backup Job to start" };
-    set_condition(&mut status.conditions, Condition::new(types::READY, false, if running { "Running" } else { "Pending" }, message, backup.metadata.generation), &now());
+    let message = if running {
+        "the backup Job is running"
+    } else {
+        "waiting for the backup Job to start"
+    };
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            types::READY,
+            false,
+            if running { "Running" } else { "Pending" },
+            message,
+            backup.metadata.generation,
+        ),
+        &now(),
+    );
     Ok(status)
 }
 
@@ -283,7 +380,17 @@ fn finished(
         ..previous.clone()
     };
     let ok = phase == BackupPhase::Completed;
-    set_condition(&mut status.conditions, Condition::new(types::READY, ok, reason, message, backup.metadata.generation), &now());
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            types::READY,
+            ok,
+            reason,
+            message,
+            backup.metadata.generation,
+        ),
+        &now(),
+    );
     status
 }
 
@@ -326,7 +433,11 @@ async fn write_status(
         ..Default::default()
     };
     Api::<DatabaseBackup>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(&backup.name_any(), &params, &Patch::Merge(serde_json::json!({ "status": status })))
+        .patch_status(
+            &backup.name_any(),
+            &params,
+            &Patch::Merge(serde_json::json!({ "status": status })),
+        )
         .await?;
     if status.phase != previous.phase {
         info!(backup = %key(backup), phase = ?status.phase, "backup phase changed");

@@ -14,10 +14,19 @@ use crate::error::Result;
 
 /// Deletes the records of `database` that retention no longer keeps.
 pub async fn apply(ctx: &Context, namespace: &str, database: &str) -> Result<()> {
-    let Some(db) = Api::<Database>::namespaced(ctx.client.clone(), namespace).get_opt(database).await? else {
+    let Some(db) = Api::<Database>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(database)
+        .await?
+    else {
         return Ok(());
     };
-    let Some(rule) = db.spec.backup.as_ref().and_then(|b| b.retention.as_deref()).and_then(Retention::parse) else {
+    let Some(rule) = db
+        .spec
+        .backup
+        .as_ref()
+        .and_then(|b| b.retention.as_deref())
+        .and_then(Retention::parse)
+    else {
         return Ok(());
     };
     let backups = Api::<DatabaseBackup>::namespaced(ctx.client.clone(), namespace);
