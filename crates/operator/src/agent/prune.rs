@@ -14,7 +14,7 @@ use object_store::path::Path;
 use serde_json::json;
 
 use super::manifest::Manifest;
-use super::retention::{Completion, Decision, Listed, Retention, plan};
+use super::retention::{Completion, Decision, Listed, Retention, parse, plan};
 use super::store::{MANIFEST_FILE, Store, s3_error};
 use super::{AgentError, PruneArgs, Result, progress};
 
@@ -25,7 +25,7 @@ struct Group {
 }
 
 pub async fn run(args: PruneArgs) -> Result<serde_json::Value> {
-    let retention: Retention = args.retention.parse()?;
+    let retention: Retention = parse(&args.retention)?;
     let now = match &args.now {
         Some(s) => s
             .parse::<jiff::Timestamp>()

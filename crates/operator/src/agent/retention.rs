@@ -10,52 +10,20 @@
 //! - a manifest that cannot be read keeps its backup (reported, never
 //!   guessed at).
 
-use std::time::Duration;
-
 use serde::Serialize;
+
+pub use api::retention::Retention;
+use api::retention::{INCOMPLETE_GRACE_SECS, Why};
 
 use super::{AgentError, Result};
 
-/// How long an incomplete backup is left alone.
-pub const INCOMPLETE_GRACE: Duration = Duration::from_secs(24 * 3600);
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Retention {
-    /// Keep complete backups completed within this period.
-    Age(Duration),
-    /// Keep this many of the newest complete backups.
-    Count(usize),
-}
-
-impl std::str::FromStr for Retention {
-    type Err = AgentError;
-
-    fn from_str(s: &str) -> Result<Retention> {
-        let bad = || {
-            AgentError::Usage(format!(
-                "retention {s:?}: use a period such as 12h, 7d or 4w, or a count such as 10"
-            ))
-        };
-        let s = s.trim();
-        let (digits, unit) = match s.char_indices().last() {
-            Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], Some(c)),
-            Some(_) => (s, None),
-            None => return Err(bad()),
-        };
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let hours = match unit {
-            None => return Ok(Retention::Count(usize::try_from(n).map_err(|_| bad())?)),
-            Some('h') => n,
-            Some('d') => n.checked_mul(24).ok_or_else(bad)?,
-            Some('w') => n.checked_mul(24 * 7).ok_or_else(bad)?,
-            Some(_) => return Err(bad()),
-        };
-        let secs = hours.checked_mul(3600).ok_or_else(bad)?;
-        Ok(Retention::Age(Duration::from_secs(secs)))
-    }
+/// Parses `--retention` with the API's rule.
+pub fn parse(text: &str) -> Result<Retention> {
+    Retention::parse(text).ok_or_else(|| {
+        AgentError::Usage(format!(
+            "retention {text:?}: use a period such as 12h, 7d or 4w, or a count such as 10"
+        ))
+    })
 }
 
 /// One backup as listed in the bucket.
@@ -95,40 +63,28 @@ pub struct Decision {
 
 /// Which backups to delete, newest first in each group.
 pub fn plan(backups: &[Listed], retention: Retention, now: jiff::Timestamp) -> Vec<Decision> {
-    let mut complete: Vec<(&Listed, jiff::Timestamp)> = backups
+    let complete: Vec<(String, i64)> = backups
         .iter()
         .filter_map(|b| match &b.complete {
-            Some(Completion::At(t)) => Some((b, *t)),
+            Some(Completion::At(t)) => Some((b.key.clone(), t.as_second())),
             _ => None,
         })
         .collect();
-    // Newest first; ties broken by key so the plan is deterministic.
-    complete.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.key.cmp(&a.0.key)));
-
-    let mut out = Vec::new();
-    for (i, (b, done)) in complete.iter().enumerate() {
-        if i == 0 {
-            continue; // the newest complete backup is always kept
-        }
-        let reason = match retention {
-            Retention::Count(n) => (i >= n.max(1)).then_some(Reason::BeyondCount),
-            Retention::Age(period) => {
-                let age = now.duration_since(*done);
-                (age.is_positive() && age.unsigned_abs() > period).then_some(Reason::Expired)
-            }
-        };
-        if let Some(reason) = reason {
-            out.push(Decision {
-                key: b.key.clone(),
-                reason,
-            });
-        }
-    }
+    let mut out: Vec<Decision> = retention
+        .expired(&complete, now.as_second())
+        .into_iter()
+        .map(|(key, why)| Decision {
+            key,
+            reason: match why {
+                Why::Expired => Reason::Expired,
+                Why::BeyondCount => Reason::BeyondCount,
+            },
+        })
+        .collect();
     let mut incomplete: Vec<&Listed> = backups.iter().filter(|b| b.complete.is_none()).collect();
-    incomplete.sort_by_key(|b| std::cmp::Reverse(b.last_modified));
+    incomplete.sort_by(|a, b| b.last_modified.cmp(&a.last_modified));
     for b in incomplete {
-        let age = now.duration_since(b.last_modified);
-        if age.is_positive() && age.unsigned_abs() > INCOMPLETE_GRACE {
+        if now.as_second() - b.last_modified.as_second() > INCOMPLETE_GRACE_SECS {
             out.push(Decision {
                 key: b.key.clone(),
                 reason: Reason::Incomplete,
@@ -167,30 +123,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_periods_and_counts() {
-        let h = |n: u64| Retention::Age(Duration::from_secs(n * 3600));
-        assert_eq!("12h".parse::<Retention>().unwrap(), h(12));
-        assert_eq!("7d".parse::<Retention>().unwrap(), h(7 * 24));
-        assert_eq!("4w".parse::<Retention>().unwrap(), h(4 * 7 * 24));
-        assert_eq!("10".parse::<Retention>().unwrap(), Retention::Count(10));
-        assert_eq!("0".parse::<Retention>().unwrap(), Retention::Count(0));
-        for bad in [
-            "",
-            "d",
-            "7x",
-            "-1",
-            "1.5d",
-            "7 d",
-            "7dd",
-            "h7",
-            "99999999999999999999w",
-            "7D",
-        ] {
-            assert!(bad.parse::<Retention>().is_err(), "{bad:?} parsed");
-        }
-    }
-
-    #[test]
     fn age_keeps_young_ones_and_always_the_newest() {
         let now = ts("2025-01-10T00:00:00Z");
         let backups = [
@@ -198,14 +130,14 @@ mod tests {
             complete("b", "2025-01-05T00:00:00Z"),
             complete("c", "2025-01-09T12:00:00Z"),
         ];
-        let d = plan(&backups, "7d".parse().unwrap(), now);
+        let d = plan(&backups, parse("7d").unwrap(), now);
         assert_eq!(keys(&d), ["a"]);
         assert_eq!(d[0].reason, Reason::Expired);
         // Everything is older than 1h, but the newest stays.
-        let d = plan(&backups, "1h".parse().unwrap(), now);
+        let d = plan(&backups, parse("1h").unwrap(), now);
         assert_eq!(keys(&d), ["b", "a"]);
         // Even when every backup is ancient.
-        let d = plan(&backups, "1h".parse().unwrap(), ts("2030-01-01T00:00:00Z"));
+        let d = plan(&backups, parse("1h").unwrap(), ts("2030-01-01T00:00:00Z"));
         assert_eq!(keys(&d), ["b", "a"]);
     }
 
@@ -246,7 +178,7 @@ mod tests {
         assert_eq!(keys(&d), ["old-failed"]);
         assert_eq!(d[0].reason, Reason::Incomplete);
         // An incomplete backup never protects itself as "the newest".
-        let d = plan(&backups, "1h".parse().unwrap(), now);
+        let d = plan(&backups, parse("1h").unwrap(), now);
         assert_eq!(keys(&d), ["old-failed"]);
     }
 }

@@ -1,10 +1,10 @@
-//! Applies `spec.backup.retention` to a Database's DatabaseBackup records.
-//! The agent prunes the stored objects by the same rule
-//! ([`api::retention::Retention`]) after each scheduled backup.
+//! Applies `spec.backup.retention` to a Database's DatabaseBackup records,
+//! by the same rule ([`api::retention::Retention`]) the agent applies to the
+//! stored objects after each scheduled backup.
 
 use api::Database;
 use api::backup::{BackupPhase, DatabaseBackup};
-use api::retention::{Candidate, Retention};
+use api::retention::{INCOMPLETE_GRACE_SECS, Retention};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use tracing::info;
@@ -30,25 +30,36 @@ pub async fn apply(ctx: &Context, namespace: &str, database: &str) -> Result<()>
         return Ok(());
     };
     let backups = Api::<DatabaseBackup>::namespaced(ctx.client.clone(), namespace);
-    let candidates: Vec<Candidate<String>> = backups
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|b| b.spec.database_ref.name == database)
-        .filter_map(|b| {
-            let status = b.status.as_ref();
-            let taken = status
-                .and_then(|s| s.start_time.clone())
-                .or_else(|| b.metadata.creation_timestamp.clone())?;
-            Some(Candidate {
-                key: b.name_any(),
-                taken_at: taken.0.as_second(),
-                complete: status.and_then(|s| s.phase) == Some(BackupPhase::Completed),
-            })
-        })
-        .collect();
-    for name in rule.expired(&candidates, jiff::Timestamp::now().as_second()) {
+    let now = jiff::Timestamp::now().as_second();
+    let mut complete = Vec::new();
+    let mut expired = Vec::new();
+    for backup in backups.list(&ListParams::default()).await?.items {
+        if backup.spec.database_ref.name != database {
+            continue;
+        }
+        let status = backup.status.as_ref();
+        let Some(taken) = status
+            .and_then(|s| s.completion_time.clone().or_else(|| s.start_time.clone()))
+            .or_else(|| backup.metadata.creation_timestamp.clone())
+        else {
+            continue;
+        };
+        match status.and_then(|s| s.phase) {
+            Some(BackupPhase::Completed) => complete.push((backup.name_any(), taken.0.as_second())),
+            // A failed backup stored nothing; like an incomplete object, it
+            // goes after the grace period and never counts.
+            Some(BackupPhase::Failed) if now - taken.0.as_second() > INCOMPLETE_GRACE_SECS => {
+                expired.push(backup.name_any())
+            }
+            _ => {}
+        }
+    }
+    expired.extend(
+        rule.expired(&complete, now)
+            .into_iter()
+            .map(|(name, _)| name),
+    );
+    for name in expired {
         info!(backup = %name, %database, retention = %rule, "deleting an expired backup record");
         match backups.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
