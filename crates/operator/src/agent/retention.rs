@@ -82,7 +82,7 @@ pub fn plan(backups: &[Listed], retention: Retention, now: jiff::Timestamp) -> V
         })
         .collect();
     let mut incomplete: Vec<&Listed> = backups.iter().filter(|b| b.complete.is_none()).collect();
-    incomplete.sort_by(|a, b| b.last_modified.cmp(&a.last_modified));
+    incomplete.sort_by_key(|b| std::cmp::Reverse(b.last_modified));
     for b in incomplete {
         if now.as_second() - b.last_modified.as_second() > INCOMPLETE_GRACE_SECS {
             out.push(Decision {
