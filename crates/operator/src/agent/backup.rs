@@ -43,7 +43,14 @@ pub async fn run(args: BackupArgs) -> Result<serde_json::Value> {
     let level = args.compression_level;
     let (inventory, uploaded, dump_tool) = match engine {
         EngineKind::Postgresql => {
+            let counting = std::time::Instant::now();
             let inventory = postgresql::inventory(&args.db, &secrets).await?;
+            progress(format!(
+                "inventory: {} databases, {} tables counted in {:.1}s",
+                inventory.databases.len(),
+                inventory.row_counts.len(),
+                counting.elapsed().as_secs_f64()
+            ));
             let tool = postgresql::dump_tool(args.db.tools_dir.as_deref())?;
             let version = tool_version(&tool).await?;
             let dump_args = postgresql::dump_args(
@@ -64,7 +71,14 @@ pub async fn run(args: BackupArgs) -> Result<serde_json::Value> {
             (inventory, uploaded, version)
         }
         EngineKind::Mysql => {
+            let counting = std::time::Instant::now();
             let inventory = mysql::inventory(&args.db, &secrets).await?;
+            progress(format!(
+                "inventory: {} schemas, {} tables counted in {:.1}s",
+                inventory.databases.len(),
+                inventory.row_counts.len(),
+                counting.elapsed().as_secs_f64()
+            ));
             let (tool, dump_args, version) =
                 mysql::dump_command(&args.db, &secrets, &inventory.server_version).await?;
             let mut child = Tool::spawn(
