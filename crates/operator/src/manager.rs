@@ -24,7 +24,12 @@ pub async fn run(
         ready: Default::default(),
     };
     let ready = probes.ready.clone();
-    let server = tokio::spawn(server::serve(address, probes));
+    let listener = server::bind(address).await?;
+    let server = tokio::spawn(async move {
+        if let Err(error) = server::serve(listener, probes).await {
+            tracing::error!(%error, "the metrics and probes server stopped");
+        }
+    });
     info!(%address, "serving /healthz, /readyz and /metrics");
 
     let ctx = Arc::new(Context::new(client, stores.clone(), metrics, settings));

@@ -46,8 +46,12 @@ async fn metrics(
     )
 }
 
+/// Binds `address`; failing here (the port is taken) must stop the start.
+pub async fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await
+}
+
 /// Serves until the process ends.
-pub async fn serve(address: SocketAddr, probes: Probes) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
+pub async fn serve(listener: tokio::net::TcpListener, probes: Probes) -> std::io::Result<()> {
     axum::serve(listener, router(probes)).await
 }

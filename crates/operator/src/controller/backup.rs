@@ -61,7 +61,12 @@ pub async fn run(ctx: Arc<Context>) {
                 warn!(%error, "backup reconcile failed");
             }
         });
-    tokio::join!(controller, adopt_scheduled_runs(ctx));
+    // The adopter watches forever; it stops when the controller stops (on
+    // SIGTERM), or the process would never exit.
+    tokio::select! {
+        () = controller => {}
+        () = adopt_scheduled_runs(ctx) => {}
+    }
 }
 
 /// Gives every scheduled backup Job that uploads a DatabaseBackup record.

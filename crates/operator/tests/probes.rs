@@ -1,0 +1,81 @@
+//! The readiness and liveness probes the StatefulSet gets are real shell
+//! commands; run them against real PostgreSQL and MariaDB servers (the same
+//! client tools the official images carry) and prove they pass while the
+//! server answers and fail once it is gone. MongoDB's probe needs `mongosh`,
+//! which no registry here ships, so it is not run.
+
+use api::Engine;
+use operator::engine::driver;
+use testkit::servers::{Mariadb, Postgres};
+
+/// The probe's `sh -c` script, pointed at a test server's port.
+fn script(engine: Engine, liveness: bool, port: u16) -> String {
+    let d = driver(engine);
+    let probe = if liveness {
+        d.liveness_probe()
+    } else {
+        d.readiness_probe()
+    };
+    let command = probe
+        .exec
+        .expect("an exec probe")
+        .command
+        .expect("a command");
+    assert_eq!(&command[..2], ["sh", "-c"]);
+    command[2].replace(&d.port().to_string(), &port.to_string())
+}
+
+fn run(script: &str, path: &std::path::Path, env: &[(&str, &str)]) -> bool {
+    let path = format!(
+        "{}:{}",
+        path.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    std::process::Command::new("sh")
+        .args(["-c", script])
+        .env("PATH", path)
+        .envs(env.iter().copied())
+        .status()
+        .expect("running sh")
+        .success()
+}
+
+#[tokio::test]
+async fn postgresql_probes_pass_while_the_server_answers_and_fail_when_it_is_gone() {
+    let mut pg = Postgres::start().await.unwrap();
+    let env = [("POSTGRES_USER", pg.admin_user().to_owned())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bin = pg.bin_dir().to_owned();
+    for liveness in [false, true] {
+        assert!(
+            run(&script(Engine::Postgresql, liveness, pg.port()), &bin, &env),
+            "liveness={liveness}"
+        );
+    }
+    pg.stop();
+    for liveness in [false, true] {
+        assert!(
+            !run(&script(Engine::Postgresql, liveness, pg.port()), &bin, &env),
+            "liveness={liveness} passed with the server down"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mysql_probes_pass_while_the_server_answers_and_fail_when_it_is_gone() {
+    let mut maria = Mariadb::start().await.unwrap();
+    let bin = maria.bin_dir().to_owned();
+    for liveness in [false, true] {
+        assert!(
+            run(&script(Engine::Mysql, liveness, maria.port()), &bin, &[]),
+            "liveness={liveness}"
+        );
+    }
+    maria.stop();
+    for liveness in [false, true] {
+        assert!(
+            !run(&script(Engine::Mysql, liveness, maria.port()), &bin, &[]),
+            "liveness={liveness} passed with the server down"
+        );
+    }
+}
