@@ -179,3 +179,73 @@ fn a_configuration_change_changes_the_pod_template() {
     };
     assert_ne!(annotation(&small), annotation(&large));
 }
+
+#[rstest]
+fn backup_cronjob_with_an_s3_destination_runs_the_agent(
+    #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
+) {
+    let mut db = with_backup(database("orders", engine, "1.0", 1), "0 3 * * *");
+    db.spec.backup.as_mut().unwrap().destination = Some(serde_json::from_value(serde_json::json!({
+        "s3": {"bucket": "backups", "region": "eu-west-1", "endpoint": "http://s3:7070", "prefix": "team",
+            "forcePathStyle": true, "credentialsSecret": {"name": "s3-keys"}}
+    })).unwrap());
+    let cron = Desired::build(&db).backup.expect("a CronJob");
+    assert_eq!(
+        cron.metadata.labels.as_ref().unwrap()["example.com/backup-stage"],
+        "upload"
+    );
+    let pod = cron.spec.job_template.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image,
+        driver_image(engine),
+        "the dump tools come from the engine's image"
+    );
+    let env = container.env.as_ref().unwrap();
+    let secret_of = |name: &str| {
+        let from = env
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap()
+            .value_from
+            .clone()
+            .unwrap();
+        let key = from.secret_key_ref.unwrap();
+        (key.name, key.key)
+    };
+    assert_eq!(
+        secret_of("DB_PASSWORD"),
+        ("orders-secret".to_string(), "password".to_string())
+    );
+    assert_eq!(
+        secret_of("AWS_ACCESS_KEY_ID"),
+        ("s3-keys".to_string(), "AWS_ACCESS_KEY_ID".to_string())
+    );
+    let plain = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .unwrap()
+            .value
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(plain("ENGINE"), engine.as_str());
+    assert_eq!(plain("S3_PREFIX"), "team/default/orders");
+    assert_eq!(plain("RETENTION"), "7d");
+    // Nothing the user wrote is in the script itself.
+    let script = container.command.as_ref().unwrap().join(" ");
+    for value in ["backups", "eu-west-1", "s3:7070", "team", "s3-keys"] {
+        assert!(
+            !script.contains(value),
+            "{value} is spliced into the script"
+        );
+    }
+    assert_eq!(
+        pod.init_containers.as_ref().unwrap()[0].image.as_deref(),
+        Some(operator::builders::DEFAULT_AGENT_IMAGE)
+    );
+}
+
+fn driver_image(engine: Engine) -> Option<String> {
+    Some(operator::engine::driver(engine).image("1.0"))
+}
