@@ -22,7 +22,15 @@ fn agent_bin() -> String {
 
 async fn timed(mut cmd: tokio::process::Command) -> (Duration, String) {
     let started = Instant::now();
-    let out = cmd.output().await.expect("runs");
+    // spawn, not output(): output() would capture stdout, which pg_dumpall
+    // sends to a file here.
+    let out = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs")
+        .wait_with_output()
+        .await
+        .expect("runs");
     let elapsed = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "failed: {stderr}");
@@ -114,18 +122,15 @@ async fn benchmark_pg_dumpall_vs_agent() {
     // 3. psql < file into a fresh server
     let plain = Postgres::start().await.unwrap();
     let mut psql = tokio::process::Command::new(plain.bin_dir().join("psql"));
-    psql.args([
-        "-X",
-        "-q",
-        "-h",
-        plain.host(),
-        "-p",
-        &plain.port().to_string(),
-    ])
-    .args(["-U", plain.admin_user(), "-d", "postgres", "-f"])
-    .arg(file.path())
-    .env("PGPASSWORD", plain.admin_password())
-    .stdout(Stdio::null());
+    // Over the trusted unix socket: the dump sets the source's admin
+    // password, so psql's own \connect with the target's would fail over TCP
+    // (the agent leaves the admin's role lines out for that reason).
+    let socket = plain.socket_dir().display().to_string();
+    psql.args(["-X", "-q", "-h", &socket, "-p", &plain.port().to_string()])
+        .args(["-U", plain.admin_user(), "-d", "postgres", "-f"])
+        .arg(file.path())
+        .env("PGPASSWORD", plain.admin_password())
+        .stdout(Stdio::null());
     let (t_psql, _) = timed(psql).await;
     drop(plain);
 
