@@ -14,7 +14,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use super::Context;
 use super::admin_secret::ensure_admin_secret;
 use super::cleanup;
+pub use super::events::publish;
 use super::stores::{Streams, cached_or_fetch, lookup};
 use super::volumes;
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
@@ -306,34 +307,4 @@ async fn announce_phase(
     };
     info!(database = %db.name_any(), from = ?before, to = %phase, "phase changed");
     publish(ctx, db, kind, reason, note).await;
-}
-
-/// The API server refuses event notes longer than this many bytes.
-pub(crate) const MAX_EVENT_NOTE: usize = 1024;
-
-pub(crate) fn truncate(mut text: String, max_bytes: usize) -> String {
-    if text.len() > max_bytes {
-        let mut end = max_bytes - 3;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push_str("...");
-    }
-    text
-}
-
-/// Records a Kubernetes Event on the Database. Failing to record one is
-/// logged, never fatal.
-pub async fn publish(ctx: &Context, db: &Database, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(truncate(note, MAX_EVENT_NOTE)),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &db.object_ref(&())).await {
-        warn!(%error, reason, "could not record event");
-    }
 }

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod backup;
 pub mod cleanup;
 pub mod database;
+pub mod events;
 pub mod retention;
 pub mod stores;
 pub mod user;

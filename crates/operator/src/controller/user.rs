@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -22,6 +22,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::Context;
+use super::events::publish;
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::credentials::{USER_LABEL, credentials_secret, secret_name};
 use crate::builders::meta::Names;
@@ -257,22 +258,6 @@ async fn announce(
         _ => return,
     };
     publish(ctx, user, kind, reason, note).await;
-}
-
-async fn publish(ctx: &Context, user: &DatabaseUser, type_: EventType, reason: &str, note: String) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(super::database::truncate(
-            note,
-            super::database::MAX_EVENT_NOTE,
-        )),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &user.object_ref(&())).await {
-        warn!(%error, reason, "could not record event");
-    }
 }
 
 /// Everything between reading the spec and a login that matches it.
