@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 use api::Database;
 use api::database::S3Destination;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
-    VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
+    ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
 use super::meta::Names;
+use super::security::{restricted_container, restricted_pod};
 use crate::engine::{Driver, PASSWORD_KEY, USERNAME_KEY, plain_env, secret_env};
 
 /// Where the init container puts the agent binary.
@@ -100,16 +100,7 @@ if [ "$S3_FORCE_PATH_STYLE" = true ]; then set -- "$@" --force-path-style; fi
 if [ -n "$RETENTION" ]; then "$agent" agent prune "$@" --retention "$RETENTION" >&2; fi
 "#;
     let uid = driver.run_as_user();
-    let restricted = SecurityContext {
-        allow_privilege_escalation: Some(false),
-        privileged: Some(false),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let restricted = restricted_container();
     let agent_mount = VolumeMount {
         name: "agent".into(),
         mount_path: AGENT_DIR.into(),
@@ -119,16 +110,7 @@ if [ -n "$RETENTION" ]; then "$agent" agent prune "$@" --retention "$RETENTION" 
         restart_policy: Some("Never".into()),
         enable_service_links: Some(false),
         automount_service_account_token: Some(false),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(uid),
-            run_as_group: Some(uid),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_pod(uid)),
         init_containers: Some(vec![Container {
             name: "install-agent".into(),
             image: Some(agent_image.to_owned()),

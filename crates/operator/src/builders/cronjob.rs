@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use api::Database;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -23,6 +23,7 @@ use kube::ResourceExt;
 
 use super::backup_job::backup_pod;
 use super::meta::{Names, child_meta, labels};
+use super::security::{restricted_container, restricted_pod};
 use crate::engine::Driver;
 
 /// Label that tells what a backup run does.
@@ -122,16 +123,7 @@ fn dump_only_pod(db: &Database, driver: &dyn Driver) -> PodSpec {
         restart_policy: Some("Never".into()),
         enable_service_links: Some(false),
         automount_service_account_token: Some(false),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(uid),
-            run_as_group: Some(uid),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_pod(uid)),
         containers: vec![Container {
             name: "backup".into(),
             image: Some(driver.tools_image(&db.spec.version)),
@@ -150,16 +142,7 @@ fn dump_only_pod(db: &Database, driver: &dyn Driver) -> PodSpec {
                 limits: Some(BTreeMap::from([("memory".into(), Quantity("1Gi".into()))])),
                 ..Default::default()
             }),
-            security_context: Some(SecurityContext {
-                allow_privilege_escalation: Some(false),
-                privileged: Some(false),
-                run_as_non_root: Some(true),
-                capabilities: Some(Capabilities {
-                    drop: Some(vec!["ALL".into()]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
+            security_context: Some(restricted_container()),
             ..Default::default()
         }],
         volumes: Some(vec![Volume {

@@ -8,6 +8,7 @@ pub mod cronjob;
 pub mod meta;
 pub mod pdb;
 pub mod secret;
+pub mod security;
 pub mod service;
 pub mod statefulset;
 

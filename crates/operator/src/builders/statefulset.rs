@@ -9,16 +9,16 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PodTemplateSpec, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 
 use super::meta::{CONFIG_HASH, Names, child_meta, labels, selector_labels};
+use super::security::{restricted_container_with_seccomp, restricted_pod};
 use crate::engine::{Driver, Sizing};
 
 const DATA_VOLUME: &str = "data";
@@ -94,16 +94,9 @@ fn pod_template(
                 ..Default::default()
             }]),
             security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(uid),
-                run_as_group: Some(uid),
                 fs_group: Some(uid),
                 fs_group_change_policy: Some("OnRootMismatch".into()),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
+                ..restricted_pod(uid)
             }),
             // Databases need time to flush and shut down cleanly.
             termination_grace_period_seconds: Some(60),
@@ -147,20 +140,7 @@ fn container(db: &Database, driver: &dyn Driver, sizing: &Sizing) -> Container {
         readiness_probe: Some(driver.readiness_probe()),
         liveness_probe: Some(driver.liveness_probe()),
         resources: Some(sizing.resources.clone()),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(restricted_container_with_seccomp()),
         ..Default::default()
     }
 }
