@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
 use crate::reference::DatabaseRef;
+use crate::restore::Verification;
 
 /// DatabaseBackupSpec asks for one backup of a Database
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +75,9 @@ pub struct DatabaseBackupStatus {
     /// Most recent generation observed by the controller
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The latest restore drill of this backup (spec.backup.verify of its Database)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
 }
 
 /// Phase of a DatabaseBackup.

@@ -15,6 +15,10 @@ pub mod types {
     pub const DEGRADED: &str = "Degraded";
     /// Cleanup on deletion could not finish; the message names what was left behind.
     pub const CLEANUP_FAILED: &str = "CleanupFailed";
+    /// spec.restore has filled the database (False while it runs or when it failed).
+    pub const RESTORED: &str = "Restored";
+    /// The latest restore drill restored the newest backup and found the data intact.
+    pub const BACKUP_VERIFIED: &str = "BackupVerified";
 }
 
 /// Whether a condition holds.

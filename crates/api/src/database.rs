@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
+use crate::restore::{RestoreSpec, RestoreStatus, Verification, VerifySpec};
 
 /// The seed's pattern for `spec.version`.
 pub const VERSION_PATTERN: &str = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$";
@@ -58,6 +59,9 @@ pub const RETENTION_PATTERN: &str = r"^[0-9]+[hdw]?$";
     validation = Rule::new("self.engine != 'postgresql' || self.version.split('.')[0] == oldSelf.version.split('.')[0]")
         .message("version: a PostgreSQL major-version upgrade needs pg_upgrade, which the operator does not run; restore a backup into a new Database instead")
         .field_path(".version"),
+    validation = Rule::new("!has(self.restore) || !has(oldSelf.restore) || self.restore == oldSelf.restore")
+        .message("restore cannot change once set: a Database is restored once, when it is created")
+        .field_path(".restore"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
@@ -100,6 +104,10 @@ pub struct DatabaseSpec {
     /// Retain (the default) keeps the PersistentVolumeClaims, Delete removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Fill the new Database from a backup once its server is up
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -173,6 +181,9 @@ impl Default for StorageSpec {
     validation = Rule::new("!self.enabled || has(self.schedule)")
         .message("schedule is required when backups are enabled")
         .field_path(".schedule"),
+    validation = Rule::new("!has(self.verify) || (has(self.destination) && has(self.destination.s3))")
+        .message("verify needs destination.s3: a drill restores the newest backup from the bucket")
+        .field_path(".verify"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {
@@ -203,6 +214,11 @@ pub struct BackupSpec {
     /// Backup destination
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<BackupDestination>,
+
+    /// Restore drills: restore the newest backup into a throwaway server on
+    /// a schedule and check every table's row count against the backup's manifest
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySpec>,
 }
 
 /// Backup destination
@@ -329,6 +345,14 @@ pub struct DatabaseStatus {
     /// The engine version running on every replica
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
+
+    /// Progress of spec.restore
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+
+    /// The latest restore drill (spec.backup.verify)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_verification: Option<Verification>,
 }
 
 /// Phase of a Database, the seed's enum.

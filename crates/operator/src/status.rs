@@ -3,6 +3,7 @@
 
 use api::condition::{self, Condition, set_condition, types};
 use api::database::{DatabaseStatus, Endpoints, Phase};
+use api::restore::{RestorePhase, RestoreStatus, VerificationResult};
 use api::{ConditionStatus, Database};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -55,28 +56,55 @@ impl Observed {
     }
 }
 
-/// The status `db` should have, given its StatefulSet (if the cache has it)
-/// and a failure (if applying the spec failed).
+/// The status `db` should have, given its StatefulSet (if the cache has it),
+/// a failure (if applying the spec failed) and the restore's progress (when
+/// spec.restore asks for one; `None` keeps what the status recorded).
 pub fn desired_status(
     db: &Database,
     statefulset: Option<&StatefulSet>,
     failure: Option<&Failure>,
+    restore: Option<&RestoreStatus>,
     now: &Time,
 ) -> DatabaseStatus {
     let previous = db.status.clone().unwrap_or_default();
     let desired = db.spec.replicas;
     let observed = statefulset.map(Observed::from);
     let ever_ran = previous.current_version.is_some();
+    let restore = restore.cloned().or(previous.restore.clone());
+    // A restore asked for and not done holds the database back from Running:
+    // its server is up, but the data is not there yet.
+    let restoring = restore
+        .as_ref()
+        .filter(|_| db.spec.restore.is_some())
+        .filter(|r| r.phase != Some(RestorePhase::Completed));
+    let restore_failure = restoring
+        .filter(|r| r.phase == Some(RestorePhase::Failed))
+        .map(|r| Failure {
+            reason: "RestoreFailed".into(),
+            message: format!(
+                "restoring {} failed: {}",
+                r.source.as_deref().unwrap_or("the backup"),
+                r.message
+            ),
+        });
 
-    let (phase, detail, lost_replicas) = match (failure, observed) {
+    let (phase, detail, lost_replicas) = match (failure.or(restore_failure.as_ref()), observed) {
         (Some(f), _) => (Phase::Failed, f.message.clone(), false),
         (None, None) => (
             Phase::Pending,
             "waiting for the StatefulSet".to_owned(),
             false,
         ),
-        (None, Some(o)) => phase_from(o, desired, ever_ran, previous.phase),
+        (None, Some(o)) => match (phase_from(o, desired, ever_ran, previous.phase), restoring) {
+            ((Phase::Running, counts, lost), Some(r)) if !ever_ran => (
+                Phase::Creating,
+                format!("{counts}; restoring: {}", r.message),
+                lost,
+            ),
+            (found, _) => found,
+        },
     };
+    let failure = failure.or(restore_failure.as_ref());
 
     let mut status = DatabaseStatus {
         phase: Some(phase),
@@ -91,6 +119,8 @@ pub fn desired_status(
         } else {
             previous.current_version.clone()
         },
+        restore,
+        backup_verification: previous.backup_verification.clone(),
     };
     let generation = db.metadata.generation;
     let ready = phase == Phase::Running;
@@ -144,7 +174,44 @@ pub fn desired_status(
         ),
         now,
     );
+    set_restore_and_drill_conditions(&mut status, generation, now);
     status
+}
+
+/// `Restored` while a restore is recorded, `BackupVerified` once a drill ran.
+fn set_restore_and_drill_conditions(
+    status: &mut DatabaseStatus,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    if let Some(restore) = &status.restore {
+        let phase = restore.phase.unwrap_or(RestorePhase::Pending);
+        let done = phase == RestorePhase::Completed;
+        let condition = Condition::new(
+            types::RESTORED,
+            done,
+            match phase {
+                RestorePhase::Completed => "RestoreCompleted",
+                RestorePhase::Failed => "RestoreFailed",
+                RestorePhase::Running => "RestoreRunning",
+                RestorePhase::Pending => "RestorePending",
+            },
+            restore.message.clone(),
+            generation,
+        );
+        set_condition(&mut status.conditions, condition, now);
+    }
+    if let Some(drill) = &status.backup_verification {
+        let passed = drill.result == VerificationResult::Passed;
+        let condition = Condition::new(
+            types::BACKUP_VERIFIED,
+            passed,
+            if passed { "DrillPassed" } else { "DrillFailed" },
+            drill.message.clone(),
+            generation,
+        );
+        set_condition(&mut status.conditions, condition, now);
+    }
 }
 
 /// The phase, a message, and whether replicas were lost without anyone asking

@@ -39,11 +39,11 @@ fn condition(status: &api::DatabaseStatus, type_: &str) -> api::Condition {
 #[test]
 fn a_new_database_is_pending_until_pods_exist_then_creating_then_running() {
     let mut db = database("db", Engine::Postgresql, "13.8", 1);
-    let pending = desired_status(&db, None, None, &at(1));
+    let pending = desired_status(&db, None, None, None, &at(1));
     assert_eq!(pending.phase, Some(Phase::Pending));
     db.status = Some(pending);
 
-    let creating = desired_status(&db, Some(&sts(1, 1, 0, true)), None, &at(2));
+    let creating = desired_status(&db, Some(&sts(1, 1, 0, true)), None, None, &at(2));
     assert_eq!(creating.phase, Some(Phase::Creating));
     assert_eq!(condition(&creating, "Ready").status, ConditionStatus::False);
     assert_eq!(
@@ -52,7 +52,7 @@ fn a_new_database_is_pending_until_pods_exist_then_creating_then_running() {
     );
     db.status = Some(creating);
 
-    let running = desired_status(&db, Some(&sts(1, 1, 1, true)), None, &at(3));
+    let running = desired_status(&db, Some(&sts(1, 1, 1, true)), None, None, &at(3));
     assert_eq!(running.phase, Some(Phase::Running));
     assert_eq!(condition(&running, "Ready").status, ConditionStatus::True);
     assert_eq!(
@@ -83,9 +83,10 @@ fn a_resync_of_a_running_database_produces_the_identical_status() {
         &db,
         Some(&sts(1, 1, 1, true)),
         None,
+        None,
         &at(10),
     ));
-    let again = desired_status(&db, Some(&sts(1, 1, 1, true)), None, &at(99));
+    let again = desired_status(&db, Some(&sts(1, 1, 1, true)), None, None, &at(99));
     assert_eq!(
         Some(again),
         db.status,
@@ -96,21 +97,27 @@ fn a_resync_of_a_running_database_produces_the_identical_status() {
 #[test]
 fn scaling_up_passes_through_scaling_and_returns_to_running() {
     let mut db = database("db", Engine::Postgresql, "13.8", 1);
-    db.status = Some(desired_status(&db, Some(&sts(1, 1, 1, true)), None, &at(1)));
+    db.status = Some(desired_status(
+        &db,
+        Some(&sts(1, 1, 1, true)),
+        None,
+        None,
+        &at(1),
+    ));
     db.spec.replicas = 3;
     db.metadata.generation = Some(2);
 
-    let before_sts_update = desired_status(&db, Some(&sts(1, 1, 1, true)), None, &at(2));
+    let before_sts_update = desired_status(&db, Some(&sts(1, 1, 1, true)), None, None, &at(2));
     assert_eq!(before_sts_update.phase, Some(Phase::Scaling));
     db.status = Some(before_sts_update);
-    let midway = desired_status(&db, Some(&sts(3, 3, 2, true)), None, &at(3));
+    let midway = desired_status(&db, Some(&sts(3, 3, 2, true)), None, None, &at(3));
     assert_eq!(midway.phase, Some(Phase::Scaling));
     assert_eq!(
         condition(&midway, "Degraded").status,
         ConditionStatus::False
     );
     db.status = Some(midway);
-    let done = desired_status(&db, Some(&sts(3, 3, 3, true)), None, &at(4));
+    let done = desired_status(&db, Some(&sts(3, 3, 3, true)), None, None, &at(4));
     assert_eq!(done.phase, Some(Phase::Running));
     assert_eq!(done.ready_replicas, Some(3));
     assert_eq!(
@@ -122,13 +129,19 @@ fn scaling_up_passes_through_scaling_and_returns_to_running() {
 #[test]
 fn a_version_change_is_updating_until_rolled_out() {
     let mut db = database("db", Engine::Postgresql, "13.8", 2);
-    db.status = Some(desired_status(&db, Some(&sts(2, 2, 2, true)), None, &at(1)));
+    db.status = Some(desired_status(
+        &db,
+        Some(&sts(2, 2, 2, true)),
+        None,
+        None,
+        &at(1),
+    ));
     db.spec.version = "13.9".into();
-    let updating = desired_status(&db, Some(&sts(2, 2, 2, false)), None, &at(2));
+    let updating = desired_status(&db, Some(&sts(2, 2, 2, false)), None, None, &at(2));
     assert_eq!(updating.phase, Some(Phase::Updating));
     assert_eq!(updating.current_version.as_deref(), Some("13.8"));
     db.status = Some(updating);
-    let done = desired_status(&db, Some(&sts(2, 2, 2, true)), None, &at(3));
+    let done = desired_status(&db, Some(&sts(2, 2, 2, true)), None, None, &at(3));
     assert_eq!(done.phase, Some(Phase::Running));
     assert_eq!(done.current_version.as_deref(), Some("13.9"));
 }
@@ -136,8 +149,14 @@ fn a_version_change_is_updating_until_rolled_out() {
 #[test]
 fn losing_a_replica_without_a_change_is_degraded() {
     let mut db = database("db", Engine::Mongodb, "7.0", 3);
-    db.status = Some(desired_status(&db, Some(&sts(3, 3, 3, true)), None, &at(1)));
-    let lost = desired_status(&db, Some(&sts(3, 3, 2, true)), None, &at(2));
+    db.status = Some(desired_status(
+        &db,
+        Some(&sts(3, 3, 3, true)),
+        None,
+        None,
+        &at(1),
+    ));
+    let lost = desired_status(&db, Some(&sts(3, 3, 2, true)), None, None, &at(2));
     assert_eq!(lost.phase, Some(Phase::Scaling));
     assert_eq!(condition(&lost, "Degraded").status, ConditionStatus::True);
     assert_eq!(condition(&lost, "Ready").status, ConditionStatus::False);
@@ -150,7 +169,7 @@ fn a_refused_spec_is_failed_with_reason_and_message() {
         reason: "InvalidSpec".into(),
         message: "the cluster refused a child object: storage class".into(),
     };
-    let failed = desired_status(&db, None, Some(&failure), &at(1));
+    let failed = desired_status(&db, None, Some(&failure), None, &at(1));
     assert_eq!(failed.phase, Some(Phase::Failed));
     let degraded = condition(&failed, "Degraded");
     assert_eq!(degraded.status, ConditionStatus::True);

@@ -31,6 +31,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod catalog;
 pub mod engines;
 pub mod manifest;
 pub mod pipeline;
@@ -176,8 +177,12 @@ pub struct RestoreArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// The backup to restore.
-    #[arg(long)]
-    pub key_name: String,
+    #[arg(long, required_unless_present = "latest")]
+    pub key_name: Option<String>,
+    /// Restore the newest complete backup under the prefix instead (what a
+    /// restore drill checks).
+    #[arg(long, conflicts_with = "key_name")]
+    pub latest: bool,
     /// Restore even into a server that already holds user data (the dump
     /// drops and recreates what it contains).
     #[arg(long)]
@@ -330,8 +335,24 @@ pub fn redact(message: &str) -> String {
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The backup this run works on, once known, so that an error report names
+/// it too (a drill that fails must be recorded on the backup it tried).
+static SUBJECT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Records which backup this run works on.
+pub(crate) fn set_subject(key: &str) {
+    if let Ok(mut subject) = SUBJECT.lock() {
+        *subject = Some(key.to_owned());
+    }
+}
+
+fn take_subject() -> Option<String> {
+    SUBJECT.lock().ok().and_then(|mut s| s.take())
+}
+
 /// Runs an agent command; returns the process exit code.
 pub async fn run(args: AgentArgs) -> i32 {
+    take_subject();
     let (output, default_log) = match &args.command {
         AgentCommand::Backup(a) => (a.output.clone(), true),
         AgentCommand::Restore(a) | AgentCommand::Verify(a) => (a.output.clone(), true),
@@ -353,7 +374,11 @@ pub async fn run(args: AgentArgs) -> i32 {
         Err(e) => {
             let message = redact(&format!("error: {e}"));
             eprintln!("{message}");
-            let line = serde_json::json!({ "error": message }).to_string();
+            let mut report = serde_json::json!({ "error": message });
+            if let Some(key) = take_subject() {
+                report["keyName"] = serde_json::json!(key);
+            }
+            let line = report.to_string();
             write_termination_log(&output, default_log, &line);
             e.exit_code()
         }

@@ -16,6 +16,7 @@ use std::time::Instant;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 
+use super::catalog;
 use super::engines::{mongodb, mysql, postgresql};
 use super::manifest::Manifest;
 use super::pipeline::{self, hash_object, open_object};
@@ -24,9 +25,17 @@ use super::{AgentError, DbArgs, EngineKind, RestoreArgs, Result, Secrets, progre
 
 pub async fn run(args: RestoreArgs, verify: bool) -> Result<serde_json::Value> {
     let secrets = Secrets::from_env();
-    let key = &args.key_name;
-    validate_key_name(key)?;
     let store = Store::from_args(&args.s3)?;
+    let key = &match &args.key_name {
+        Some(key) => key.clone(),
+        None => {
+            let key = catalog::latest_key(&store).await?;
+            progress(format!("the newest complete backup is {key:?}"));
+            key
+        }
+    };
+    validate_key_name(key)?;
+    super::set_subject(key);
     let engine = args.db.engine;
 
     let manifest_path = store.manifest_path(key);

@@ -43,6 +43,14 @@ impl Names<'_> {
     pub fn backup(&self) -> String {
         format!("{}-backup", self.0)
     }
+    /// The Job that fills a new Database from spec.restore.
+    pub fn restore(&self) -> String {
+        format!("{}-restore", self.0)
+    }
+    /// The CronJob of the restore drills.
+    pub fn verify(&self) -> String {
+        format!("{}-verify", self.0)
+    }
 }
 
 /// The labels that select a Database's pods. Never change them: a

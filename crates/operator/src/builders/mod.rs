@@ -5,8 +5,10 @@ pub mod backup_job;
 pub mod configmap;
 pub mod credentials;
 pub mod cronjob;
+pub mod drill;
 pub mod meta;
 pub mod pdb;
+pub mod restore_job;
 pub mod secret;
 pub mod security;
 pub mod service;
@@ -32,6 +34,8 @@ pub struct Desired {
     pub services: service::Services,
     pub pdb: PodDisruptionBudget,
     pub backup: Option<CronJob>,
+    /// The restore drills' CronJob, when spec.backup.verify asks for them.
+    pub verify: Option<CronJob>,
 }
 
 impl Desired {
@@ -51,6 +55,7 @@ impl Desired {
             services: service::services(db, driver),
             pdb: pdb::pod_disruption_budget(db),
             backup: cronjob::backup_cronjob(db, driver, agent_image),
+            verify: drill::verify_cronjob(db, driver, agent_image),
         }
     }
 

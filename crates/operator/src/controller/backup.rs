@@ -14,9 +14,9 @@ use api::backup::{BackupPhase, DatabaseBackup, DatabaseBackupStatus};
 use api::condition::{Condition, set_condition, types};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -65,7 +65,8 @@ pub async fn run(ctx: Arc<Context>) {
     // SIGTERM), or the process would never exit.
     tokio::select! {
         () = controller => {}
-        () = adopt_scheduled_runs(ctx) => {}
+        () = adopt_scheduled_runs(ctx.clone()) => {}
+        () = super::drills::record_drills(ctx) => {}
     }
 }
 
@@ -399,28 +400,8 @@ fn finished(
     status
 }
 
-/// The termination message of the backup container of the Job's last pod:
-/// the agent's JSON report on success, the error (or log tail) on failure.
 async fn agent_output(ctx: &Context, namespace: &str, job: &str) -> Result<Option<String>> {
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), namespace)
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
-        .await?;
-    let mut pods = pods.items;
-    pods.sort_by_key(|p| p.metadata.creation_timestamp.clone());
-    Ok(pods.iter().rev().find_map(|pod| {
-        pod.status
-            .as_ref()?
-            .container_statuses
-            .as_ref()?
-            .iter()
-            .find(|c| c.name == "backup")?
-            .state
-            .as_ref()?
-            .terminated
-            .as_ref()?
-            .message
-            .clone()
-    }))
+    super::jobs::agent_output(&ctx.client, namespace, job, "backup").await
 }
 
 async fn write_status(

@@ -24,6 +24,7 @@ use super::Context;
 use super::admin_secret::ensure_admin_secret;
 use super::cleanup;
 pub use super::events::publish;
+use super::restore;
 use super::stores::{Streams, cached_or_fetch, lookup};
 use super::volumes;
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
@@ -120,10 +121,26 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         &namespace,
     )
     .await?;
-    let status = desired_status(db, statefulset.as_deref(), failure.as_ref(), &now());
+    let restore = match failure {
+        None => restore::progress(db, ctx, &namespace, statefulset.as_deref()).await?,
+        Some(_) => None,
+    };
+    let status = desired_status(
+        db,
+        statefulset.as_deref(),
+        failure.as_ref(),
+        restore.as_ref(),
+        &now(),
+    );
     write_status_if_changed(db, ctx, &namespace, status).await?;
+    let restoring = restore
+        .as_ref()
+        .and_then(|r| r.phase)
+        .is_some_and(|p| !p.is_terminal());
     Ok(match failure {
         Some(_) => Action::requeue(Duration::from_secs(60)),
+        // The restore Job is not watched: look again soon while it runs.
+        None if restoring => Action::requeue(Duration::from_secs(5)),
         None => Action::requeue(ctx.settings.resync),
     })
 }
@@ -220,6 +237,14 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
         }
         None => delete_if_present(&cronjobs, &stores.cronjobs, &names.backup(), namespace).await?,
     }
+    match desired.verify {
+        Some(cronjob) => {
+            let live =
+                cached_or_fetch(&stores.cronjobs, &cronjobs, &names.verify(), namespace).await?;
+            writes += u32::from(apply_if_changed(&cronjobs, cronjob, live.as_deref()).await?);
+        }
+        None => delete_if_present(&cronjobs, &stores.cronjobs, &names.verify(), namespace).await?,
+    }
     if writes > 0 {
         info!(database = %db.name_any(), namespace, writes, "applied children");
     }
@@ -259,13 +284,26 @@ async fn write_status_if_changed(
     }
     let before = previous.and_then(|s| s.phase);
     let api = Api::<Database>::namespaced(ctx.client.clone(), namespace);
-    let patch = serde_json::json!({ "status": status });
+    // Only over the version this status was computed from: the drill
+    // recorder writes status.backupVerification too, and a status computed
+    // from an older copy must not put the old value back.
+    let patch = serde_json::json!({
+        "metadata": { "resourceVersion": db.resource_version() },
+        "status": status,
+    });
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    api.patch_status(&db.name_any(), &params, &Patch::Merge(&patch))
-        .await?;
+    match api
+        .patch_status(&db.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        // Someone wrote after our read; their write triggers a fresh reconcile.
+        Err(kube::Error::Api(e)) if e.code == 409 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
     if before != status.phase
         && let Some(phase) = status.phase
     {

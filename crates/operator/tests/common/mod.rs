@@ -22,6 +22,7 @@ pub fn database(name: &str, engine: Engine, version: &str, replicas: i32) -> Dat
             resources: None,
             user_secret_namespaces: Vec::new(),
             deletion_policy: Default::default(),
+            restore: None,
         },
     );
     db.metadata = ObjectMeta {
@@ -44,7 +45,7 @@ pub fn with_backup(mut db: Database, schedule: &str) -> Database {
         enabled: true,
         schedule: Some(schedule.into()),
         retention: Some("7d".into()),
-        destination: None,
+        ..Default::default()
     });
     db
 }

@@ -1,0 +1,81 @@
+//! Reading the agent's Jobs: whether one finished, and what the agent said.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use crate::error::Result;
+
+/// How a Job ended, if it did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Running,
+    Succeeded { at: Option<Time> },
+    Failed { at: Option<Time>, message: String },
+}
+
+/// The Job's outcome from its conditions.
+pub fn outcome(job: &Job) -> Outcome {
+    let status = job.status.clone().unwrap_or_default();
+    let holds = |type_: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == "True")
+            .cloned()
+    };
+    if let Some(failed) = holds("Failed") {
+        return Outcome::Failed {
+            at: failed.last_transition_time,
+            message: failed.message.unwrap_or_default(),
+        };
+    }
+    if holds("Complete").is_some() {
+        return Outcome::Succeeded {
+            at: status.completion_time,
+        };
+    }
+    Outcome::Running
+}
+
+/// The termination message of `container` in the Job's newest pod that has
+/// one: the agent's JSON report on success, the error (or the log tail) on
+/// failure.
+pub async fn agent_output(
+    client: &Client,
+    namespace: &str,
+    job: &str,
+    container: &str,
+) -> Result<Option<String>> {
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
+        .await?;
+    let mut pods = pods.items;
+    pods.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+    Ok(pods.iter().rev().find_map(|pod| {
+        pod.status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .iter()
+            .find(|c| c.name == container)?
+            .state
+            .as_ref()?
+            .terminated
+            .as_ref()?
+            .message
+            .clone()
+    }))
+}
+
+/// The agent's error line, from a failure's termination message.
+pub fn agent_error(output: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(output.trim())
+        .ok()?
+        .get("error")?
+        .as_str()
+        .map(str::to_owned)
+}
