@@ -500,3 +500,100 @@ async fn an_upload_that_fails_mid_stream_leaves_nothing_complete() {
     assert!(stderr.contains("upload aborted"), "{stderr}");
     assert_eq!(bucket.keys("g").await, Vec::<String>::new());
 }
+
+/// A restore drill as the drill Job runs it: `verify --latest` into a fresh
+/// server picks the newest complete backup (not a newer incomplete one),
+/// and its report — passed, or failed with the backup it tried — is what
+/// the operator records.
+#[tokio::test]
+async fn drills_verify_the_newest_complete_backup_and_report_what_they_tried() {
+    use operator::controller::drills::verification;
+    use operator::controller::jobs::Outcome;
+
+    let bucket = Bucket::start().await;
+    let source = Postgres::start().await.unwrap();
+    let admin = source.connect().await.unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE ledger (id int PRIMARY KEY, memo text);
+             INSERT INTO ledger SELECT i, 'entry ' || i FROM generate_series(1, 100) i;",
+        )
+        .await
+        .unwrap();
+    let backup = |key: &str| args("backup", &source, &bucket, "d", &["--key-name", key]);
+    agent(&backup("b-1"), &env(&bucket, &source)).await.ok();
+    admin
+        .batch_execute("INSERT INTO ledger SELECT i, 'more' FROM generate_series(101, 150) i")
+        .await
+        .unwrap();
+    agent(&backup("b-2"), &env(&bucket, &source)).await.ok();
+    // A newer upload that never finished: no manifest.
+    bucket
+        .put("d/zz-unfinished/dump.sql.zst", b"partial".to_vec())
+        .await;
+
+    let drill = Postgres::start().await.unwrap();
+    let run = agent(
+        &args("verify", &drill, &bucket, "d", &["--latest"]),
+        &env(&bucket, &drill),
+    )
+    .await
+    .ok();
+    let report = run.json();
+    assert_eq!(report["keyName"], "b-2");
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["rows"], 150);
+    let recorded = verification(
+        "db-verify-1",
+        &Outcome::Succeeded { at: None },
+        Some(&run.stdout),
+        None,
+    );
+    assert_eq!(recorded.result, api::restore::VerificationResult::Passed);
+    assert_eq!(recorded.backup_name.as_deref(), Some("b-2"));
+
+    // The newest backup is damaged: the drill fails, naming it.
+    let mut object = bucket.get("d/b-2/dump.sql.zst").await;
+    let mid = object.len() / 2;
+    object[mid] ^= 0x40;
+    bucket.put("d/b-2/dump.sql.zst", object).await;
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let drill = Postgres::start().await.unwrap();
+    agent(
+        &args(
+            "verify",
+            &drill,
+            &bucket,
+            "d",
+            &[
+                "--latest",
+                "--termination-log",
+                &log.path().display().to_string(),
+            ],
+        ),
+        &env(&bucket, &drill),
+    )
+    .await
+    .failed(5, "SHA-256 mismatch");
+    let termination = std::fs::read_to_string(log.path()).unwrap();
+    let recorded = verification(
+        "db-verify-2",
+        &Outcome::Failed {
+            at: None,
+            message: "BackoffLimitExceeded".into(),
+        },
+        Some(&termination),
+        None,
+    );
+    assert_eq!(recorded.result, api::restore::VerificationResult::Failed);
+    assert_eq!(recorded.backup_name.as_deref(), Some("b-2"));
+    assert!(recorded.message.contains("SHA-256"), "{}", recorded.message);
+
+    // An empty prefix: nothing to drill, said plainly.
+    agent(
+        &args("verify", &drill, &bucket, "nothing-here", &["--latest"]),
+        &env(&bucket, &drill),
+    )
+    .await
+    .failed(5, "no complete backup");
+}
