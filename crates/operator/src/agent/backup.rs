@@ -3,7 +3,7 @@
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 
-use super::engines::{Inventory, Tool, mongodb, mysql, postgresql, tool_version};
+use super::engines::{Inventory, Tool, copy_count, mongodb, mysql, postgresql, tool_version};
 use super::manifest::{COMPRESSION, FORMAT_VERSION, Manifest};
 use super::pipeline::{self, Uploaded};
 use super::store::{Store, s3_error, validate_key_name};
@@ -43,13 +43,10 @@ pub async fn run(args: BackupArgs) -> Result<serde_json::Value> {
     let level = args.compression_level;
     let (inventory, uploaded, dump_tool) = match engine {
         EngineKind::Postgresql => {
-            let counting = std::time::Instant::now();
-            let inventory = postgresql::inventory(&args.db, &secrets).await?;
+            let mut inventory = postgresql::inventory(&args.db, &secrets).await?;
             progress(format!(
-                "inventory: {} databases, {} tables counted in {:.1}s",
-                inventory.databases.len(),
-                inventory.row_counts.len(),
-                counting.elapsed().as_secs_f64()
+                "inventory: {} databases",
+                inventory.databases.len()
             ));
             let tool = postgresql::dump_tool(args.db.tools_dir.as_deref())?;
             let version = tool_version(&tool).await?;
@@ -66,8 +63,24 @@ pub async fn run(args: BackupArgs) -> Result<serde_json::Value> {
                 true,
             )?;
             let stdout = child.child.stdout.take().expect("stdout is piped");
+            let (stdout, counter) = copy_count::Counting::new(stdout);
             let (uploaded, ()) =
                 pipeline::upload(&store, &dump_path, stdout, level, child.wait()).await?;
+            let counts = counter
+                .lock()
+                .map_err(|_| AgentError::Other("the row counter failed".into()))?
+                .counts();
+            // template1 and the like are dumped too, but only the listed
+            // databases are compared at verify time.
+            inventory.row_counts = counts
+                .into_iter()
+                .filter(|(table, _)| {
+                    inventory
+                        .databases
+                        .iter()
+                        .any(|db| table.starts_with(&format!("{db}.")))
+                })
+                .collect();
             (inventory, uploaded, version)
         }
         EngineKind::Mysql => {

@@ -2,6 +2,7 @@
 //! take the inventory (version, databases, row counts), the dump and
 //! restore command lines, and whether a server holds user data.
 
+pub mod copy_count;
 pub mod mongodb;
 pub mod mysql;
 pub mod postgresql;
