@@ -3,7 +3,10 @@
 use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 
-use super::engines::{Inventory, Tool, copy_count, mongodb, mysql, postgresql, tool_version};
+use super::engines::copy_count::CopyCounter;
+use super::engines::counting::{Counting, counts_in};
+use super::engines::insert_count::InsertCounter;
+use super::engines::{Inventory, Tool, mongodb, mysql, postgresql, tool_version};
 use super::manifest::{COMPRESSION, FORMAT_VERSION, Manifest};
 use super::pipeline::{self, Uploaded};
 use super::store::{Store, s3_error, validate_key_name};
@@ -63,35 +66,15 @@ pub async fn run(args: BackupArgs) -> Result<serde_json::Value> {
                 true,
             )?;
             let stdout = child.child.stdout.take().expect("stdout is piped");
-            let (stdout, counter) = copy_count::Counting::new(stdout);
+            let (stdout, counter) = Counting::<_, CopyCounter>::new(stdout);
             let (uploaded, ()) =
                 pipeline::upload(&store, &dump_path, stdout, level, child.wait()).await?;
-            let counts = counter
-                .lock()
-                .map_err(|_| AgentError::Other("the row counter failed".into()))?
-                .counts();
-            // template1 and the like are dumped too, but only the listed
-            // databases are compared at verify time.
-            inventory.row_counts = counts
-                .into_iter()
-                .filter(|(table, _)| {
-                    inventory
-                        .databases
-                        .iter()
-                        .any(|db| table.starts_with(&format!("{db}.")))
-                })
-                .collect();
+            inventory.row_counts = counts_in(&counter, &inventory.databases);
             (inventory, uploaded, version)
         }
         EngineKind::Mysql => {
-            let counting = std::time::Instant::now();
-            let inventory = mysql::inventory(&args.db, &secrets).await?;
-            progress(format!(
-                "inventory: {} schemas, {} tables counted in {:.1}s",
-                inventory.databases.len(),
-                inventory.row_counts.len(),
-                counting.elapsed().as_secs_f64()
-            ));
+            let mut inventory = mysql::inventory(&args.db, &secrets).await?;
+            progress(format!("inventory: {} schemas", inventory.databases.len()));
             let (tool, dump_args, version) =
                 mysql::dump_command(&args.db, &secrets, &inventory.server_version).await?;
             let mut child = Tool::spawn(
@@ -102,8 +85,10 @@ pub async fn run(args: BackupArgs) -> Result<serde_json::Value> {
                 true,
             )?;
             let stdout = child.child.stdout.take().expect("stdout is piped");
+            let (stdout, counter) = Counting::<_, InsertCounter>::new(stdout);
             let (uploaded, ()) =
                 pipeline::upload(&store, &dump_path, stdout, level, child.wait()).await?;
+            inventory.row_counts = counts_in(&counter, &inventory.databases);
             (inventory, uploaded, version)
         }
         EngineKind::Mongodb => {

@@ -6,11 +6,8 @@
 //! holds — the same snapshot, even while clients write.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use super::counting::Feed;
 
 /// The longest statement line kept for parsing; longer COPY headers (tables
 /// with thousands of columns) are cut, which only loses their column list.
@@ -28,9 +25,8 @@ pub struct CopyCounter {
     counts: BTreeMap<String, u64>,
 }
 
-impl CopyCounter {
-    /// Feeds the next bytes of the dump.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+impl Feed for CopyCounter {
+    fn feed(&mut self, mut bytes: &[u8]) {
         while let Some(end) = memchr::memchr(b'\n', bytes) {
             let (head, rest) = bytes.split_at(end);
             if self.line.is_empty() {
@@ -45,6 +41,12 @@ impl CopyCounter {
         self.keep(bytes);
     }
 
+    fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.clone()
+    }
+}
+
+impl CopyCounter {
     fn keep(&mut self, bytes: &[u8]) {
         // Inside a COPY block only `\.` matters: three bytes are enough.
         let cap = if self.table.is_some() { 3 } else { MAX_LINE };
@@ -75,11 +77,6 @@ impl CopyCounter {
             self.table = Some(format!("{db}.{schema}.{table}"));
             self.rows = 0;
         }
-    }
-
-    /// Rows per `db.schema.table` of every COPY block that ended.
-    pub fn counts(&self) -> BTreeMap<String, u64> {
-        self.counts.clone()
     }
 }
 
@@ -150,43 +147,6 @@ fn identifier(s: &str) -> Option<(String, &str)> {
     }
     let end = s.find(['.', ' '])?;
     (end > 0).then(|| (s[..end].to_owned(), &s[end..]))
-}
-
-/// A reader that counts the dump's rows as the upload reads it.
-pub struct Counting<R> {
-    inner: R,
-    counter: Arc<Mutex<CopyCounter>>,
-}
-
-impl<R> Counting<R> {
-    pub fn new(inner: R) -> (Counting<R>, Arc<Mutex<CopyCounter>>) {
-        let counter = Arc::new(Mutex::new(CopyCounter::default()));
-        (
-            Counting {
-                inner,
-                counter: counter.clone(),
-            },
-            counter,
-        )
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll
-            && let Ok(mut counter) = this.counter.lock()
-        {
-            counter.feed(&buf.filled()[before..]);
-        }
-        poll
-    }
 }
 
 #[cfg(test)]

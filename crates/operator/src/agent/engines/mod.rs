@@ -3,6 +3,8 @@
 //! restore command lines, and whether a server holds user data.
 
 pub mod copy_count;
+pub mod counting;
+pub mod insert_count;
 pub mod mongodb;
 pub mod mysql;
 pub mod postgresql;

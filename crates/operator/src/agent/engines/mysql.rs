@@ -21,10 +21,9 @@
 //!
 //! The password reaches the tools in `MYSQL_PWD` (never an argument).
 //!
-//! Row counts: `COUNT(*)` of every base table outside the system schemas,
-//! in one `START TRANSACTION WITH CONSISTENT SNAPSHOT` taken just before the
-//! dump (which takes its own): exact for InnoDB tables nobody writes to
-//! during the backup.
+//! Row counts in the manifest are read from the dump as it streams (see
+//! [`super::insert_count`]); `COUNT(*)` per base table, in one consistent
+//! snapshot, counts a restored server at verify time.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,7 +54,7 @@ pub const ACCOUNT_TABLES: &[&str] = &[
     "password_history",
 ];
 
-pub const ROW_COUNT_METHOD: &str = "exact COUNT(*) per base table in one consistent-snapshot transaction taken just before the dump (which takes its own): equal to the dump for InnoDB tables when nobody writes during the backup";
+pub const ROW_COUNT_METHOD: &str = "rows in each table's INSERT statements of the dump itself, counted as it streams: exactly what the dump holds, in its own snapshot";
 
 /// Which dump tool this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,12 +231,12 @@ pub async fn inventory(db: &DbArgs, secrets: &Secrets) -> Result<Inventory> {
         ))
         .await
         .map_err(db_err)?;
-    let row_counts = counts_on(&mut conn).await?;
     let _ = conn.disconnect().await;
     Ok(Inventory {
         server_version: version.unwrap_or_default(),
         databases,
-        row_counts,
+        // Counted from the dump as it streams (see super::insert_count).
+        row_counts: BTreeMap::new(),
         row_count_method: ROW_COUNT_METHOD.into(),
     })
 }

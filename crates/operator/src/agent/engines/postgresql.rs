@@ -1,13 +1,11 @@
 //! PostgreSQL: `pg_dumpall --clean --if-exists` to back up, `psql` to
 //! restore.
 //!
-//! Row counts: `COUNT(*)` of every user table (relkind `r` and `p`, outside
-//! `pg_catalog`, `information_schema` and the toast schemas) of every
-//! database, each database in one REPEATABLE READ READ ONLY transaction
-//! taken just before the dump. pg_dumpall takes its own snapshot per
-//! database, so the counts are exact for a database nobody writes to during
-//! the backup; with concurrent writes they are the state at the backup's
-//! start.
+//! Row counts in the manifest are read from the dump's COPY blocks as it
+//! streams (see [`super::copy_count`]); at verify time the restored server
+//! is counted with `COUNT(*)` of every user table (relkind `r` and `p`,
+//! outside `pg_catalog`, `information_schema` and the toast schemas), each
+//! database in one REPEATABLE READ READ ONLY transaction.
 //!
 //! Restore keeps the target's admin login: the dump's `DROP ROLE`,
 //! `CREATE ROLE` and `ALTER ROLE` lines for the login the agent connects as
