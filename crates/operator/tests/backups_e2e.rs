@@ -19,10 +19,20 @@ use support::{env, eventually};
 const WAIT: Duration = Duration::from_secs(120);
 
 fn database_with_destination(name: &str, namespace: &str, retention: &str) -> Database {
+    engine_with_destination(name, namespace, retention, "postgresql", "16.4")
+}
+
+fn engine_with_destination(
+    name: &str,
+    namespace: &str,
+    retention: &str,
+    engine: &str,
+    version: &str,
+) -> Database {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "example.com/v1", "kind": "Database",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"engine": "postgresql", "version": "16.4", "storage": {"size": "1Gi"},
+        "spec": {"engine": engine, "version": version, "storage": {"size": "1Gi"},
             "backup": {"enabled": true, "schedule": "* * * * *", "retention": retention,
                 "destination": {"s3": {"bucket": "backups", "region": "eu-west-1",
                     "endpoint": "http://s3.storage.svc:7070", "prefix": "team-a", "forcePathStyle": true,
@@ -53,14 +63,28 @@ async fn wait_backup(
 }
 
 #[tokio::test]
-async fn an_on_demand_backup_runs_the_agent_job_and_follows_it_to_completed() {
+async fn an_on_demand_postgresql_backup_runs_the_agent_job_and_follows_it_to_completed() {
+    on_demand_backup_of("postgresql", "16.4", "postgres:16.4").await;
+}
+
+#[tokio::test]
+async fn an_on_demand_mysql_backup_runs_the_agent_job_and_follows_it_to_completed() {
+    on_demand_backup_of("mysql", "8.4", "mysql:8.4").await;
+}
+
+#[tokio::test]
+async fn an_on_demand_mongodb_backup_runs_the_agent_job_and_follows_it_to_completed() {
+    on_demand_backup_of("mongodb", "7.0", "mongo:7.0").await;
+}
+
+async fn on_demand_backup_of(engine: &str, version: &str, image: &str) {
     let env = env().await;
     let client = env.client().await;
-    let ns = env.namespace("backup-on-demand").await;
+    let ns = env.namespace(&format!("backup-on-demand-{engine}")).await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
     dbs.create(
         &PostParams::default(),
-        &database_with_destination("orders", &ns, "30d"),
+        &engine_with_destination("orders", &ns, "30d", engine, version),
     )
     .await
     .unwrap();
@@ -98,8 +122,26 @@ async fn an_on_demand_backup_runs_the_agent_job_and_follows_it_to_completed() {
     let container = &pod.containers[0];
     assert_eq!(
         container.image.as_deref(),
-        Some("postgres:16.4"),
+        Some(image),
         "dump tools come from the engine's image"
+    );
+    let script = container.command.as_ref().unwrap().join(" ");
+    assert!(
+        script.contains("agent backup \"$@\" --key-name \"$BACKUP_NAME\""),
+        "{script}"
+    );
+    let user = env_of_container(container, "DB_USER")
+        .value_from
+        .unwrap()
+        .secret_key_ref
+        .unwrap();
+    assert_eq!(
+        (user.name.as_str(), user.key.as_str()),
+        ("orders-secret", "username")
+    );
+    assert_eq!(
+        env_of_container(container, "ENGINE").value.as_deref(),
+        Some(engine)
     );
     let env_of = |name: &str| {
         container
@@ -284,4 +326,18 @@ async fn scheduled_runs_become_records_and_retention_keeps_the_newest() {
         kept.contains(&"shop-manual-3".to_string()) && kept.contains(&"shop-manual-2".to_string()),
         "{kept:?}"
     );
+}
+
+fn env_of_container(
+    container: &k8s_openapi::api::core::v1::Container,
+    name: &str,
+) -> k8s_openapi::api::core::v1::EnvVar {
+    container
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no env {name}"))
 }
