@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo build --release -p database-operator --bin database-operator
-//! BENCH_MB=1000 AGENT_BIN=target/release/database-operator \
+//! BENCH_MB=1000 BENCH_RUNS=3 AGENT_BIN=target/release/database-operator \
 //!   cargo test -p database-operator --test agent_benchmark -- --ignored --nocapture
 //! ```
 
@@ -47,7 +47,7 @@ fn max_rss_kib(time_v: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn agent(cmd: &str, pg: &Postgres, bucket: &Bucket) -> tokio::process::Command {
+fn agent(cmd: &str, pg: &Postgres, bucket: &Bucket, key: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new("/usr/bin/time");
     c.arg("-v")
         .arg(agent_bin())
@@ -55,7 +55,7 @@ fn agent(cmd: &str, pg: &Postgres, bucket: &Bucket) -> tokio::process::Command {
         .args(["--port", &pg.port().to_string()])
         .args(["--tools-dir", &pg.bin_dir().display().to_string()])
         .args(bucket.args("bench"))
-        .args(["--key-name", "bench", "--termination-log", "/dev/null"])
+        .args(["--key-name", key, "--termination-log", "/dev/null"])
         .env("DB_USER", pg.admin_user())
         .env("DB_PASSWORD", pg.admin_password())
         .env("AWS_ACCESS_KEY_ID", bucket.s3.access_key())
@@ -99,48 +99,78 @@ async fn benchmark_pg_dumpall_vs_agent() {
         started.elapsed().as_secs_f64()
     );
 
-    // 1. pg_dumpall > file
+    // Runs alternate (dumpall, agent, dumpall, agent, …) so that both see
+    // the same page cache and background load; the median of each is reported.
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let file = tempfile::NamedTempFile::new().unwrap();
-    let mut dumpall = tokio::process::Command::new(source.bin_dir().join("pg_dumpall"));
-    dumpall
-        .args(["--clean", "--if-exists", "-h", source.host()])
-        .args(["-p", &source.port().to_string(), "-U", source.admin_user()])
-        .env("PGPASSWORD", source.admin_password())
-        .stdout(std::fs::File::create(file.path()).unwrap());
-    let (t_dumpall, _) = timed(dumpall).await;
+    let mut dumpall_times = Vec::new();
+    let mut backup_times = Vec::new();
+    let mut backup_rss = None;
+    for run in 0..runs {
+        // 1. pg_dumpall > file
+        let mut dumpall = tokio::process::Command::new(source.bin_dir().join("pg_dumpall"));
+        dumpall
+            .args(["--clean", "--if-exists", "-h", source.host()])
+            .args(["-p", &source.port().to_string(), "-U", source.admin_user()])
+            .env("PGPASSWORD", source.admin_password())
+            .stdout(std::fs::File::create(file.path()).unwrap());
+        dumpall_times.push(timed(dumpall).await.0);
+        // 2. agent backup to S3
+        let (t, stderr) = timed(agent("backup", &source, &bucket, &format!("bench-{run}"))).await;
+        backup_times.push(t);
+        backup_rss = max_rss_kib(&stderr).or(backup_rss);
+        eprintln!(
+            "run {run}: pg_dumpall {:.1}s, agent backup {:.1}s",
+            dumpall_times[run].as_secs_f64(),
+            t.as_secs_f64()
+        );
+    }
     let dump_size = std::fs::metadata(file.path()).unwrap().len();
     assert!(dump_size > 0, "pg_dumpall wrote nothing");
-
-    // 2. agent backup to S3
-    let (t_backup, stderr) = timed(agent("backup", &source, &bucket)).await;
-    let backup_rss = max_rss_kib(&stderr);
-    let object = bucket.keys("bench").await;
+    let object = bucket.keys("bench/bench-0").await;
     let manifest: serde_json::Value =
-        serde_json::from_slice(&bucket.get("bench/bench/manifest.json").await).unwrap();
+        serde_json::from_slice(&bucket.get("bench/bench-0/manifest.json").await).unwrap();
     drop(c);
 
-    // 3. psql < file into a fresh server
-    let plain = Postgres::start().await.unwrap();
-    let mut psql = tokio::process::Command::new(plain.bin_dir().join("psql"));
-    // Over the trusted unix socket: the dump sets the source's admin
-    // password, so psql's own \connect with the target's would fail over TCP
-    // (the agent leaves the admin's role lines out for that reason).
-    let socket = plain.socket_dir().display().to_string();
-    psql.args(["-X", "-q", "-h", &socket, "-p", &plain.port().to_string()])
-        .args(["-U", plain.admin_user(), "-d", "postgres", "-f"])
-        .arg(file.path())
-        .env("PGPASSWORD", plain.admin_password())
-        .stdout(Stdio::null());
-    let (t_psql, _) = timed(psql).await;
-    drop(plain);
-
-    // 4. agent restore into a fresh server
-    let target = Postgres::start().await.unwrap();
-    let (t_restore, stderr) = timed(agent("restore", &target, &bucket)).await;
-    let restore_rss = max_rss_kib(&stderr);
+    let mut psql_times = Vec::new();
+    let mut restore_times = Vec::new();
+    let mut restore_rss = None;
+    for run in 0..runs {
+        // 3. psql < file into a fresh server
+        let plain = Postgres::start().await.unwrap();
+        let mut psql = tokio::process::Command::new(plain.bin_dir().join("psql"));
+        // Over the trusted unix socket: the dump sets the source's admin
+        // password, so psql's own \connect with the target's would fail over
+        // TCP (the agent leaves the admin's role lines out for that reason).
+        let socket = plain.socket_dir().display().to_string();
+        psql.args(["-X", "-q", "-h", &socket, "-p", &plain.port().to_string()])
+            .args(["-U", plain.admin_user(), "-d", "postgres", "-f"])
+            .arg(file.path())
+            .env("PGPASSWORD", plain.admin_password())
+            .stdout(Stdio::null());
+        psql_times.push(timed(psql).await.0);
+        drop(plain);
+        // 4. agent restore into a fresh server
+        let target = Postgres::start().await.unwrap();
+        let (t, stderr) = timed(agent("restore", &target, &bucket, &format!("bench-{run}"))).await;
+        restore_times.push(t);
+        restore_rss = max_rss_kib(&stderr).or(restore_rss);
+        eprintln!(
+            "run {run}: psql {:.1}s, agent restore {:.1}s",
+            psql_times[run].as_secs_f64(),
+            t.as_secs_f64()
+        );
+    }
+    let t_dumpall = median(dumpall_times);
+    let t_backup = median(backup_times);
+    let t_psql = median(psql_times);
+    let t_restore = median(restore_times);
 
     eprintln!(
-        "\nBENCHMARK ({} MB database, {} rows)\n\
+        "\nBENCHMARK ({} MB database, {} rows; median of {runs} alternating runs)\n\
          pg_dumpall > file:      {:>7.1}s  ({} MB plain SQL)\n\
          agent backup -> S3:     {:>7.1}s  ({} MB zstd object, {} MB before compression; max RSS {} MiB; {:?})\n\
          ratio backup/dumpall:   {:>7.2}\n\
@@ -162,4 +192,9 @@ async fn benchmark_pg_dumpall_vs_agent() {
         restore_rss.unwrap_or(0) / 1024,
         t_restore.as_secs_f64() / t_psql.as_secs_f64(),
     );
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }
