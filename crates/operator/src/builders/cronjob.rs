@@ -67,13 +67,42 @@ pub fn backup_cronjob(db: &Database, driver: &dyn Driver, agent_image: &str) -> 
         Some(s3) => backup_pod(db, driver, s3, agent_image, backup.retention.as_deref()),
         None => dump_only_pod(db, driver),
     };
-    Some(CronJob {
+    Some(scheduled_jobs(
+        metadata,
+        schedule,
+        job_labels,
+        ScheduledRuns {
+            history_succeeded: 3,
+            backoff_limit: 2,
+        },
+        pod,
+    ))
+}
+
+/// How a schedule's runs are kept and retried.
+pub struct ScheduledRuns {
+    /// Finished Jobs kept for their logs (failed ones: always three).
+    pub history_succeeded: i32,
+    /// Pod retries of one run.
+    pub backoff_limit: i32,
+}
+
+/// A CronJob running `pod` on `schedule`, one run at a time; every Job and
+/// pod carries `job_labels`, and finished Jobs go after a day.
+pub fn scheduled_jobs(
+    metadata: ObjectMeta,
+    schedule: String,
+    job_labels: BTreeMap<String, String>,
+    runs: ScheduledRuns,
+    pod: PodSpec,
+) -> CronJob {
+    CronJob {
         metadata,
         spec: CronJobSpec {
             schedule,
             concurrency_policy: Some("Forbid".into()),
             starting_deadline_seconds: Some(600),
-            successful_jobs_history_limit: Some(3),
+            successful_jobs_history_limit: Some(runs.history_succeeded),
             failed_jobs_history_limit: Some(3),
             job_template: JobTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -81,9 +110,9 @@ pub fn backup_cronjob(db: &Database, driver: &dyn Driver, agent_image: &str) -> 
                     ..Default::default()
                 }),
                 spec: Some(JobSpec {
-                    backoff_limit: Some(2),
-                    // The DatabaseBackup record outlives the Job; keep the
-                    // Job a day for its logs.
+                    backoff_limit: Some(runs.backoff_limit),
+                    // Records outlive the Job (DatabaseBackup, the drill's
+                    // verification); keep the Job a day for its logs.
                     ttl_seconds_after_finished: Some(86_400),
                     template: PodTemplateSpec {
                         metadata: Some(ObjectMeta {
@@ -98,7 +127,7 @@ pub fn backup_cronjob(db: &Database, driver: &dyn Driver, agent_image: &str) -> 
             ..Default::default()
         },
         ..Default::default()
-    })
+    }
 }
 
 /// A pod that dumps every database from the primary and logs the dump's

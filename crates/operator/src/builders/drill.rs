@@ -9,18 +9,17 @@
 use std::collections::BTreeMap;
 
 use api::Database;
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, TCPSocketAction, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, PodSpec, Probe, ResourceRequirements,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::backup_job::{AgentTask, S3Target, agent_container, install_agent};
-use super::cronjob::BACKUP_STAGE_LABEL;
+use super::cronjob::{BACKUP_STAGE_LABEL, ScheduledRuns, scheduled_jobs};
 use super::meta::{Names, child_meta, labels};
 use super::security::{restricted_container, restricted_pod};
 use crate::engine::Driver;
@@ -43,42 +42,17 @@ pub fn verify_cronjob(db: &Database, driver: &dyn Driver, agent_image: &str) -> 
     job_labels.insert(VERIFY_LABEL.to_owned(), db.name_any());
     let mut metadata = child_meta(db, names.verify(), "verify");
     metadata.labels = Some(job_labels.clone());
-    Some(CronJob {
+    Some(scheduled_jobs(
         metadata,
-        spec: CronJobSpec {
-            schedule: verify.schedule.clone(),
-            concurrency_policy: Some("Forbid".into()),
-            starting_deadline_seconds: Some(600),
-            successful_jobs_history_limit: Some(1),
-            failed_jobs_history_limit: Some(3),
-            job_template: JobTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(job_labels.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(JobSpec {
-                    // A failed drill is a finding, not a glitch to retry away.
-                    backoff_limit: Some(0),
-                    ttl_seconds_after_finished: Some(86_400),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(job_labels),
-                            ..Default::default()
-                        }),
-                        spec: Some(drill_pod(
-                            db,
-                            driver,
-                            &S3Target::destination(db, s3),
-                            agent_image,
-                        )),
-                    },
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
+        verify.schedule.clone(),
+        job_labels,
+        // A failed drill is a finding, not a glitch to retry away.
+        ScheduledRuns {
+            history_succeeded: 1,
+            backoff_limit: 0,
         },
-        ..Default::default()
-    })
+        drill_pod(db, driver, &S3Target::destination(db, s3), agent_image),
+    ))
 }
 
 fn drill_pod(db: &Database, driver: &dyn Driver, target: &S3Target, agent_image: &str) -> PodSpec {

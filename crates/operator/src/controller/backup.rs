@@ -12,19 +12,20 @@ use std::sync::Arc;
 use api::Database;
 use api::backup::{BackupPhase, DatabaseBackup, DatabaseBackupStatus};
 use api::condition::{Condition, set_condition, types};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::Context;
+use super::jobs::Outcome;
 use crate::apply::FIELD_MANAGER;
 use crate::builders::backup_job::backup_pod;
 use crate::builders::cronjob::{BACKUP_STAGE_LABEL, SCHEDULE_LABEL, STAGE_UPLOAD};
@@ -73,26 +74,13 @@ pub async fn run(ctx: Arc<Context>) {
 /// Gives every scheduled backup Job that uploads a DatabaseBackup record.
 async fn adopt_scheduled_runs(ctx: Arc<Context>) {
     let selector = format!("{SCHEDULE_LABEL},{BACKUP_STAGE_LABEL}={STAGE_UPLOAD}");
-    let jobs = watcher(
-        Api::<Job>::all(ctx.client.clone()),
-        watcher::Config::default().labels(&selector),
+    super::jobs::for_each_job(
+        ctx,
+        &selector,
+        "record a scheduled backup",
+        |ctx, job| async move { record_scheduled_run(&ctx, &job).await },
     )
-    .default_backoff()
-    .applied_objects();
-    let result = jobs
-        .try_for_each(|job| {
-            let ctx = ctx.clone();
-            async move {
-                if let Err(error) = record_scheduled_run(&ctx, &job).await {
-                    warn!(job = %job.name_any(), %error, "could not record a scheduled backup");
-                }
-                Ok(())
-            }
-        })
-        .await;
-    if let Err(error) = result {
-        warn!(%error, "the scheduled-backup watch ended");
-    }
+    .await;
 }
 
 async fn record_scheduled_run(ctx: &Context, job: &Job) -> Result<()> {
@@ -186,7 +174,7 @@ async fn reconcile_inner(backup: &DatabaseBackup, ctx: &Context) -> Result<Actio
         None => match start_job(backup, ctx, &namespace, &jobs).await? {
             Ok(job) => Some(job),
             Err(message) => {
-                let status = finished(
+                let status = finished_status(
                     backup,
                     &previous,
                     BackupPhase::Failed,
@@ -292,20 +280,13 @@ async fn observe(
     job: Option<&Job>,
 ) -> Result<DatabaseBackupStatus> {
     let job_status = job.and_then(|j| j.status.clone()).unwrap_or_default();
-    let condition = |type_: &str| {
-        job_status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == type_ && c.status == "True")
-            .cloned()
-    };
-    if let Some(failed) = condition("Failed") {
+    let finished = job.map(super::jobs::outcome).unwrap_or(Outcome::Running);
+    if let Outcome::Failed { message, .. } = finished {
         let detail = agent_output(ctx, namespace, &backup.name_any())
             .await?
             .unwrap_or_default();
-        let message = format!("{}: {}", failed.message.unwrap_or_default(), detail.trim());
-        return Ok(finished(
+        let message = format!("{message}: {}", detail.trim());
+        return Ok(finished_status(
             backup,
             previous,
             BackupPhase::Failed,
@@ -313,12 +294,12 @@ async fn observe(
             message,
         ));
     }
-    if condition("Complete").is_some() {
+    if let Outcome::Succeeded { .. } = finished {
         let output = agent_output(ctx, namespace, &backup.name_any()).await?;
         let report = output
             .as_deref()
             .and_then(|o| serde_json::from_str::<AgentReport>(o.trim()).ok());
-        let mut status = finished(
+        let mut status = finished_status(
             backup,
             previous,
             BackupPhase::Completed,
@@ -373,7 +354,7 @@ fn now() -> Time {
     Time(jiff::Timestamp::now())
 }
 
-fn finished(
+fn finished_status(
     backup: &DatabaseBackup,
     previous: &DatabaseBackupStatus,
     phase: BackupPhase,

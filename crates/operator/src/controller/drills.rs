@@ -8,15 +8,13 @@ use std::sync::Arc;
 use api::Database;
 use api::backup::DatabaseBackup;
 use api::restore::{Verification, VerificationResult};
-use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::Context;
 use super::events::publish;
@@ -27,26 +25,13 @@ use crate::error::{Error, Result};
 
 /// Watches drill Jobs and records each one that ends.
 pub async fn record_drills(ctx: Arc<Context>) {
-    let jobs = watcher(
-        Api::<Job>::all(ctx.client.clone()),
-        watcher::Config::default().labels(VERIFY_LABEL),
+    super::jobs::for_each_job(
+        ctx,
+        VERIFY_LABEL,
+        "record a restore drill",
+        |ctx, job| async move { record(&ctx, &job).await },
     )
-    .default_backoff()
-    .applied_objects();
-    let result = jobs
-        .try_for_each(|job| {
-            let ctx = ctx.clone();
-            async move {
-                if let Err(error) = record(&ctx, &job).await {
-                    warn!(job = %job.name_any(), %error, "could not record a restore drill");
-                }
-                Ok(())
-            }
-        })
-        .await;
-    if let Err(error) = result {
-        warn!(%error, "the restore-drill watch ended");
-    }
+    .await;
 }
 
 async fn record(ctx: &Context, job: &Job) -> Result<()> {

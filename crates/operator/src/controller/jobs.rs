@@ -1,12 +1,50 @@
 //! Reading the agent's Jobs: whether one finished, and what the agent said.
 
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::warn;
 
+use super::Context;
 use crate::error::Result;
+
+/// Calls `handle` for every Job matching `selector`, as it appears and each
+/// time it changes, until the watch ends; failures of one Job are logged
+/// (`what` says what was being done) and the next is handled.
+pub async fn for_each_job<F, Fut>(ctx: Arc<Context>, selector: &str, what: &str, handle: F)
+where
+    F: Fn(Arc<Context>, Job) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let jobs = watcher(
+        Api::<Job>::all(ctx.client.clone()),
+        watcher::Config::default().labels(selector),
+    )
+    .default_backoff()
+    .applied_objects();
+    let result = jobs
+        .try_for_each(|job| {
+            let name = job.name_any();
+            let done = handle(ctx.clone(), job);
+            async move {
+                if let Err(error) = done.await {
+                    warn!(job = %name, %error, "could not {what}");
+                }
+                Ok(())
+            }
+        })
+        .await;
+    if let Err(error) = result {
+        warn!(%error, "the Job watch to {what} ended");
+    }
+}
 
 /// How a Job ended, if it did.
 #[derive(Clone, Debug, PartialEq)]
