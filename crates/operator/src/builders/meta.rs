@@ -40,8 +40,11 @@ impl Names<'_> {
     pub fn pdb(&self) -> String {
         self.0.to_owned()
     }
+    /// The backup CronJob. Kubernetes caps CronJob names at 52 characters
+    /// (its Jobs add a suffix), as it does Database names, so long names are
+    /// cut and made unique again with a hash.
     pub fn backup(&self) -> String {
-        format!("{}-backup", self.0)
+        cronjob_name(format!("{}-backup", self.0))
     }
     /// The Job that fills a new Database from spec.restore.
     pub fn restore(&self) -> String {
@@ -49,8 +52,22 @@ impl Names<'_> {
     }
     /// The CronJob of the restore drills.
     pub fn verify(&self) -> String {
-        format!("{}-verify", self.0)
+        cronjob_name(format!("{}-verify", self.0))
     }
+}
+
+/// The longest CronJob name Kubernetes accepts.
+pub const MAX_CRONJOB_NAME: usize = 52;
+
+/// `name`, or when longer than a CronJob may be, its start and a hash of the
+/// whole (names are lowercase ASCII, so cutting bytes is cutting characters).
+fn cronjob_name(name: String) -> String {
+    if name.len() <= MAX_CRONJOB_NAME {
+        return name;
+    }
+    let hash = &super::hash_of(&name)[..8];
+    let keep = name[..MAX_CRONJOB_NAME - 9].trim_end_matches('-');
+    format!("{keep}-{hash}")
 }
 
 /// The labels that select a Database's pods. Never change them: a
@@ -95,5 +112,23 @@ pub fn child_meta(db: &Database, name: String, component: &str) -> ObjectMeta {
         labels: Some(labels(db, component)),
         owner_references: Some(vec![owner_reference(db)]),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cronjob_names_fit_kubernetes_limit_and_stay_distinct() {
+        assert_eq!(Names("orders").backup(), "orders-backup");
+        assert_eq!(Names("orders").verify(), "orders-verify");
+        let long = "a".repeat(52);
+        let (backup, verify) = (Names(&long).backup(), Names(&long).verify());
+        assert!(backup.len() <= MAX_CRONJOB_NAME && verify.len() <= MAX_CRONJOB_NAME);
+        assert_ne!(backup, verify);
+        assert_eq!(backup, Names(&long).backup(), "stable");
+        let other = format!("{}b", "a".repeat(51));
+        assert_ne!(Names(&other).backup(), backup);
     }
 }
