@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test lint crds crds-check controlplane servers cluster cluster-down fmt clean
+.PHONY: help run test lint crds crds-check controlplane servers third-party-crds cluster cluster-down fmt clean
 
 help:
 	@echo "make run           start a local control plane, the operator and the samples"
@@ -16,7 +16,7 @@ help:
 run:
 	@hack/run.sh
 
-test: lint crds-check controlplane servers
+test: lint crds-check controlplane servers third-party-crds
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:
@@ -37,6 +37,10 @@ controlplane:
 # PostgreSQL and MariaDB from Debian's packages, FerretDB from its Go module.
 servers:
 	@bash hack/servers/install.sh
+
+# Other projects' CRDs (Velero's Schedule) from their Go modules, for the integration tests.
+third-party-crds:
+	@bash hack/crds/fetch.sh
 
 cluster:
 	@$(CARGO) run -q -p database-operator-testkit --bin local-cluster -- up

@@ -19,6 +19,8 @@ pub mod types {
     pub const RESTORED: &str = "Restored";
     /// The latest restore drill restored the newest backup and found the data intact.
     pub const BACKUP_VERIFIED: &str = "BackupVerified";
+    /// Whether the backup method's schedule is in place (reported for method velero).
+    pub const BACKUP_CONFIGURED: &str = "BackupConfigured";
 }
 
 /// Whether a condition holds.

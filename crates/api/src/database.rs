@@ -184,6 +184,9 @@ impl Default for StorageSpec {
     validation = Rule::new("!has(self.verify) || (has(self.destination) && has(self.destination.s3))")
         .message("verify needs destination.s3: a drill restores the newest backup from the bucket")
         .field_path(".verify"),
+    validation = Rule::new("!has(self.method) || self.method != 'velero' || !has(self.retention) || self.retention.matches('^[0-9]+[hdw]$')")
+        .message("retention must be a period such as 12h, 7d or 4w with method velero: a Velero backup expires after a TTL, which cannot express a number of backups")
+        .field_path(".retention"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {
@@ -211,7 +214,7 @@ pub struct BackupSpec {
     #[schemars(regex(pattern = r"^[0-9]+[hdw]?$"), length(max = 16))]
     pub retention: Option<String>,
 
-    /// Backup destination
+    /// Backup destination (for method agent)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<BackupDestination>,
 
@@ -219,6 +222,68 @@ pub struct BackupSpec {
     /// a schedule and check every table's row count against the backup's manifest
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifySpec>,
+
+    /// Who takes the backups: agent (the default) runs the operator's backup
+    /// agent from a CronJob; velero hands the schedule to Velero
+    #[serde(default)]
+    pub method: BackupMethod,
+
+    /// Velero settings, for method velero
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub velero: Option<VeleroSpec>,
+}
+
+/// Who takes the scheduled backups.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMethod {
+    /// A CronJob `<name>-backup` runs the operator's agent, which streams a
+    /// logical dump to `destination.s3`.
+    #[default]
+    Agent,
+    /// A `velero.io/v1` Schedule in Velero's namespace backs up the
+    /// database's objects and volumes; Velero must be installed.
+    Velero,
+}
+
+/// Where and how Velero backs the database up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VeleroSpec {
+    /// The namespace Velero runs in and reads Schedules from
+    #[serde(default = "default_velero_namespace")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+
+    /// Name of the BackupStorageLocation; Velero's default location when absent
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub storage_location: Option<String>,
+
+    /// Whether Velero snapshots the volumes; Velero's own default when absent
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_volumes: Option<bool>,
+
+    /// Whether Velero copies the volumes' files (file-system backup) instead of snapshotting them
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_volumes_to_fs_backup: Option<bool>,
+}
+
+impl Default for VeleroSpec {
+    fn default() -> Self {
+        Self {
+            namespace: default_velero_namespace(),
+            storage_location: None,
+            snapshot_volumes: None,
+            default_volumes_to_fs_backup: None,
+        }
+    }
+}
+
+fn default_velero_namespace() -> String {
+    "velero".to_owned()
 }
 
 /// Backup destination
@@ -396,6 +461,13 @@ impl Database {
     /// The backup settings, when scheduled backups are on.
     pub fn enabled_backup(&self) -> Option<&BackupSpec> {
         self.spec.backup.as_ref().filter(|b| b.enabled)
+    }
+
+    /// The Velero settings, when scheduled backups are on and Velero takes them.
+    pub fn velero_backup(&self) -> Option<(&BackupSpec, VeleroSpec)> {
+        let backup = self.enabled_backup()?;
+        (backup.method == BackupMethod::Velero)
+            .then(|| (backup, backup.velero.clone().unwrap_or_default()))
     }
 
     /// The monitoring settings, when monitoring is on.

@@ -16,6 +16,7 @@ pub mod server;
 pub mod status;
 pub mod telemetry;
 pub mod users;
+pub mod velero;
 
 /// Selects ring as rustls' process-wide crypto provider. Both ring (kube)
 /// and aws-lc-rs (object_store) are linked in, and with two providers rustls

@@ -249,3 +249,89 @@ fn backup_cronjob_with_an_s3_destination_runs_the_agent(
 fn driver_image(engine: Engine) -> Option<String> {
     Some(operator::engine::driver(engine).image("1.0"))
 }
+
+fn with_velero(mut db: api::Database, velero: serde_json::Value) -> api::Database {
+    let backup = db.spec.backup.as_mut().expect("backups on");
+    backup.method = api::database::BackupMethod::Velero;
+    backup.velero = Some(serde_json::from_value(velero).unwrap());
+    db
+}
+
+#[test]
+fn velero_schedule_for_method_velero() {
+    let mut db = with_velero(
+        with_backup(
+            database("orders", Engine::Postgresql, "16.4", 3),
+            "0 2 * * *",
+        ),
+        serde_json::json!({"storageLocation": "aws-eu", "snapshotVolumes": false, "defaultVolumesToFsBackup": true}),
+    );
+    db.metadata.namespace = Some("shop".into());
+    let desired = Desired::build(&db);
+    assert!(
+        desired.backup.is_none(),
+        "no CronJob when Velero takes the backups"
+    );
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_yaml_snapshot!("velero_schedule", desired.velero.expect("a Schedule"));
+    });
+}
+
+#[test]
+fn velero_schedule_defaults_and_what_it_selects() {
+    let db = with_velero(
+        with_backup(database("orders", Engine::Mysql, "8.4", 1), "@daily"),
+        serde_json::json!({}),
+    );
+    let desired = Desired::build(&db);
+    let schedule = desired.velero.expect("a Schedule");
+    assert_eq!(schedule.metadata.namespace.as_deref(), Some("velero"));
+    assert_eq!(schedule.metadata.name.as_deref(), Some("default-orders"));
+    assert!(schedule.metadata.owner_references.is_none());
+    let template = &schedule.spec.template;
+    assert_eq!(template.ttl.as_deref(), Some("168h0m0s"));
+    assert_eq!(template.storage_location, None);
+    assert_eq!(template.snapshot_volumes, None);
+    // The selector matches the pods, their claims and every other child.
+    let selector = template
+        .label_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
+    let pod_labels = desired
+        .statefulset
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    // The StatefulSet controller labels each claim with the selector's labels.
+    let claim_labels = desired
+        .statefulset
+        .spec
+        .selector
+        .match_labels
+        .as_ref()
+        .unwrap();
+    let service_labels = desired.services.primary.metadata.labels.as_ref().unwrap();
+    for labels in [pod_labels, claim_labels, service_labels] {
+        for (key, value) in selector {
+            assert_eq!(labels.get(key), Some(value), "{key} in {labels:?}");
+        }
+    }
+    // Switching back to the agent brings the CronJob back and drops the Schedule.
+    let mut agent = db.clone();
+    agent.spec.backup.as_mut().unwrap().method = api::database::BackupMethod::Agent;
+    let desired = Desired::build(&agent);
+    assert!(desired.velero.is_none() && desired.backup.is_some());
+    // Backups off: neither.
+    let mut off = db;
+    off.spec.backup.as_mut().unwrap().enabled = false;
+    let desired = Desired::build(&off);
+    assert!(desired.velero.is_none() && desired.backup.is_none());
+}

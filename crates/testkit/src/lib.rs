@@ -37,6 +37,7 @@
 pub mod certs;
 mod cluster;
 pub mod components;
+pub mod crds;
 pub mod kubeconfig;
 pub mod nodes;
 pub mod paths;

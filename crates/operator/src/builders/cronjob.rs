@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use api::Database;
+use api::database::BackupMethod;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements, Volume,
@@ -41,6 +42,9 @@ logical dump from the primary and logs its size and SHA-256.";
 /// The backup CronJob, when scheduled backups are enabled.
 pub fn backup_cronjob(db: &Database, driver: &dyn Driver, agent_image: &str) -> Option<CronJob> {
     let backup = db.enabled_backup()?;
+    if backup.method == BackupMethod::Velero {
+        return None;
+    }
     let schedule = backup.schedule.clone()?;
     let names = Names(&db.name_any());
     let s3 = backup.destination.as_ref().and_then(|d| d.s3.as_ref());

@@ -13,6 +13,7 @@ pub mod secret;
 pub mod security;
 pub mod service;
 pub mod statefulset;
+pub mod velero;
 
 use api::Database;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -36,6 +37,8 @@ pub struct Desired {
     pub backup: Option<CronJob>,
     /// The restore drills' CronJob, when spec.backup.verify asks for them.
     pub verify: Option<CronJob>,
+    /// The Velero Schedule, for `spec.backup.method: velero`.
+    pub velero: Option<crate::velero::Schedule>,
 }
 
 impl Desired {
@@ -56,6 +59,7 @@ impl Desired {
             pdb: pdb::pod_disruption_budget(db),
             backup: cronjob::backup_cronjob(db, driver, agent_image),
             verify: drill::verify_cronjob(db, driver, agent_image),
+            velero: velero::desired(db),
         }
     }
 

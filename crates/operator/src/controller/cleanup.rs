@@ -24,6 +24,7 @@ use super::Context;
 use super::database::publish;
 use crate::apply::FIELD_MANAGER;
 use crate::builders::meta::selector_string;
+use crate::builders::velero::source_selector;
 use crate::error::{Error, Result, describe};
 
 /// Runs the cleanup of a Database being deleted.
@@ -32,13 +33,18 @@ pub async fn run(db: &Database, ctx: &Context) -> Result<Action> {
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     mark_deleting(db, ctx, &namespace).await?;
-    match clean_volumes(db, ctx, &namespace).await {
+    let cleaned = match super::velero::remove_schedules(db, ctx, &namespace, None).await {
+        Ok(_) => clean_volumes(db, ctx, &namespace).await,
+        Err(error) => Err(error),
+    };
+    match cleaned {
         Ok(()) => Ok(Action::await_change()),
         Err(error) if past_deadline(&db.metadata, ctx.settings.cleanup_deadline) => {
             let message = format!(
-                "gave up cleaning up after {:?}: {error}; the PersistentVolumeClaims selected by {} may be left behind",
+                "gave up cleaning up after {:?}: {error}; the PersistentVolumeClaims selected by {} and the velero.io Schedules labelled {} may be left behind",
                 ctx.settings.cleanup_deadline,
-                selector_string(db)
+                selector_string(db),
+                source_selector(&namespace, &db.name_any())
             );
             warn!(database = %db.name_any(), %message, "cleanup abandoned");
             record_cleanup_failure(db, ctx, &namespace, &message).await;

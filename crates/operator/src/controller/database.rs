@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::condition::types;
+use api::condition::{set_condition, types};
 use api::database::{DatabaseStatus, Phase};
 use api::{Condition, Database};
 use futures::StreamExt;
@@ -16,6 +16,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
@@ -26,7 +27,7 @@ use super::cleanup;
 pub use super::events::publish;
 use super::restore;
 use super::stores::{Streams, cached_or_fetch, lookup};
-use super::volumes;
+use super::{velero, volumes};
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::Desired;
 use crate::builders::meta::Names;
@@ -40,7 +41,18 @@ pub const FINALIZER: &str = "database.example.com/finalizer";
 /// Runs the Database controller until shutdown.
 pub async fn run(ctx: Arc<Context>, streams: Streams) {
     let databases = Api::<Database>::all(ctx.client.clone());
-    Controller::new(databases, watcher::Config::default().any_semantic())
+    let controller = Controller::new(databases, watcher::Config::default().any_semantic());
+    let cache = controller.store();
+    controller
+        // Velero installed (or removed): Databases with method velero look again.
+        .watches_stream(streams.velero_crd, move |_| {
+            cache
+                .state()
+                .into_iter()
+                .filter(|db| db.velero_backup().is_some())
+                .map(|db| ObjectRef::from_obj(&*db))
+                .collect::<Vec<_>>()
+        })
         .owns_stream(streams.statefulsets)
         .owns_stream(streams.config_maps)
         .owns_stream(streams.services)
@@ -113,6 +125,7 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         Err(Error::Kube(e)) if is_permanent(&e) => Some(failure_from(&e)),
         Err(e) => return Err(e),
     };
+    let velero = velero::reconcile(db, ctx, &namespace).await?;
     let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
     let statefulset = cached_or_fetch(
         &ctx.stores.statefulsets,
@@ -125,24 +138,36 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         None => restore::progress(db, ctx, &namespace, statefulset.as_deref()).await?,
         Some(_) => None,
     };
-    let status = desired_status(
+    let now = now();
+    let mut status = desired_status(
         db,
         statefulset.as_deref(),
         failure.as_ref(),
         restore.as_ref(),
-        &now(),
+        &now,
     );
-    write_status_if_changed(db, ctx, &namespace, status).await?;
     let restoring = restore
         .as_ref()
         .and_then(|r| r.phase)
         .is_some_and(|p| !p.is_terminal());
-    Ok(match failure {
-        Some(_) => Action::requeue(Duration::from_secs(60)),
+    let mut next = match failure {
+        Some(_) => Duration::from_secs(60),
         // The restore Job is not watched: look again soon while it runs.
-        None if restoring => Action::requeue(Duration::from_secs(5)),
-        None => Action::requeue(ctx.settings.resync),
-    })
+        None if restoring => Duration::from_secs(5),
+        None => ctx.settings.resync,
+    };
+    match velero {
+        velero::Report::Untouched => {}
+        velero::Report::Condition(condition, retry) => {
+            set_condition(&mut status.conditions, condition, &now);
+            next = next.min(retry.unwrap_or(next));
+        }
+        velero::Report::Removed => status
+            .conditions
+            .retain(|c| c.type_ != types::BACKUP_CONFIGURED),
+    }
+    write_status_if_changed(db, ctx, &namespace, status).await?;
+    Ok(Action::requeue(next))
 }
 
 fn failure_from(error: &kube::Error) -> Failure {

@@ -13,6 +13,7 @@ pub mod restore;
 pub mod retention;
 pub mod stores;
 pub mod user;
+pub mod velero;
 pub mod volumes;
 
 use std::sync::Arc;

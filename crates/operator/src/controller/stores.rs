@@ -9,6 +9,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -29,6 +30,8 @@ pub struct Stores {
     pub cronjobs: Store<CronJob>,
     /// Metadata only: the operator never keeps secret values in memory.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Velero's Schedule CRD, when installed: whether method velero can work.
+    pub velero_crd: Store<CustomResourceDefinition>,
 }
 
 /// A boxed stream of changed children, for `Controller::owns_stream`.
@@ -42,6 +45,7 @@ pub struct Streams {
     pub pdbs: ChildStream<PodDisruptionBudget>,
     pub cronjobs: ChildStream<CronJob>,
     pub secrets: ChildStream<PartialObjectMeta<Secret>>,
+    pub velero_crd: ChildStream<CustomResourceDefinition>,
 }
 
 fn cached<K>(client: &Client) -> (Store<K>, ChildStream<K>)
@@ -80,6 +84,7 @@ pub fn start(client: &Client) -> (Stores, Streams) {
     .reflect(secret_writer)
     .touched_objects()
     .boxed();
+    let (velero_crd, velero_crd_stream) = velero_crd(client);
     (
         Stores {
             statefulsets,
@@ -88,6 +93,7 @@ pub fn start(client: &Client) -> (Stores, Streams) {
             pdbs,
             cronjobs,
             secrets,
+            velero_crd,
         },
         Streams {
             statefulsets: sts_stream,
@@ -96,8 +102,45 @@ pub fn start(client: &Client) -> (Stores, Streams) {
             pdbs: pdb_stream,
             cronjobs: cj_stream,
             secrets: secret_stream,
+            velero_crd: velero_crd_stream,
         },
     )
+}
+
+/// Watches the one CRD `schedules.velero.io`, so Databases waiting for
+/// Velero are reconciled as soon as it is installed. Its schema is dropped:
+/// only the name and conditions matter.
+fn velero_crd(
+    client: &Client,
+) -> (
+    Store<CustomResourceDefinition>,
+    ChildStream<CustomResourceDefinition>,
+) {
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default()
+        .fields(&format!("metadata.name={}", crate::velero::SCHEDULE_CRD))
+        .any_semantic();
+    let stream = watcher(Api::<CustomResourceDefinition>::all(client.clone()), config)
+        .default_backoff()
+        .modify(|crd| {
+            crd.managed_fields_mut().clear();
+            crd.spec.versions.iter_mut().for_each(|v| v.schema = None);
+        })
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (reader, stream)
+}
+
+/// Whether a CRD is served: its Established condition is True.
+pub fn is_established(crd: &CustomResourceDefinition) -> bool {
+    crd.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
 }
 
 impl Stores {
