@@ -184,9 +184,12 @@ impl Default for StorageSpec {
     validation = Rule::new("!has(self.verify) || (has(self.destination) && has(self.destination.s3))")
         .message("verify needs destination.s3: a drill restores the newest backup from the bucket")
         .field_path(".verify"),
-    validation = Rule::new("!has(self.method) || self.method != 'velero' || !has(self.retention) || self.retention.matches('^[0-9]+[hdw]$')")
-        .message("retention must be a period such as 12h, 7d or 4w with method velero: a Velero backup expires after a TTL, which cannot express a number of backups")
+    validation = Rule::new("!has(self.method) || self.method != 'velero' || !has(self.retention) || self.retention.matches('^0*[1-9][0-9]*[hdw]$')")
+        .message("retention must be a period such as 12h, 7d or 4w with method velero: a Velero backup expires after a TTL, which cannot express a number of backups (and a TTL of zero means Velero's default)")
         .field_path(".retention"),
+    validation = Rule::new("!has(self.verify) || !has(self.method) || self.method != 'velero'")
+        .message("verify drills restore the agent's backups from destination.s3, and method velero takes none: remove verify, or use method agent")
+        .field_path(".verify"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {

@@ -267,6 +267,31 @@ async fn method_velero_waits_for_velero_then_keeps_a_schedule_and_removes_it_whe
         || async { schedules.get_opt(&name).await.ok()? },
     )
     .await;
+    // Velero moves to another namespace: the Schedule moves with it.
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": "velero-2"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let moved =
+        Api::<DynamicObject>::namespaced_with(client.clone(), "velero-2", &schedules_resource());
+    dbs.patch(
+        "orders",
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"spec": {"backup": {"velero": {"namespace": "velero-2"}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually(env, "the Schedule moved to velero-2", WAIT, || async {
+        let there = moved.get_opt(&name).await.ok()?.is_some();
+        let gone = schedules.get_opt(&name).await.ok()?.is_none();
+        (there && gone).then_some(())
+    })
+    .await;
     eventually(env, "the CronJob gone with method velero", WAIT, || async {
         cronjobs
             .get_opt("orders-backup")
@@ -284,8 +309,54 @@ async fn method_velero_waits_for_velero_then_keeps_a_schedule_and_removes_it_whe
     })
     .await;
     assert!(
-        schedules.get_opt(&name).await.unwrap().is_none(),
+        moved.get_opt(&name).await.unwrap().is_none(),
         "the Schedule outlived its Database"
+    );
+
+    // A Schedule of the same name that is not ours is reported, never taken over.
+    let foreign: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "velero.io/v1", "kind": "Schedule",
+        "metadata": {"name": format!("{ns}-invoices"), "namespace": "velero"},
+        "spec": {"schedule": "@weekly", "template": {"includedNamespaces": ["elsewhere"]}}
+    }))
+    .unwrap();
+    schedules
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    dbs.create(&PostParams::default(), &velero_database("invoices", &ns))
+        .await
+        .unwrap();
+    let (_, _, message) = eventually(
+        env,
+        "BackupConfigured=False ScheduleNameTaken",
+        WAIT,
+        || async {
+            let found = backup_configured(&dbs.get("invoices").await.ok()?)?;
+            (found.0 == ConditionStatus::False && found.1 == "ScheduleNameTaken").then_some(found)
+        },
+    )
+    .await;
+    assert!(
+        message.contains(&format!("velero/{ns}-invoices")),
+        "{message}"
+    );
+    let live = schedules.get(&format!("{ns}-invoices")).await.unwrap();
+    assert_eq!(live.data["spec"]["schedule"], "@weekly", "taken over");
+    dbs.delete("invoices", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(env, "invoices gone", WAIT, || async {
+        dbs.get_opt("invoices").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        schedules
+            .get_opt(&format!("{ns}-invoices"))
+            .await
+            .unwrap()
+            .is_some(),
+        "deleting the Database deleted a Schedule that was not its own"
     );
 }
 
@@ -310,19 +381,23 @@ async fn a_count_retention_is_refused_with_method_velero_naming_the_field() {
         }))
         .unwrap()
     };
-    let error = dbs
-        .create(&dry_run, &with("velero", "10"))
-        .await
-        .expect_err("a count retention with method velero was accepted");
-    let kube::Error::Api(status) = error else {
-        panic!("{error}")
-    };
-    assert_eq!(status.code, 422, "{}", status.message);
-    assert!(
-        status.message.contains("spec.backup.retention") && status.message.contains("TTL"),
-        "{}",
-        status.message
-    );
+    for retention in ["10", "0h"] {
+        let error = dbs
+            .create(&dry_run, &with("velero", retention))
+            .await
+            .expect_err(&format!(
+                "retention {retention} with method velero was accepted"
+            ));
+        let kube::Error::Api(status) = error else {
+            panic!("{error}")
+        };
+        assert_eq!(status.code, 422, "{}", status.message);
+        assert!(
+            status.message.contains("spec.backup.retention") && status.message.contains("TTL"),
+            "{}",
+            status.message
+        );
+    }
     for (method, retention) in [("velero", "12h"), ("velero", "4w"), ("agent", "10")] {
         dbs.create(&dry_run, &with(method, retention))
             .await

@@ -13,11 +13,13 @@ use api::Database;
 use api::condition::{Condition, find, types};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
 use super::Context;
+use super::events::publish;
 use super::stores::is_established;
 use crate::apply::apply_if_changed;
 use crate::builders::velero::{SOURCE_NAME_LABEL, SOURCE_NAMESPACE_LABEL, source_selector};
@@ -92,10 +94,21 @@ pub async fn reconcile(db: &Database, ctx: &Context, namespace: &str) -> Result<
     };
     let schedule = desired.spec.schedule.clone();
     let name = desired.name_any();
+    let created = live.is_none();
     match apply_if_changed(&api, desired, live.as_ref()).await {
         Ok(wrote) => {
             if wrote {
                 info!(database = %db.name_any(), namespace, schedule = %format!("{target_ns}/{name}"), "applied Velero Schedule");
+            }
+            if created {
+                publish(
+                    ctx,
+                    db,
+                    EventType::Normal,
+                    "VeleroScheduleCreated",
+                    format!("created velero.io Schedule {target_ns}/{name}"),
+                )
+                .await;
             }
             Ok(Report::Condition(
                 Condition::new(
@@ -157,7 +170,16 @@ pub async fn remove_schedules(
             .await
         {
             Ok(_) => {
-                info!(database = %db.name_any(), namespace, schedule = %format!("{ns}/{}", schedule.name_any()), "deleted Velero Schedule")
+                let which = format!("{ns}/{}", schedule.name_any());
+                info!(database = %db.name_any(), namespace, schedule = %which, "deleted Velero Schedule");
+                publish(
+                    ctx,
+                    db,
+                    EventType::Normal,
+                    "VeleroScheduleDeleted",
+                    format!("deleted velero.io Schedule {which}; its Backups are kept"),
+                )
+                .await;
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(error) => return Err(error.into()),
