@@ -403,6 +403,19 @@ async fn a_count_retention_is_refused_with_method_velero_naming_the_field() {
             .await
             .unwrap_or_else(|e| panic!("{method} with {retention} refused: {e}"));
     }
+    // Restore drills verify the agent's backups; Velero takes none.
+    let mut drills = with("velero", "7d");
+    drills.data["spec"]["backup"]["destination"] = serde_json::json!({"s3": {"bucket": "backups"}});
+    drills.data["spec"]["backup"]["verify"] = serde_json::json!({"schedule": "30 4 * * 0"});
+    let error = dbs
+        .create(&dry_run, &drills)
+        .await
+        .expect_err("restore drills with method velero were accepted");
+    let message = error.to_string();
+    assert!(
+        message.contains("spec.backup.verify") && message.contains("method velero"),
+        "{message}"
+    );
     let error = dbs
         .create(&dry_run, &with("restic", "7d"))
         .await
