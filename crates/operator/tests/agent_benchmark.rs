@@ -56,6 +56,10 @@ fn agent(cmd: &str, pg: &Postgres, bucket: &Bucket, key: &str) -> tokio::process
         .args(["--tools-dir", &pg.bin_dir().display().to_string()])
         .args(bucket.args("bench"))
         .args(["--key-name", key, "--termination-log", "/dev/null"])
+        .args(match (cmd, std::env::var("BENCH_LEVEL")) {
+            ("backup", Ok(level)) => vec!["--compression-level".to_owned(), level],
+            _ => Vec::new(),
+        })
         .env("DB_USER", pg.admin_user())
         .env("DB_PASSWORD", pg.admin_password())
         .env("AWS_ACCESS_KEY_ID", bucket.s3.access_key())

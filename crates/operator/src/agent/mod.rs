@@ -164,7 +164,7 @@ pub struct BackupArgs {
     #[arg(long)]
     pub key_name: Option<String>,
     /// zstd level (1..19).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub compression_level: i32,
 }
 
