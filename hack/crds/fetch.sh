@@ -20,6 +20,9 @@ set -euo pipefail
 # Pinned versions. The Rust fixtures (crates/testkit/src/crds.rs) read these
 # lines (include_str!), so the tests and the cache never disagree.
 VELERO_VERSION="v1.18.3"
+# prometheus-operator: the newest release the Go module proxy reachable here
+# serves (v0.86.0 and later answer 403). tests/monitoring_e2e.rs reads it too.
+PROMETHEUS_OPERATOR_VERSION="v0.85.0"
 
 CACHE_ROOT="${DATABASE_OPERATOR_CACHE:-${HOME}/.cache/database-operator}"
 force=false
@@ -84,4 +87,19 @@ fetch_velero() {
     config/crd/v1/bases/velero.io_schedules.yaml
 }
 
+# prometheus-operator (github.com/prometheus-operator/prometheus-operator,
+# Apache-2.0): ServiceMonitor and PrometheusRule, which a DatabaseMonitor
+# becomes.
+fetch_prometheus_operator() {
+  if is_cached prometheus-operator "$PROMETHEUS_OPERATOR_VERSION"; then
+    return
+  fi
+  local dir
+  dir=$(module_dir "github.com/prometheus-operator/prometheus-operator@${PROMETHEUS_OPERATOR_VERSION}")
+  copy_set prometheus-operator "$PROMETHEUS_OPERATOR_VERSION" "$dir" \
+    example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml \
+    example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml
+}
+
 fetch_velero
+fetch_prometheus_operator

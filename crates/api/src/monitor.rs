@@ -48,8 +48,9 @@ pub struct DatabaseMonitorSpec {
     #[schemars(regex(pattern = r"^[0-9]+(s|m)$"))]
     pub scrape_interval: String,
 
-    /// Labels added to every scraped series
+    /// Labels added to every scraped series (names must be Prometheus label names)
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, k.matches('^[a-zA-Z_][a-zA-Z0-9_]*$') && !k.startsWith('__'))").message("extraLabels keys must be Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"))]
     pub extra_labels: BTreeMap<String, String>,
 
     /// Which alerts fire, and their thresholds
@@ -68,21 +69,76 @@ pub struct AlertingSpec {
     /// Whether a PrometheusRule is installed
     #[serde(default)]
     pub enabled: bool,
-    /// Alert names to leave out
+    /// Alert names to leave out, e.g. DatabaseSlowQueries
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub disabled_alerts: Vec<String>,
-    /// Percentage of max connections in use that fires ConnectionsNearLimit
+    /// Percentage of max connections in use that fires DatabaseConnectionsNearLimit (default 80)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub connections_percent: Option<i32>,
-    /// Percentage of the volume in use that fires StorageFilling
+    /// Percentage of the volume in use that fires DatabaseStorageFilling (default 85)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub storage_percent: Option<i32>,
-    /// Replication lag in seconds that fires ReplicationLagging
+    /// Replication lag in seconds that fires DatabaseReplicationLagging (default 30)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub replication_lag_seconds: Option<i32>,
+    /// Hours without a successful backup that fire DatabaseBackupMissed (default 26)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub backup_max_age_hours: Option<i32>,
+    /// Container restarts within 15 minutes that fire DatabaseRestarting (default 3)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub restarts: Option<i32>,
+    /// Seconds a query or transaction may run before DatabaseSlowQueries fires (default 300)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub slow_query_seconds: Option<i32>,
+    /// Labels added to every alert, e.g. team or severity routing keys
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl AlertingSpec {
+    /// `connectionsPercent`, defaulted.
+    pub fn connections_percent(&self) -> i32 {
+        self.connections_percent.unwrap_or(80)
+    }
+    /// `storagePercent`, defaulted.
+    pub fn storage_percent(&self) -> i32 {
+        self.storage_percent.unwrap_or(85)
+    }
+    /// `replicationLagSeconds`, defaulted.
+    pub fn replication_lag_seconds(&self) -> i32 {
+        self.replication_lag_seconds.unwrap_or(30)
+    }
+    /// `backupMaxAgeHours`, defaulted.
+    pub fn backup_max_age_hours(&self) -> i32 {
+        self.backup_max_age_hours.unwrap_or(26)
+    }
+    /// `restarts`, defaulted.
+    pub fn restarts(&self) -> i32 {
+        self.restarts.unwrap_or(3)
+    }
+    /// `slowQuerySeconds`, defaulted.
+    pub fn slow_query_seconds(&self) -> i32 {
+        self.slow_query_seconds.unwrap_or(300)
+    }
+    /// Whether an alert is on.
+    pub fn fires(&self, alert: &str) -> bool {
+        !self.disabled_alerts.iter().any(|a| a == alert)
+    }
+}
+
+/// Condition types of a DatabaseMonitor.
+pub mod conditions {
+    /// The ServiceMonitor, PrometheusRule and dashboard are in place.
+    pub const READY: &str = "Ready";
+    /// Whether the prometheus-operator CRDs (ServiceMonitor, PrometheusRule) are installed.
+    pub const PROMETHEUS_OPERATOR: &str = "PrometheusOperatorInstalled";
 }
 
 /// DatabaseMonitorStatus is the observed state of a DatabaseMonitor

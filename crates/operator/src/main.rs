@@ -36,6 +36,10 @@ enum Command {
         /// pods copy the agent from it into the engine's image.
         #[arg(long, env = "AGENT_IMAGE", default_value = operator::builders::DEFAULT_AGENT_IMAGE)]
         agent_image: String,
+        /// The document holding the alert runbooks; each alert's runbook_url
+        /// is `<this>#<alert name in lowercase>`.
+        #[arg(long, env = "RUNBOOK_BASE_URL", default_value = operator::builders::monitoring::rules::DEFAULT_RUNBOOK_BASE)]
+        runbook_base_url: String,
     },
     /// Print every CRD as YAML, or write one file per CRD into a directory.
     Crd {
@@ -66,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             cleanup_deadline_seconds,
             resolve,
             agent_image,
+            runbook_base_url,
         } => {
             operator::telemetry::init(log_json);
             let metrics = Arc::new(Metrics::default());
@@ -75,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 cleanup_deadline: std::time::Duration::from_secs(cleanup_deadline_seconds),
                 resolver: operator::resolver::Resolver::new(resolve),
                 agent_image,
+                runbook_base_url,
                 ..Settings::default()
             };
             operator::manager::run(client, metrics, metrics_address, settings).await?;

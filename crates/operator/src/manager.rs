@@ -43,6 +43,7 @@ pub async fn run(
     tokio::join!(
         controller::database::run(ctx.clone(), streams),
         controller::user::run(ctx.clone()),
+        controller::monitor::run(ctx.clone()),
         controller::backup::run(ctx)
     );
     server.abort();

@@ -54,6 +54,18 @@ impl Names<'_> {
     pub fn verify(&self) -> String {
         cronjob_name(format!("{}-verify", self.0))
     }
+    /// The exporters' Service.
+    pub fn metrics(&self) -> String {
+        format!("{}-metrics", self.0)
+    }
+    /// The monitoring login's credentials.
+    pub fn monitoring_secret(&self) -> String {
+        format!("{}-monitoring", self.0)
+    }
+    /// The DatabaseMonitor the operator creates for a Database.
+    pub fn monitor(&self) -> String {
+        self.0.to_owned()
+    }
 }
 
 /// The longest CronJob name Kubernetes accepts.

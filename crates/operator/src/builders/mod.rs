@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod cronjob;
 pub mod drill;
 pub mod meta;
+pub mod monitoring;
 pub mod pdb;
 pub mod restore_job;
 pub mod secret;
@@ -39,6 +40,15 @@ pub struct Desired {
     pub verify: Option<CronJob>,
     /// The Velero Schedule, for `spec.backup.method: velero`.
     pub velero: Option<crate::velero::Schedule>,
+    /// With `spec.monitoring.enabled`: the exporters' Service and the
+    /// DatabaseMonitor to create when there is none.
+    pub monitoring: Option<MonitoringChildren>,
+}
+
+/// What a Database with monitoring on owns besides the exporter sidecar.
+pub struct MonitoringChildren {
+    pub service: Service,
+    pub monitor: api::monitor::DatabaseMonitor,
 }
 
 impl Desired {
@@ -60,6 +70,10 @@ impl Desired {
             backup: cronjob::backup_cronjob(db, driver, agent_image),
             verify: drill::verify_cronjob(db, driver, agent_image),
             velero: velero::desired(db),
+            monitoring: db.enabled_monitoring().map(|_| MonitoringChildren {
+                service: monitoring::metrics_service(db),
+                monitor: monitoring::owned_monitor(db),
+            }),
         }
     }
 

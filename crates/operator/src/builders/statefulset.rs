@@ -84,7 +84,12 @@ fn pod_template(
             ..Default::default()
         }),
         spec: Some(PodSpec {
-            containers: vec![container(db, driver, sizing)],
+            containers: std::iter::once(container(db, driver, sizing))
+                .chain(
+                    db.enabled_monitoring()
+                        .map(|_| super::monitoring::sidecar(db, driver.port())),
+                )
+                .collect(),
             volumes: Some(vec![Volume {
                 name: CONFIG_VOLUME.into(),
                 config_map: Some(ConfigMapVolumeSource {

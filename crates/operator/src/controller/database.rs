@@ -24,6 +24,7 @@ use tracing::{info, warn};
 use super::Context;
 use super::admin_secret::ensure_admin_secret;
 use super::cleanup;
+use super::database_monitoring;
 pub use super::events::publish;
 use super::restore;
 use super::stores::{Streams, cached_or_fetch, lookup};
@@ -59,6 +60,7 @@ pub async fn run(ctx: Arc<Context>, streams: Streams) {
         .owns_stream(streams.pdbs)
         .owns_stream(streams.cronjobs)
         .owns_stream(streams.secrets)
+        .owns_stream(streams.monitors)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -146,6 +148,7 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         restore.as_ref(),
         &now,
     );
+    database_monitoring::mirror_condition(db, ctx, &mut status, &now);
     let restoring = restore
         .as_ref()
         .and_then(|r| r.phase)
@@ -252,6 +255,8 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace);
     let live = cached_or_fetch(&stores.pdbs, &pdbs, &names.pdb(), namespace).await?;
     writes += u32::from(apply_if_changed(&pdbs, desired.pdb, live.as_deref()).await?);
+
+    writes += database_monitoring::apply(db, ctx, namespace, desired.monitoring.take()).await?;
 
     let cronjobs = Api::<CronJob>::namespaced(client.clone(), namespace);
     match desired.backup {

@@ -6,9 +6,11 @@ pub mod backoff;
 pub mod backup;
 pub mod cleanup;
 pub mod database;
+pub mod database_monitoring;
 pub mod drills;
 pub mod events;
 pub mod jobs;
+pub mod monitor;
 pub mod restore;
 pub mod retention;
 pub mod stores;
@@ -45,6 +47,8 @@ pub struct Settings {
     pub agent_image: String,
     /// How to reach a Database's primary (cluster DNS, or `--resolve`).
     pub resolver: crate::resolver::Resolver,
+    /// The document whose sections are the alerts' runbooks (`runbook_url` = `<this>#<alert>`).
+    pub runbook_base_url: String,
 }
 
 impl Default for Settings {
@@ -54,6 +58,7 @@ impl Default for Settings {
             resync: std::time::Duration::from_secs(300),
             resolver: Default::default(),
             agent_image: crate::builders::DEFAULT_AGENT_IMAGE.to_owned(),
+            runbook_base_url: crate::builders::monitoring::rules::DEFAULT_RUNBOOK_BASE.to_owned(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fmt::Debug;
 
+use api::monitor::DatabaseMonitor;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
@@ -32,6 +33,8 @@ pub struct Stores {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Velero's Schedule CRD, when installed: whether method velero can work.
     pub velero_crd: Store<CustomResourceDefinition>,
+    /// The DatabaseMonitors the operator created for Databases.
+    pub monitors: Store<DatabaseMonitor>,
 }
 
 /// A boxed stream of changed children, for `Controller::owns_stream`.
@@ -46,6 +49,7 @@ pub struct Streams {
     pub cronjobs: ChildStream<CronJob>,
     pub secrets: ChildStream<PartialObjectMeta<Secret>>,
     pub velero_crd: ChildStream<CustomResourceDefinition>,
+    pub monitors: ChildStream<DatabaseMonitor>,
 }
 
 fn cached<K>(client: &Client) -> (Store<K>, ChildStream<K>)
@@ -72,6 +76,7 @@ pub fn start(client: &Client) -> (Stores, Streams) {
     let (services, svc_stream) = cached(client);
     let (pdbs, pdb_stream) = cached(client);
     let (cronjobs, cj_stream) = cached(client);
+    let (monitors, monitor_stream) = cached(client);
     let (secrets, secret_writer) = reflector::store();
     let secret_stream = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
@@ -94,6 +99,7 @@ pub fn start(client: &Client) -> (Stores, Streams) {
             cronjobs,
             secrets,
             velero_crd,
+            monitors,
         },
         Streams {
             statefulsets: sts_stream,
@@ -103,6 +109,7 @@ pub fn start(client: &Client) -> (Stores, Streams) {
             cronjobs: cj_stream,
             secrets: secret_stream,
             velero_crd: velero_crd_stream,
+            monitors: monitor_stream,
         },
     )
 }
@@ -151,6 +158,7 @@ impl Stores {
         self.services.wait_until_ready().await?;
         self.pdbs.wait_until_ready().await?;
         self.cronjobs.wait_until_ready().await?;
+        self.monitors.wait_until_ready().await?;
         self.secrets.wait_until_ready().await
     }
 }

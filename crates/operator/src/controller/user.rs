@@ -404,11 +404,21 @@ async fn password_of(
     )))
 }
 
-fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+pub(crate) fn secret_value(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     String::from_utf8(bytes.0.clone())
         .ok()
         .filter(|v| !v.is_empty())
+}
+
+/// Where the primary answers and the admin credentials, or None while the
+/// admin Secret has none.
+pub(crate) async fn admin_target(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Option<Target>> {
+    Ok(target_of(db, ctx, namespace).await?.ok())
 }
 
 /// Where the primary answers and the admin credentials to use there.

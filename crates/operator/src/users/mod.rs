@@ -120,6 +120,17 @@ pub trait UserManager: Send + Sync {
     /// Checks engine-specific validity of the spec before anything is sent.
     fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError>;
 
+    /// Creates or updates the operator's own least-privilege login for the
+    /// Prometheus exporter (see [`monitoring_privileges`]): idempotent, and
+    /// the password is set only when it differs. `username` is one the
+    /// operator reserves, so no DatabaseUser can collide with it.
+    fn ensure_monitoring_user<'a>(
+        &'a self,
+        target: &'a Target,
+        username: &'a str,
+        password: &'a Password,
+    ) -> BoxFuture<'a, Result<(), UserError>>;
+
     /// The engine's standard connection URI, with user and password
     /// percent-encoded.
     fn connection_uri(
@@ -130,6 +141,17 @@ pub trait UserManager: Send + Sync {
         port: u16,
         database: &str,
     ) -> String;
+}
+
+/// What the monitoring login may do, per engine, for the README and errors.
+pub fn monitoring_privileges(engine: api::Engine) -> &'static str {
+    match engine {
+        api::Engine::Postgresql => "member of pg_monitor, at most 3 connections",
+        api::Engine::Mysql => {
+            "PROCESS, REPLICATION CLIENT on *.*, SELECT on performance_schema.*, MAX_USER_CONNECTIONS 3"
+        }
+        api::Engine::Mongodb => "clusterMonitor on admin, read on local",
+    }
 }
 
 static POSTGRESQL: postgresql::Postgresql = postgresql::Postgresql;

@@ -336,7 +336,71 @@ impl Mongodb {
     }
 }
 
+/// The roles of the monitoring login: `clusterMonitor` (serverStatus,
+/// replSetGetStatus, top, …) and `read` on `local` (the oplog, for
+/// replication lag). Nothing on application databases.
+pub fn monitoring_roles() -> Vec<Document> {
+    vec![
+        doc! { "role": "clusterMonitor", "db": AUTH_DATABASE },
+        doc! { "role": "read", "db": "local" },
+    ]
+}
+
+impl Mongodb {
+    async fn ensure_monitoring_inner(
+        &self,
+        target: &Target,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), UserError> {
+        if username == target.admin_user {
+            return Err(UserError::Invalid(format!(
+                "username {username:?} is the database's admin login"
+            )));
+        }
+        let secrets = [password.expose(), target.admin_password.expose()];
+        let client = connect(target, &secrets).await?;
+        let admin = client.database(AUTH_DATABASE);
+        let result = async {
+            let update = user_command(username, password.expose(), monitoring_roles(), false);
+            match admin.run_command(update).await {
+                Ok(_) => Ok(()),
+                Err(e) if command_code(&e) == Some(USER_NOT_FOUND) => {
+                    let create =
+                        user_command(username, password.expose(), monitoring_roles(), true);
+                    match admin.run_command(create).await {
+                        Ok(_) => Ok(()),
+                        Err(e) if command_code(&e) == Some(USER_ALREADY_EXISTS) => {
+                            let update = user_command(
+                                username,
+                                password.expose(),
+                                monitoring_roles(),
+                                false,
+                            );
+                            run(&admin, update, &secrets).await.map(|_| ())
+                        }
+                        Err(e) => Err(mongo_error(&e, &secrets)),
+                    }
+                }
+                Err(e) => Err(mongo_error(&e, &secrets)),
+            }
+        }
+        .await;
+        client.shutdown().await;
+        result
+    }
+}
+
 impl UserManager for Mongodb {
+    fn ensure_monitoring_user<'a>(
+        &'a self,
+        target: &'a Target,
+        username: &'a str,
+        password: &'a Password,
+    ) -> BoxFuture<'a, Result<(), UserError>> {
+        Box::pin(self.ensure_monitoring_inner(target, username, password))
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a Target,

@@ -565,7 +565,58 @@ async fn apply_with(
     Ok(())
 }
 
+/// The grants of the monitoring login: what mysqld_exporter's default
+/// collectors read (processlist, replica status, performance_schema), and
+/// no table data.
+pub fn monitoring_grants(username: &str) -> Result<Vec<String>, UserError> {
+    let account = mysql_account(username)?;
+    Ok(vec![
+        format!("GRANT PROCESS, REPLICATION CLIENT ON *.* TO {account}"),
+        format!("GRANT SELECT ON performance_schema.* TO {account}"),
+    ])
+}
+
+impl Mysql {
+    async fn ensure_monitoring_inner(
+        &self,
+        target: &Target,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), UserError> {
+        if username == target.admin_user {
+            return Err(UserError::Invalid(format!(
+                "username {username:?} is the database's admin login"
+            )));
+        }
+        let secrets = [password.expose(), target.admin_password.expose()];
+        let user = UserSpec {
+            username,
+            password,
+            connection_limit: Some(crate::builders::monitoring::MONITORING_CONNECTION_LIMIT),
+            privileges: &[],
+            native_grants: &[],
+        };
+        let plan = Plan {
+            revoke: Vec::new(),
+            grant: monitoring_grants(username)?,
+        };
+        let mut session = connect(target, &secrets).await?;
+        let result = apply_with(&mut session, &user, &BTreeSet::new(), &plan, &secrets).await;
+        let _ = session.conn.disconnect().await;
+        result
+    }
+}
+
 impl UserManager for Mysql {
+    fn ensure_monitoring_user<'a>(
+        &'a self,
+        target: &'a Target,
+        username: &'a str,
+        password: &'a Password,
+    ) -> BoxFuture<'a, Result<(), UserError>> {
+        Box::pin(self.ensure_monitoring_inner(target, username, password))
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a Target,

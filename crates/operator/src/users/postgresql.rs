@@ -839,7 +839,52 @@ impl Postgresql {
     }
 }
 
+/// Statements that make `username` a member of pg_monitor (PostgreSQL 10+):
+/// read access to every statistics view and setting the exporter reads, no
+/// access to table data.
+pub fn monitoring_grant(username: &str) -> Result<String, UserError> {
+    Ok(format!("GRANT pg_monitor TO {}", pg_ident(username)?))
+}
+
+impl Postgresql {
+    async fn ensure_monitoring_inner(
+        &self,
+        target: &Target,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), UserError> {
+        if username == target.admin_user {
+            return Err(UserError::Invalid(format!(
+                "username {username:?} is the database's admin login"
+            )));
+        }
+        let secrets = [password.expose(), target.admin_password.expose()];
+        let client = connect(target, &target.default_database).await?;
+        let user = UserSpec {
+            username,
+            password,
+            connection_limit: Some(crate::builders::monitoring::MONITORING_CONNECTION_LIMIT),
+            privileges: &[],
+            native_grants: &[],
+        };
+        ensure_role(&client, &user, &secrets).await?;
+        client
+            .batch_execute(&monitoring_grant(username)?)
+            .await
+            .map_err(|e| db_error(&e, &secrets))
+    }
+}
+
 impl UserManager for Postgresql {
+    fn ensure_monitoring_user<'a>(
+        &'a self,
+        target: &'a Target,
+        username: &'a str,
+        password: &'a Password,
+    ) -> BoxFuture<'a, Result<(), UserError>> {
+        Box::pin(self.ensure_monitoring_inner(target, username, password))
+    }
+
     fn apply<'a>(
         &'a self,
         target: &'a Target,

@@ -1,0 +1,175 @@
+//! The monitoring part of a Database's reconcile: the monitoring login's
+//! Secret (generated once), the `<name>-metrics` Service, the DatabaseMonitor
+//! the operator creates for the Database, and the `MonitoringReady`
+//! condition mirrored from that monitor. The exporter sidecar itself is in
+//! the StatefulSet builder.
+
+use api::condition::{Condition, set_condition};
+use api::database::DatabaseStatus;
+use api::monitor::{DatabaseMonitor, conditions};
+use api::{ConditionStatus, Database};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+
+use super::Context;
+use super::stores::{cached_or_fetch, lookup};
+use crate::apply::{FIELD_MANAGER, apply_if_changed};
+use crate::builders::MonitoringChildren;
+use crate::builders::meta::Names;
+use crate::builders::monitoring::monitoring_secret;
+use crate::builders::secret::generate_password;
+use crate::error::Result;
+
+/// The Database condition that mirrors its DatabaseMonitor's Ready condition.
+pub const MONITORING_READY: &str = "MonitoringReady";
+
+/// Makes the monitoring children match `desired`; returns the writes made.
+pub async fn apply(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    desired: Option<MonitoringChildren>,
+) -> Result<u32> {
+    let names = Names(&db.name_any());
+    let services = Api::<Service>::namespaced(ctx.client.clone(), namespace);
+    let monitors = Api::<DatabaseMonitor>::namespaced(ctx.client.clone(), namespace);
+    let Some(desired) = desired else {
+        let mut writes = 0;
+        if lookup(&ctx.stores.services, &names.metrics(), namespace).is_some() {
+            writes += delete(&services, &names.metrics()).await?;
+        }
+        // Only the monitor we created (ours carries our label, so it is cached).
+        if lookup(&ctx.stores.monitors, &names.monitor(), namespace)
+            .is_some_and(|m| owned_by(&m, db))
+        {
+            writes += delete(&monitors, &names.monitor()).await?;
+        }
+        return Ok(writes);
+    };
+    let mut writes = ensure_secret(db, ctx, namespace).await?;
+    let live =
+        cached_or_fetch(&ctx.stores.services, &services, &names.metrics(), namespace).await?;
+    writes += u32::from(apply_if_changed(&services, desired.service, live.as_deref()).await?);
+    writes += ensure_monitor(db, ctx, &monitors, desired.monitor).await?;
+    Ok(writes)
+}
+
+fn owned_by(monitor: &DatabaseMonitor, db: &Database) -> bool {
+    monitor
+        .owner_references()
+        .iter()
+        .any(|o| Some(&o.uid) == db.metadata.uid.as_ref())
+}
+
+async fn delete<K>(api: &Api<K>, name: &str) -> Result<u32>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(1),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates `<name>-monitoring` once; an existing Secret is never rewritten
+/// (the login inside the engine carries its password).
+async fn ensure_secret(db: &Database, ctx: &Context, namespace: &str) -> Result<u32> {
+    let name = Names(&db.name_any()).monitoring_secret();
+    if lookup(&ctx.stores.secrets, &name, namespace).is_some() {
+        return Ok(0);
+    }
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    if secrets.get_metadata_opt(&name).await?.is_some() {
+        return Ok(0);
+    }
+    match secrets
+        .create(
+            &PostParams::default(),
+            &monitoring_secret(db, generate_password()),
+        )
+        .await
+    {
+        Ok(_) => Ok(1),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the DatabaseMonitor `<name>` when there is none. One that exists
+/// is the user's to tune; only `alerting.enabled` of the one we created
+/// follows `spec.monitoring.alerting`. A DatabaseMonitor the user made under
+/// that name before the Database is left entirely alone.
+async fn ensure_monitor(
+    db: &Database,
+    ctx: &Context,
+    api: &Api<DatabaseMonitor>,
+    desired: DatabaseMonitor,
+) -> Result<u32> {
+    let name = desired.name_any();
+    let namespace = desired.namespace().unwrap_or_default();
+    let live = cached_or_fetch(&ctx.stores.monitors, api, &name, &namespace).await?;
+    match live {
+        None => match api.create(&PostParams::default(), &desired).await {
+            Ok(_) => Ok(1),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(0),
+            Err(e) => Err(e.into()),
+        },
+        Some(live)
+            if owned_by(&live, db)
+                && live.spec.alerting.enabled != desired.spec.alerting.enabled =>
+        {
+            let patch = serde_json::json!({
+                "spec": {"alerting": {"enabled": desired.spec.alerting.enabled}}
+            });
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            api.patch(&name, &params, &Patch::Merge(&patch)).await?;
+            Ok(1)
+        }
+        Some(_) => Ok(0),
+    }
+}
+
+/// Sets (or, with monitoring off, removes) the `MonitoringReady` condition
+/// from the DatabaseMonitor's Ready condition.
+pub fn mirror_condition(db: &Database, ctx: &Context, status: &mut DatabaseStatus, now: &Time) {
+    if db.enabled_monitoring().is_none() {
+        status.conditions.retain(|c| c.type_ != MONITORING_READY);
+        return;
+    }
+    let namespace = db.namespace().unwrap_or_default();
+    let monitor = lookup(
+        &ctx.stores.monitors,
+        &Names(&db.name_any()).monitor(),
+        &namespace,
+    );
+    let ready = monitor.as_ref().and_then(|m| {
+        let status = m.status.as_ref()?;
+        api::condition::find(&status.conditions, conditions::READY).cloned()
+    });
+    let condition = match ready {
+        Some(c) => Condition::new(
+            MONITORING_READY,
+            c.status == ConditionStatus::True,
+            &c.reason,
+            c.message,
+            db.metadata.generation,
+        ),
+        None => Condition::new(
+            MONITORING_READY,
+            false,
+            "MonitorPending",
+            format!(
+                "waiting for DatabaseMonitor {} to report",
+                Names(&db.name_any()).monitor()
+            ),
+            db.metadata.generation,
+        ),
+    };
+    set_condition(&mut status.conditions, condition, now);
+}

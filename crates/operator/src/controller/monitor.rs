@@ -1,0 +1,402 @@
+//! The DatabaseMonitor controller: turns a DatabaseMonitor into a
+//! ServiceMonitor, a PrometheusRule (when alerting is on) and a Grafana
+//! dashboard ConfigMap, and keeps the monitoring login inside the engine.
+//!
+//! The prometheus-operator CRDs may be missing: then the monitor says so in
+//! its `PrometheusOperatorInstalled` condition, the dashboard is still
+//! applied, and the controller waits — without errors or retries — until a
+//! watch on CustomResourceDefinitions sees them appear.
+
+use std::sync::Arc;
+
+use api::Database;
+use api::condition::{Condition, set_condition};
+use api::database::Phase;
+use api::monitor::{DatabaseMonitor, DatabaseMonitorStatus, conditions};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tracing::{info, warn};
+
+use super::Context;
+use super::stores::cached_or_fetch;
+use crate::apply::{FIELD_MANAGER, apply_if_changed};
+use crate::builders::meta::Names;
+use crate::builders::monitoring::MONITORING_USERNAME;
+use crate::builders::monitoring::dashboard::dashboard_config_map;
+use crate::builders::monitoring::rules::{RuleInput, prometheus_rule};
+use crate::builders::monitoring::service_monitor::service_monitor;
+use crate::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
+use crate::engine::PASSWORD_KEY;
+use crate::error::{Error, Result};
+use crate::users::{Password, manager, monitoring_privileges};
+
+/// The CRDs the ServiceMonitor and PrometheusRule need.
+pub const PROMETHEUS_OPERATOR_CRDS: [&str; 2] = [
+    "servicemonitors.monitoring.coreos.com",
+    "prometheusrules.monitoring.coreos.com",
+];
+
+/// The monitoring login's condition on a DatabaseMonitor.
+pub const MONITORING_USER: &str = "MonitoringUserReady";
+
+/// Runs the DatabaseMonitor controller until shutdown.
+pub async fn run(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(
+        Api::<DatabaseMonitor>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    );
+    let by_crd = controller.store();
+    let by_database = by_crd.clone();
+    controller
+        // prometheus-operator's CRDs appearing (or going) wakes every monitor.
+        .watches(
+            Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+            move |crd| {
+                if PROMETHEUS_OPERATOR_CRDS.contains(&crd.name_any().as_str()) {
+                    by_crd
+                        .state()
+                        .iter()
+                        .map(|m| ObjectRef::from_obj(&**m))
+                        .collect()
+                } else {
+                    Vec::new()
+                }
+            },
+        )
+        // A Database changing (becoming Running, switching engine settings) wakes its monitors.
+        .watches(
+            Api::<Database>::all(client),
+            watcher::Config::default().any_semantic(),
+            move |db| {
+                let namespace = db.namespace();
+                by_database
+                    .state()
+                    .into_iter()
+                    .filter(|m| {
+                        m.namespace() == namespace && m.spec.database_ref.name == db.name_any()
+                    })
+                    .map(|m| ObjectRef::from_obj(&*m))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn key(monitor: &DatabaseMonitor) -> String {
+    format!(
+        "monitor/{}/{}",
+        monitor.namespace().unwrap_or_default(),
+        monitor.name_any()
+    )
+}
+
+pub async fn reconcile(monitor: Arc<DatabaseMonitor>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_timer("databasemonitor");
+    let result = apply(&monitor, &ctx).await;
+    ctx.metrics
+        .reconciled("databasemonitor", result.as_ref().err().map(Error::kind));
+    result
+}
+
+pub fn error_policy(monitor: Arc<DatabaseMonitor>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.next_delay(&key(&monitor));
+    warn!(monitor = %key(&monitor), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// One condition to set: type, holds, reason, message.
+type Observation = (&'static str, bool, &'static str, String);
+
+async fn apply(monitor: &DatabaseMonitor, ctx: &Context) -> Result<Action> {
+    let namespace = monitor
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let db_name = &monitor.spec.database_ref.name;
+    let db = Api::<Database>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(db_name)
+        .await?;
+    let mut observations: Vec<Observation> = Vec::new();
+    let mut action = Action::requeue(ctx.settings.resync);
+    match db {
+        None => observations.push((
+            conditions::READY,
+            false,
+            "DatabaseNotFound",
+            format!("Database {db_name} does not exist"),
+        )),
+        Some(db) if db.enabled_monitoring().is_none() => observations.push((
+            conditions::READY,
+            false,
+            "ExporterNotEnabled",
+            format!(
+                "Database {db_name} has no exporter: set spec.monitoring.enabled on it (the exporter sidecar and the {} Service come with it)",
+                Names(db_name).metrics()
+            ),
+        )),
+        Some(db) => {
+            let (user, retry) = ensure_login(&db, ctx, &namespace).await?;
+            observations.push(user);
+            let installed = prometheus_operator_installed(ctx).await?;
+            observations.push(if installed {
+                (
+                    conditions::PROMETHEUS_OPERATOR,
+                    true,
+                    "CRDsInstalled",
+                    String::new(),
+                )
+            } else {
+                (
+                    conditions::PROMETHEUS_OPERATOR,
+                    false,
+                    "CRDsNotInstalled",
+                    format!(
+                        "the prometheus-operator CRDs ({}) are not installed: no ServiceMonitor or PrometheusRule until they are; the dashboard is in place",
+                        PROMETHEUS_OPERATOR_CRDS.join(", ")
+                    ),
+                )
+            });
+            apply_children(monitor, &db, ctx, &namespace, installed).await?;
+            observations.push(if installed {
+                let rule = if monitor.spec.alerting.enabled {
+                    ", PrometheusRule"
+                } else {
+                    ""
+                };
+                (
+                    conditions::READY,
+                    true,
+                    "Monitored",
+                    format!("ServiceMonitor{rule} and dashboard applied"),
+                )
+            } else {
+                (
+                    conditions::READY,
+                    false,
+                    "PrometheusOperatorMissing",
+                    "the prometheus-operator CRDs are not installed; only the dashboard is applied".into(),
+                )
+            });
+            if retry {
+                action = Action::requeue(ctx.backoff.next_delay(&key(monitor)));
+            } else {
+                ctx.backoff.reset(&key(monitor));
+            }
+        }
+    }
+    write_status(monitor, ctx, &namespace, observations).await?;
+    Ok(action)
+}
+
+/// Whether both prometheus-operator CRDs are served.
+async fn prometheus_operator_installed(ctx: &Context) -> Result<bool> {
+    let crds = Api::<CustomResourceDefinition>::all(ctx.client.clone());
+    for name in PROMETHEUS_OPERATOR_CRDS {
+        let Some(crd) = crds.get_metadata_opt(name).await? else {
+            return Ok(false);
+        };
+        if crd.metadata.deletion_timestamp.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The monitoring login inside the engine. Returns its condition and
+/// whether to retry soon (the database was not reachable).
+async fn ensure_login(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<(Observation, bool)> {
+    if db.status.as_ref().and_then(|s| s.phase) != Some(Phase::Running) {
+        return Ok((
+            (
+                MONITORING_USER,
+                false,
+                "DatabaseNotReady",
+                format!("waiting for Database {} to be Running", db.name_any()),
+            ),
+            false,
+        ));
+    }
+    let names = Names(&db.name_any());
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    let password = secrets
+        .get_opt(&names.monitoring_secret())
+        .await?
+        .as_ref()
+        .and_then(|s| super::user::secret_value(s, PASSWORD_KEY));
+    let Some(password) = password else {
+        return Ok((
+            (
+                MONITORING_USER,
+                false,
+                "SecretNotReady",
+                format!("Secret {} has no password yet", names.monitoring_secret()),
+            ),
+            true,
+        ));
+    };
+    let target = match super::user::admin_target(db, ctx, namespace).await? {
+        Some(target) => target,
+        None => {
+            return Ok((
+                (
+                    MONITORING_USER,
+                    false,
+                    "AdminSecretNotReady",
+                    format!("Secret {} has no admin credentials yet", names.secret()),
+                ),
+                true,
+            ));
+        }
+    };
+    let password = Password::new(password);
+    let engine = manager(db.spec.engine);
+    match engine
+        .ensure_monitoring_user(&target, MONITORING_USERNAME, &password)
+        .await
+    {
+        Ok(()) => Ok((
+            (
+                MONITORING_USER,
+                true,
+                "LoginReady",
+                format!(
+                    "login {MONITORING_USERNAME}: {}",
+                    monitoring_privileges(db.spec.engine)
+                ),
+            ),
+            false,
+        )),
+        Err(error) => {
+            // The error text can vary between attempts (timeouts, resets):
+            // it goes to the log, the condition keeps a stable message so a
+            // retry that fails the same way writes nothing.
+            warn!(database = %db.name_any(), namespace, %error, "cannot set up the monitoring login");
+            let (reason, message) = match error {
+                crate::users::UserError::Unreachable(_) => (
+                    "DatabaseUnreachable",
+                    format!(
+                        "cannot reach {}:{} as the admin to set up login {MONITORING_USERNAME}; retrying",
+                        target.host, target.port
+                    ),
+                ),
+                other => ("LoginRefused", other.to_string()),
+            };
+            Ok(((MONITORING_USER, false, reason, message), true))
+        }
+    }
+}
+
+/// Applies the dashboard always, and the ServiceMonitor and PrometheusRule
+/// when their CRDs are installed.
+async fn apply_children(
+    monitor: &DatabaseMonitor,
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    installed: bool,
+) -> Result<()> {
+    let client = &ctx.client;
+    let mut writes = 0u32;
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+    let dashboard = dashboard_config_map(monitor, db.spec.engine);
+    let live = cached_or_fetch(
+        &ctx.stores.config_maps,
+        &config_maps,
+        &dashboard.name_any(),
+        namespace,
+    )
+    .await?;
+    writes += u32::from(apply_if_changed(&config_maps, dashboard, live.as_deref()).await?);
+    if installed {
+        let monitors = Api::<ServiceMonitor>::namespaced(client.clone(), namespace);
+        let desired = service_monitor(monitor);
+        let live = monitors.get_opt(&desired.name_any()).await?;
+        writes += u32::from(apply_if_changed(&monitors, desired, live.as_ref()).await?);
+
+        let rules = Api::<PrometheusRule>::namespaced(client.clone(), namespace);
+        let name = monitor.name_any();
+        let live = rules.get_opt(&name).await?;
+        if monitor.spec.alerting.enabled {
+            let input = RuleInput {
+                namespace,
+                database: &db.name_any(),
+                engine: db.spec.engine,
+                backups: db.enabled_backup().is_some(),
+                alerting: &monitor.spec.alerting,
+                runbook_base: &ctx.settings.runbook_base_url,
+            };
+            let desired = prometheus_rule(monitor, &input);
+            writes += u32::from(apply_if_changed(&rules, desired, live.as_ref()).await?);
+        } else if live.is_some() {
+            match rules.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => writes += 1,
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if writes > 0 {
+        info!(monitor = %key(monitor), writes, "applied monitoring objects");
+    }
+    Ok(())
+}
+
+async fn write_status(
+    monitor: &DatabaseMonitor,
+    ctx: &Context,
+    namespace: &str,
+    observations: Vec<Observation>,
+) -> Result<()> {
+    let previous = monitor.status.clone().unwrap_or_default();
+    let mut status = DatabaseMonitorStatus {
+        observed_generation: monitor.metadata.generation,
+        ..previous.clone()
+    };
+    let now = Time(jiff::Timestamp::now());
+    let types: Vec<&str> = observations.iter().map(|o| o.0).collect();
+    // Conditions that no longer apply (e.g. the login's, once the Database is gone) are dropped.
+    status
+        .conditions
+        .retain(|c| types.contains(&c.type_.as_str()));
+    for (type_, holds, reason, message) in observations {
+        set_condition(
+            &mut status.conditions,
+            Condition::new(type_, holds, reason, message, monitor.metadata.generation),
+            &now,
+        );
+    }
+    if status == previous {
+        return Ok(());
+    }
+    let api = Api::<DatabaseMonitor>::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(
+        &monitor.name_any(),
+        &params,
+        &Patch::Merge(serde_json::json!({ "status": status })),
+    )
+    .await?;
+    Ok(())
+}
