@@ -25,6 +25,19 @@ const NOT_METRICS: &[&str] = &[
     "offset",
     "inf",
     "nan",
+    // Aggregation operators may be followed by `by (…)` rather than `(`.
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
 ];
 
 /// The metric names `expr` selects: identifiers outside label matchers,

@@ -207,7 +207,7 @@ fn alerts(input: &RuleInput<'_>) -> Vec<Alert> {
             for_: "0m",
             severity: "warning",
             summary: format!("A backup of Database {who} failed"),
-            description: "{{ $value | humanize }} backup(s) failed in the last hour; see the DatabaseBackup's Ready condition.".into(),
+            description: "A backup failed within the last hour; the DatabaseBackup's Ready condition says why.".into(),
         });
     }
     let restarts = a.restarts();
@@ -220,7 +220,9 @@ fn alerts(input: &RuleInput<'_>) -> Vec<Alert> {
         for_: "0m",
         severity: "warning",
         summary: format!("Containers of Database {who} keep restarting"),
-        description: "Container {{ $labels.container }} in pod {{ $labels.pod }} restarted {{ $value | humanize }} times in 15 minutes.".into(),
+        description: format!(
+            "Container {{{{ $labels.container }}}} in pod {{{{ $labels.pod }}}} restarted at least {restarts} times in 15 minutes."
+        ),
     });
     out.push(Alert {
         name: "DatabaseCrashLooping",
@@ -256,7 +258,7 @@ fn alerts(input: &RuleInput<'_>) -> Vec<Alert> {
                 for_: "0m",
                 severity: "warning",
                 summary: format!("Deadlocks in Database {who}"),
-                description: "{{ $value | humanize }} deadlock(s) in database {{ $labels.datname }} in 10 minutes.".into(),
+                description: "PostgreSQL rolled back deadlocked transactions in database {{ $labels.datname }} within 10 minutes.".into(),
             });
         }
         Engine::Mysql => {
@@ -269,7 +271,7 @@ fn alerts(input: &RuleInput<'_>) -> Vec<Alert> {
                 for_: "0m",
                 severity: "warning",
                 summary: format!("Slow queries in Database {who}"),
-                description: "{{ $value | humanize }} queries ran longer than long_query_time in 10 minutes.".into(),
+                description: "Queries in pod {{ $labels.pod }} ran longer than long_query_time within 10 minutes.".into(),
             });
             out.push(Alert {
                 name: "DatabaseDeadlocks",
@@ -280,7 +282,7 @@ fn alerts(input: &RuleInput<'_>) -> Vec<Alert> {
                 for_: "0m",
                 severity: "warning",
                 summary: format!("InnoDB deadlocks in Database {who}"),
-                description: "{{ $value | humanize }} InnoDB deadlock(s) in 10 minutes.".into(),
+                description: "InnoDB rolled back deadlocked transactions in pod {{ $labels.pod }} within 10 minutes.".into(),
             });
         }
         // mongodb_exporter has no slow-query or deadlock metric.
