@@ -482,6 +482,21 @@ mod tests {
     }
 
     #[test]
+    fn monitoring_roles_are_cluster_monitor_and_read_on_local() {
+        let roles = monitoring_roles();
+        assert_eq!(
+            roles,
+            vec![
+                doc! { "role": "clusterMonitor", "db": "admin" },
+                doc! { "role": "read", "db": "local" },
+            ]
+        );
+        let create = user_command("dbop_monitor", "pw", roles, true);
+        assert_eq!(create.get_str("createUser").unwrap(), "dbop_monitor");
+        assert_eq!(create.get_array("mechanisms").unwrap().len(), 1);
+    }
+
+    #[test]
     fn create_user_command_document() {
         let roles = user_roles(
             "app",

@@ -692,6 +692,18 @@ mod tests {
     }
 
     #[test]
+    fn monitoring_grants_are_least_privilege_and_quoted() {
+        assert_eq!(
+            monitoring_grants("dbop_monitor").unwrap(),
+            [
+                "GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'dbop_monitor'@'%'",
+                "GRANT SELECT ON performance_schema.* TO 'dbop_monitor'@'%'",
+            ]
+        );
+        assert!(monitoring_grants("a'b").unwrap()[0].ends_with("TO 'a''b'@'%'"));
+    }
+
+    #[test]
     fn dialects() {
         assert_eq!(
             Dialect::detect("10.11.6-MariaDB-0+deb12u1"),

@@ -972,6 +972,14 @@ mod tests {
     }
 
     #[test]
+    fn monitoring_grant_is_pg_monitor_membership() {
+        assert_eq!(
+            monitoring_grant("dbop_monitor").unwrap(),
+            "GRANT pg_monitor TO \"dbop_monitor\""
+        );
+    }
+
+    #[test]
     fn scram_verifier_matches_known_vector() {
         // The vector postgres-protocol tests against (same salt, "secret").
         let salt: Vec<u8> = (1..=16).collect();

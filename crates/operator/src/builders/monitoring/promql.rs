@@ -86,10 +86,12 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
                 j += 1;
             }
             let lower = word.to_ascii_lowercase();
-            if matches!(
-                lower.as_str(),
-                "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
-            ) {
+            if chars.get(j) == Some(&'(')
+                && matches!(
+                    lower.as_str(),
+                    "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
+                )
+            {
                 label_list_next = true;
             } else if chars.get(j) == Some(&'(') || NOT_METRICS.contains(&lower.as_str()) {
                 // A function call or keyword.
