@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 
 use api::{Database, Engine};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, Probe, ResourceRequirements, Secret, Service,
-    ServicePort, ServiceSpec,
+    Container, ContainerPort, ResourceRequirements, Secret, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -156,19 +155,9 @@ pub fn sidecar(db: &Database, engine_port: i32) -> Container {
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        // The exporter answers /metrics even when the database is down
-        // (that is how `*_up 0` is reported), so probing it is safe.
-        readiness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/".into()),
-                port: IntOrString::String(METRICS_PORT_NAME.into()),
-                ..Default::default()
-            }),
-            period_seconds: Some(10),
-            timeout_seconds: Some(5),
-            failure_threshold: Some(3),
-            ..Default::default()
-        }),
+        // No readiness probe: a pod is Ready only when every container is,
+        // and a failing exporter must never take the database out of its
+        // Services. DatabaseExporterDown reports a broken exporter instead.
         resources: Some(ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".into(), Quantity("10m".into())),
