@@ -159,12 +159,13 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
     for db in [
         database("pgmon", "postgresql", "16.4"),
         database("mymon", "mysql", "8.0"),
+        database("mongomon", "mongodb", "7.0"),
     ] {
         dbs.create(&PostParams::default(), &db).await.unwrap();
     }
 
     // --- Without the prometheus-operator CRDs ---------------------------
-    for name in ["pgmon", "mymon"] {
+    for name in ["pgmon", "mymon", "mongomon"] {
         let sts = eventually(env, &format!("{name} StatefulSet"), WAIT, || async {
             Api::<StatefulSet>::namespaced(client.clone(), NS)
                 .get_opt(name)
@@ -179,14 +180,12 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
             .find(|c| c.name == "exporter")
             .expect("exporter sidecar");
         let image = exporter.image.clone().unwrap();
-        assert!(
-            image.starts_with(if name == "pgmon" {
-                "quay.io/prometheuscommunity/postgres-exporter:v"
-            } else {
-                "quay.io/prometheus/mysqld-exporter:v"
-            }),
-            "{image}"
-        );
+        let expected = match name {
+            "pgmon" => "quay.io/prometheuscommunity/postgres-exporter:v",
+            "mymon" => "quay.io/prometheus/mysqld-exporter:v",
+            _ => "percona/mongodb_exporter:0.",
+        };
+        assert!(image.starts_with(expected), "{image}");
         let port = &exporter.ports.as_ref().unwrap()[0];
         assert_eq!(port.name.as_deref(), Some("metrics"));
         // Credentials come from the monitoring Secret, never inline.
@@ -330,7 +329,7 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
     install_crds(&client, &prometheus_operator_crds()).await;
     let service_monitors = Api::<ServiceMonitor>::namespaced(client.clone(), NS);
     let rules = Api::<PrometheusRule>::namespaced(client.clone(), NS);
-    for name in ["pgmon", "mymon"] {
+    for name in ["pgmon", "mymon", "mongomon"] {
         let sm = eventually(env, &format!("{name} ServiceMonitor"), WAIT, || async {
             service_monitors.get_opt(name).await.ok()?
         })
@@ -438,7 +437,7 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
 
     // --- Steady state: nothing to change, nothing written ------------------
     let before = settle(env).await;
-    for name in ["pgmon", "mymon"] {
+    for name in ["pgmon", "mymon", "mongomon"] {
         let poke = json!({"metadata": {"annotations": {"test/poke": "1"}}});
         monitors
             .patch(name, &PatchParams::default(), &Patch::Merge(&poke))
@@ -453,6 +452,16 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
         env.metric("database_operator_api_writes_total").await,
         before,
         "the operator wrote at steady state:\n{}",
+        env.operator_log_tail()
+    );
+
+    // A restarted operator finds everything in place and writes nothing.
+    env.restart_operator().await;
+    let at_start = settle(env).await;
+    assert_eq!(
+        at_start,
+        0.0,
+        "a restarted operator wrote while catching up:\n{}",
         env.operator_log_tail()
     );
 }

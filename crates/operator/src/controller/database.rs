@@ -148,7 +148,7 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         restore.as_ref(),
         &now,
     );
-    database_monitoring::mirror_condition(db, ctx, &mut status, &now);
+    database_monitoring::mirror_condition(db, ctx, &mut status, &now).await?;
     let restoring = restore
         .as_ref()
         .and_then(|r| r.phase)

@@ -136,18 +136,28 @@ async fn ensure_monitor(
 }
 
 /// Sets (or, with monitoring off, removes) the `MonitoringReady` condition
-/// from the DatabaseMonitor's Ready condition.
-pub fn mirror_condition(db: &Database, ctx: &Context, status: &mut DatabaseStatus, now: &Time) {
+/// from the DatabaseMonitor's Ready condition. Reads through the cache, and
+/// the API server when the cache does not have it yet (after a restart), so a
+/// lagging cache never rewrites the condition.
+pub async fn mirror_condition(
+    db: &Database,
+    ctx: &Context,
+    status: &mut DatabaseStatus,
+    now: &Time,
+) -> Result<()> {
     if db.enabled_monitoring().is_none() {
         status.conditions.retain(|c| c.type_ != MONITORING_READY);
-        return;
+        return Ok(());
     }
     let namespace = db.namespace().unwrap_or_default();
-    let monitor = lookup(
+    let api = Api::<DatabaseMonitor>::namespaced(ctx.client.clone(), &namespace);
+    let monitor = cached_or_fetch(
         &ctx.stores.monitors,
+        &api,
         &Names(&db.name_any()).monitor(),
         &namespace,
-    );
+    )
+    .await?;
     let ready = monitor.as_ref().and_then(|m| {
         let status = m.status.as_ref()?;
         api::condition::find(&status.conditions, conditions::READY).cloned()
@@ -172,4 +182,5 @@ pub fn mirror_condition(db: &Database, ctx: &Context, status: &mut DatabaseStatu
         ),
     };
     set_condition(&mut status.conditions, condition, now);
+    Ok(())
 }
