@@ -37,8 +37,13 @@ async fn scrape(port: u16) -> Option<String> {
 }
 
 /// Runs the exporter with the sidecar's own flags (listening on a free
-/// port) and `env`, until `<up_metric> 1` shows; returns the metric names.
-async fn capture(engine: Engine, engine_port: u16, env: &[(&str, String)]) -> BTreeSet<String> {
+/// port) and `env`, until `<up_metric> 1` shows; returns the metric names
+/// and the exposition.
+async fn capture(
+    engine: Engine,
+    engine_port: u16,
+    env: &[(&str, String)],
+) -> (BTreeSet<String>, String) {
     let exporter = Exporter::of(engine);
     let listen = testkit::processes::free_port().unwrap();
     let args: Vec<String> = exporter
@@ -77,7 +82,7 @@ async fn capture(engine: Engine, engine_port: u16, env: &[(&str, String)]) -> BT
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let body = scrape(listen).await.unwrap_or(body);
                 let _ = child.start_kill();
-                return exposed_names(&body);
+                return (exposed_names(&body), body);
             }
             last = body;
         }
@@ -96,6 +101,20 @@ async fn capture(engine: Engine, engine_port: u16, env: &[(&str, String)]) -> BT
             .filter(|l| l.contains("_up"))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+/// Every series of a per-collector success metric is 1.
+fn assert_all_succeed(body: &str, metric: &str) {
+    let series: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .collect();
+    assert!(!series.is_empty(), "no {metric}");
+    let failed: Vec<&&str> = series.iter().filter(|l| !l.ends_with(" 1")).collect();
+    assert!(
+        failed.is_empty(),
+        "collectors failed as the monitoring login: {failed:?}"
     );
 }
 
@@ -190,7 +209,14 @@ async fn postgres_exporter_as_the_pg_monitor_login_emits_the_listed_metrics() {
         ],
     )
     .await;
-    check_or_update(Engine::Postgresql, &live);
+    check_or_update(Engine::Postgresql, &live.0);
+    // pg_monitor is enough for every default collector.
+    assert_all_succeed(&live.1, "pg_scrape_collector_success");
+    assert!(
+        live.1
+            .lines()
+            .any(|l| l == "pg_exporter_last_scrape_error 0")
+    );
 }
 
 #[tokio::test]
@@ -231,7 +257,9 @@ async fn mysqld_exporter_as_the_least_privilege_login_emits_the_listed_metrics()
         ],
     )
     .await;
-    check_or_update(Engine::Mysql, &live);
+    check_or_update(Engine::Mysql, &live.0);
+    // The least-privilege grants are enough for every default collector.
+    assert_all_succeed(&live.1, "mysql_exporter_collector_success");
 }
 
 #[tokio::test]
@@ -252,5 +280,5 @@ async fn mongodb_exporter_against_ferretdb_emits_the_listed_metrics() {
         ],
     )
     .await;
-    check_or_update(Engine::Mongodb, &live);
+    check_or_update(Engine::Mongodb, &live.0);
 }

@@ -148,7 +148,7 @@ pub fn monitoring_privileges(engine: api::Engine) -> &'static str {
     match engine {
         api::Engine::Postgresql => "member of pg_monitor, at most 3 connections",
         api::Engine::Mysql => {
-            "PROCESS, REPLICATION CLIENT on *.*, SELECT on performance_schema.*, MAX_USER_CONNECTIONS 3"
+            "PROCESS, REPLICATION CLIENT (and SLAVE MONITOR on MariaDB) on *.*, SELECT on performance_schema.*, MAX_USER_CONNECTIONS 3"
         }
         api::Engine::Mongodb => "clusterMonitor on admin, read on local",
     }

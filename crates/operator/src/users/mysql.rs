@@ -567,11 +567,16 @@ async fn apply_with(
 
 /// The grants of the monitoring login: what mysqld_exporter's default
 /// collectors read (processlist, replica status, performance_schema), and
-/// no table data.
-pub fn monitoring_grants(username: &str) -> Result<Vec<String>, UserError> {
+/// no table data. MariaDB 10.5.9+ moved replica status from REPLICATION
+/// CLIENT (now an alias of BINLOG MONITOR) to SLAVE MONITOR.
+pub fn monitoring_grants(dialect: Dialect, username: &str) -> Result<Vec<String>, UserError> {
     let account = mysql_account(username)?;
+    let global = match dialect {
+        Dialect::MySql => "PROCESS, REPLICATION CLIENT",
+        Dialect::MariaDb => "PROCESS, REPLICATION CLIENT, SLAVE MONITOR",
+    };
     Ok(vec![
-        format!("GRANT PROCESS, REPLICATION CLIENT ON *.* TO {account}"),
+        format!("GRANT {global} ON *.* TO {account}"),
         format!("GRANT SELECT ON performance_schema.* TO {account}"),
     ])
 }
@@ -596,11 +601,11 @@ impl Mysql {
             privileges: &[],
             native_grants: &[],
         };
+        let mut session = connect(target, &secrets).await?;
         let plan = Plan {
             revoke: Vec::new(),
-            grant: monitoring_grants(username)?,
+            grant: monitoring_grants(session.dialect, username)?,
         };
-        let mut session = connect(target, &secrets).await?;
         let result = apply_with(&mut session, &user, &BTreeSet::new(), &plan, &secrets).await;
         let _ = session.conn.disconnect().await;
         result
@@ -694,13 +699,17 @@ mod tests {
     #[test]
     fn monitoring_grants_are_least_privilege_and_quoted() {
         assert_eq!(
-            monitoring_grants("dbop_monitor").unwrap(),
+            monitoring_grants(Dialect::MySql, "dbop_monitor").unwrap(),
             [
                 "GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'dbop_monitor'@'%'",
                 "GRANT SELECT ON performance_schema.* TO 'dbop_monitor'@'%'",
             ]
         );
-        assert!(monitoring_grants("a'b").unwrap()[0].ends_with("TO 'a''b'@'%'"));
+        assert_eq!(
+            monitoring_grants(Dialect::MariaDb, "dbop_monitor").unwrap()[0],
+            "GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'dbop_monitor'@'%'"
+        );
+        assert!(monitoring_grants(Dialect::MySql, "a'b").unwrap()[0].ends_with("TO 'a''b'@'%'"));
     }
 
     #[test]
