@@ -315,6 +315,31 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
     assert!(!row.get::<_, bool>(1));
     assert_eq!(row.get::<_, i32>(2), 3);
 
+    // A DatabaseMonitor a user makes for a Database without an exporter, or
+    // for no Database at all, says so.
+    let mut plain = database("plain", "postgresql", "16.4");
+    plain.spec.monitoring = None;
+    dbs.create(&PostParams::default(), &plain).await.unwrap();
+    for (monitor, database, reason) in [
+        ("plain-mon", "plain", "ExporterNotEnabled"),
+        ("ghost-mon", "ghost", "DatabaseNotFound"),
+    ] {
+        let m: DatabaseMonitor = serde_json::from_value(json!({
+            "apiVersion": "example.com/v1", "kind": "DatabaseMonitor",
+            "metadata": {"name": monitor, "namespace": NS},
+            "spec": {"databaseRef": {"name": database}, "scrapeInterval": "15s"},
+        }))
+        .unwrap();
+        monitors.create(&PostParams::default(), &m).await.unwrap();
+        eventually(env, &format!("{monitor} says {reason}"), WAIT, || async {
+            let m = monitors.get(monitor).await.ok()?;
+            (condition(m.status.as_ref(), conditions::READY)?
+                == (ConditionStatus::False, reason.into()))
+                .then_some(())
+        })
+        .await;
+    }
+
     // No error loop: the monitor controller's reconciles did not fail, and
     // the operator is ready.
     assert_eq!(
@@ -437,15 +462,17 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
 
     // --- Steady state: nothing to change, nothing written ------------------
     let before = settle(env).await;
-    for name in ["pgmon", "mymon", "mongomon"] {
+    for name in ["pgmon", "mymon", "mongomon", "plain-mon", "ghost-mon"] {
         let poke = json!({"metadata": {"annotations": {"test/poke": "1"}}});
         monitors
             .patch(name, &PatchParams::default(), &Patch::Merge(&poke))
             .await
             .unwrap();
-        dbs.patch(name, &PatchParams::default(), &Patch::Merge(&poke))
-            .await
-            .unwrap();
+        if !name.ends_with("-mon") {
+            dbs.patch(name, &PatchParams::default(), &Patch::Merge(&poke))
+                .await
+                .unwrap();
+        }
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
