@@ -11,6 +11,7 @@ pub mod drills;
 pub mod events;
 pub mod jobs;
 pub mod monitor;
+pub mod monitoring_login;
 pub mod restore;
 pub mod retention;
 pub mod stores;

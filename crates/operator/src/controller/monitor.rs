@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use api::Database;
 use api::condition::{Condition, set_condition};
-use api::database::Phase;
 use api::monitor::{DatabaseMonitor, DatabaseMonitorStatus, conditions};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
@@ -25,26 +24,21 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::Context;
+use super::monitoring_login;
 use super::stores::cached_or_fetch;
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::meta::Names;
-use crate::builders::monitoring::MONITORING_USERNAME;
 use crate::builders::monitoring::dashboard::dashboard_config_map;
 use crate::builders::monitoring::rules::{RuleInput, prometheus_rule};
 use crate::builders::monitoring::service_monitor::service_monitor;
 use crate::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
-use crate::engine::PASSWORD_KEY;
 use crate::error::{Error, Result};
-use crate::users::{Password, manager, monitoring_privileges};
 
 /// The CRDs the ServiceMonitor and PrometheusRule need.
 pub const PROMETHEUS_OPERATOR_CRDS: [&str; 2] = [
     "servicemonitors.monitoring.coreos.com",
     "prometheusrules.monitoring.coreos.com",
 ];
-
-/// The monitoring login's condition on a DatabaseMonitor.
-pub const MONITORING_USER: &str = "MonitoringUserReady";
 
 /// Runs the DatabaseMonitor controller until shutdown.
 pub async fn run(ctx: Arc<Context>) {
@@ -121,7 +115,7 @@ pub fn error_policy(monitor: Arc<DatabaseMonitor>, error: &Error, ctx: Arc<Conte
 }
 
 /// One condition to set: type, holds, reason, message.
-type Observation = (&'static str, bool, &'static str, String);
+pub(crate) type Observation = (&'static str, bool, &'static str, String);
 
 async fn apply(monitor: &DatabaseMonitor, ctx: &Context) -> Result<Action> {
     let namespace = monitor
@@ -150,7 +144,7 @@ async fn apply(monitor: &DatabaseMonitor, ctx: &Context) -> Result<Action> {
             ),
         )),
         Some(db) => {
-            let (user, retry) = ensure_login(&db, ctx, &namespace).await?;
+            let (user, retry) = monitoring_login::ensure(&db, ctx, &namespace).await?;
             observations.push(user);
             let installed = prometheus_operator_installed(ctx).await?;
             observations.push(if installed {
@@ -215,94 +209,6 @@ async fn prometheus_operator_installed(ctx: &Context) -> Result<bool> {
         }
     }
     Ok(true)
-}
-
-/// The monitoring login inside the engine. Returns its condition and
-/// whether to retry soon (the database was not reachable).
-async fn ensure_login(
-    db: &Database,
-    ctx: &Context,
-    namespace: &str,
-) -> Result<(Observation, bool)> {
-    if db.status.as_ref().and_then(|s| s.phase) != Some(Phase::Running) {
-        return Ok((
-            (
-                MONITORING_USER,
-                false,
-                "DatabaseNotReady",
-                format!("waiting for Database {} to be Running", db.name_any()),
-            ),
-            false,
-        ));
-    }
-    let names = Names(&db.name_any());
-    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
-    let password = secrets
-        .get_opt(&names.monitoring_secret())
-        .await?
-        .as_ref()
-        .and_then(|s| super::user::secret_value(s, PASSWORD_KEY));
-    let Some(password) = password else {
-        return Ok((
-            (
-                MONITORING_USER,
-                false,
-                "SecretNotReady",
-                format!("Secret {} has no password yet", names.monitoring_secret()),
-            ),
-            true,
-        ));
-    };
-    let target = match super::user::admin_target(db, ctx, namespace).await? {
-        Some(target) => target,
-        None => {
-            return Ok((
-                (
-                    MONITORING_USER,
-                    false,
-                    "AdminSecretNotReady",
-                    format!("Secret {} has no admin credentials yet", names.secret()),
-                ),
-                true,
-            ));
-        }
-    };
-    let password = Password::new(password);
-    let engine = manager(db.spec.engine);
-    match engine
-        .ensure_monitoring_user(&target, MONITORING_USERNAME, &password)
-        .await
-    {
-        Ok(()) => Ok((
-            (
-                MONITORING_USER,
-                true,
-                "LoginReady",
-                format!(
-                    "login {MONITORING_USERNAME}: {}",
-                    monitoring_privileges(db.spec.engine)
-                ),
-            ),
-            false,
-        )),
-        Err(error) => {
-            // The error text can vary between attempts (timeouts, resets):
-            // it goes to the log, the condition keeps a stable message so a
-            // retry that fails the same way writes nothing.
-            warn!(database = %db.name_any(), namespace, %error, "cannot set up the monitoring login");
-            let (reason, message) = match error {
-                crate::users::UserError::Unreachable(_) => (
-                    "DatabaseUnreachable",
-                    format!(
-                        "cannot reach {}:{} as the admin to set up login {MONITORING_USERNAME}; retrying",
-                        target.host, target.port
-                    ),
-                ),
-                other => ("LoginRefused", other.to_string()),
-            };
-            Ok(((MONITORING_USER, false, reason, message), true))
-        }
-    }
 }
 
 /// Applies the dashboard always, and the ServiceMonitor and PrometheusRule

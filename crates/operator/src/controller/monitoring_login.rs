@@ -1,0 +1,104 @@
+//! The monitoring login of a DatabaseMonitor's Database: created and kept
+//! inside the engine through the users machinery, with the password from
+//! the `<name>-monitoring` Secret, once the Database is Running.
+
+use api::Database;
+use api::database::Phase;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+use tracing::warn;
+
+use super::Context;
+use super::monitor::Observation;
+use crate::builders::meta::Names;
+use crate::builders::monitoring::MONITORING_USERNAME;
+use crate::engine::PASSWORD_KEY;
+use crate::error::Result;
+use crate::users::{Password, UserError, manager, monitoring_privileges};
+
+/// The monitoring login's condition on a DatabaseMonitor.
+pub const MONITORING_USER: &str = "MonitoringUserReady";
+
+/// The monitoring login inside the engine. Returns its condition and
+/// whether to retry soon (the database was not reachable).
+pub async fn ensure(db: &Database, ctx: &Context, namespace: &str) -> Result<(Observation, bool)> {
+    if db.status.as_ref().and_then(|s| s.phase) != Some(Phase::Running) {
+        return Ok((
+            (
+                MONITORING_USER,
+                false,
+                "DatabaseNotReady",
+                format!("waiting for Database {} to be Running", db.name_any()),
+            ),
+            false,
+        ));
+    }
+    let names = Names(&db.name_any());
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    let password = secrets
+        .get_opt(&names.monitoring_secret())
+        .await?
+        .as_ref()
+        .and_then(|s| super::user::secret_value(s, PASSWORD_KEY));
+    let Some(password) = password else {
+        return Ok((
+            (
+                MONITORING_USER,
+                false,
+                "SecretNotReady",
+                format!("Secret {} has no password yet", names.monitoring_secret()),
+            ),
+            true,
+        ));
+    };
+    let target = match super::user::admin_target(db, ctx, namespace).await? {
+        Some(target) => target,
+        None => {
+            return Ok((
+                (
+                    MONITORING_USER,
+                    false,
+                    "AdminSecretNotReady",
+                    format!("Secret {} has no admin credentials yet", names.secret()),
+                ),
+                true,
+            ));
+        }
+    };
+    let password = Password::new(password);
+    let engine = manager(db.spec.engine);
+    match engine
+        .ensure_monitoring_user(&target, MONITORING_USERNAME, &password)
+        .await
+    {
+        Ok(()) => Ok((
+            (
+                MONITORING_USER,
+                true,
+                "LoginReady",
+                format!(
+                    "login {MONITORING_USERNAME}: {}",
+                    monitoring_privileges(db.spec.engine)
+                ),
+            ),
+            false,
+        )),
+        Err(error) => {
+            // The error text can vary between attempts (timeouts, resets):
+            // it goes to the log, the condition keeps a stable message so a
+            // retry that fails the same way writes nothing.
+            warn!(database = %db.name_any(), namespace, %error, "cannot set up the monitoring login");
+            let (reason, message) = match error {
+                UserError::Unreachable(_) => (
+                    "DatabaseUnreachable",
+                    format!(
+                        "cannot reach {}:{} as the admin to set up login {MONITORING_USERNAME}; retrying",
+                        target.host, target.port
+                    ),
+                ),
+                other => ("LoginRefused", other.to_string()),
+            };
+            Ok(((MONITORING_USER, false, reason, message), true))
+        }
+    }
+}
