@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test lint crds crds-check controlplane servers third-party-crds cluster cluster-down fmt clean
+.PHONY: help run test lint crds crds-check controlplane servers monitoring-tools third-party-crds cluster cluster-down fmt clean
 
 help:
 	@echo "make run           start a local control plane, the operator and the samples"
@@ -16,7 +16,7 @@ help:
 run:
 	@hack/run.sh
 
-test: lint crds-check controlplane servers third-party-crds
+test: lint crds-check controlplane servers monitoring-tools third-party-crds
 	$(CARGO) test --workspace --no-fail-fast
 
 lint:
@@ -38,7 +38,12 @@ controlplane:
 servers:
 	@bash hack/servers/install.sh
 
-# Other projects' CRDs (Velero's Schedule) from their Go modules, for the integration tests.
+# promtool (Debian's prometheus) and the pinned exporters, for the monitoring tests.
+monitoring-tools:
+	@bash hack/monitoring/install.sh
+
+# Other projects' CRDs (Velero's Schedule, prometheus-operator's ServiceMonitor
+# and PrometheusRule) from their Go modules, for the integration tests.
 third-party-crds:
 	@bash hack/crds/fetch.sh
 

@@ -53,38 +53,20 @@ fn condition(
     Some((c.status, c.reason.clone()))
 }
 
-/// The prometheus-operator CRD files, fetched by hack/crds/fetch.sh.
+/// The prometheus-operator CRD files, fetched by hack/crds/fetch.sh (run
+/// here when the cache lacks them).
 fn prometheus_operator_crds() -> Vec<PathBuf> {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let script = repo.join("hack/crds/fetch.sh");
-    let text = std::fs::read_to_string(&script).unwrap();
-    let version = text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("PROMETHEUS_OPERATOR_VERSION=\"")?
-                .strip_suffix('"')
-        })
-        .expect("PROMETHEUS_OPERATOR_VERSION in hack/crds/fetch.sh");
-    let cache = std::env::var_os("DATABASE_OPERATOR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/database-operator")
-        });
-    let dir = cache
-        .join("crds")
-        .join(format!("prometheus-operator-{version}"));
-    if !dir.join(".complete").exists() {
-        let ok = std::process::Command::new("bash")
-            .arg(&script)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "hack/crds/fetch.sh failed");
+    if let Ok(files) = testkit::crds::prometheus_operator_crds() {
+        return files;
     }
-    ["servicemonitors", "prometheusrules"]
-        .iter()
-        .map(|kind| dir.join(format!("monitoring.coreos.com_{kind}.yaml")))
-        .collect()
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../hack/crds/fetch.sh");
+    let ok = std::process::Command::new("bash")
+        .arg(&script)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "hack/crds/fetch.sh failed");
+    testkit::crds::prometheus_operator_crds().unwrap()
 }
 
 async fn install_crds(client: &Client, files: &[PathBuf]) {

@@ -42,3 +42,17 @@ pub fn velero_version() -> &'static str {
 pub fn velero_schedule_crd() -> Result<PathBuf> {
     Ok(set_dir("velero", velero_version())?.join("velero.io_schedules.yaml"))
 }
+
+/// prometheus-operator release whose CRDs the tests install, e.g. `v0.85.0`.
+pub fn prometheus_operator_version() -> &'static str {
+    pinned("PROMETHEUS_OPERATOR_VERSION")
+}
+
+/// prometheus-operator's ServiceMonitor and PrometheusRule CRDs, as released.
+pub fn prometheus_operator_crds() -> Result<Vec<PathBuf>> {
+    let dir = set_dir("prometheus-operator", prometheus_operator_version())?;
+    Ok(["servicemonitors", "prometheusrules"]
+        .iter()
+        .map(|kind| dir.join(format!("monitoring.coreos.com_{kind}.yaml")))
+        .collect())
+}
