@@ -57,7 +57,11 @@ fn agent(cmd: &str, pg: &Postgres, bucket: &Bucket, key: &str) -> tokio::process
         .args(bucket.args("bench"))
         .args(["--key-name", key, "--termination-log", "/dev/null"])
         .args(match (cmd, std::env::var("BENCH_LEVEL")) {
-            ("backup", Ok(level)) => vec!["--compression-level".to_owned(), level],
+            ("backup", Ok(level)) => vec![format!("--compression-level={level}")],
+            _ => Vec::new(),
+        })
+        .args(match (cmd, std::env::var("BENCH_WORKERS")) {
+            ("backup", Ok(n)) => vec![format!("--compression-workers={n}")],
             _ => Vec::new(),
         })
         .env("DB_USER", pg.admin_user())
@@ -126,6 +130,9 @@ async fn benchmark_pg_dumpall_vs_agent() {
         let (t, stderr) = timed(agent("backup", &source, &bucket, &format!("bench-{run}"))).await;
         backup_times.push(t);
         backup_rss = max_rss_kib(&stderr).or(backup_rss);
+        if std::env::var("BENCH_VERBOSE").is_ok() {
+            eprintln!("{stderr}");
+        }
         eprintln!(
             "run {run}: pg_dumpall {:.1}s, agent backup {:.1}s",
             dumpall_times[run].as_secs_f64(),

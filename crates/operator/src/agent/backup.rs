@@ -43,7 +43,10 @@ pub async fn run(args: BackupArgs) -> Result<serde_json::Value> {
         store.location(&dump_path)
     ));
 
-    let level = args.compression_level;
+    let level = pipeline::Compression {
+        level: args.compression_level,
+        workers: args.compression_workers,
+    };
     let (inventory, uploaded, dump_tool) = match engine {
         EngineKind::Postgresql => {
             let mut inventory = postgresql::inventory(&args.db, &secrets).await?;

@@ -9,10 +9,12 @@
 //! Download: one pass to hash (nothing applied), a second to restore, the
 //! second pinned to the first's ETag (`If-Match`) and hashed again.
 //!
-//! Compression is zstd, level 1 by default, in one worker thread beside the
-//! task that reads, hashes and uploads: on the two cores a backup pod gets,
-//! level 1 keeps pace with pg_dumpall (level 3 cost half again as much time
-//! for no smaller object on SQL text in the benchmark); its frames carry a
+//! Compression is zstd, level 1 by default, in the task that reads, hashes
+//! and uploads. Measured with the agent benchmark on two cores (500 MB of
+//! SQL): level 3 took half again as long as level 1 for no smaller object;
+//! a zstd worker thread made the backup 50% slower (lock traffic and
+//! context switches beside pg_dumpall and the server); zstd's fast levels
+//! (-3) saved no time and nearly doubled the object. Its frames carry a
 //! content checksum, and `zstd -d` reads an object by hand.
 
 use std::pin::Pin;
@@ -36,6 +38,15 @@ pub const PART_SIZE: usize = 8 << 20;
 /// Parts uploading concurrently.
 pub const PARTS_IN_FLIGHT: usize = 2;
 const READ_CHUNK: usize = 256 << 10;
+
+/// How the dump is compressed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Compression {
+    /// zstd level (negative: zstd's fast levels).
+    pub level: i32,
+    /// zstd worker threads (0: in the uploading task).
+    pub workers: u32,
+}
 
 /// Counts and optionally hashes what passes through a reader.
 pub struct Tap<R> {
@@ -111,19 +122,26 @@ pub async fn upload<R, F, T>(
     store: &Store,
     path: &Path,
     source: R,
-    level: i32,
+    compression: Compression,
     finished: F,
 ) -> Result<(Uploaded, T)>
 where
     R: AsyncRead + Unpin,
     F: std::future::Future<Output = Result<T>>,
 {
-    // One zstd worker thread: compression runs beside this task, which
-    // reads the dump, hashes and uploads, instead of taking turns with it.
+    // With workers, zstd compresses in its own threads beside this task,
+    // which reads the dump, hashes and uploads, instead of taking turns.
+    let params = [async_compression::zstd::CParameter::nb_workers(
+        compression.workers,
+    )];
     let mut encoder = ZstdEncoder::with_quality_and_params(
         BufReader::with_capacity(READ_CHUNK, Tap::counting(source)),
-        Level::Precise(level),
-        &[async_compression::zstd::CParameter::nb_workers(1)],
+        Level::Precise(compression.level),
+        if compression.workers > 0 {
+            &params[..]
+        } else {
+            &[]
+        },
     );
     let multipart = store
         .store
@@ -274,9 +292,18 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             data.extend_from_slice(&x.to_le_bytes());
         }
-        let (up, ()) = upload(&s, &path, &data[..], 1, async { Ok(()) })
-            .await
-            .unwrap();
+        let (up, ()) = upload(
+            &s,
+            &path,
+            &data[..],
+            Compression {
+                level: 1,
+                workers: 1,
+            },
+            async { Ok(()) },
+        )
+        .await
+        .unwrap();
         assert_eq!(up.uncompressed_bytes, data.len() as u64);
         let (size, sha, etag) = hash_object(&s, &path).await.unwrap();
         assert_eq!((size, sha.clone()), (up.size_bytes, up.sha256.clone()));
@@ -291,9 +318,16 @@ mod tests {
     async fn a_failed_producer_leaves_no_object() {
         let s = store();
         let path = s.dump_path("k", super::super::EngineKind::Mysql);
-        let err = upload(&s, &path, &b"partial dump"[..], 3, async {
-            Err::<(), _>(AgentError::Tool("mysqldump exited with 2".into()))
-        })
+        let err = upload(
+            &s,
+            &path,
+            &b"partial dump"[..],
+            Compression {
+                level: 3,
+                workers: 0,
+            },
+            async { Err::<(), _>(AgentError::Tool("mysqldump exited with 2".into())) },
+        )
         .await
         .unwrap_err();
         assert!(err.to_string().contains("exited with 2"));
