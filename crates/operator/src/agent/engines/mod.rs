@@ -11,6 +11,7 @@ pub mod postgresql;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -92,6 +93,18 @@ pub struct Tool {
 /// How many stderr lines an error quotes.
 const STDERR_LINES: usize = 12;
 
+/// Grows a pipe from the default 64 KiB to 1 MiB: a dump moves through it
+/// in far fewer wake-ups of the tool and the agent (measured: a quarter of
+/// the dump tool's time went to pipe wake-ups). Best effort: a smaller
+/// limit (`/proc/sys/fs/pipe-max-size`) keeps the default.
+fn widen_pipe(fd: RawFd) {
+    const PIPE_SIZE: libc::c_int = 1 << 20;
+    // SAFETY: fcntl on a descriptor this process owns, with an int argument.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETPIPE_SZ, PIPE_SIZE);
+    }
+}
+
 impl Tool {
     /// Spawns `program args` with `env` added and the agent's own secrets
     /// removed from its environment.
@@ -129,6 +142,15 @@ impl Tool {
         let mut child = cmd
             .spawn()
             .map_err(|e| AgentError::Tool(format!("starting {}: {e}", program.display())))?;
+        for pipe in [
+            child.stdout.as_ref().map(|p| p.as_raw_fd()),
+            child.stdin.as_ref().map(|p| p.as_raw_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            widen_pipe(pipe);
+        }
         let err = child.stderr.take().expect("stderr is piped");
         let stderr = tokio::spawn(async move {
             let mut lines = BufReader::new(err).lines();
