@@ -19,10 +19,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value [`Error::kind`] can return: the `kind` label of the
+    /// errors metric is this small, fixed set, so series never multiply.
+    pub const KINDS: [&'static str; 6] = [
+        "api_conflict",
+        "api_refused",
+        "api_unavailable",
+        "transport",
+        "missing_field",
+        "cleanup",
+    ];
+
     /// A short label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Kube(kube::Error::Api(_)) => "api",
+            // Another writer got there first: retried, normal in small doses.
+            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "api_conflict",
+            // The server is overloaded or failing.
+            Error::Kube(kube::Error::Api(status)) if status.code == 429 || status.code >= 500 => {
+                "api_unavailable"
+            }
+            // The request itself was refused (RBAC, validation, not found).
+            Error::Kube(kube::Error::Api(_)) => "api_refused",
             Error::Kube(_) => "transport",
             Error::MissingField(_) => "missing_field",
             Error::Cleanup(_) => "cleanup",

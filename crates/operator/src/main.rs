@@ -21,9 +21,10 @@ enum Command {
         /// Address for /healthz, /readyz and /metrics.
         #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
         metrics_address: SocketAddr,
-        /// Log as JSON lines instead of readable text.
-        #[arg(long, env = "LOG_JSON")]
-        log_json: bool,
+        /// Log format: readable `text`, or `json` (one object per line) for
+        /// log collectors.
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = operator::telemetry::LogFormat::Text)]
+        log_format: operator::telemetry::LogFormat,
         /// How long deletion cleanup is retried before the finalizer lets go
         /// and reports what it left behind.
         #[arg(long, env = "CLEANUP_DEADLINE_SECONDS", default_value_t = 120)]
@@ -66,13 +67,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run {
             metrics_address,
-            log_json,
+            log_format,
             cleanup_deadline_seconds,
             resolve,
             agent_image,
             runbook_base_url,
         } => {
-            operator::telemetry::init(log_json);
+            operator::telemetry::init(log_format);
             let metrics = Arc::new(Metrics::default());
             let config = kube::Config::infer().await?;
             let client = operator::client::counting_client(config, metrics.clone())?;
