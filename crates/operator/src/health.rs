@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kube::Resource;
 use kube::runtime::reflector::Store;
@@ -37,10 +38,11 @@ impl Health {
     }
 
     pub fn cache_synced(&self, name: &str) {
-        self.caches
-            .lock()
-            .expect("health lock")
-            .insert(name.to_owned(), true);
+        let mut caches = self.caches.lock().expect("health lock");
+        caches.insert(name.to_owned(), true);
+        if caches.values().all(|synced| *synced) {
+            info!("every cache has synced");
+        }
     }
 
     /// Marks `name` synced once `store` has listed.
@@ -51,8 +53,17 @@ impl Health {
     {
         let health = self.clone();
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                health.cache_synced(name);
+            // A Store wakes only the last task that polled `wait_until_ready`
+            // (one oneshot receiver behind it), and the Controller's runner
+            // waits on the same store: so poll again each second rather
+            // than trust a wake-up that may go to the runner instead.
+            loop {
+                let wait = tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready());
+                match wait.await {
+                    Ok(Ok(())) => return health.cache_synced(name),
+                    Ok(Err(_writer_dropped)) => return,
+                    Err(_elapsed) => {}
+                }
             }
         });
     }
@@ -80,6 +91,11 @@ impl Health {
                 Err(e) if e.is_panic() => "it panicked".to_owned(),
                 Err(e) => e.to_string(),
             };
+            // The controllers and our signal listener see SIGTERM at the
+            // same moment, in no set order: give the listener a moment.
+            if !health.stopping.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
             if health.stopping.load(Ordering::Relaxed) {
                 info!(controller = name, "controller stopped");
             } else {

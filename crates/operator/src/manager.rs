@@ -56,7 +56,6 @@ pub async fn run(
     tokio::spawn(async move {
         if stores.wait_until_ready().await.is_ok() {
             children.cache_synced("children");
-            info!("caches synced");
         }
     });
     // Each controller is its own task: one that dies fails /healthz while
