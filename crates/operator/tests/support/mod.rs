@@ -23,6 +23,7 @@ pub struct Env {
     pub operator_log: PathBuf,
     operator_pid: std::sync::Mutex<u32>,
     operator_args: Vec<String>,
+    operator_kubeconfig: PathBuf,
 }
 
 static ENV: OnceCell<Env> = OnceCell::const_new();
@@ -40,27 +41,46 @@ pub async fn env() -> &'static Env {
 /// A cluster with CRDs and an operator started with `extra_args` (for
 /// example `--resolve` entries for real database servers).
 pub async fn start(extra_args: Vec<String>) -> Result<Env> {
+    start_with(extra_args, async |_| Ok(None)).await
+}
+
+/// Like [`start`], with `setup` run on the cluster before the operator
+/// starts; when it returns a kubeconfig, the operator uses that one (for
+/// example one that impersonates the operator's ServiceAccount).
+pub async fn start_with(
+    extra_args: Vec<String>,
+    setup: impl AsyncFnOnce(&Cluster) -> Result<Option<PathBuf>>,
+) -> Result<Env> {
     let cluster = Cluster::start().await?;
     let client = cluster.client().await?;
     install_crds(&client).await?;
+    let operator_kubeconfig = setup(&cluster)
+        .await?
+        .unwrap_or_else(|| cluster.kubeconfig_path().to_owned());
     let port = testkit::processes::free_port()?;
     let metrics_address = format!("127.0.0.1:{port}");
     let operator_log = cluster.dir().join("operator.log");
-    let pid = spawn_operator(&cluster, &metrics_address, &operator_log, &extra_args)?;
+    let pid = spawn_operator(
+        &operator_kubeconfig,
+        &metrics_address,
+        &operator_log,
+        &extra_args,
+    )?;
     let env = Env {
         cluster,
         metrics_address,
         operator_log,
         operator_pid: std::sync::Mutex::new(pid),
         operator_args: extra_args,
+        operator_kubeconfig,
     };
     env.wait_until_ready().await?;
     Ok(env)
 }
 
-/// Starts the real operator binary against `cluster`; returns its pid.
+/// Starts the real operator binary with `kubeconfig`; returns its pid.
 fn spawn_operator(
-    cluster: &Cluster,
+    kubeconfig: &std::path::Path,
     metrics_address: &str,
     log: &std::path::Path,
     extra: &[String],
@@ -82,7 +102,7 @@ fn spawn_operator(
         log,
     )?;
     command
-        .env("KUBECONFIG", cluster.kubeconfig_path())
+        .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube=warn,operator=debug");
     // The operator dies with the forking thread (PR_SET_PDEATHSIG), so fork it
     // from a thread that lives as long as the operator.
@@ -159,7 +179,7 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let pid = spawn_operator(
-            &self.cluster,
+            &self.operator_kubeconfig,
             &self.metrics_address,
             &self.operator_log,
             &self.operator_args,
