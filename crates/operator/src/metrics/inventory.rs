@@ -28,6 +28,17 @@ const PHASES: [Phase; 7] = [
     Phase::Deleting,
 ];
 
+/// Fails to compile when a phase is added without adding it to [`PHASES`].
+const _: fn(Phase) = |phase| match phase {
+    Phase::Pending
+    | Phase::Creating
+    | Phase::Running
+    | Phase::Scaling
+    | Phase::Updating
+    | Phase::Failed
+    | Phase::Deleting => {}
+};
+
 /// The caches to read; each is set once its controller has started.
 #[derive(Default)]
 pub struct Inventory {
