@@ -5,7 +5,9 @@
 //! but reconciles nothing; failing liveness lets the kubelet restart it.
 //!
 //! Ready: live, and every cache the controllers read from has listed once,
-//! so a reconcile never acts on a half-filled view of the cluster.
+//! so a reconcile never acts on a half-filled view of the cluster. With
+//! leader election, a follower runs no controller and is ready while it
+//! is alive and waiting for the lease.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,6 +27,8 @@ pub struct Health {
     loops: Mutex<BTreeMap<String, Option<String>>>,
     /// Set on SIGTERM: loops ending then are expected, not an error.
     stopping: AtomicBool,
+    /// Waiting for the lease: no controller runs, no cache is needed.
+    following: AtomicBool,
 }
 
 impl Health {
@@ -66,6 +70,11 @@ impl Health {
                 }
             }
         });
+    }
+
+    /// A follower is ready as long as it is alive: it stands by to lead.
+    pub fn following(&self, yes: bool) {
+        self.following.store(yes, Ordering::Relaxed);
     }
 
     /// The process is shutting down.
@@ -128,6 +137,9 @@ impl Health {
     /// `Err` says what is not ready.
     pub fn ready(&self) -> Result<(), String> {
         self.live()?;
+        if self.following.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let waiting: Vec<String> = self
             .caches
             .lock()
@@ -157,6 +169,16 @@ mod tests {
         assert!(health.ready().unwrap_err().contains("database"));
         health.cache_synced("database");
         assert_eq!(health.ready(), Ok(()));
+    }
+
+    #[test]
+    fn a_follower_is_ready_without_caches() {
+        let health = Health::default();
+        health.expect_caches(&["children"]);
+        health.following(true);
+        assert_eq!(health.ready(), Ok(()));
+        health.following(false);
+        assert!(health.ready().is_err());
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod resolver;

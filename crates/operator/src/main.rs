@@ -33,6 +33,13 @@ enum Command {
         /// outside the cluster: <service>.<namespace>=<host>:<port>. Repeatable.
         #[arg(long = "resolve", value_name = "SERVICE.NAMESPACE=HOST:PORT")]
         resolve: Vec<operator::resolver::Override>,
+        /// Run as one of several replicas: only the holder of a Lease
+        /// reconciles; the others stand by, ready, to take over.
+        #[arg(long, env = "LEADER_ELECT")]
+        leader_elect: bool,
+        /// Namespace of the leader-election Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "database-operator")]
+        leader_election_namespace: String,
         /// Image with this binary at /usr/local/bin/database-operator; backup
         /// pods copy the agent from it into the engine's image.
         #[arg(long, env = "AGENT_IMAGE", default_value = operator::builders::DEFAULT_AGENT_IMAGE)]
@@ -72,6 +79,8 @@ async fn main() -> anyhow::Result<()> {
             resolve,
             agent_image,
             runbook_base_url,
+            leader_elect,
+            leader_election_namespace,
         } => {
             operator::telemetry::init(log_format);
             let metrics = Arc::new(Metrics::default());
@@ -84,7 +93,15 @@ async fn main() -> anyhow::Result<()> {
                 runbook_base_url,
                 ..Settings::default()
             };
-            operator::manager::run(client, metrics, metrics_address, settings).await?;
+            let election = leader_elect.then(|| {
+                operator::leader::Elector::new(
+                    client.clone(),
+                    &leader_election_namespace,
+                    "database-operator",
+                    operator::leader::identity(),
+                )
+            });
+            operator::manager::run(client, metrics, metrics_address, settings, election).await?;
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use kube::Client;
 use tracing::info;
 
 use crate::controller::{self, Context, Settings, stores};
+use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::server::{self, Probes};
 
@@ -25,6 +26,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     address: SocketAddr,
     settings: Settings,
+    election: Option<Elector>,
 ) -> anyhow::Result<()> {
     let (stores, streams) = stores::start(&client);
     let ctx = Arc::new(Context::new(
@@ -47,6 +49,20 @@ pub async fn run(
     });
     info!(%address, "serving /healthz, /readyz and /metrics");
 
+    // A follower serves its probes and waits; it starts the controllers
+    // only once it holds the lease.
+    if let Some(elector) = &election {
+        health.following(true);
+        info!(identity = elector.identity(), "waiting for the lease");
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = shutdown_signal() => {
+                server.abort();
+                return Ok(());
+            }
+        }
+        health.following(false);
+    }
     let stopping = health.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -66,7 +82,23 @@ pub async fn run(
         health.supervise("databasemonitor", controller::monitor::run(ctx.clone())),
         health.supervise("databasebackup", controller::backup::run(ctx)),
     ];
-    futures::future::join_all(loops).await;
+    let loops = futures::future::join_all(loops);
+    match &election {
+        None => {
+            loops.await;
+        }
+        Some(elector) => {
+            tokio::select! {
+                _ = loops => elector.release().await,
+                () = elector.keep() => {
+                    // Another replica may lead now: stop at once, and let
+                    // the restart come back as a follower.
+                    server.abort();
+                    anyhow::bail!("lost the lease; stopping so that only the new leader reconciles");
+                }
+            }
+        }
+    }
     server.abort();
     Ok(())
 }

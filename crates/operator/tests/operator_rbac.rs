@@ -1,7 +1,7 @@
 //! The ClusterRole in deploy/operator is enough, and no more than that: the
 //! real operator runs as its ServiceAccount (a kubeconfig that impersonates
 //! it, bound by deploy/operator's ClusterRoleBinding) through a Database's
-//! life — created with backups on a schedule, a user made in a real
+//! life — leader election on its Lease, a Database created with backups on a schedule, a user made in a real
 //! PostgreSQL server, an on-demand and a scheduled backup, retention,
 //! the user dropped and the Database deleted with its volumes — and the API
 //! server refuses it nothing. The same identity cannot do what the role does
@@ -17,7 +17,7 @@ use api::backup::{BackupPhase, DatabaseBackup};
 use api::database::Phase;
 use api::user::{DatabaseUser, UserPhase};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
@@ -58,6 +58,19 @@ async fn as_the_operator(cluster: &Cluster) -> anyhow::Result<Option<PathBuf>> {
         .patch(&binding.name_any(), &apply, &Patch::Apply(&binding))
         .await?;
 
+    let lease_role: Role = read_yaml("deploy/operator/leader-election-role.yaml");
+    Api::<Role>::namespaced(client.clone(), &namespace.name_any())
+        .patch(&lease_role.name_any(), &apply, &Patch::Apply(&lease_role))
+        .await?;
+    let lease_binding: RoleBinding = read_yaml("deploy/operator/leader-election-rolebinding.yaml");
+    Api::<RoleBinding>::namespaced(client.clone(), &namespace.name_any())
+        .patch(
+            &lease_binding.name_any(),
+            &apply,
+            &Patch::Apply(&lease_binding),
+        )
+        .await?;
+
     let mut kubeconfig = Kubeconfig::read_from(cluster.kubeconfig_path())?;
     for user in &mut kubeconfig.auth_infos {
         let auth = user.auth_info.get_or_insert_with(Default::default);
@@ -80,7 +93,10 @@ fn object<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
 #[tokio::test]
 async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
     let pg = Postgres::start().await.expect("PostgreSQL");
+    // With leader election, as deploy/operator runs it: the Lease is in
+    // the operator's namespace, under its Role.
     let resolve = vec![
+        "--leader-elect".to_string(),
         "--resolve".to_string(),
         format!("pg-primary.{NS}=127.0.0.1:{}", pg.port()),
     ];
@@ -107,6 +123,16 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
         matches!(&refused, Err(kube::Error::Api(s)) if s.code == 403),
         "{refused:?}"
     );
+
+    let leases = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+        client.clone(),
+        "database-operator",
+    );
+    eventually(&env, "the operator holding its Lease", WAIT, || async {
+        let lease = leases.get_opt("database-operator").await.ok()??;
+        lease.spec?.holder_identity
+    })
+    .await;
 
     env.namespace(NS).await;
     Api::<Secret>::namespaced(client.clone(), NS)

@@ -350,12 +350,14 @@ fn read_yaml<T: serde::de::DeserializeOwned>(path: &str) -> T {
 async fn the_packaging_parses_into_its_types_and_the_api_server_accepts_it() {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 
     let namespace: Namespace = read_yaml("deploy/operator/namespace.yaml");
     let account: ServiceAccount = read_yaml("deploy/operator/serviceaccount.yaml");
     let role: ClusterRole = read_yaml("deploy/operator/clusterrole.yaml");
     let binding: ClusterRoleBinding = read_yaml("deploy/operator/clusterrolebinding.yaml");
+    let lease_role: Role = read_yaml("deploy/operator/leader-election-role.yaml");
+    let lease_binding: RoleBinding = read_yaml("deploy/operator/leader-election-rolebinding.yaml");
     let deployment: Deployment = read_yaml("deploy/operator/deployment.yaml");
     let service: Service = read_yaml("deploy/operator/service.yaml");
     let dashboard: ConfigMap = read_yaml("deploy/monitoring/operator-dashboard-configmap.yaml");
@@ -372,7 +374,10 @@ async fn the_packaging_parses_into_its_types_and_the_api_server_accepts_it() {
         ("ServiceAccount", sa.as_str())
     );
     assert_eq!(subject.namespace.as_deref(), Some(ns.as_str()));
-    for rule in role.rules.as_ref().unwrap() {
+    assert_eq!(lease_binding.role_ref.name, lease_role.name_any());
+    assert_eq!(lease_binding.subjects.as_ref().unwrap()[0], *subject);
+    assert_eq!(lease_role.namespace().as_deref(), Some(ns.as_str()));
+    for rule in role.rules.iter().chain(lease_role.rules.iter()).flatten() {
         assert!(!rule.verbs.iter().any(|v| v == "*"), "wildcard verb");
         assert!(
             !rule.resources.iter().flatten().any(|r| r.contains('*')),
@@ -490,6 +495,8 @@ async fn the_packaging_parses_into_its_types_and_the_api_server_accepts_it() {
     dry_run(Api::namespaced(client.clone(), &ns), &account, &dry).await;
     dry_run(Api::all(client.clone()), &role, &dry).await;
     dry_run(Api::all(client.clone()), &binding, &dry).await;
+    dry_run(Api::namespaced(client.clone(), &ns), &lease_role, &dry).await;
+    dry_run(Api::namespaced(client.clone(), &ns), &lease_binding, &dry).await;
     dry_run(Api::namespaced(client.clone(), &ns), &deployment, &dry).await;
     dry_run(Api::namespaced(client.clone(), &ns), &service, &dry).await;
     dry_run(Api::namespaced(client.clone(), &ns), &dashboard, &dry).await;

@@ -225,20 +225,27 @@ impl Env {
         name.to_owned()
     }
 
+    /// The running operator's process id.
+    pub fn operator_pid(&self) -> u32 {
+        *self.operator_pid.lock().unwrap()
+    }
+
+    /// Starts one more operator, with the same kubeconfig and arguments,
+    /// serving on `metrics_address` and logging to `log`; returns its pid.
+    /// The caller stops it.
+    pub fn spawn_another_operator(&self, metrics_address: &str, log: &std::path::Path) -> u32 {
+        spawn_operator(
+            &self.operator_kubeconfig,
+            metrics_address,
+            log,
+            &self.operator_args,
+        )
+        .expect("starting another operator")
+    }
+
     /// A plain HTTP/1.0 GET against the operator's metrics server.
     pub async fn http_get(&self, path: &str) -> Result<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(&self.metrics_address).await?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-            .await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        let code = response.split_whitespace().nth(1).unwrap_or("0").parse()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((code, body))
+        http_get(&self.metrics_address, path).await
     }
 
     /// Sum of every series of a metric in the operator's /metrics.
@@ -254,6 +261,22 @@ impl Env {
     pub fn operator_log_tail(&self) -> String {
         testkit::processes::log_tail(&self.operator_log, 60)
     }
+}
+
+/// A plain HTTP/1.0 GET against an operator's metrics server at `address`.
+pub async fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let code = response.split_whitespace().nth(1).unwrap_or("0").parse()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
 }
 
 /// Reads a sample from deploy/samples into `namespace`.
