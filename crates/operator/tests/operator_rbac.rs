@@ -1,7 +1,7 @@
 //! The ClusterRole in deploy/operator is enough, and no more than that: the
 //! real operator runs as its ServiceAccount (a kubeconfig that impersonates
 //! it, bound by deploy/operator's ClusterRoleBinding) through a Database's
-//! life — leader election on its Lease, a Database created with backups on a schedule, a user made in a real
+//! life — leader election on its Lease, a Velero Schedule, a Database created with backups on a schedule, a user made in a real
 //! PostgreSQL server, an on-demand and a scheduled backup, retention,
 //! the user dropped and the Database deleted with its volumes — and the API
 //! server refuses it nothing. The same identity cannot do what the role does
@@ -18,7 +18,11 @@ use api::database::Phase;
 use api::user::{DatabaseUser, UserPhase};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+    PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, ResourceExt};
 use support::eventually;
@@ -219,6 +223,53 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
     })
     .await;
 
+    // Velero: once its Schedule CRD is installed, a Database with method
+    // velero gets a Schedule in Velero's namespace, removed on deletion.
+    install_velero_schedule_crd(&client).await;
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &object(serde_json::json!({"metadata": {"name": "velero"}})),
+        )
+        .await
+        .unwrap();
+    dbs.create(
+        &PostParams::default(),
+        &object(serde_json::json!({
+            "apiVersion": "example.com/v1", "kind": "Database",
+            "metadata": {"name": "vel", "namespace": NS},
+            "spec": {"engine": "postgresql", "version": "16.4", "storage": {"size": "1Gi"},
+                "backup": {"enabled": true, "schedule": "30 1 * * *", "retention": "7d",
+                    "method": "velero", "velero": {"storageLocation": "default"}}}
+        })),
+    )
+    .await
+    .unwrap();
+    let schedules = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "velero",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("velero.io", "v1", "Schedule"),
+            "schedules",
+        ),
+    );
+    let count = || async {
+        schedules
+            .list(&ListParams::default())
+            .await
+            .ok()
+            .map(|l| l.items.len())
+    };
+    eventually(&env, "vel's velero Schedule", WAIT, || async {
+        (count().await? == 1).then_some(())
+    })
+    .await;
+    dbs.delete("vel", &DeleteParams::default()).await.unwrap();
+    eventually(&env, "vel's Schedule removed", WAIT, || async {
+        (count().await? == 0).then_some(())
+    })
+    .await;
+
     users
         .delete("reader", &DeleteParams::default())
         .await
@@ -237,6 +288,8 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
         let left = claims
             .items
             .iter()
+            // vel keeps its volume (deletionPolicy Retain, the default).
+            .filter(|c| c.name_any().starts_with("data-pg-"))
             .filter(|c| c.metadata.deletion_timestamp.is_none())
             .count();
         (gone && left == 0).then_some(())
@@ -262,4 +315,31 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
         .collect();
     assert_eq!(forbidden.len(), operator::metrics::CONTROLLERS.len());
     assert!(forbidden.iter().all(|l| l.ends_with(" 0")), "{forbidden:?}");
+}
+
+/// Velero's real Schedule CRD, fetched from its Go module by hack/crds/fetch.sh.
+async fn install_velero_schedule_crd(client: &Client) {
+    let path = testkit::crds::velero_schedule_crd().expect("Velero's CRDs");
+    let crd: CustomResourceDefinition =
+        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    crds.patch(
+        &crd.name_any(),
+        &PatchParams::apply("rbac-test").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        let live = crds.get(&crd.name_any()).await.unwrap();
+        let conditions = live.status.and_then(|s| s.conditions).unwrap_or_default();
+        if conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("Velero's Schedule CRD never became Established");
 }
