@@ -1,7 +1,8 @@
 //! The ClusterRole in deploy/operator is enough, and no more than that: the
 //! real operator runs as its ServiceAccount (a kubeconfig that impersonates
 //! it, bound by deploy/operator's ClusterRoleBinding) through a Database's
-//! life — leader election on its Lease, a Velero Schedule, a Database created with backups on a schedule, a user made in a real
+//! life — leader election on its Lease, monitoring with prometheus-operator's
+//! CRDs, a Velero Schedule, a Database created with backups on a schedule, a user made in a real
 //! PostgreSQL server, an on-demand and a scheduled backup, retention,
 //! the user dropped and the Database deleted with its volumes — and the API
 //! server refuses it nothing. The same identity cannot do what the role does
@@ -149,6 +150,7 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
         )
         .await
         .unwrap();
+    install_crds(&client, &prometheus_operator_crds()).await;
     let dbs = Api::<Database>::namespaced(client.clone(), NS);
     dbs.create(
         &PostParams::default(),
@@ -157,6 +159,7 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
             "metadata": {"name": "pg", "namespace": NS},
             "spec": {"engine": "postgresql", "version": "16.4", "storage": {"size": "1Gi"},
                 "deletionPolicy": "Delete",
+                "monitoring": {"enabled": true, "alerting": true},
                 "backup": {"enabled": true, "schedule": "* * * * *", "retention": "1",
                     "destination": {"s3": {"bucket": "backups", "region": "eu-west-1",
                         "endpoint": "http://s3.storage.svc:7070", "forcePathStyle": true,
@@ -169,6 +172,26 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
         (dbs.get("pg").await.ok()?.status?.phase == Some(Phase::Running)).then_some(())
     })
     .await;
+
+    // Monitoring: the exporter's login, its DatabaseMonitor, and what that
+    // becomes — ServiceMonitor, PrometheusRule and dashboard ConfigMap.
+    let resource = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("monitoring.coreos.com", "v1", kind),
+            plural,
+        )
+    };
+    for (kind, plural) in [
+        ("ServiceMonitor", "servicemonitors"),
+        ("PrometheusRule", "prometheusrules"),
+    ] {
+        let api =
+            Api::<DynamicObject>::namespaced_with(client.clone(), NS, &resource(kind, plural));
+        eventually(&env, &format!("pg's {kind}"), WAIT, || async {
+            api.get_opt("pg").await.ok()?.map(|_| ())
+        })
+        .await;
+    }
 
     let users = Api::<DatabaseUser>::namespaced(client.clone(), NS);
     users
@@ -342,4 +365,36 @@ async fn install_velero_schedule_crd(client: &Client) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("Velero's Schedule CRD never became Established");
+}
+
+/// prometheus-operator's CRDs, fetched by hack/crds/fetch.sh (run here when
+/// the cache lacks them).
+fn prometheus_operator_crds() -> Vec<PathBuf> {
+    if let Ok(files) = testkit::crds::prometheus_operator_crds() {
+        return files;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../hack/crds/fetch.sh");
+    let ok = std::process::Command::new("bash")
+        .arg(&script)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "hack/crds/fetch.sh failed");
+    testkit::crds::prometheus_operator_crds().unwrap()
+}
+
+async fn install_crds(client: &Client, files: &[PathBuf]) {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for file in files {
+        let mut crd: CustomResourceDefinition =
+            serde_saphyr::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        crd.metadata.managed_fields = None;
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply("rbac-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
 }

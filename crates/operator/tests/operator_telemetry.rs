@@ -18,7 +18,10 @@ use api::Database;
 use api::backup::{BackupPhase, DatabaseBackup};
 use api::database::Phase;
 use exposition::Exposition;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::{Api, ResourceExt};
 use support::{Env, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -462,10 +465,26 @@ async fn the_packaging_parses_into_its_types_and_the_api_server_accepts_it() {
 
     // The API server accepts every object as written: the namespace for
     // real, the rest as a strict server-side dry run (unknown or duplicate
-    // fields fail). The ServiceMonitor needs prometheus-operator's CRDs,
-    // which this cluster does not have, so it is checked above only.
+    // fields fail), the ServiceMonitor against prometheus-operator's real CRD.
     let env = env().await;
     let client = env.client().await;
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for file in prometheus_operator_crds() {
+        let mut crd: CustomResourceDefinition =
+            serde_saphyr::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        crd.metadata.managed_fields = None;
+        crds.patch(
+            &crd.name_any(),
+            &PatchParams::apply("packaging-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
+    let service_monitors = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"),
+        "servicemonitors",
+    );
     let apply = PatchParams {
         field_manager: Some("packaging-test".into()),
         ..Default::default()
@@ -500,6 +519,16 @@ async fn the_packaging_parses_into_its_types_and_the_api_server_accepts_it() {
     dry_run(Api::namespaced(client.clone(), &ns), &deployment, &dry).await;
     dry_run(Api::namespaced(client.clone(), &ns), &service, &dry).await;
     dry_run(Api::namespaced(client.clone(), &ns), &dashboard, &dry).await;
+    let monitor: DynamicObject = serde_json::from_value(monitor).unwrap();
+    // The CRD was just installed: wait until it is served.
+    eventually(env, "the ServiceMonitor accepted", WAIT, || async {
+        Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &service_monitors)
+            .patch("database-operator", &dry, &Patch::Apply(&monitor))
+            .await
+            .map_err(|e| eprintln!("ServiceMonitor not (yet) accepted: {e}"))
+            .ok()
+    })
+    .await;
 }
 
 /// The metric names a PromQL expression reads: every identifier that is
@@ -631,4 +660,19 @@ fn the_dashboard_is_grafana_json_and_its_configmap_carries_it_verbatim() {
         embedded, dashboard,
         "the ConfigMap drifted from operator-dashboard.json"
     );
+}
+
+/// prometheus-operator's CRDs, fetched by hack/crds/fetch.sh (run here when
+/// the cache lacks them).
+fn prometheus_operator_crds() -> Vec<PathBuf> {
+    if let Ok(files) = testkit::crds::prometheus_operator_crds() {
+        return files;
+    }
+    let ok = std::process::Command::new("bash")
+        .arg(repo("hack/crds/fetch.sh"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "hack/crds/fetch.sh failed");
+    testkit::crds::prometheus_operator_crds().unwrap()
 }
