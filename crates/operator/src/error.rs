@@ -19,10 +19,33 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every value [`Error::kind`] can return: the `kind` label of the
+    /// errors metric is this small, fixed set, so series never multiply.
+    pub const KINDS: [&'static str; 7] = [
+        "api_conflict",
+        "api_forbidden",
+        "api_refused",
+        "api_unavailable",
+        "transport",
+        "missing_field",
+        "cleanup",
+    ];
+
     /// A short label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            Error::Kube(kube::Error::Api(_)) => "api",
+            // Another writer got there first: retried, normal in small doses.
+            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "api_conflict",
+            // The server is overloaded or failing.
+            Error::Kube(kube::Error::Api(status)) if status.code == 429 || status.code >= 500 => {
+                "api_unavailable"
+            }
+            // RBAC or authentication: the operator's role lacks something.
+            Error::Kube(kube::Error::Api(status)) if matches!(status.code, 401 | 403) => {
+                "api_forbidden"
+            }
+            // The request itself was refused (validation, not found, gone).
+            Error::Kube(kube::Error::Api(_)) => "api_refused",
             Error::Kube(_) => "transport",
             Error::MissingField(_) => "missing_field",
             Error::Cleanup(_) => "cleanup",
@@ -44,5 +67,35 @@ pub fn describe(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> Error {
+        let mut status = kube::core::Status::failure("refused", "Test");
+        status.code = code;
+        Error::Kube(kube::Error::Api(status.boxed()))
+    }
+
+    #[test]
+    fn every_kind_is_in_the_fixed_label_set() {
+        let cases = [
+            (api(409), "api_conflict"),
+            (api(403), "api_forbidden"),
+            (api(401), "api_forbidden"),
+            (api(404), "api_refused"),
+            (api(422), "api_refused"),
+            (api(429), "api_unavailable"),
+            (api(503), "api_unavailable"),
+            (Error::MissingField("metadata.name"), "missing_field"),
+            (Error::Cleanup("volumes".into()), "cleanup"),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+            assert!(Error::KINDS.contains(&kind));
+        }
     }
 }

@@ -9,6 +9,8 @@ pub mod crd;
 pub mod diff;
 pub mod engine;
 pub mod error;
+pub mod health;
+pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod resolver;

@@ -21,9 +21,10 @@ enum Command {
         /// Address for /healthz, /readyz and /metrics.
         #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
         metrics_address: SocketAddr,
-        /// Log as JSON lines instead of readable text.
-        #[arg(long, env = "LOG_JSON")]
-        log_json: bool,
+        /// Log format: readable `text`, or `json` (one object per line) for
+        /// log collectors.
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = operator::telemetry::LogFormat::Text)]
+        log_format: operator::telemetry::LogFormat,
         /// How long deletion cleanup is retried before the finalizer lets go
         /// and reports what it left behind.
         #[arg(long, env = "CLEANUP_DEADLINE_SECONDS", default_value_t = 120)]
@@ -32,6 +33,13 @@ enum Command {
         /// outside the cluster: <service>.<namespace>=<host>:<port>. Repeatable.
         #[arg(long = "resolve", value_name = "SERVICE.NAMESPACE=HOST:PORT")]
         resolve: Vec<operator::resolver::Override>,
+        /// Run as one of several replicas: only the holder of a Lease
+        /// reconciles; the others stand by, ready, to take over.
+        #[arg(long, env = "LEADER_ELECT")]
+        leader_elect: bool,
+        /// Namespace of the leader-election Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "database-operator")]
+        leader_election_namespace: String,
         /// Image with this binary at /usr/local/bin/database-operator; backup
         /// pods copy the agent from it into the engine's image.
         #[arg(long, env = "AGENT_IMAGE", default_value = operator::builders::DEFAULT_AGENT_IMAGE)]
@@ -66,13 +74,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run {
             metrics_address,
-            log_json,
+            log_format,
             cleanup_deadline_seconds,
             resolve,
             agent_image,
             runbook_base_url,
+            leader_elect,
+            leader_election_namespace,
         } => {
-            operator::telemetry::init(log_json);
+            operator::telemetry::init(log_format);
             let metrics = Arc::new(Metrics::default());
             let config = kube::Config::infer().await?;
             let client = operator::client::counting_client(config, metrics.clone())?;
@@ -83,7 +93,15 @@ async fn main() -> anyhow::Result<()> {
                 runbook_base_url,
                 ..Settings::default()
             };
-            operator::manager::run(client, metrics, metrics_address, settings).await?;
+            let election = leader_elect.then(|| {
+                operator::leader::Elector::new(
+                    client.clone(),
+                    &leader_election_namespace,
+                    "database-operator",
+                    operator::leader::identity(),
+                )
+            });
+            operator::manager::run(client, metrics, metrics_address, settings, election).await?;
         }
     }
     Ok(())

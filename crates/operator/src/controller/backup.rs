@@ -41,7 +41,10 @@ pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let backups = Api::<DatabaseBackup>::all(client.clone());
     let jobs = Api::<Job>::all(client.clone());
-    let controller = Controller::new(backups, watcher::Config::default().any_semantic())
+    let controller = Controller::new(backups, watcher::Config::default().any_semantic());
+    ctx.health.track_store("databasebackup", controller.store());
+    ctx.metrics.inventory.watch_backups(controller.store());
+    let controller = controller
         .owns(
             jobs.clone(),
             watcher::Config::default().labels(&super::stores::managed_selector()),
@@ -408,6 +411,15 @@ async fn write_status(
         .await?;
     if status.phase != previous.phase {
         info!(backup = %key(backup), phase = ?status.phase, "backup phase changed");
+        // Counted here, on the one write that moves it to a final phase
+        // (a finished backup is never reconciled again), not per reconcile.
+        if let Some(phase @ (BackupPhase::Completed | BackupPhase::Failed)) = status.phase {
+            ctx.metrics.backup_finished(
+                namespace,
+                &backup.spec.database_ref.name,
+                phase == BackupPhase::Completed,
+            );
+        }
     }
     Ok(())
 }

@@ -43,6 +43,8 @@ pub const FINALIZER: &str = "database.example.com/finalizer";
 pub async fn run(ctx: Arc<Context>, streams: Streams) {
     let databases = Api::<Database>::all(ctx.client.clone());
     let controller = Controller::new(databases, watcher::Config::default().any_semantic());
+    ctx.health.track_store("database", controller.store());
+    ctx.metrics.inventory.watch_databases(controller.store());
     let cache = controller.store();
     controller
         // Velero installed (or removed): Databases with method velero look again.

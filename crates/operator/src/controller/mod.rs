@@ -32,6 +32,8 @@ pub struct Context {
     pub stores: stores::Stores,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    /// Liveness and readiness, for `/healthz` and `/readyz`.
+    pub health: Arc<crate::health::Health>,
     pub backoff: backoff::PerObjectBackoff,
     pub settings: Settings,
 }
@@ -80,6 +82,7 @@ impl Context {
             client,
             stores,
             metrics,
+            health: Default::default(),
             backoff: backoff::PerObjectBackoff::default(),
             settings,
         }

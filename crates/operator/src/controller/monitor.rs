@@ -47,6 +47,8 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<DatabaseMonitor>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     );
+    ctx.health
+        .track_store("databasemonitor", controller.store());
     let by_crd = controller.store();
     let by_database = by_crd.clone();
     controller

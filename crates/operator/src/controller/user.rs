@@ -41,6 +41,7 @@ pub async fn run(ctx: Arc<Context>) {
         Api::<DatabaseUser>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     );
+    ctx.health.track_store("databaseuser", controller.store());
     let users = controller.store();
     let by_database = users.clone();
     let by_password = users;

@@ -23,6 +23,7 @@ pub struct Env {
     pub operator_log: PathBuf,
     operator_pid: std::sync::Mutex<u32>,
     operator_args: Vec<String>,
+    operator_kubeconfig: PathBuf,
 }
 
 static ENV: OnceCell<Env> = OnceCell::const_new();
@@ -40,27 +41,46 @@ pub async fn env() -> &'static Env {
 /// A cluster with CRDs and an operator started with `extra_args` (for
 /// example `--resolve` entries for real database servers).
 pub async fn start(extra_args: Vec<String>) -> Result<Env> {
+    start_with(extra_args, async |_| Ok(None)).await
+}
+
+/// Like [`start`], with `setup` run on the cluster before the operator
+/// starts; when it returns a kubeconfig, the operator uses that one (for
+/// example one that impersonates the operator's ServiceAccount).
+pub async fn start_with(
+    extra_args: Vec<String>,
+    setup: impl AsyncFnOnce(&Cluster) -> Result<Option<PathBuf>>,
+) -> Result<Env> {
     let cluster = Cluster::start().await?;
     let client = cluster.client().await?;
     install_crds(&client).await?;
+    let operator_kubeconfig = setup(&cluster)
+        .await?
+        .unwrap_or_else(|| cluster.kubeconfig_path().to_owned());
     let port = testkit::processes::free_port()?;
     let metrics_address = format!("127.0.0.1:{port}");
     let operator_log = cluster.dir().join("operator.log");
-    let pid = spawn_operator(&cluster, &metrics_address, &operator_log, &extra_args)?;
+    let pid = spawn_operator(
+        &operator_kubeconfig,
+        &metrics_address,
+        &operator_log,
+        &extra_args,
+    )?;
     let env = Env {
         cluster,
         metrics_address,
         operator_log,
         operator_pid: std::sync::Mutex::new(pid),
         operator_args: extra_args,
+        operator_kubeconfig,
     };
     env.wait_until_ready().await?;
     Ok(env)
 }
 
-/// Starts the real operator binary against `cluster`; returns its pid.
+/// Starts the real operator binary with `kubeconfig`; returns its pid.
 fn spawn_operator(
-    cluster: &Cluster,
+    kubeconfig: &std::path::Path,
     metrics_address: &str,
     log: &std::path::Path,
     extra: &[String],
@@ -82,7 +102,7 @@ fn spawn_operator(
         log,
     )?;
     command
-        .env("KUBECONFIG", cluster.kubeconfig_path())
+        .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,kube=warn,operator=debug");
     // The operator dies with the forking thread (PR_SET_PDEATHSIG), so fork it
     // from a thread that lives as long as the operator.
@@ -159,7 +179,7 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let pid = spawn_operator(
-            &self.cluster,
+            &self.operator_kubeconfig,
             &self.metrics_address,
             &self.operator_log,
             &self.operator_args,
@@ -205,20 +225,27 @@ impl Env {
         name.to_owned()
     }
 
+    /// The running operator's process id.
+    pub fn operator_pid(&self) -> u32 {
+        *self.operator_pid.lock().unwrap()
+    }
+
+    /// Starts one more operator, with the same kubeconfig and arguments,
+    /// serving on `metrics_address` and logging to `log`; returns its pid.
+    /// The caller stops it.
+    pub fn spawn_another_operator(&self, metrics_address: &str, log: &std::path::Path) -> u32 {
+        spawn_operator(
+            &self.operator_kubeconfig,
+            metrics_address,
+            log,
+            &self.operator_args,
+        )
+        .expect("starting another operator")
+    }
+
     /// A plain HTTP/1.0 GET against the operator's metrics server.
     pub async fn http_get(&self, path: &str) -> Result<(u16, String)> {
-        let mut stream = tokio::net::TcpStream::connect(&self.metrics_address).await?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-            .await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        let code = response.split_whitespace().nth(1).unwrap_or("0").parse()?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((code, body))
+        http_get(&self.metrics_address, path).await
     }
 
     /// Sum of every series of a metric in the operator's /metrics.
@@ -234,6 +261,22 @@ impl Env {
     pub fn operator_log_tail(&self) -> String {
         testkit::processes::log_tail(&self.operator_log, 60)
     }
+}
+
+/// A plain HTTP/1.0 GET against an operator's metrics server at `address`.
+pub async fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let code = response.split_whitespace().nth(1).unwrap_or("0").parse()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
 }
 
 /// Reads a sample from deploy/samples into `namespace`.
