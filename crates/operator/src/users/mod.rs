@@ -63,6 +63,19 @@ pub struct Target {
     pub default_database: String,
 }
 
+impl Target {
+    /// Refuses to manage the database's own admin login as a user: the
+    /// operator's access (and the Database's Secret) depend on it.
+    pub fn refuse_admin(&self, username: &str) -> Result<(), UserError> {
+        if username == self.admin_user {
+            return Err(UserError::Invalid(format!(
+                "username {username:?} is the database's admin login"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// What the user should look like inside the engine.
 #[derive(Clone, Debug)]
 pub struct UserSpec<'a> {

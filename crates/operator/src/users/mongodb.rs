@@ -266,12 +266,7 @@ impl Mongodb {
         previous: &Granted<'_>,
     ) -> Result<(), UserError> {
         self.validate(user)?;
-        if user.username == target.admin_user {
-            return Err(UserError::Invalid(format!(
-                "username {:?} is the database's admin login",
-                user.username
-            )));
-        }
+        target.refuse_admin(user.username)?;
         let secrets = [user.password.expose(), target.admin_password.expose()];
         let native = native_privileges(user.native_grants)?;
         let has_native = !native.is_empty();
@@ -314,11 +309,7 @@ impl Mongodb {
 
     async fn drop_inner(&self, target: &Target, username: &str) -> Result<(), UserError> {
         validate_username(username)?;
-        if username == target.admin_user {
-            return Err(UserError::Invalid(format!(
-                "username {username:?} is the database's admin login"
-            )));
-        }
+        target.refuse_admin(username)?;
         let secrets = [target.admin_password.expose()];
         let client = connect(target, &secrets).await?;
         let admin = client.database(AUTH_DATABASE);
@@ -353,11 +344,7 @@ impl Mongodb {
         username: &str,
         password: &Password,
     ) -> Result<(), UserError> {
-        if username == target.admin_user {
-            return Err(UserError::Invalid(format!(
-                "username {username:?} is the database's admin login"
-            )));
-        }
+        target.refuse_admin(username)?;
         let secrets = [password.expose(), target.admin_password.expose()];
         let client = connect(target, &secrets).await?;
         let admin = client.database(AUTH_DATABASE);

@@ -421,12 +421,7 @@ impl Mysql {
         previous: &Granted<'_>,
     ) -> Result<(), UserError> {
         self.validate(user)?;
-        if user.username == target.admin_user {
-            return Err(UserError::Invalid(format!(
-                "username {:?} is the database's admin login",
-                user.username
-            )));
-        }
+        target.refuse_admin(user.username)?;
         let secrets = [user.password.expose(), target.admin_password.expose()];
         let desired = desired_atoms(user.privileges, user.native_grants)?;
         let plan = plan(user.username, &desired, &previous_atoms(previous))?;
@@ -438,11 +433,7 @@ impl Mysql {
 
     async fn drop_inner(&self, target: &Target, username: &str) -> Result<(), UserError> {
         validate_username(username)?;
-        if username == target.admin_user {
-            return Err(UserError::Invalid(format!(
-                "username {username:?} is the database's admin login"
-            )));
-        }
+        target.refuse_admin(username)?;
         let account = mysql_account(username)?;
         let secrets = [target.admin_password.expose()];
         let mut session = connect(target, &secrets).await?;
@@ -588,11 +579,7 @@ impl Mysql {
         username: &str,
         password: &Password,
     ) -> Result<(), UserError> {
-        if username == target.admin_user {
-            return Err(UserError::Invalid(format!(
-                "username {username:?} is the database's admin login"
-            )));
-        }
+        target.refuse_admin(username)?;
         let secrets = [password.expose(), target.admin_password.expose()];
         let user = UserSpec {
             username,

@@ -715,12 +715,7 @@ impl Postgresql {
         previous: &Granted<'_>,
     ) -> Result<(), UserError> {
         self.validate(user)?;
-        if user.username == target.admin_user {
-            return Err(UserError::Invalid(format!(
-                "username {:?} is the database's admin login",
-                user.username
-            )));
-        }
+        target.refuse_admin(user.username)?;
         pg_ident(&target.admin_user)?;
         let secrets = [user.password.expose(), target.admin_password.expose()];
         let admin = connect(target, &target.default_database).await?;
@@ -768,11 +763,7 @@ impl Postgresql {
 
     async fn drop_inner(&self, target: &Target, username: &str) -> Result<(), UserError> {
         validate_username(username)?;
-        if username == target.admin_user {
-            return Err(UserError::Invalid(format!(
-                "username {username:?} is the database's admin login"
-            )));
-        }
+        target.refuse_admin(username)?;
         let user = pg_ident(username)?;
         let admin_ident = pg_ident(&target.admin_user)?;
         let secrets = [target.admin_password.expose()];
@@ -853,11 +844,7 @@ impl Postgresql {
         username: &str,
         password: &Password,
     ) -> Result<(), UserError> {
-        if username == target.admin_user {
-            return Err(UserError::Invalid(format!(
-                "username {username:?} is the database's admin login"
-            )));
-        }
+        target.refuse_admin(username)?;
         let secrets = [password.expose(), target.admin_password.expose()];
         let client = connect(target, &target.default_database).await?;
         let user = UserSpec {
