@@ -13,7 +13,6 @@ mod monitoring_support;
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use api::database::Phase;
@@ -21,9 +20,8 @@ use api::monitor::{DatabaseMonitor, conditions};
 use api::{ConditionStatus, Database};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use operator::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
 use serde_json::json;
 use support::eventually;
@@ -51,38 +49,6 @@ fn condition(
 ) -> Option<(ConditionStatus, String)> {
     let c = api::condition::find(&status?.conditions, type_)?;
     Some((c.status, c.reason.clone()))
-}
-
-/// The prometheus-operator CRD files, fetched by hack/crds/fetch.sh (run
-/// here when the cache lacks them).
-fn prometheus_operator_crds() -> Vec<PathBuf> {
-    if let Ok(files) = testkit::crds::prometheus_operator_crds() {
-        return files;
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../hack/crds/fetch.sh");
-    let ok = std::process::Command::new("bash")
-        .arg(&script)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "hack/crds/fetch.sh failed");
-    testkit::crds::prometheus_operator_crds().unwrap()
-}
-
-async fn install_crds(client: &Client, files: &[PathBuf]) {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for file in files {
-        let text = std::fs::read_to_string(file).unwrap();
-        let mut crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
-        crd.metadata.managed_fields = None;
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("monitoring-e2e").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
 }
 
 /// `database_operator_reconciliations_total{controller="databasemonitor",result!="success"}`.
@@ -333,7 +299,13 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
     assert_eq!(env.http_get("/readyz").await.unwrap().0, 200);
 
     // --- With the real prometheus-operator CRDs -----------------------------
-    install_crds(&client, &prometheus_operator_crds()).await;
+    support::install_crd_files(
+        &client,
+        &support::prometheus_operator_crds(),
+        "monitoring-e2e",
+    )
+    .await
+    .expect("installing prometheus-operator's CRDs");
     let service_monitors = Api::<ServiceMonitor>::namespaced(client.clone(), NS);
     let rules = Api::<PrometheusRule>::namespaced(client.clone(), NS);
     for name in ["pgmon", "mymon", "mongomon"] {

@@ -19,7 +19,6 @@ use api::database::Phase;
 use api::user::{DatabaseUser, UserPhase};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
     PostParams,
@@ -150,7 +149,9 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
         )
         .await
         .unwrap();
-    install_crds(&client, &prometheus_operator_crds()).await;
+    support::install_crd_files(&client, &support::prometheus_operator_crds(), "rbac-test")
+        .await
+        .expect("installing prometheus-operator's CRDs");
     let dbs = Api::<Database>::namespaced(client.clone(), NS);
     dbs.create(
         &PostParams::default(),
@@ -248,7 +249,9 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
 
     // Velero: once its Schedule CRD is installed, a Database with method
     // velero gets a Schedule in Velero's namespace, removed on deletion.
-    install_velero_schedule_crd(&client).await;
+    support::install_velero_schedule_crd(&client, "rbac-test")
+        .await
+        .expect("installing Velero's Schedule CRD");
     Api::<Namespace>::all(client.clone())
         .create(
             &PostParams::default(),
@@ -338,63 +341,4 @@ async fn the_operator_runs_a_databases_whole_life_with_only_its_cluster_role() {
         .collect();
     assert_eq!(forbidden.len(), operator::metrics::CONTROLLERS.len());
     assert!(forbidden.iter().all(|l| l.ends_with(" 0")), "{forbidden:?}");
-}
-
-/// Velero's real Schedule CRD, fetched from its Go module by hack/crds/fetch.sh.
-async fn install_velero_schedule_crd(client: &Client) {
-    let path = testkit::crds::velero_schedule_crd().expect("Velero's CRDs");
-    let crd: CustomResourceDefinition =
-        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    crds.patch(
-        &crd.name_any(),
-        &PatchParams::apply("rbac-test").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    for _ in 0..100 {
-        let live = crds.get(&crd.name_any()).await.unwrap();
-        let conditions = live.status.and_then(|s| s.conditions).unwrap_or_default();
-        if conditions
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("Velero's Schedule CRD never became Established");
-}
-
-/// prometheus-operator's CRDs, fetched by hack/crds/fetch.sh (run here when
-/// the cache lacks them).
-fn prometheus_operator_crds() -> Vec<PathBuf> {
-    if let Ok(files) = testkit::crds::prometheus_operator_crds() {
-        return files;
-    }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../hack/crds/fetch.sh");
-    let ok = std::process::Command::new("bash")
-        .arg(&script)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "hack/crds/fetch.sh failed");
-    testkit::crds::prometheus_operator_crds().unwrap()
-}
-
-async fn install_crds(client: &Client, files: &[PathBuf]) {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for file in files {
-        let mut crd: CustomResourceDefinition =
-            serde_saphyr::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-        crd.metadata.managed_fields = None;
-        crds.patch(
-            &crd.name_any(),
-            &PatchParams::apply("rbac-test").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
 }

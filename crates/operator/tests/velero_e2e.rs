@@ -16,7 +16,6 @@ use api::condition::{ConditionStatus, find, types};
 use api::database::Phase;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, ResourceExt};
@@ -81,34 +80,6 @@ async fn poke(dbs: &Api<Database>, value: &str) {
         .unwrap();
 }
 
-async fn install_velero_schedule_crd(client: &kube::Client) {
-    let path = testkit::crds::velero_schedule_crd().expect("Velero's CRDs");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    crds.patch(
-        &crd.name_any(),
-        &PatchParams::apply("integration-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .expect("installing Velero's Schedule CRD");
-    for _ in 0..100 {
-        let live = crds.get(&crd.name_any()).await.unwrap();
-        let established = live
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("Velero's Schedule CRD never became Established");
-}
-
 #[tokio::test]
 async fn method_velero_waits_for_velero_then_keeps_a_schedule_and_removes_it_when_no_longer_wanted()
 {
@@ -160,7 +131,9 @@ async fn method_velero_waits_for_velero_then_keeps_a_schedule_and_removes_it_whe
         )
         .await
         .unwrap();
-    install_velero_schedule_crd(&client).await;
+    support::install_velero_schedule_crd(&client, "integration-tests")
+        .await
+        .expect("installing Velero's Schedule CRD");
     let name = format!("{ns}-orders");
     let schedule = eventually(env, "the Velero Schedule", WAIT, || async {
         schedules.get_opt(&name).await.ok()?

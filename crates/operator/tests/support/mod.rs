@@ -121,21 +121,31 @@ fn spawn_operator(
 
 /// Applies every generated CRD and waits until the API server serves them.
 pub async fn install_crds(client: &Client) -> Result<()> {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for crd in api::crds() {
-        crds.patch(
+    apply_crds(client, api::crds(), "integration-tests").await
+}
+
+/// Applies `crds` under the field manager `manager` and waits until each is
+/// Established.
+pub async fn apply_crds(
+    client: &Client,
+    crds: Vec<CustomResourceDefinition>,
+    manager: &str,
+) -> Result<()> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in &crds {
+        api.patch(
             &crd.name_any(),
-            &PatchParams::apply("integration-tests").force(),
-            &Patch::Apply(&crd),
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(crd),
         )
         .await
         .with_context(|| format!("installing CRD {}", crd.name_any()))?;
     }
-    for crd in api::crds() {
+    for crd in &crds {
         let name = crd.name_any();
         let mut established = false;
         for _ in 0..100 {
-            let live = crds.get(&name).await?;
+            let live = api.get(&name).await?;
             established = live
                 .status
                 .and_then(|s| s.conditions)
@@ -152,6 +162,48 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Third-party CRDs from their YAML files (as fetched by hack/crds/fetch.sh).
+pub fn crds_from_files(files: &[PathBuf]) -> Result<Vec<CustomResourceDefinition>> {
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            crd.metadata.managed_fields = None;
+            Ok(crd)
+        })
+        .collect()
+}
+
+/// Applies the CRDs in `files` and waits until they are Established.
+pub async fn install_crd_files(client: &Client, files: &[PathBuf], manager: &str) -> Result<()> {
+    apply_crds(client, crds_from_files(files)?, manager).await
+}
+
+/// Velero's real Schedule CRD, fetched from its Go module by hack/crds/fetch.sh.
+pub async fn install_velero_schedule_crd(client: &Client, manager: &str) -> Result<()> {
+    let path = testkit::crds::velero_schedule_crd()?;
+    install_crd_files(client, &[path], manager).await
+}
+
+/// prometheus-operator's CRD files, fetched by hack/crds/fetch.sh (run here
+/// when the cache lacks them).
+pub fn prometheus_operator_crds() -> Vec<PathBuf> {
+    if let Ok(files) = testkit::crds::prometheus_operator_crds() {
+        return files;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../hack/crds/fetch.sh");
+    let ok = std::process::Command::new("bash")
+        .arg(&script)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "hack/crds/fetch.sh failed");
+    testkit::crds::prometheus_operator_crds().unwrap()
 }
 
 impl Env {
