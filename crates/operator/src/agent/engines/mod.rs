@@ -184,6 +184,14 @@ impl Tool {
         }
         Err(tool_failure(&self.name, &status.to_string(), &stderr))
     }
+
+    /// Waits for a tool that was fed a backup on stdin; `fed` is how the
+    /// feeding went. The tool's own failure says more than the broken pipe
+    /// it leaves behind, so it wins.
+    pub async fn wait_after_feeding(self, fed: std::io::Result<()>) -> Result<()> {
+        self.wait().await?;
+        fed.map_err(|e| AgentError::Integrity(format!("reading the backup while restoring: {e}")))
+    }
 }
 
 /// The error for a failed tool; a refused login is a [`AgentError::DbAuth`].

@@ -317,14 +317,8 @@ pub async fn restore(
     }
     .await;
     drop(stdin);
-    let waited = tool.wait().await;
-    match (fed, waited) {
-        (_, Err(e)) => Err(e),
-        (Err(e), Ok(())) => Err(AgentError::Integrity(format!(
-            "reading the backup while restoring: {e}"
-        ))),
-        (Ok(_), Ok(())) => Ok(tool_version(&client).await.unwrap_or_default()),
-    }
+    tool.wait_after_feeding(fed).await?;
+    Ok(tool_version(&client).await.unwrap_or_default())
 }
 
 #[cfg(test)]

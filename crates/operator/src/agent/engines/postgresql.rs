@@ -150,15 +150,8 @@ pub async fn restore(
     }
     .await;
     drop(stdin);
-    // psql's exit status says more than a broken pipe.
-    let waited = tool.wait().await;
-    match (fed, waited) {
-        (_, Err(e)) => Err(e),
-        (Err(e), Ok(())) => Err(AgentError::Integrity(format!(
-            "reading the backup while restoring: {e}"
-        ))),
-        (Ok(()), Ok(())) => Ok(tool_version(&psql).await.unwrap_or_default()),
-    }
+    tool.wait_after_feeding(fed).await?;
+    Ok(tool_version(&psql).await.unwrap_or_default())
 }
 
 /// A client to one database; its connection runs as a task.
