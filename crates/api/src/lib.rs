@@ -5,6 +5,7 @@
 // repeated `type_ = "string"` inside them as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod agent;
 pub mod backup;
 pub mod condition;
 pub mod database;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use api::Database;
+use api::agent::{self, BackupReport};
 use api::backup::{BackupPhase, DatabaseBackup, DatabaseBackupStatus};
 use api::condition::{Condition, set_condition, types};
 use futures::StreamExt;
@@ -21,7 +22,6 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
-use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::Context;
@@ -135,17 +135,6 @@ pub fn error_policy(backup: Arc<DatabaseBackup>, error: &Error, ctx: Arc<Context
     let delay = ctx.backoff.next_delay(&key(&backup));
     warn!(backup = %key(&backup), %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
-}
-
-/// What the agent prints (and writes to the termination log) on success.
-#[derive(Debug, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentReport {
-    pub location: String,
-    pub size_bytes: i64,
-    pub sha256: String,
-    pub start_time: Option<Time>,
-    pub completion_time: Option<Time>,
 }
 
 pub async fn reconcile(backup: Arc<DatabaseBackup>, ctx: Arc<Context>) -> Result<Action> {
@@ -299,9 +288,7 @@ async fn observe(
     }
     if let Outcome::Succeeded { .. } = finished {
         let output = agent_output(ctx, namespace, &backup.name_any()).await?;
-        let report = output
-            .as_deref()
-            .and_then(|o| serde_json::from_str::<AgentReport>(o.trim()).ok());
+        let report = output.as_deref().and_then(agent::parse::<BackupReport>);
         let mut status = finished_status(
             backup,
             previous,
@@ -316,7 +303,7 @@ async fn observe(
         status.completion_time = job_status.completion_time.clone();
         if let Some(report) = report {
             status.location = Some(report.location);
-            status.size_bytes = Some(report.size_bytes);
+            status.size_bytes = i64::try_from(report.size_bytes).ok();
             status.checksum = Some(report.sha256);
             status.start_time = report.start_time.or(status.start_time);
             status.completion_time = report.completion_time.or(status.completion_time);
@@ -422,20 +409,4 @@ async fn write_status(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_agents_report_parses() {
-        let report: AgentReport = serde_json::from_str(
-            r#"{"location":"s3://b/ns/db/x/dump.sql.zst","sizeBytes":1234,"sha256":"ab","startTime":"2026-11-26T10:00:00Z","completionTime":"2026-11-26T10:01:00Z"}"#,
-        )
-        .unwrap();
-        assert_eq!(report.size_bytes, 1234);
-        assert_eq!(report.location, "s3://b/ns/db/x/dump.sql.zst");
-        assert!(report.completion_time.is_some());
-    }
 }

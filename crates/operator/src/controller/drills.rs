@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use api::Database;
+use api::agent::{self, FailureReport, RestoreReport};
 use api::backup::DatabaseBackup;
 use api::restore::{Verification, VerificationResult};
 use k8s_openapi::api::batch::v1::Job;
@@ -13,7 +14,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
-use serde::Deserialize;
 use tracing::info;
 
 use super::Context;
@@ -120,21 +120,6 @@ fn is_newer(recorded: Option<&Verification>, job: &str, at: Option<&Time>) -> bo
     }
 }
 
-/// What the agent prints after `verify`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DrillReport {
-    key_name: String,
-    #[serde(default)]
-    verified: bool,
-    #[serde(default)]
-    tables: u64,
-    #[serde(default)]
-    rows: u64,
-    #[serde(default)]
-    restore_seconds: f64,
-}
-
 /// The verification a finished drill Job amounts to. Pure.
 pub fn verification(
     job: &str,
@@ -142,20 +127,24 @@ pub fn verification(
     output: Option<&str>,
     at: Option<Time>,
 ) -> Verification {
-    let json: Option<serde_json::Value> = output.and_then(|o| serde_json::from_str(o.trim()).ok());
-    let key = json
-        .as_ref()
-        .and_then(|j| j.get("keyName"))
-        .and_then(|k| k.as_str())
-        .map(str::to_owned);
+    let report = output.and_then(agent::parse::<RestoreReport>);
+    // A failed drill still names the backup it tried.
+    let key = report.as_ref().map(|r| r.key_name.clone()).or_else(|| {
+        output
+            .and_then(agent::parse::<FailureReport>)
+            .and_then(|f| f.key_name)
+    });
     let (result, message) = match finished {
         Outcome::Succeeded { .. } => {
-            match json.and_then(|j| serde_json::from_value::<DrillReport>(j).ok()) {
+            match report {
                 Some(r) if r.verified => (
                     VerificationResult::Passed,
                     format!(
                         "backup {} restored into a throwaway server in {}s; {} tables, {} rows, every row count equal to the manifest",
-                        r.key_name, r.restore_seconds, r.tables, r.rows
+                        r.key_name,
+                        r.restore_seconds,
+                        r.tables.unwrap_or(0),
+                        r.rows.unwrap_or(0)
                     ),
                 ),
                 Some(r) => (

@@ -111,9 +111,5 @@ pub async fn agent_output(
 
 /// The agent's error line, from a failure's termination message.
 pub fn agent_error(output: &str) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(output.trim())
-        .ok()?
-        .get("error")?
-        .as_str()
-        .map(str::to_owned)
+    api::agent::parse::<api::agent::FailureReport>(output).map(|f| f.error)
 }

@@ -9,6 +9,7 @@
 //! without being asked.
 
 use api::Database;
+use api::agent::{self, RestoreReport};
 use api::backup::{BackupPhase, DatabaseBackup};
 use api::database::S3Destination;
 use api::restore::{BackupLocation, RestorePhase, RestoreSpec, RestoreStatus};
@@ -18,7 +19,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
-use serde::Deserialize;
 use tracing::info;
 
 use super::Context;
@@ -117,10 +117,7 @@ pub async fn progress(
         }
         Outcome::Succeeded { at } => {
             let output = agent_output(&ctx.client, namespace, &name, "restore").await?;
-            let message = match output
-                .as_deref()
-                .and_then(|o| serde_json::from_str::<RestoreReport>(o.trim()).ok())
-            {
+            let message = match output.as_deref().and_then(agent::parse::<RestoreReport>) {
                 Some(r) => format!(
                     "restored {} ({} bytes, checksum verified) in {}s",
                     source.location.url(),
@@ -151,14 +148,6 @@ pub async fn progress(
             Ok(Some(fail(db, ctx, &previous, Some(&source), why).await))
         }
     }
-}
-
-/// What the agent prints after a restore (the fields the status uses).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RestoreReport {
-    size_bytes: u64,
-    restore_seconds: f64,
 }
 
 /// Where the backup is and how to reach it.

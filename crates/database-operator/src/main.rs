@@ -1,0 +1,116 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use operator::controller::Settings;
+use operator::metrics::Metrics;
+
+/// A Kubernetes operator for PostgreSQL, MySQL and MongoDB.
+#[derive(Parser)]
+#[command(name = "database-operator", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers against the cluster in KUBECONFIG or the in-cluster config.
+    Run {
+        /// Address for /healthz, /readyz and /metrics.
+        #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+        metrics_address: SocketAddr,
+        /// Log format: readable `text`, or `json` (one object per line) for
+        /// log collectors.
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = operator::telemetry::LogFormat::Text)]
+        log_format: operator::telemetry::LogFormat,
+        /// How long deletion cleanup is retried before the finalizer lets go
+        /// and reports what it left behind.
+        #[arg(long, env = "CLEANUP_DEADLINE_SECONDS", default_value_t = 120)]
+        cleanup_deadline_seconds: u64,
+        /// Reach a Service at another address, for an operator running
+        /// outside the cluster: <service>.<namespace>=<host>:<port>. Repeatable.
+        #[arg(long = "resolve", value_name = "SERVICE.NAMESPACE=HOST:PORT")]
+        resolve: Vec<operator::resolver::Override>,
+        /// Run as one of several replicas: only the holder of a Lease
+        /// reconciles; the others stand by, ready, to take over.
+        #[arg(long, env = "LEADER_ELECT")]
+        leader_elect: bool,
+        /// Namespace of the leader-election Lease (the operator's own).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "database-operator")]
+        leader_election_namespace: String,
+        /// Image with this binary at /usr/local/bin/database-operator; backup
+        /// pods copy the agent from it into the engine's image.
+        #[arg(long, env = "AGENT_IMAGE", default_value = operator::builders::DEFAULT_AGENT_IMAGE)]
+        agent_image: String,
+        /// The document holding the alert runbooks; each alert's runbook_url
+        /// is `<this>#<alert name in lowercase>`.
+        #[arg(long, env = "RUNBOOK_BASE_URL", default_value = operator::builders::monitoring::rules::DEFAULT_RUNBOOK_BASE)]
+        runbook_base_url: String,
+    },
+    /// Print every CRD as YAML, or write one file per CRD into a directory.
+    Crd {
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+    },
+    /// The backup agent: backup, restore, prune or verify (run in backup Jobs).
+    Agent(agent::AgentArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    install_crypto_provider();
+    match Cli::parse().command {
+        Command::Agent(args) => std::process::exit(agent::run(args).await),
+        Command::Crd { output_dir: None } => print!("{}", operator::crd::render_all()),
+        Command::Crd {
+            output_dir: Some(dir),
+        } => {
+            std::fs::create_dir_all(&dir)?;
+            for (name, yaml) in operator::crd::render_files() {
+                std::fs::write(dir.join(name), yaml)?;
+            }
+        }
+        Command::Run {
+            metrics_address,
+            log_format,
+            cleanup_deadline_seconds,
+            resolve,
+            agent_image,
+            runbook_base_url,
+            leader_elect,
+            leader_election_namespace,
+        } => {
+            operator::telemetry::init(log_format);
+            let metrics = Arc::new(Metrics::default());
+            let config = kube::Config::infer().await?;
+            let client = operator::client::counting_client(config, metrics.clone())?;
+            let settings = Settings {
+                cleanup_deadline: std::time::Duration::from_secs(cleanup_deadline_seconds),
+                resolver: operator::resolver::Resolver::new(resolve),
+                agent_image,
+                runbook_base_url,
+                ..Settings::default()
+            };
+            let election = leader_elect.then(|| {
+                operator::leader::Elector::new(
+                    client.clone(),
+                    &leader_election_namespace,
+                    "database-operator",
+                    operator::leader::identity(),
+                )
+            });
+            operator::manager::run(client, metrics, metrics_address, settings, election).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Selects ring as rustls' process-wide crypto provider. This binary links
+/// both ring (kube, the operator's side) and aws-lc-rs (object_store, the
+/// agent's side), and with two providers rustls refuses to pick one itself.
+fn install_crypto_provider() {
+    // An error means a provider is installed already, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
