@@ -12,7 +12,7 @@ use kube::api::PartialObjectMeta;
 use kube::client::Body;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
-use operator::controller::admin_secret::ensure_admin_secret;
+use operator::controller::database::admin_secret::ensure_admin_secret;
 use tower_test::mock;
 
 type Handle = mock::Handle<Request<Body>, Response<Body>>;

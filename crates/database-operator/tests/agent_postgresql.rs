@@ -507,8 +507,8 @@ async fn an_upload_that_fails_mid_stream_leaves_nothing_complete() {
 /// the operator records.
 #[tokio::test]
 async fn drills_verify_the_newest_complete_backup_and_report_what_they_tried() {
-    use operator::controller::drills::verification;
-    use operator::controller::jobs::Outcome;
+    use operator::controller::backup::drills::verification;
+    use operator::controller::shared::jobs::Outcome;
 
     let bucket = Bucket::start().await;
     let source = Postgres::start().await.unwrap();

@@ -8,7 +8,7 @@ use api::{ConditionStatus, Engine};
 use common::database;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use operator::status::{Failure, desired_status};
+use operator::controller::database::status::{Failure, desired_status};
 
 fn at(seconds: i64) -> Time {
     Time(jiff::Timestamp::from_second(seconds).unwrap())

@@ -14,7 +14,6 @@ pub mod manager;
 pub mod metrics;
 pub mod resolver;
 pub mod server;
-pub mod status;
 pub mod telemetry;
 pub mod users;
 pub mod velero;

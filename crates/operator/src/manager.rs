@@ -6,7 +6,8 @@ use std::sync::Arc;
 use kube::Client;
 use tracing::info;
 
-use crate::controller::{self, Context, Settings, stores};
+use crate::controller::shared::stores;
+use crate::controller::{self, Context, Settings};
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::server::{self, Probes};

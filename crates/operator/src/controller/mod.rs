@@ -1,23 +1,11 @@
 //! The controllers. Each reads the world from caches, calls the pure
 //! builders, applies what changed and writes status only when it changed.
 
-pub mod admin_secret;
-pub mod backoff;
 pub mod backup;
-pub mod cleanup;
 pub mod database;
-pub mod database_monitoring;
-pub mod drills;
-pub mod events;
-pub mod jobs;
 pub mod monitor;
-pub mod monitoring_login;
-pub mod restore;
-pub mod retention;
-pub mod stores;
+pub mod shared;
 pub mod user;
-pub mod velero;
-pub mod volumes;
 
 use std::sync::Arc;
 
@@ -29,12 +17,12 @@ use crate::metrics::Metrics;
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub stores: stores::Stores,
+    pub stores: shared::stores::Stores,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// Liveness and readiness, for `/healthz` and `/readyz`.
     pub health: Arc<crate::health::Health>,
-    pub backoff: backoff::PerObjectBackoff,
+    pub backoff: shared::backoff::PerObjectBackoff,
     pub settings: Settings,
 }
 
@@ -69,7 +57,7 @@ impl Default for Settings {
 impl Context {
     pub fn new(
         client: Client,
-        stores: stores::Stores,
+        stores: shared::stores::Stores,
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
@@ -83,7 +71,7 @@ impl Context {
             stores,
             metrics,
             health: Default::default(),
-            backoff: backoff::PerObjectBackoff::default(),
+            backoff: shared::backoff::PerObjectBackoff::default(),
             settings,
         }
     }

@@ -20,11 +20,11 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::Context;
-use super::database::publish;
 use crate::apply::FIELD_MANAGER;
 use crate::builders::meta::selector_string;
 use crate::builders::velero::source_selector;
+use crate::controller::Context;
+use crate::controller::shared::events::publish;
 use crate::error::{Error, Result, describe};
 
 /// Runs the cleanup of a Database being deleted.

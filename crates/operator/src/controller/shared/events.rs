@@ -5,7 +5,7 @@ use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 use tracing::warn;
 
-use super::Context;
+use crate::controller::Context;
 
 /// The API server refuses event notes longer than this many bytes.
 const MAX_EVENT_NOTE: usize = 1024;

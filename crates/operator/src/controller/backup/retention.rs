@@ -9,7 +9,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::Context;
+use crate::controller::Context;
 use crate::error::Result;
 
 /// Deletes the records of `database` that retention no longer keeps.

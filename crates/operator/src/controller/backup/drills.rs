@@ -16,16 +16,16 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::Context;
-use super::events::publish;
-use super::jobs::{Outcome, agent_error, agent_output, outcome};
 use crate::apply::FIELD_MANAGER;
 use crate::builders::drill::VERIFY_LABEL;
+use crate::controller::Context;
+use crate::controller::shared::events::publish;
+use crate::controller::shared::jobs::{Outcome, agent_error, agent_output, outcome};
 use crate::error::{Error, Result};
 
 /// Watches drill Jobs and records each one that ends.
 pub async fn record_drills(ctx: Arc<Context>) {
-    super::jobs::for_each_job(
+    crate::controller::shared::jobs::for_each_job(
         ctx,
         VERIFY_LABEL,
         "record a restore drill",

@@ -21,12 +21,12 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::Context;
-use super::events::publish;
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::credentials::{USER_LABEL, credentials_secret, secret_name};
 use crate::builders::meta::Names;
 use crate::builders::secret::generate_password;
+use crate::controller::Context;
+use crate::controller::shared::events::publish;
 use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver};
 use crate::error::{Error, Result, describe};
 use crate::users::{Granted, Password, Target, UserError, UserSpec, manager};
@@ -126,7 +126,7 @@ pub async fn reconcile(user: Arc<DatabaseUser>, ctx: Arc<Context>) -> Result<Act
         }
     })
     .await
-    .map_err(super::database::finalizer_error);
+    .map_err(crate::controller::database::finalizer_error);
     ctx.metrics
         .reconciled("databaseuser", result.as_ref().err().map(Error::kind));
     if result.is_ok() {
@@ -529,7 +529,10 @@ async fn cleanup(user: &DatabaseUser, ctx: &Context, namespace: &str) -> Result<
     let dropped = match drop_login(user, ctx, namespace).await {
         Ok(note) => note,
         Err(message)
-            if super::cleanup::past_deadline(user.meta(), ctx.settings.cleanup_deadline) =>
+            if crate::controller::database::cleanup::past_deadline(
+                user.meta(),
+                ctx.settings.cleanup_deadline,
+            ) =>
         {
             let note = format!(
                 "gave up dropping login {} after {:?}: {message}; it is left in the database",

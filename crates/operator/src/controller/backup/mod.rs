@@ -6,6 +6,9 @@
 //! gives each one a DatabaseBackup of the same name, so `kubectl get
 //! databasebackups` lists every backup of a Database.
 
+pub mod drills;
+pub mod retention;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -24,12 +27,12 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::Context;
-use super::jobs::Outcome;
 use crate::apply::FIELD_MANAGER;
 use crate::builders::backup_job::backup_pod;
 use crate::builders::cronjob::{BACKUP_STAGE_LABEL, SCHEDULE_LABEL, STAGE_UPLOAD};
 use crate::builders::meta::labels;
+use crate::controller::Context;
+use crate::controller::shared::jobs::{self, Outcome};
 use crate::engine::driver;
 use crate::error::{Error, Result};
 
@@ -47,7 +50,7 @@ pub async fn run(ctx: Arc<Context>) {
     let controller = controller
         .owns(
             jobs.clone(),
-            watcher::Config::default().labels(&super::stores::managed_selector()),
+            watcher::Config::default().labels(&crate::controller::shared::stores::managed_selector()),
         )
         // Scheduled Jobs are the CronJob's, not the record's: map them by name.
         .watches(
@@ -70,14 +73,14 @@ pub async fn run(ctx: Arc<Context>) {
     tokio::select! {
         () = controller => {}
         () = adopt_scheduled_runs(ctx.clone()) => {}
-        () = super::drills::record_drills(ctx) => {}
+        () = drills::record_drills(ctx) => {}
     }
 }
 
 /// Gives every scheduled backup Job that uploads a DatabaseBackup record.
 async fn adopt_scheduled_runs(ctx: Arc<Context>) {
     let selector = format!("{SCHEDULE_LABEL},{BACKUP_STAGE_LABEL}={STAGE_UPLOAD}");
-    super::jobs::for_each_job(
+    jobs::for_each_job(
         ctx,
         &selector,
         "record a scheduled backup",
@@ -186,7 +189,7 @@ async fn reconcile_inner(backup: &DatabaseBackup, ctx: &Context) -> Result<Actio
     let completed = status.phase == Some(BackupPhase::Completed);
     write_status(backup, ctx, &namespace, previous, status).await?;
     if completed {
-        super::retention::apply(ctx, &namespace, &backup.spec.database_ref.name).await?;
+        retention::apply(ctx, &namespace, &backup.spec.database_ref.name).await?;
     }
     Ok(if done {
         Action::await_change()
@@ -272,7 +275,7 @@ async fn observe(
     job: Option<&Job>,
 ) -> Result<DatabaseBackupStatus> {
     let job_status = job.and_then(|j| j.status.clone()).unwrap_or_default();
-    let finished = job.map(super::jobs::outcome).unwrap_or(Outcome::Running);
+    let finished = job.map(jobs::outcome).unwrap_or(Outcome::Running);
     if let Outcome::Failed { message, .. } = finished {
         let detail = agent_output(ctx, namespace, &backup.name_any())
             .await?
@@ -372,7 +375,7 @@ fn finished_status(
 }
 
 async fn agent_output(ctx: &Context, namespace: &str, job: &str) -> Result<Option<String>> {
-    super::jobs::agent_output(&ctx.client, namespace, job, "backup").await
+    jobs::agent_output(&ctx.client, namespace, job, "backup").await
 }
 
 async fn write_status(

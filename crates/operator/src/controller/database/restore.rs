@@ -21,12 +21,12 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::Context;
-use super::events::publish;
-use super::jobs::{Outcome, agent_error, agent_output, outcome};
 use crate::builders::backup_job::S3Target;
 use crate::builders::meta::Names;
 use crate::builders::restore_job::restore_job;
+use crate::controller::Context;
+use crate::controller::shared::events::publish;
+use crate::controller::shared::jobs::{Outcome, agent_error, agent_output, outcome};
 use crate::engine::driver;
 use crate::error::Result;
 

@@ -8,10 +8,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use tracing::warn;
 
-use super::Context;
-use super::monitor::Observation;
+use super::Observation;
 use crate::builders::meta::Names;
 use crate::builders::monitoring::MONITORING_USERNAME;
+use crate::controller::Context;
 use crate::engine::PASSWORD_KEY;
 use crate::error::Result;
 use crate::users::{Password, UserError, manager, monitoring_privileges};
@@ -39,7 +39,7 @@ pub async fn ensure(db: &Database, ctx: &Context, namespace: &str) -> Result<(Ob
         .get_opt(&names.monitoring_secret())
         .await?
         .as_ref()
-        .and_then(|s| super::user::secret_value(s, PASSWORD_KEY));
+        .and_then(|s| crate::controller::user::secret_value(s, PASSWORD_KEY));
     let Some(password) = password else {
         return Ok((
             (
@@ -51,7 +51,7 @@ pub async fn ensure(db: &Database, ctx: &Context, namespace: &str) -> Result<(Ob
             true,
         ));
     };
-    let target = match super::user::admin_target(db, ctx, namespace).await? {
+    let target = match crate::controller::user::admin_target(db, ctx, namespace).await? {
         Some(target) => target,
         None => {
             return Ok((

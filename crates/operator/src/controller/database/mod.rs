@@ -1,5 +1,13 @@
 //! The Database controller: dereference → build → apply → status.
 
+pub mod admin_secret;
+pub mod cleanup;
+pub mod monitoring;
+pub mod restore;
+pub mod status;
+pub mod velero;
+pub mod volumes;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,20 +29,16 @@ use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::Context;
-use super::admin_secret::ensure_admin_secret;
-use super::cleanup;
-use super::database_monitoring;
-pub use super::events::publish;
-use super::restore;
-use super::stores::{Streams, cached_or_fetch, lookup};
-use super::{velero, volumes};
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::Desired;
 use crate::builders::meta::Names;
 use crate::builders::statefulset::keep_immutable_fields;
+use crate::controller::Context;
+use crate::controller::shared::events::publish;
+use crate::controller::shared::stores::{Streams, cached_or_fetch, lookup};
 use crate::error::{Error, Result, describe, is_permanent};
-use crate::status::{Failure, desired_status};
+use admin_secret::ensure_admin_secret;
+use status::{Failure, desired_status};
 
 /// The finalizer on every Database; the seed's name.
 pub const FINALIZER: &str = "database.example.com/finalizer";
@@ -150,7 +154,7 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         restore.as_ref(),
         &now,
     );
-    database_monitoring::mirror_condition(db, ctx, &mut status, &now).await?;
+    monitoring::mirror_condition(db, ctx, &mut status, &now).await?;
     let restoring = restore
         .as_ref()
         .and_then(|r| r.phase)
@@ -258,7 +262,7 @@ async fn apply_children(db: &Database, ctx: &Context, namespace: &str) -> Result
     let live = cached_or_fetch(&stores.pdbs, &pdbs, &names.pdb(), namespace).await?;
     writes += u32::from(apply_if_changed(&pdbs, desired.pdb, live.as_deref()).await?);
 
-    writes += database_monitoring::apply(db, ctx, namespace, desired.monitoring.take()).await?;
+    writes += monitoring::apply(db, ctx, namespace, desired.monitoring.take()).await?;
 
     let cronjobs = Api::<CronJob>::namespaced(client.clone(), namespace);
     match desired.backup {

@@ -18,11 +18,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::Context;
-use super::events::publish;
-use super::stores::is_established;
 use crate::apply::apply_if_changed;
 use crate::builders::velero::{SOURCE_NAME_LABEL, SOURCE_NAMESPACE_LABEL, source_selector};
+use crate::controller::Context;
+use crate::controller::shared::events::publish;
+use crate::controller::shared::stores::is_established;
 use crate::error::{Result, describe, is_permanent};
 use crate::velero::{SCHEDULE_CRD, Schedule};
 

@@ -12,7 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::warn;
 
-use super::Context;
+use crate::controller::Context;
 use crate::error::Result;
 
 /// Calls `handle` for every Job matching `selector`, as it appears and each

@@ -13,13 +13,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
-use super::Context;
-use super::stores::{cached_or_fetch, lookup};
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::MonitoringChildren;
 use crate::builders::meta::Names;
 use crate::builders::monitoring::monitoring_secret;
 use crate::builders::secret::generate_password;
+use crate::controller::Context;
+use crate::controller::shared::stores::{cached_or_fetch, lookup};
 use crate::error::Result;
 
 /// The Database condition that mirrors its DatabaseMonitor's Ready condition.

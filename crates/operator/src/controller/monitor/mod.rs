@@ -7,6 +7,8 @@
 //! applied, and the controller waits — without errors or retries — until a
 //! watch on CustomResourceDefinitions sees them appear.
 
+pub mod login;
+
 use std::sync::Arc;
 
 use api::Database;
@@ -23,15 +25,14 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use super::Context;
-use super::monitoring_login;
-use super::stores::cached_or_fetch;
 use crate::apply::{FIELD_MANAGER, apply_if_changed};
 use crate::builders::meta::Names;
 use crate::builders::monitoring::dashboard::dashboard_config_map;
 use crate::builders::monitoring::rules::{RuleInput, prometheus_rule};
 use crate::builders::monitoring::service_monitor::service_monitor;
 use crate::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
+use crate::controller::Context;
+use crate::controller::shared::stores::cached_or_fetch;
 use crate::error::{Error, Result};
 
 /// The CRDs the ServiceMonitor and PrometheusRule need.
@@ -146,7 +147,7 @@ async fn apply(monitor: &DatabaseMonitor, ctx: &Context) -> Result<Action> {
             ),
         )),
         Some(db) => {
-            let (user, retry) = monitoring_login::ensure(&db, ctx, &namespace).await?;
+            let (user, retry) = login::ensure(&db, ctx, &namespace).await?;
             observations.push(user);
             let installed = prometheus_operator_installed(ctx).await?;
             observations.push(if installed {

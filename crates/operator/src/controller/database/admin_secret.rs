@@ -6,9 +6,9 @@ use kube::api::{PartialObjectMeta, PostParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
-use super::stores::lookup;
 use crate::builders::meta::Names;
 use crate::builders::secret::{admin_secret, generate_password};
+use crate::controller::shared::stores::lookup;
 use crate::engine::driver;
 use crate::error::Result;
 
