@@ -23,8 +23,8 @@ enum Command {
         metrics_address: SocketAddr,
         /// Log format: readable `text`, or `json` (one object per line) for
         /// log collectors.
-        #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = operator::telemetry::LogFormat::Text)]
-        log_format: operator::telemetry::LogFormat,
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = operator::daemon::telemetry::LogFormat::Text)]
+        log_format: operator::daemon::telemetry::LogFormat,
         /// How long deletion cleanup is retried before the finalizer lets go
         /// and reports what it left behind.
         #[arg(long, env = "CLEANUP_DEADLINE_SECONDS", default_value_t = 120)]
@@ -82,10 +82,10 @@ async fn main() -> anyhow::Result<()> {
             leader_elect,
             leader_election_namespace,
         } => {
-            operator::telemetry::init(log_format);
+            operator::daemon::telemetry::init(log_format);
             let metrics = Arc::new(Metrics::default());
             let config = kube::Config::infer().await?;
-            let client = operator::client::counting_client(config, metrics.clone())?;
+            let client = operator::daemon::client::counting_client(config, metrics.clone())?;
             let settings = Settings {
                 cleanup_deadline: std::time::Duration::from_secs(cleanup_deadline_seconds),
                 resolver: operator::resolver::Resolver::new(resolve),
@@ -94,14 +94,14 @@ async fn main() -> anyhow::Result<()> {
                 ..Settings::default()
             };
             let election = leader_elect.then(|| {
-                operator::leader::Elector::new(
+                operator::daemon::leader::Elector::new(
                     client.clone(),
                     &leader_election_namespace,
                     "database-operator",
-                    operator::leader::identity(),
+                    operator::daemon::leader::identity(),
                 )
             });
-            operator::manager::run(client, metrics, metrics_address, settings, election).await?;
+            operator::daemon::run(client, metrics, metrics_address, settings, election).await?;
         }
     }
     Ok(())

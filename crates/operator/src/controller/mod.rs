@@ -21,7 +21,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// Liveness and readiness, for `/healthz` and `/readyz`.
-    pub health: Arc<crate::health::Health>,
+    pub health: Arc<crate::daemon::health::Health>,
     pub backoff: shared::backoff::PerObjectBackoff,
     pub settings: Settings,
 }

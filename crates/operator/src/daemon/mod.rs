@@ -1,4 +1,11 @@
-//! `database-operator run`: the caches, the controllers and the HTTP endpoints.
+//! `database-operator run`: the long-running process — the caches, the
+//! controllers, leader election and the HTTP endpoints.
+
+pub mod client;
+pub mod endpoints;
+pub mod health;
+pub mod leader;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,9 +15,9 @@ use tracing::info;
 
 use crate::controller::shared::stores;
 use crate::controller::{self, Context, Settings};
-use crate::leader::Elector;
+use crate::daemon::leader::Elector;
 use crate::metrics::Metrics;
-use crate::server::{self, Probes};
+use endpoints::Probes;
 
 /// The caches `/readyz` waits for: the children's, and each controller's own.
 const CACHES: [&str; 5] = [
@@ -42,9 +49,9 @@ pub async fn run(
         metrics,
         health: health.clone(),
     };
-    let listener = server::bind(address).await?;
+    let listener = endpoints::bind(address).await?;
     let server = tokio::spawn(async move {
-        if let Err(error) = server::serve(listener, probes).await {
+        if let Err(error) = endpoints::serve(listener, probes).await {
             tracing::error!(%error, "the metrics and probes server stopped");
         }
     });

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::routing::get;
 
-use crate::health::Health;
+use crate::daemon::health::Health;
 use crate::metrics::{self, Metrics};
 
 #[derive(Clone)]
