@@ -34,10 +34,15 @@
 //! # let _ = (client, nodes); Ok(()) }
 //! ```
 
+pub mod agent_cli;
 pub mod certs;
 mod cluster;
 pub mod components;
 pub mod crds;
+pub mod exporters;
+pub mod exposition;
+pub mod fixtures;
+pub mod harness;
 pub mod kubeconfig;
 pub mod nodes;
 pub mod paths;

@@ -76,6 +76,22 @@ pub fn kwok_stages_file() -> PathBuf {
 }
 
 /// The build script in this repository.
+/// The `database-operator` binary the tests run: `$DATABASE_OPERATOR_BIN`,
+/// else the one cargo built beside the running test (integration tests run
+/// from `target/<profile>/deps/`, and cargo builds the package's binaries
+/// into `target/<profile>/` before it runs them).
+pub fn operator_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("DATABASE_OPERATOR_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the running test's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary under target/<profile>/deps");
+    profile_dir.join("database-operator")
+}
+
 pub fn build_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/controlplane/build.sh")
 }

@@ -1,0 +1,721 @@
+//! The operator against a real control plane: etcd, kube-apiserver,
+//! controller-manager and scheduler, with KWOK making pods Running and Ready.
+//! Each test is what a user would do and see.
+
+use testkit::harness;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api::database::{DeletionPolicy, Phase};
+use api::{ConditionStatus, Database};
+use futures::StreamExt;
+use harness::{env, eventually};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use testkit::fixtures::sample_in;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Records every phase a Database passes through, in order.
+fn record_phases(client: Client, namespace: &str, name: &str) -> Arc<Mutex<Vec<Phase>>> {
+    let phases = Arc::new(Mutex::new(Vec::new()));
+    let seen = phases.clone();
+    let api = Api::<Database>::namespaced(client, namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(async move {
+        let mut stream = watcher(api, config)
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(db)) = stream.next().await {
+            if let Some(phase) = db.status.and_then(|s| s.phase) {
+                let mut phases = seen.lock().unwrap();
+                if phases.last() != Some(&phase) {
+                    phases.push(phase);
+                }
+            }
+        }
+    });
+    phases
+}
+
+async fn wait_for_phase(
+    env: &harness::Env,
+    dbs: &Api<Database>,
+    name: &str,
+    phase: Phase,
+) -> Database {
+    eventually(env, &format!("{name} to be {phase}"), WAIT, || async {
+        let db = dbs.get(name).await.ok()?;
+        (db.status.as_ref()?.phase == Some(phase)).then_some(db)
+    })
+    .await
+}
+
+async fn wait_for_absence<K>(env: &harness::Env, api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(env, &format!("{name} to be gone"), WAIT, || async {
+        matches!(api.get_opt(name).await, Ok(None)).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn test_postgres_is_created_runs_scales_to_three_and_back_to_running() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("lifecycle").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let phases = record_phases(client.clone(), &ns, "test-postgres");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    dbs.create(
+        &PostParams::default(),
+        &sample_in("test-postgres.yaml", &ns),
+    )
+    .await
+    .unwrap();
+
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let sts = eventually(env, "StatefulSet test-postgres", WAIT, || async {
+        statefulsets.get("test-postgres").await.ok()
+    })
+    .await;
+    assert_eq!(sts.spec.replicas, Some(1));
+    let pod = sts.spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some("postgres:13.8"));
+    let config = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get("test-postgres-config")
+        .await
+        .unwrap();
+    assert!(config.data.unwrap()["postgresql.conf"].contains("shared_buffers"));
+    let secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("test-postgres-secret")
+        .await
+        .unwrap();
+    assert!(secret.data.unwrap()["password"].0.len() >= 24);
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    for name in ["test-postgres-headless", "test-postgres-primary"] {
+        services
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    assert!(
+        services
+            .get_opt("test-postgres-readonly")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns)
+        .get("test-postgres")
+        .await
+        .unwrap();
+
+    let running = wait_for_phase(env, &dbs, "test-postgres", Phase::Running).await;
+    let status = running.status.unwrap();
+    let ready = api::condition::find(&status.conditions, "Ready").unwrap();
+    assert_eq!(ready.status, ConditionStatus::True);
+    assert!(ready.last_transition_time.is_some());
+    assert_eq!(ready.observed_generation, running.metadata.generation);
+    assert_eq!(status.observed_generation, running.metadata.generation);
+    assert_eq!(
+        status.endpoints.unwrap().primary.as_deref(),
+        Some(format!("test-postgres-primary.{ns}.svc:5432").as_str())
+    );
+    let seen = phases.lock().unwrap().clone();
+    assert!(
+        seen.contains(&Phase::Creating) && seen.ends_with(&[Phase::Running]),
+        "phases: {seen:?}"
+    );
+
+    dbs.patch(
+        "test-postgres",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 3}})),
+    )
+    .await
+    .unwrap();
+    eventually(env, "StatefulSet scaled to 3", WAIT, || async {
+        (statefulsets.get("test-postgres").await.ok()?.spec.replicas == Some(3)).then_some(())
+    })
+    .await;
+    eventually(env, "Running with 3 ready replicas", WAIT, || async {
+        let status = dbs.get("test-postgres").await.ok()?.status?;
+        (status.phase == Some(Phase::Running) && status.ready_replicas == Some(3)).then_some(status)
+    })
+    .await;
+    let seen = phases.lock().unwrap().clone();
+    let scaling = seen
+        .iter()
+        .rposition(|p| *p == Phase::Scaling)
+        .expect("passed through Scaling");
+    assert_eq!(seen.last(), Some(&Phase::Running), "phases: {seen:?}");
+    assert!(scaling > seen.iter().position(|p| *p == Phase::Running).unwrap());
+    services.get("test-postgres-readonly").await.unwrap();
+    let endpoints = dbs
+        .get("test-postgres")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .endpoints
+        .unwrap();
+    assert_eq!(
+        endpoints.readonly,
+        vec![format!("test-postgres-readonly.{ns}.svc:5432")]
+    );
+
+    let events = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let reasons: Vec<String> = events
+        .items
+        .iter()
+        .filter_map(|e| e.reason.clone())
+        .collect();
+    for reason in ["Created", "Running", "Scaling"] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} event in {reasons:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn e2e_test_db_gets_its_backup_cronjob_with_the_schedule() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("backups").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    dbs.create(&PostParams::default(), &sample_in("e2e-test-db.yaml", &ns))
+        .await
+        .unwrap();
+    let cronjobs = Api::<CronJob>::namespaced(client.clone(), &ns);
+    let cronjob = eventually(env, "CronJob e2e-test-db-backup", WAIT, || async {
+        cronjobs.get("e2e-test-db-backup").await.ok()
+    })
+    .await;
+    assert_eq!(cronjob.spec.schedule, "0 2 * * *");
+    assert_eq!(cronjob.spec.concurrency_policy.as_deref(), Some("Forbid"));
+    assert_eq!(cronjob.labels()["example.com/backup-stage"], "dump-only");
+    let container = &cronjob
+        .spec
+        .job_template
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let script = container.command.as_ref().unwrap().join(" ");
+    assert!(
+        script.contains("pg_dumpall") && script.contains("e2e-test-db-primary"),
+        "{script}"
+    );
+    wait_for_phase(env, &dbs, "e2e-test-db", Phase::Running).await;
+    assert_eq!(
+        Api::<StatefulSet>::namespaced(client, &ns)
+            .get("e2e-test-db")
+            .await
+            .unwrap()
+            .spec
+            .replicas,
+        Some(2)
+    );
+
+    // Turning backups off removes the CronJob.
+    dbs.patch(
+        "e2e-test-db",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"backup": {"enabled": false}}})),
+    )
+    .await
+    .unwrap();
+    wait_for_absence(env, &cronjobs, "e2e-test-db-backup").await;
+}
+
+#[tokio::test]
+async fn every_engine_reaches_running() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("engines").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    for file in [
+        "postgresql-sample.yaml",
+        "mysql-sample.yaml",
+        "mongodb-sample.yaml",
+        "postgres-sample.yaml",
+    ] {
+        dbs.create(&PostParams::default(), &sample_in(file, &ns))
+            .await
+            .unwrap();
+    }
+    for (name, image, config) in [
+        ("postgresql-sample", "postgres:16.4", "postgresql.conf"),
+        ("mysql-sample", "mysql:8.4", "my.cnf"),
+        ("mongodb-sample", "mongo:7.0", "mongod.conf"),
+        ("postgres-sample", "postgres:13.8", "postgresql.conf"),
+    ] {
+        wait_for_phase(env, &dbs, name, Phase::Running).await;
+        let sts = Api::<StatefulSet>::namespaced(client.clone(), &ns)
+            .get(name)
+            .await
+            .unwrap();
+        assert_eq!(
+            sts.spec.template.spec.unwrap().containers[0]
+                .image
+                .as_deref(),
+            Some(image)
+        );
+        let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get(&format!("{name}-config"))
+            .await
+            .unwrap();
+        assert!(cm.data.unwrap().contains_key(config), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_database_removes_its_children_and_keeps_its_data_by_default() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("deletion").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let mut keep = sample_in("mysql-sample.yaml", &ns);
+    keep.metadata.name = Some("keep".into());
+    let mut drop = sample_in("mongodb-sample.yaml", &ns);
+    drop.metadata.name = Some("drop".into());
+    drop.spec.deletion_policy = DeletionPolicy::Delete;
+    for db in [&keep, &drop] {
+        dbs.create(&PostParams::default(), db).await.unwrap();
+    }
+    for name in ["keep", "drop"] {
+        let db = wait_for_phase(env, &dbs, name, Phase::Running).await;
+        assert!(
+            db.finalizers()
+                .iter()
+                .any(|f| f == "database.example.com/finalizer")
+        );
+    }
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    for claim in ["data-keep-0", "data-drop-0"] {
+        eventually(env, claim, WAIT, || async { claims.get(claim).await.ok() }).await;
+    }
+    for name in ["keep", "drop"] {
+        dbs.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    for name in ["keep", "drop"] {
+        wait_for_absence(env, &dbs, name).await;
+        wait_for_absence(
+            env,
+            &Api::<StatefulSet>::namespaced(client.clone(), &ns),
+            name,
+        )
+        .await;
+        wait_for_absence(
+            env,
+            &Api::<ConfigMap>::namespaced(client.clone(), &ns),
+            &format!("{name}-config"),
+        )
+        .await;
+        wait_for_absence(
+            env,
+            &Api::<Secret>::namespaced(client.clone(), &ns),
+            &format!("{name}-secret"),
+        )
+        .await;
+        wait_for_absence(
+            env,
+            &Api::<Service>::namespaced(client.clone(), &ns),
+            &format!("{name}-primary"),
+        )
+        .await;
+    }
+    assert!(
+        claims.get_opt("data-keep-0").await.unwrap().is_some(),
+        "Retain must keep the data"
+    );
+    eventually(env, "data-drop-0 to be deleted", WAIT, || async {
+        let claim = claims.get_opt("data-drop-0").await.ok()?;
+        claim
+            .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
+            .then_some(())
+    })
+    .await;
+    let events = Api::<Event>::namespaced(client, &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let notes: Vec<String> = events
+        .items
+        .iter()
+        .filter_map(|e| e.message.clone())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("kept PersistentVolumeClaims data-keep-0")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("deleted PersistentVolumeClaims data-drop-0")),
+        "{notes:?}"
+    );
+}
+
+#[tokio::test]
+async fn cleanup_that_cannot_finish_lets_go_after_the_deadline_and_says_what_was_left() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("stuck-cleanup").await;
+    // A real admission policy that refuses to delete claims in this namespace.
+    let policy = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "deny-claim-deletion"},
+        "spec": {"failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["DELETE"], "resources": ["persistentvolumeclaims"]}]},
+            "validations": [{"expression": "false", "message": "claims are protected in this namespace"}]}
+    });
+    let binding = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "deny-claim-deletion"},
+        "spec": {"policyName": "deny-claim-deletion", "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}
+    });
+    let ar = |kind: &str, plural: &str| kube::core::ApiResource {
+        group: "admissionregistration.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "admissionregistration.k8s.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    for (value, resource) in [
+        (
+            policy,
+            ar("ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
+        ),
+        (
+            binding,
+            ar(
+                "ValidatingAdmissionPolicyBinding",
+                "validatingadmissionpolicybindings",
+            ),
+        ),
+    ] {
+        let api = Api::<kube::core::DynamicObject>::all_with(client.clone(), &resource);
+        let object: kube::core::DynamicObject = serde_json::from_value(value).unwrap();
+        api.patch(
+            &object.name_any(),
+            &PatchParams::apply("tests").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap();
+    }
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let mut db = sample_in("postgresql-sample.yaml", &ns);
+    db.spec.deletion_policy = DeletionPolicy::Delete;
+    dbs.create(&PostParams::default(), &db).await.unwrap();
+    wait_for_phase(env, &dbs, "postgresql-sample", Phase::Running).await;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    eventually(env, "the data claim", WAIT, || async {
+        claims.get("data-postgresql-sample-0").await.ok()
+    })
+    .await;
+    // The policy takes a moment to reach the apiserver's admission chain.
+    eventually(env, "the policy to deny claim deletion", WAIT, || async {
+        let dry = DeleteParams {
+            dry_run: true,
+            ..Default::default()
+        };
+        claims
+            .delete("data-postgresql-sample-0", &dry)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+
+    dbs.delete("postgresql-sample", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_phase(env, &dbs, "postgresql-sample", Phase::Deleting).await;
+    wait_for_absence(env, &dbs, "postgresql-sample").await;
+    assert!(
+        claims
+            .get_opt("data-postgresql-sample-0")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let events = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let abandoned = events
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("CleanupAbandoned"))
+        .expect("a CleanupAbandoned event");
+    assert!(
+        abandoned
+            .message
+            .as_ref()
+            .unwrap()
+            .contains("may be left behind")
+    );
+    for (kind, plural, name) in [
+        (
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+            "deny-claim-deletion",
+        ),
+        (
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+            "deny-claim-deletion",
+        ),
+    ] {
+        let api = Api::<kube::core::DynamicObject>::all_with(client.clone(), &ar(kind, plural));
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_the_seeds_invalid_inputs_naming_the_field() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("invalid").await;
+    let resource = kube::core::ApiResource::erase::<Database>(&());
+    let dbs = Api::<kube::core::DynamicObject>::namespaced_with(client.clone(), &ns, &resource);
+    let cases = [
+        (
+            serde_json::json!({"engine": "oracle", "version": "13.8", "storage": {"size": "1Gi"}}),
+            "spec.engine",
+        ),
+        (
+            serde_json::json!({"engine": "postgresql", "version": "latest", "storage": {"size": "1Gi"}}),
+            "spec.version",
+        ),
+        (
+            serde_json::json!({"engine": "postgresql", "version": "13.8", "replicas": 0, "storage": {"size": "1Gi"}}),
+            "spec.replicas",
+        ),
+        (
+            serde_json::json!({"engine": "postgresql", "version": "13.8", "replicas": 11, "storage": {"size": "1Gi"}}),
+            "spec.replicas",
+        ),
+        (
+            serde_json::json!({"engine": "postgresql", "version": "13.8", "storage": {"size": "10GB"}}),
+            "spec.storage.size",
+        ),
+        (
+            serde_json::json!({"engine": "postgresql", "version": "13.8", "storage": {"size": "1Gi"},
+            "backup": {"enabled": true, "schedule": "every day at two"}}),
+            "spec.backup.schedule",
+        ),
+        (
+            serde_json::json!({"engine": "postgresql", "version": "13.8", "storage": {"size": "1Gi"},
+            "backup": {"enabled": true, "schedule": "0 2 * * * *"}}),
+            "spec.backup.schedule",
+        ),
+        (
+            serde_json::json!({"engine": "postgresql", "version": "13.8", "storage": {"size": "1Gi"},
+            "backup": {"enabled": true}}),
+            "spec.backup.schedule",
+        ),
+        (
+            serde_json::json!({"engine": "postgresql", "version": "13.8", "storage": {"size": "1K"}}),
+            "spec.storage.size",
+        ),
+    ];
+    for (i, (spec, field)) in cases.into_iter().enumerate() {
+        let db: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "example.com/v1", "kind": "Database",
+            "metadata": {"name": format!("bad-{i}"), "namespace": ns}, "spec": spec
+        }))
+        .unwrap();
+        let error = dbs
+            .create(&PostParams::default(), &db)
+            .await
+            .expect_err(&format!("case {i} ({field}) was accepted"));
+        let kube::Error::Api(status) = error else {
+            panic!("case {i}: {error}")
+        };
+        assert_eq!(status.code, 422, "case {i}: {}", status.message);
+        assert!(
+            status.message.contains(field),
+            "case {i}: message {:?} does not name {field}",
+            status.message
+        );
+    }
+}
+
+#[tokio::test]
+async fn children_deleted_or_edited_by_hand_are_put_back() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("drift").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let mut db = sample_in("mysql-sample.yaml", &ns);
+    db.spec.replicas = 2;
+    dbs.create(&PostParams::default(), &db).await.unwrap();
+    wait_for_phase(env, &dbs, "mysql-sample", Phase::Running).await;
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+
+    // Deleted by hand: recreated.
+    let old_sts_uid = statefulsets.get("mysql-sample").await.unwrap().uid();
+    statefulsets
+        .delete("mysql-sample", &DeleteParams::default())
+        .await
+        .unwrap();
+    services
+        .delete("mysql-sample-primary", &DeleteParams::default())
+        .await
+        .unwrap();
+    config_maps
+        .delete("mysql-sample-config", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(env, "a new StatefulSet", WAIT, || async {
+        let sts = statefulsets.get_opt("mysql-sample").await.ok()??;
+        (sts.uid() != old_sts_uid && sts.metadata.deletion_timestamp.is_none()).then_some(())
+    })
+    .await;
+    eventually(env, "the primary Service back", WAIT, || async {
+        services.get("mysql-sample-primary").await.ok()
+    })
+    .await;
+    let config = eventually(env, "the ConfigMap back", WAIT, || async {
+        config_maps.get("mysql-sample-config").await.ok()
+    })
+    .await;
+    assert!(config.data.unwrap()["my.cnf"].contains("innodb_buffer_pool_size"));
+
+    // Edited by hand: put back.
+    let hand = PatchParams::apply("someone-by-hand").force();
+    config_maps
+        .patch("mysql-sample-config", &hand, &Patch::Apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "data": {"my.cnf": "[mysqld]\nmax_connections = 1\n"}
+        })))
+        .await
+        .unwrap();
+    statefulsets
+        .patch(
+            "mysql-sample",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    services
+        .patch("mysql-sample-primary", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"selector": {"app.kubernetes.io/instance": "someone-else"}}})))
+        .await
+        .unwrap();
+    eventually(env, "the configuration restored", WAIT, || async {
+        let data = config_maps.get("mysql-sample-config").await.ok()?.data?;
+        data["my.cnf"]
+            .contains("innodb_buffer_pool_size")
+            .then_some(())
+    })
+    .await;
+    eventually(env, "replicas restored to 2", WAIT, || async {
+        (statefulsets.get("mysql-sample").await.ok()?.spec.replicas == Some(2)).then_some(())
+    })
+    .await;
+    eventually(env, "the selector restored", WAIT, || async {
+        let selector = services
+            .get("mysql-sample-primary")
+            .await
+            .ok()?
+            .spec?
+            .selector?;
+        (selector["app.kubernetes.io/instance"] == "mysql-sample").then_some(())
+    })
+    .await;
+    wait_for_phase(env, &dbs, "mysql-sample", Phase::Running).await;
+}
+
+#[tokio::test]
+async fn unsafe_changes_are_refused_at_admission_naming_the_field() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("immutable").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let mut db = sample_in("postgresql-sample.yaml", &ns);
+    db.spec.storage.storage_class = Some("standard".into());
+    dbs.create(&PostParams::default(), &db).await.unwrap();
+    let cases = [
+        (
+            serde_json::json!({"spec": {"engine": "mysql"}}),
+            "spec.engine",
+            "immutable",
+        ),
+        (
+            serde_json::json!({"spec": {"storage": {"size": "1Gi"}}}),
+            "spec.storage.size",
+            "cannot shrink",
+        ),
+        (
+            serde_json::json!({"spec": {"storage": {"storageClass": "other"}}}),
+            "spec.storage.storageClass",
+            "immutable",
+        ),
+        (
+            serde_json::json!({"spec": {"version": "15.4"}}),
+            "spec.version",
+            "downgrade",
+        ),
+        (
+            serde_json::json!({"spec": {"version": "17.0"}}),
+            "spec.version",
+            "pg_upgrade",
+        ),
+    ];
+    for (patch, field, words) in cases {
+        let error = dbs
+            .patch(
+                "postgresql-sample",
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .expect_err(&format!("{patch} was accepted"));
+        let kube::Error::Api(status) = error else {
+            panic!("{error}")
+        };
+        assert_eq!(status.code, 422, "{}", status.message);
+        assert!(
+            status.message.contains(field) && status.message.contains(words),
+            "{patch}: {}",
+            status.message
+        );
+    }
+    // Growing storage and a minor version change are allowed.
+    dbs.patch(
+        "postgresql-sample",
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"spec": {"storage": {"size": "10Gi"}, "version": "16.6"}}),
+        ),
+    )
+    .await
+    .unwrap();
+}

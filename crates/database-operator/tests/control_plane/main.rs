@@ -1,0 +1,16 @@
+//! The real `database-operator` binary against the local control plane
+//! (etcd, kube-apiserver, controller-manager, scheduler and KWOK, from
+//! `testkit`). Each module shares one cluster and operator among its tests
+//! (`testkit::harness::env(module_path!())`), apart from the other modules';
+//! each test works in its own namespace.
+
+mod backups;
+mod databases;
+mod leader_election;
+mod monitoring;
+mod rbac;
+mod restore;
+mod steady_state;
+mod telemetry;
+mod users;
+mod velero;

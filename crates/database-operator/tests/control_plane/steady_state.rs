@@ -1,0 +1,129 @@
+//! A reconcile that finds nothing to change writes nothing, and the admin
+//! Secret survives operator restarts and re-applies. Runs with its own
+//! cluster and operator, so no other test's writes are counted.
+
+use testkit::harness;
+
+use std::time::Duration;
+
+use api::Database;
+use api::database::Phase;
+use harness::{env, eventually};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use testkit::fixtures::sample_in;
+
+const WAIT: Duration = Duration::from_secs(90);
+const WRITES: &str = "database_operator_api_writes_total";
+const RECONCILES: &str = "database_operator_reconciliations_total";
+
+/// Waits until the operator has made no write for `quiet`.
+async fn settle(env: &harness::Env, quiet: Duration) -> f64 {
+    let mut last = env.metric(WRITES).await;
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now = env.metric(WRITES).await;
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+async fn poke_and_wait_for_reconciles(
+    env: &harness::Env,
+    dbs: &Api<Database>,
+    names: &[&str],
+    round: u32,
+) {
+    let before = env.metric(RECONCILES).await;
+    for name in names {
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {"test/poke": round.to_string()}}});
+        dbs.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+    }
+    eventually(
+        env,
+        "the operator to reconcile every poked Database",
+        WAIT,
+        || async { (env.metric(RECONCILES).await >= before + names.len() as f64).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn steady_state_reconciles_make_no_writes_and_the_admin_secret_is_never_regenerated() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("steady").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let names = [
+        "postgresql-sample",
+        "mysql-sample",
+        "mongodb-sample",
+        "e2e-test-db",
+    ];
+    for name in names {
+        dbs.create(
+            &PostParams::default(),
+            &sample_in(&format!("{name}.yaml"), &ns),
+        )
+        .await
+        .unwrap();
+    }
+    for name in names {
+        eventually(env, &format!("{name} Running"), WAIT, || async {
+            (dbs.get(name).await.ok()?.status?.phase == Some(Phase::Running)).then_some(())
+        })
+        .await;
+    }
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let original = secrets.get("mysql-sample-secret").await.unwrap();
+
+    let writes_before = settle(env, Duration::from_secs(3)).await;
+    assert!(writes_before > 0.0, "the operator's writes are counted");
+    poke_and_wait_for_reconciles(env, &dbs, &names, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writes_after = env.metric(WRITES).await;
+    assert_eq!(
+        writes_after, writes_before,
+        "steady-state reconciles wrote to the API"
+    );
+
+    // A restarted operator finds everything in place: no write, same Secret.
+    env.restart_operator().await;
+    let writes_at_start = settle(env, Duration::from_secs(3)).await;
+    poke_and_wait_for_reconciles(env, &dbs, &names, 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.metric(WRITES).await,
+        writes_at_start,
+        "a restarted operator wrote at steady state"
+    );
+    assert_eq!(
+        writes_at_start, 0.0,
+        "a restarted operator wrote while catching up: {writes_at_start}"
+    );
+
+    // Re-applying the Database unchanged, as `kubectl apply` would, changes nothing either.
+    let mut again = sample_in("mysql-sample.yaml", &ns);
+    again.metadata.managed_fields = None;
+    dbs.patch(
+        "mysql-sample",
+        &PatchParams::apply("kubectl-client-side-apply").force(),
+        &Patch::Apply(&again),
+    )
+    .await
+    .unwrap();
+    poke_and_wait_for_reconciles(env, &dbs, &["mysql-sample"], 3).await;
+    let after = secrets.get("mysql-sample-secret").await.unwrap();
+    assert_eq!(
+        after.resource_version(),
+        original.resource_version(),
+        "the admin Secret was written"
+    );
+    assert_eq!(after.data, original.data);
+}

@@ -1,0 +1,337 @@
+//! Snapshot tests of everything the builders produce, per engine, with 1 and
+//! 3 replicas, with and without a storage class.
+
+use testkit::fixtures;
+
+use api::Engine;
+use fixtures::{database, with_backup, with_storage_class};
+use operator::builders::Desired;
+use rstest::rstest;
+
+fn snapshot_of(db: &api::Database) -> serde_json::Value {
+    let desired = Desired::build(db);
+    serde_json::json!({
+        "configMap": desired.config_map,
+        "statefulSet": desired.statefulset,
+        "services": desired.all_services().collect::<Vec<_>>(),
+        "podDisruptionBudget": desired.pdb,
+        "backupCronJob": desired.backup,
+    })
+}
+
+/// Sorted keys: whether serde_json keeps insertion order depends on which
+/// other crates in the build enable its `preserve_order` feature.
+fn assert_snapshot(name: &str, db: &api::Database) {
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_yaml_snapshot!(name, snapshot_of(db));
+    });
+}
+
+#[rstest]
+fn children(
+    #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
+    #[values(1, 3)] replicas: i32,
+    #[values(None, Some("fast-ssd"))] storage_class: Option<&str>,
+) {
+    let version = match engine {
+        Engine::Postgresql => "16.4",
+        Engine::Mysql => "8.4",
+        Engine::Mongodb => "7.0",
+    };
+    let mut db = database("orders", engine, version, replicas);
+    if let Some(class) = storage_class {
+        db = with_storage_class(db, class);
+    }
+    let name = format!(
+        "{engine}_{replicas}_replicas_{}",
+        storage_class.unwrap_or("default_class")
+    );
+    assert_snapshot(&name, &db);
+}
+
+#[test]
+fn backup_cronjob_for_the_seed_e2e_database() {
+    let db = with_backup(
+        database("e2e-test-db", Engine::Postgresql, "13.8", 2),
+        "0 2 * * *",
+    );
+    assert_snapshot("postgresql_with_backup", &db);
+}
+
+#[test]
+fn test_postgres_gets_one_replica_of_postgres_13_8_and_a_postgresql_conf() {
+    let db = fixtures::sample("test-postgres.yaml");
+    let mut db = db;
+    db.metadata.uid = Some("uid".into());
+    let desired = Desired::build(&db);
+    assert_eq!(desired.statefulset.spec.replicas, Some(1));
+    let pod = desired.statefulset.spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some("postgres:13.8"));
+    assert_eq!(
+        desired.config_map.metadata.name.as_deref(),
+        Some("test-postgres-config")
+    );
+    assert!(
+        desired
+            .config_map
+            .data
+            .as_ref()
+            .unwrap()
+            .contains_key("postgresql.conf")
+    );
+}
+
+#[rstest]
+fn every_child_is_owned_and_labelled(
+    #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
+) {
+    let db = with_backup(database("owned", engine, "1.0", 3), "0 3 * * *");
+    let desired = Desired::build(&db);
+    let mut metas = vec![
+        &desired.config_map.metadata,
+        &desired.statefulset.metadata,
+        &desired.pdb.metadata,
+    ];
+    metas.extend(desired.all_services().map(|s| &s.metadata));
+    metas.push(&desired.backup.as_ref().unwrap().metadata);
+    for meta in metas {
+        let owner = &meta.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("Database", "owned", Some(true))
+        );
+        let labels = meta.labels.as_ref().unwrap();
+        for key in [
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/managed-by",
+        ] {
+            assert!(labels.contains_key(key), "{:?} lacks {key}", meta.name);
+        }
+    }
+}
+
+#[rstest]
+fn pods_meet_the_restricted_pod_security_standard(
+    #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
+) {
+    let db = with_backup(database("secure", engine, "1.0", 1), "0 3 * * *");
+    let desired = Desired::build(&db);
+    let cron = desired.backup.unwrap();
+    let pods = [
+        desired.statefulset.spec.template.spec.unwrap(),
+        cron.spec.job_template.spec.unwrap().template.spec.unwrap(),
+    ];
+    for pod in pods {
+        let pod_sc = pod.security_context.unwrap();
+        assert_eq!(pod_sc.run_as_non_root, Some(true));
+        assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        for container in pod.containers {
+            let sc = container.security_context.unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+        }
+        for volume in pod.volumes.unwrap_or_default() {
+            assert!(volume.host_path.is_none());
+        }
+    }
+}
+
+#[test]
+fn a_readonly_service_exists_only_with_more_than_one_replica() {
+    assert!(
+        Desired::build(&database("one", Engine::Mysql, "8.4", 1))
+            .services
+            .readonly
+            .is_none()
+    );
+    let three = Desired::build(&database("three", Engine::Mysql, "8.4", 3));
+    assert_eq!(
+        three.services.readonly.unwrap().metadata.name.as_deref(),
+        Some("three-readonly")
+    );
+}
+
+#[test]
+fn a_configuration_change_changes_the_pod_template() {
+    let small = database("db", Engine::Postgresql, "16.4", 1);
+    let mut large = small.clone();
+    large.spec.resources = Some(k8s_openapi::api::core::v1::ResourceRequirements {
+        limits: Some(
+            [(
+                "memory".to_string(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("8Gi".into()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    });
+    let annotation = |db| {
+        Desired::build(db)
+            .statefulset
+            .spec
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()["example.com/config-hash"]
+            .clone()
+    };
+    assert_ne!(annotation(&small), annotation(&large));
+}
+
+#[rstest]
+fn backup_cronjob_with_an_s3_destination_runs_the_agent(
+    #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
+) {
+    let mut db = with_backup(database("orders", engine, "1.0", 1), "0 3 * * *");
+    db.spec.backup.as_mut().unwrap().destination = Some(serde_json::from_value(serde_json::json!({
+        "s3": {"bucket": "backups", "region": "eu-west-1", "endpoint": "http://s3:7070", "prefix": "team",
+            "forcePathStyle": true, "credentialsSecret": {"name": "s3-keys"}}
+    })).unwrap());
+    let cron = Desired::build(&db).backup.expect("a CronJob");
+    assert_eq!(
+        cron.metadata.labels.as_ref().unwrap()["example.com/backup-stage"],
+        "upload"
+    );
+    let pod = cron.spec.job_template.spec.unwrap().template.spec.unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image,
+        driver_image(engine),
+        "the dump tools come from the engine's image"
+    );
+    let env = container.env.as_ref().unwrap();
+    let secret_of = |name: &str| {
+        let from = env
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap()
+            .value_from
+            .clone()
+            .unwrap();
+        let key = from.secret_key_ref.unwrap();
+        (key.name, key.key)
+    };
+    assert_eq!(
+        secret_of("DB_PASSWORD"),
+        ("orders-secret".to_string(), "password".to_string())
+    );
+    assert_eq!(
+        secret_of("AWS_ACCESS_KEY_ID"),
+        ("s3-keys".to_string(), "AWS_ACCESS_KEY_ID".to_string())
+    );
+    let plain = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .unwrap()
+            .value
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(plain("ENGINE"), engine.as_str());
+    assert_eq!(plain("S3_PREFIX"), "team/default/orders");
+    assert_eq!(plain("RETENTION"), "7d");
+    // Nothing the user wrote is in the script itself.
+    let script = container.command.as_ref().unwrap().join(" ");
+    for value in ["backups", "eu-west-1", "s3:7070", "team", "s3-keys"] {
+        assert!(
+            !script.contains(value),
+            "{value} is spliced into the script"
+        );
+    }
+    assert_eq!(
+        pod.init_containers.as_ref().unwrap()[0].image.as_deref(),
+        Some(operator::builders::DEFAULT_AGENT_IMAGE)
+    );
+}
+
+fn driver_image(engine: Engine) -> Option<String> {
+    Some(operator::engine::driver(engine).image("1.0"))
+}
+
+fn with_velero(mut db: api::Database, velero: serde_json::Value) -> api::Database {
+    let backup = db.spec.backup.as_mut().expect("backups on");
+    backup.method = api::database::BackupMethod::Velero;
+    backup.velero = Some(serde_json::from_value(velero).unwrap());
+    db
+}
+
+#[test]
+fn velero_schedule_for_method_velero() {
+    let mut db = with_velero(
+        with_backup(
+            database("orders", Engine::Postgresql, "16.4", 3),
+            "0 2 * * *",
+        ),
+        serde_json::json!({"storageLocation": "aws-eu", "snapshotVolumes": false, "defaultVolumesToFsBackup": true}),
+    );
+    db.metadata.namespace = Some("shop".into());
+    let desired = Desired::build(&db);
+    assert!(
+        desired.backup.is_none(),
+        "no CronJob when Velero takes the backups"
+    );
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_yaml_snapshot!("velero_schedule", desired.velero.expect("a Schedule"));
+    });
+}
+
+#[test]
+fn velero_schedule_defaults_and_what_it_selects() {
+    let db = with_velero(
+        with_backup(database("orders", Engine::Mysql, "8.4", 1), "@daily"),
+        serde_json::json!({}),
+    );
+    let desired = Desired::build(&db);
+    let schedule = desired.velero.expect("a Schedule");
+    assert_eq!(schedule.metadata.namespace.as_deref(), Some("velero"));
+    assert_eq!(schedule.metadata.name.as_deref(), Some("default-orders"));
+    assert!(schedule.metadata.owner_references.is_none());
+    let template = &schedule.spec.template;
+    assert_eq!(template.ttl.as_deref(), Some("168h0m0s"));
+    assert_eq!(template.storage_location, None);
+    assert_eq!(template.snapshot_volumes, None);
+    // The selector matches the pods, their claims and every other child.
+    let selector = template
+        .label_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
+    let pod_labels = desired
+        .statefulset
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    // The StatefulSet controller labels each claim with the selector's labels.
+    let claim_labels = desired
+        .statefulset
+        .spec
+        .selector
+        .match_labels
+        .as_ref()
+        .unwrap();
+    let service_labels = desired.services.primary.metadata.labels.as_ref().unwrap();
+    for labels in [pod_labels, claim_labels, service_labels] {
+        for (key, value) in selector {
+            assert_eq!(labels.get(key), Some(value), "{key} in {labels:?}");
+        }
+    }
+    // Switching back to the agent brings the CronJob back and drops the Schedule.
+    let mut agent = db.clone();
+    agent.spec.backup.as_mut().unwrap().method = api::database::BackupMethod::Agent;
+    let desired = Desired::build(&agent);
+    assert!(desired.velero.is_none() && desired.backup.is_some());
+    // Backups off: neither.
+    let mut off = db;
+    off.spec.backup.as_mut().unwrap().enabled = false;
+    let desired = Desired::build(&off);
+    assert!(desired.velero.is_none() && desired.backup.is_none());
+}

@@ -1,0 +1,15 @@
+//! Code that talks to databases and object storage, against real servers on
+//! loopback (PostgreSQL and MariaDB from Debian, FerretDB and versitygw from
+//! their Go modules, started by `testkit::servers`): the agent's backup,
+//! restore, verify and prune; the users machinery per engine; the probe
+//! scripts; the pinned exporters.
+
+mod agent_mongodb;
+mod agent_mysql;
+mod agent_postgresql;
+mod agent_prune;
+mod exporter_metrics;
+mod probes;
+mod users_mongodb;
+mod users_mysql;
+mod users_postgresql;

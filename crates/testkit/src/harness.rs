@@ -1,0 +1,359 @@
+//! The integration fixture: one real control plane per test binary (from the
+//! testkit), the generated CRDs installed, and the real `database-operator`
+//! binary running against it as a child process. Each test works in its own
+//! namespace, so tests run in parallel without seeing each other.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Cluster;
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+pub struct Env {
+    pub cluster: Cluster,
+    pub metrics_address: String,
+    pub operator_log: PathBuf,
+    operator_pid: std::sync::Mutex<u32>,
+    operator_args: Vec<String>,
+    operator_kubeconfig: PathBuf,
+}
+
+/// One environment per group of tests, started on first use.
+static ENVS: std::sync::Mutex<BTreeMap<&'static str, &'static OnceCell<Env>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The cluster with CRDs and a running operator that the tests of `group`
+/// share (a test module passes `module_path!()`): groups do not see each
+/// other's operator, so one group's counts (writes at steady state, metrics)
+/// are not disturbed by another's.
+pub async fn env(group: &'static str) -> &'static Env {
+    let cell = *ENVS
+        .lock()
+        .expect("environments lock")
+        .entry(group)
+        .or_insert_with(|| Box::leak(Box::new(OnceCell::new())));
+    cell.get_or_init(|| async {
+        start(Vec::new())
+            .await
+            .expect("starting the integration environment")
+    })
+    .await
+}
+
+/// A cluster with CRDs and an operator started with `extra_args` (for
+/// example `--resolve` entries for real database servers).
+pub async fn start(extra_args: Vec<String>) -> Result<Env> {
+    start_with(extra_args, async |_| Ok(None)).await
+}
+
+/// Like [`start`], with `setup` run on the cluster before the operator
+/// starts; when it returns a kubeconfig, the operator uses that one (for
+/// example one that impersonates the operator's ServiceAccount).
+pub async fn start_with(
+    extra_args: Vec<String>,
+    setup: impl AsyncFnOnce(&Cluster) -> Result<Option<PathBuf>>,
+) -> Result<Env> {
+    let cluster = Cluster::start().await?;
+    let client = cluster.client().await?;
+    install_crds(&client).await?;
+    let operator_kubeconfig = setup(&cluster)
+        .await?
+        .unwrap_or_else(|| cluster.kubeconfig_path().to_owned());
+    let port = crate::processes::free_port()?;
+    let metrics_address = format!("127.0.0.1:{port}");
+    let operator_log = cluster.dir().join("operator.log");
+    let pid = spawn_operator(
+        &operator_kubeconfig,
+        &metrics_address,
+        &operator_log,
+        &extra_args,
+    )?;
+    let env = Env {
+        cluster,
+        metrics_address,
+        operator_log,
+        operator_pid: std::sync::Mutex::new(pid),
+        operator_args: extra_args,
+        operator_kubeconfig,
+    };
+    env.wait_until_ready().await?;
+    Ok(env)
+}
+
+/// Starts the real operator binary with `kubeconfig`; returns its pid.
+fn spawn_operator(
+    kubeconfig: &std::path::Path,
+    metrics_address: &str,
+    log: &std::path::Path,
+    extra: &[String],
+) -> Result<u32> {
+    let mut args: Vec<String> = [
+        "run",
+        "--metrics-address",
+        metrics_address,
+        "--cleanup-deadline-seconds",
+        "8",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().cloned());
+    let mut command = crate::processes::command(&crate::paths::operator_binary(), &args, log)?;
+    command
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "info,kube=warn,operator=debug");
+    // The operator dies with the forking thread (PR_SET_PDEATHSIG), so fork it
+    // from a thread that lives as long as the operator.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || match command.spawn() {
+        Ok(mut child) => {
+            let _ = tx.send(Ok(child.id()));
+            let _ = child.wait();
+        }
+        Err(e) => {
+            let _ = tx.send(Err(e));
+        }
+    });
+    rx.recv()?.context("starting database-operator")
+}
+
+/// Applies every generated CRD and waits until the API server serves them.
+pub async fn install_crds(client: &Client) -> Result<()> {
+    apply_crds(client, api::crds(), "integration-tests").await
+}
+
+/// Applies `crds` under the field manager `manager` and waits until each is
+/// Established.
+pub async fn apply_crds(
+    client: &Client,
+    crds: Vec<CustomResourceDefinition>,
+    manager: &str,
+) -> Result<()> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in &crds {
+        api.patch(
+            &crd.name_any(),
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(crd),
+        )
+        .await
+        .with_context(|| format!("installing CRD {}", crd.name_any()))?;
+    }
+    for crd in &crds {
+        let name = crd.name_any();
+        let mut established = false;
+        for _ in 0..100 {
+            let live = api.get(&name).await?;
+            established = live
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !established {
+            bail!("CRD {name} never became Established");
+        }
+    }
+    Ok(())
+}
+
+/// Third-party CRDs from their YAML files (as fetched by hack/crds/fetch.sh).
+pub fn crds_from_files(files: &[PathBuf]) -> Result<Vec<CustomResourceDefinition>> {
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut crd: CustomResourceDefinition = serde_saphyr::from_str(&text)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            crd.metadata.managed_fields = None;
+            Ok(crd)
+        })
+        .collect()
+}
+
+/// Applies the CRDs in `files` and waits until they are Established.
+pub async fn install_crd_files(client: &Client, files: &[PathBuf], manager: &str) -> Result<()> {
+    apply_crds(client, crds_from_files(files)?, manager).await
+}
+
+/// Velero's real Schedule CRD, fetched from its Go module by hack/crds/fetch.sh.
+pub async fn install_velero_schedule_crd(client: &Client, manager: &str) -> Result<()> {
+    let path = crate::crds::velero_schedule_crd()?;
+    install_crd_files(client, &[path], manager).await
+}
+
+/// prometheus-operator's CRD files, fetched by hack/crds/fetch.sh (run here
+/// when the cache lacks them).
+pub fn prometheus_operator_crds() -> Vec<PathBuf> {
+    if let Ok(files) = crate::crds::prometheus_operator_crds() {
+        return files;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../hack/crds/fetch.sh");
+    let ok = std::process::Command::new("bash")
+        .arg(&script)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "hack/crds/fetch.sh failed");
+    crate::crds::prometheus_operator_crds().unwrap()
+}
+
+impl Env {
+    async fn wait_until_ready(&self) -> Result<()> {
+        for _ in 0..300 {
+            if let Ok((200, _)) = self.http_get("/readyz").await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("operator never became ready:\n{}", self.operator_log_tail())
+    }
+
+    /// Stops the operator (SIGTERM, as Kubernetes would) and starts a new one.
+    pub async fn restart_operator(&self) {
+        let old = *self.operator_pid.lock().unwrap();
+        std::process::Command::new("kill")
+            .arg(old.to_string())
+            .status()
+            .expect("kill");
+        for _ in 0..100 {
+            if !crate::processes::pid_alive(old) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pid = spawn_operator(
+            &self.operator_kubeconfig,
+            &self.metrics_address,
+            &self.operator_log,
+            &self.operator_args,
+        )
+        .expect("restarting the operator");
+        *self.operator_pid.lock().unwrap() = pid;
+        self.wait_until_ready()
+            .await
+            .expect("operator ready after restart");
+    }
+
+    pub async fn client(&self) -> Client {
+        self.cluster
+            .client()
+            .await
+            .expect("client for the test cluster")
+    }
+
+    /// Creates a fresh namespace for one test.
+    pub async fn namespace(&self, name: &str) -> String {
+        let namespaces = Api::<Namespace>::all(self.client().await);
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("creating namespace");
+        // The ServiceAccount admission plugin refuses pods until "default" exists.
+        self.cluster
+            .eventually(
+                "the default ServiceAccount",
+                Duration::from_secs(30),
+                async |client| {
+                    let sa = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+                        client.clone(),
+                        name,
+                    );
+                    Ok(sa.get_opt("default").await?.map(|_| ()))
+                },
+            )
+            .await
+            .expect("default ServiceAccount");
+        name.to_owned()
+    }
+
+    /// The running operator's process id.
+    pub fn operator_pid(&self) -> u32 {
+        *self.operator_pid.lock().unwrap()
+    }
+
+    /// Starts one more operator, with the same kubeconfig and arguments,
+    /// serving on `metrics_address` and logging to `log`; returns its pid.
+    /// The caller stops it.
+    pub fn spawn_another_operator(&self, metrics_address: &str, log: &std::path::Path) -> u32 {
+        spawn_operator(
+            &self.operator_kubeconfig,
+            metrics_address,
+            log,
+            &self.operator_args,
+        )
+        .expect("starting another operator")
+    }
+
+    /// A plain HTTP/1.0 GET against the operator's metrics server.
+    pub async fn http_get(&self, path: &str) -> Result<(u16, String)> {
+        http_get(&self.metrics_address, path).await
+    }
+
+    /// Sum of every series of a metric in the operator's /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics").await.expect("scraping /metrics");
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// The operator's log, for failure messages.
+    pub fn operator_log_tail(&self) -> String {
+        crate::processes::log_tail(&self.operator_log, 60)
+    }
+}
+
+/// A plain HTTP/1.0 GET against an operator's metrics server at `address`.
+pub async fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let code = response.split_whitespace().nth(1).unwrap_or("0").parse()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Polls `check` every 200 ms until it yields a value, or panics with the
+/// operator's log after `timeout`.
+pub async fn eventually<T, F, Fut>(env: &Env, what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "timed out waiting for {what}\noperator log:\n{}",
+                env.operator_log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
