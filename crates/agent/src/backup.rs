@@ -11,7 +11,8 @@ use super::engines::{Inventory, Tool, mongodb, mysql, postgresql, tool_version};
 use super::manifest::{COMPRESSION, FORMAT_VERSION, Manifest};
 use super::pipeline::{self, Uploaded};
 use super::store::{Store, s3_error, validate_key_name};
-use super::{AgentError, BackupArgs, EngineKind, Result, Secrets, now_rfc3339, progress};
+use super::{AgentError, BackupArgs, Result, Secrets, now_rfc3339, progress};
+use api::Engine;
 
 /// `YYYYMMDDTHHMMSSZ`, UTC: sorts like time.
 pub fn default_key_name() -> String {
@@ -49,7 +50,7 @@ pub async fn run(args: BackupArgs) -> Result<BackupReport> {
         workers: args.compression_workers,
     };
     let (inventory, uploaded, dump_tool) = match engine {
-        EngineKind::Postgresql => {
+        Engine::Postgresql => {
             let mut inventory = postgresql::inventory(&args.db, &secrets).await?;
             progress(format!(
                 "inventory: {} databases",
@@ -76,7 +77,7 @@ pub async fn run(args: BackupArgs) -> Result<BackupReport> {
             inventory.row_counts = counts_in(&counter, &inventory.databases);
             (inventory, uploaded, version)
         }
-        EngineKind::Mysql => {
+        Engine::Mysql => {
             let mut inventory = mysql::inventory(&args.db, &secrets).await?;
             progress(format!("inventory: {} schemas", inventory.databases.len()));
             let (tool, dump_args, version) =
@@ -95,7 +96,7 @@ pub async fn run(args: BackupArgs) -> Result<BackupReport> {
             inventory.row_counts = counts_in(&counter, &inventory.databases);
             (inventory, uploaded, version)
         }
-        EngineKind::Mongodb => {
+        Engine::Mongodb => {
             let (client, mut inventory) = mongodb::inventory(&args.db, &secrets).await?;
             let (reader, writer) = tokio::io::duplex(1 << 20);
             let databases = inventory.databases.clone();
@@ -145,7 +146,7 @@ pub async fn run(args: BackupArgs) -> Result<BackupReport> {
 
 #[allow(clippy::too_many_arguments)]
 fn manifest(
-    engine: EngineKind,
+    engine: Engine,
     store: &Store,
     key: &str,
     inventory: Inventory,

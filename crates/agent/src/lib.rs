@@ -42,8 +42,9 @@ pub mod store;
 
 use std::path::PathBuf;
 
+use api::Engine;
 use api::agent::FailureReport;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde::Serialize;
 
 /// `database-operator agent …`
@@ -65,46 +66,17 @@ pub enum AgentCommand {
     Verify(RestoreArgs),
 }
 
-/// The engines the agent speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    Postgresql,
-    Mysql,
-    Mongodb,
-}
-
-impl EngineKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineKind::Postgresql => "postgresql",
-            EngineKind::Mysql => "mysql",
-            EngineKind::Mongodb => "mongodb",
-        }
-    }
-
-    /// The default port of the engine.
-    pub fn default_port(self) -> u16 {
-        match self {
-            EngineKind::Postgresql => 5432,
-            EngineKind::Mysql => 3306,
-            EngineKind::Mongodb => 27017,
-        }
-    }
-}
-
-impl std::fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// `--engine`: the API's engine names.
+fn parse_engine(name: &str) -> std::result::Result<Engine, String> {
+    name.parse()
 }
 
 /// Where the database is. The login comes from `DB_USER` / `DB_PASSWORD`.
 #[derive(Args, Debug, Clone)]
 pub struct DbArgs {
     /// postgresql, mysql or mongodb.
-    #[arg(long, env = "DB_ENGINE")]
-    pub engine: EngineKind,
+    #[arg(long, env = "DB_ENGINE", value_parser = parse_engine)]
+    pub engine: Engine,
     /// Host of the database server.
     #[arg(long, env = "DB_HOST", default_value = "127.0.0.1")]
     pub host: String,
@@ -199,8 +171,8 @@ pub struct RestoreArgs {
 /// prune); prune never connects to the database.
 #[derive(Args, Debug, Clone)]
 pub struct UnusedDbArgs {
-    #[arg(long, hide = true)]
-    pub engine: Option<EngineKind>,
+    #[arg(long, hide = true, value_parser = parse_engine)]
+    pub engine: Option<Engine>,
     #[arg(long, hide = true)]
     pub host: Option<String>,
     #[arg(long, hide = true)]
@@ -310,12 +282,12 @@ impl Secrets {
     }
 
     /// The login, or the engine's usual admin when `DB_USER` is unset.
-    pub fn user(&self, engine: EngineKind) -> String {
+    pub fn user(&self, engine: Engine) -> String {
         self.db_user.clone().unwrap_or_else(|| {
             match engine {
-                EngineKind::Postgresql => "postgres",
-                EngineKind::Mysql => "root",
-                EngineKind::Mongodb => "admin",
+                Engine::Postgresql => "postgres",
+                Engine::Mysql => "root",
+                Engine::Mongodb => "admin",
             }
             .to_owned()
         })

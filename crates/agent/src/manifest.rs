@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AgentError, EngineKind, Result};
+use super::{AgentError, Result};
+use api::Engine;
 
 /// The manifest format this agent writes; it refuses newer ones.
 pub const FORMAT_VERSION: u32 = 1;
@@ -37,7 +38,7 @@ pub const COMPRESSION: &str = "zstd";
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {
     pub format_version: u32,
-    pub engine: EngineKind,
+    pub engine: Engine,
     pub server_version: String,
     #[serde(default)]
     pub dump_tool: String,
@@ -107,7 +108,7 @@ mod tests {
     pub(crate) fn sample() -> Manifest {
         Manifest {
             format_version: FORMAT_VERSION,
-            engine: EngineKind::Postgresql,
+            engine: Engine::Postgresql,
             server_version: "15.8".into(),
             dump_tool: "pg_dumpall (PostgreSQL) 15.8".into(),
             databases: vec!["app".into(), "postgres".into()],
@@ -171,6 +172,6 @@ mod tests {
             "completionTime":"2025-01-01T00:00:01Z","operatorVersion":"0.1.0"}"#;
         let m = Manifest::from_json(json.as_bytes()).unwrap();
         assert!(m.row_counts.is_empty());
-        assert_eq!(m.engine, EngineKind::Mongodb);
+        assert_eq!(m.engine, Engine::Mongodb);
     }
 }

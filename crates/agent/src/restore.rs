@@ -21,7 +21,8 @@ use super::engines::{mongodb, mysql, postgresql};
 use super::manifest::Manifest;
 use super::pipeline::{self, hash_object, open_object};
 use super::store::{Store, validate_key_name};
-use super::{AgentError, DbArgs, EngineKind, RestoreArgs, Result, Secrets, progress};
+use super::{AgentError, DbArgs, RestoreArgs, Result, Secrets, progress};
+use api::Engine;
 
 pub async fn run(args: RestoreArgs, verify: bool) -> Result<RestoreReport> {
     let secrets = Secrets::from_env();
@@ -103,7 +104,7 @@ pub async fn run(args: RestoreArgs, verify: bool) -> Result<RestoreReport> {
             "--force: restoring over existing data ({})",
             found.join(", ")
         ));
-        if engine == EngineKind::Postgresql {
+        if engine == Engine::Postgresql {
             let n = postgresql::disconnect_others(&args.db, &secrets, &manifest.databases).await?;
             if n > 0 {
                 progress(format!(
@@ -117,9 +118,9 @@ pub async fn run(args: RestoreArgs, verify: bool) -> Result<RestoreReport> {
     let started = Instant::now();
     let mut reader = open_object(&store, &dump_path, etag).await?;
     let restored = match engine {
-        EngineKind::Postgresql => postgresql::restore(&args.db, &secrets, &mut reader).await,
-        EngineKind::Mysql => mysql::restore(&args.db, &secrets, &mut reader).await,
-        EngineKind::Mongodb => mongodb::restore(&args.db, &secrets, &mut reader).await,
+        Engine::Postgresql => postgresql::restore(&args.db, &secrets, &mut reader).await,
+        Engine::Mysql => mysql::restore(&args.db, &secrets, &mut reader).await,
+        Engine::Mongodb => mongodb::restore(&args.db, &secrets, &mut reader).await,
     }
     .map_err(|e| e.context("restoring (the target may be partly restored)"))?;
     // Whatever the decoder left unread still counts for the second hash.
@@ -174,17 +175,17 @@ pub async fn run(args: RestoreArgs, verify: bool) -> Result<RestoreReport> {
 
 async fn user_data(db: &DbArgs, secrets: &Secrets) -> Result<Vec<String>> {
     match db.engine {
-        EngineKind::Postgresql => postgresql::user_data(db, secrets).await,
-        EngineKind::Mysql => mysql::user_data(db, secrets).await,
-        EngineKind::Mongodb => mongodb::user_data(db, secrets).await,
+        Engine::Postgresql => postgresql::user_data(db, secrets).await,
+        Engine::Mysql => mysql::user_data(db, secrets).await,
+        Engine::Mongodb => mongodb::user_data(db, secrets).await,
     }
 }
 
 async fn row_counts(db: &DbArgs, secrets: &Secrets) -> Result<BTreeMap<String, u64>> {
     match db.engine {
-        EngineKind::Postgresql => postgresql::row_counts(db, secrets).await,
-        EngineKind::Mysql => mysql::row_counts(db, secrets).await,
-        EngineKind::Mongodb => mongodb::row_counts(db, secrets).await,
+        Engine::Postgresql => postgresql::row_counts(db, secrets).await,
+        Engine::Mysql => mysql::row_counts(db, secrets).await,
+        Engine::Mongodb => mongodb::row_counts(db, secrets).await,
     }
 }
 

@@ -15,7 +15,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
-use super::{AgentError, EngineKind, Result, S3Args};
+use super::{AgentError, Result, S3Args};
+use api::Engine;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 
@@ -130,7 +131,7 @@ impl Store {
         self.backup_dir(key).join(MANIFEST_FILE)
     }
 
-    pub fn dump_path(&self, key: &str, engine: EngineKind) -> Path {
+    pub fn dump_path(&self, key: &str, engine: Engine) -> Path {
         self.backup_dir(key).join(dump_file_name(engine))
     }
 
@@ -155,10 +156,10 @@ fn normalize_prefix(prefix: &str) -> String {
 }
 
 /// `dump.sql.zst` or `dump.archive.zst`.
-pub fn dump_file_name(engine: EngineKind) -> &'static str {
+pub fn dump_file_name(engine: Engine) -> &'static str {
     match engine {
-        EngineKind::Postgresql | EngineKind::Mysql => "dump.sql.zst",
-        EngineKind::Mongodb => "dump.archive.zst",
+        Engine::Postgresql | Engine::Mysql => "dump.sql.zst",
+        Engine::Mongodb => "dump.archive.zst",
     }
 }
 
@@ -289,11 +290,11 @@ mod tests {
     fn layout_under_a_prefix() {
         let s = store("/backups/orders/");
         assert_eq!(
-            s.dump_path("k1", EngineKind::Postgresql).as_ref(),
+            s.dump_path("k1", Engine::Postgresql).as_ref(),
             "backups/orders/k1/dump.sql.zst"
         );
         assert_eq!(
-            s.dump_path("k1", EngineKind::Mongodb).as_ref(),
+            s.dump_path("k1", Engine::Mongodb).as_ref(),
             "backups/orders/k1/dump.archive.zst"
         );
         assert_eq!(

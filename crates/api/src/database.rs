@@ -22,7 +22,10 @@ pub const SCHEDULE_PATTERN: &str = r"^(@(annually|yearly|monthly|weekly|daily|ho
 /// Retention is a period (`12h`, `7d`, `4w`) or a count of backups (`10`).
 pub const RETENTION_PATTERN: &str = r"^[0-9]+[hdw]?$";
 
-/// DatabaseSpec defines the desired state of Database
+/// A database cluster of one engine (PostgreSQL, MySQL or MongoDB): the
+/// operator keeps its StatefulSet, Services, configuration, credentials,
+/// disruption budget, backups and monitoring, and reports its state in
+/// `status`.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "example.com",
@@ -134,6 +137,32 @@ impl Engine {
             Engine::Mysql => "mysql",
             Engine::Mongodb => "mongodb",
         }
+    }
+}
+
+impl Engine {
+    /// Every engine, in the API's order.
+    pub const ALL: [Engine; 3] = [Engine::Postgresql, Engine::Mysql, Engine::Mongodb];
+
+    /// The port the engine's server listens on by default.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Engine::Postgresql => 5432,
+            Engine::Mysql => 3306,
+            Engine::Mongodb => 27017,
+        }
+    }
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    /// The name users write in `spec.engine`.
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Engine::ALL
+            .into_iter()
+            .find(|e| e.as_str() == name)
+            .ok_or_else(|| format!("unknown engine {name:?}: use postgresql, mysql or mongodb"))
     }
 }
 
@@ -378,7 +407,9 @@ pub enum DeletionPolicy {
     Delete,
 }
 
-/// DatabaseStatus defines the observed state of Database
+/// What the operator observed of a Database: its phase, conditions
+/// (Ready, Progressing, Degraded and more), endpoints, replica counts, and
+/// the outcome of restores and restore drills.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseStatus {

@@ -8,12 +8,13 @@ pub const INSTANCE: &str = "app.kubernetes.io/instance";
 pub const COMPONENT: &str = "app.kubernetes.io/component";
 /// `app.kubernetes.io/version`: the engine version.
 pub const VERSION: &str = "app.kubernetes.io/version";
-/// `app.kubernetes.io/managed-by`: always [`MANAGER`].
+/// `app.kubernetes.io/managed-by`: always [`OPERATOR`].
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// `app.kubernetes.io/part-of`: the engine (postgresql, mysql, mongodb).
 pub const PART_OF: &str = "app.kubernetes.io/part-of";
 
 /// The value of `app.kubernetes.io/name` on everything we create.
 pub const APP_NAME: &str = "database";
-/// The field manager for server-side apply and the value of `managed-by`.
-pub const MANAGER: &str = "database-operator";
+/// The operator's name: the value of `managed-by`, its field manager for
+/// server-side apply, and the reporter of its events.
+pub const OPERATOR: &str = "database-operator";

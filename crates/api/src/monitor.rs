@@ -141,7 +141,9 @@ pub mod conditions {
     pub const PROMETHEUS_OPERATOR: &str = "PrometheusOperatorInstalled";
 }
 
-/// DatabaseMonitorStatus is the observed state of a DatabaseMonitor
+/// What the operator observed of a DatabaseMonitor: whether its
+/// ServiceMonitor, PrometheusRule and dashboard are in place, and whether
+/// the prometheus-operator CRDs are installed.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseMonitorStatus {

@@ -243,7 +243,9 @@ pub enum UserDeletionPolicy {
     Keep,
 }
 
-/// DatabaseUserStatus is the observed state of a DatabaseUser
+/// What the operator observed of a DatabaseUser: whether the login exists
+/// inside the engine as the spec says, what was granted, and where its
+/// credentials Secrets are.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseUserStatus {

@@ -3,7 +3,7 @@
 
 use std::fmt::Debug;
 
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -12,9 +12,18 @@ use serde_json::Value;
 use crate::builders::hash_of;
 use crate::builders::meta::APPLIED_HASH;
 use crate::diff::is_subset;
+use crate::error::is_not_found;
 
 /// The field manager of every write the operator makes.
-pub const FIELD_MANAGER: &str = api::labels::MANAGER;
+pub const FIELD_MANAGER: &str = api::labels::OPERATOR;
+
+/// Parameters of every merge patch the operator sends: its field manager.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
 
 /// Applies `desired` unless `live` already matches it. Returns whether it wrote.
 ///
@@ -54,6 +63,19 @@ where
     api.patch(&desired.name_any(), &params, &Patch::Apply(&desired))
         .await?;
     Ok(true)
+}
+
+/// Deletes `name` in the background; returns 1 if it deleted it, 0 if it
+/// was already gone.
+pub async fn delete<K>(api: &Api<K>, name: &str) -> crate::error::Result<u32>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(1),
+        Err(e) if is_not_found(&e) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn to_value(object: &impl Serialize) -> Value {

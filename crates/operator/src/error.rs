@@ -16,6 +16,15 @@ pub enum Error {
     /// Cleanup on deletion failed; retried until the deadline.
     #[error("cleanup failed: {0}")]
     Cleanup(String),
+
+    /// A failure in one step of a reconcile, naming the object it concerned
+    /// (`applying StatefulSet shop/orders: …`). Its kind is its cause's.
+    #[error("{step} {object}: {source}")]
+    Step {
+        step: &'static str,
+        object: String,
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -34,6 +43,7 @@ impl Error {
     /// A short label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
+            Error::Step { source, .. } => source.kind(),
             // Another writer got there first: retried, normal in small doses.
             Error::Kube(kube::Error::Api(status)) if status.code == 409 => "api_conflict",
             // The server is overloaded or failing.
@@ -53,7 +63,57 @@ impl Error {
     }
 }
 
+/// The finalizer helper's error, as ours.
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    fn from(error: kube::runtime::finalizer::Error<Error>) -> Self {
+        use kube::runtime::finalizer::Error as F;
+        match error {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+            F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::Kube(e),
+            F::UnnamedObject => Error::MissingField("metadata.name"),
+            F::InvalidFinalizer => Error::MissingField("a valid finalizer name"),
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The client error underneath any step context.
+    pub fn as_kube(&self) -> Option<&kube::Error> {
+        match self {
+            Error::Kube(error) => Some(error),
+            Error::Step { source, .. } => source.as_kube(),
+            _ => None,
+        }
+    }
+}
+
+/// Names the step and the object of a failure: `.step("applying", child)`.
+pub trait StepContext<T> {
+    fn step(self, step: &'static str, object: impl std::fmt::Display) -> Result<T>;
+}
+
+impl<T, E: Into<Error>> StepContext<T> for std::result::Result<T, E> {
+    fn step(self, step: &'static str, object: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|error| Error::Step {
+            step,
+            object: object.to_string(),
+            source: Box::new(error.into()),
+        })
+    }
+}
+
+/// Whether the API server said the object does not exist (404).
+pub fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}
+
+/// Whether the API server refused a write because another got there first
+/// (409: the object exists, or changed since it was read).
+pub fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
+}
 
 /// Whether an API error means the request itself is wrong (so retrying the
 /// same spec cannot help) rather than the server being unavailable.
@@ -81,6 +141,20 @@ mod tests {
     }
 
     #[test]
+    fn a_step_names_its_object_and_keeps_its_causes_kind() {
+        let error = Err::<(), _>(api(422))
+            .step("applying", "StatefulSet shop/orders")
+            .unwrap_err();
+        assert_eq!(error.kind(), "api_refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("applying StatefulSet shop/orders: Kubernetes API: refused")
+        );
+        assert!(error.as_kube().is_some_and(is_permanent));
+    }
+
+    #[test]
     fn every_kind_is_in_the_fixed_label_set() {
         let cases = [
             (api(409), "api_conflict"),
@@ -92,6 +166,12 @@ mod tests {
             (api(503), "api_unavailable"),
             (Error::MissingField("metadata.name"), "missing_field"),
             (Error::Cleanup("volumes".into()), "cleanup"),
+            (
+                Err::<(), _>(api(409))
+                    .step("applying", "StatefulSet a/b")
+                    .unwrap_err(),
+                "api_conflict",
+            ),
         ];
         for (error, kind) in cases {
             assert_eq!(error.kind(), kind, "{error}");

@@ -2,8 +2,8 @@
 //! whose manifests carry chosen completion times (key names deliberately
 //! out of time order: only the manifests decide).
 
-use ::agent::EngineKind;
 use ::agent::manifest::{COMPRESSION, FORMAT_VERSION, Manifest};
+use api::Engine;
 use testkit::agent_cli::{Bucket, agent, strings, with};
 
 const PREFIX: &str = "prune/db";
@@ -11,7 +11,7 @@ const PREFIX: &str = "prune/db";
 fn manifest(key: &str, completed: jiff::Timestamp) -> Manifest {
     Manifest {
         format_version: FORMAT_VERSION,
-        engine: EngineKind::Postgresql,
+        engine: Engine::Postgresql,
         server_version: "15".into(),
         dump_tool: "test".into(),
         databases: vec![],

@@ -1,6 +1,6 @@
 //! The exporters the operator runs, at their pinned versions, against the
 //! real servers: each logs in as the monitoring login the operator creates
-//! (through the same user manager the operator uses), and the metric names
+//! (through the same login admin the operator uses), and the metric names
 //! it really emits must still include every name in the committed list
 //! (crates/operator/src/builders/monitoring/metrics/). Set
 //! `UPDATE_METRIC_LISTS=1` to rewrite the lists from what the servers emit.
@@ -19,7 +19,7 @@ use std::time::Duration;
 use api::Engine;
 use exporters::{committed_list, exporter_binary, exposed_names, list_path};
 use operator::builders::monitoring::{Exporter, MONITORING_USERNAME};
-use operator::users::{Password, Target, manager};
+use operator::users::{Password, Target, login_admin};
 use testkit::servers::{Ferret, Mariadb, Postgres};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -171,7 +171,7 @@ async fn postgres_exporter_as_the_pg_monitor_login_emits_the_listed_metrics() {
         "postgres",
     );
     let password = Password::new("monitorPassw0rd");
-    let users = manager(Engine::Postgresql);
+    let users = login_admin(Engine::Postgresql);
     // Twice: the second finds everything in place.
     for _ in 0..2 {
         users
@@ -231,7 +231,7 @@ async fn mysqld_exporter_as_the_least_privilege_login_emits_the_listed_metrics()
         "mysql",
     );
     let password = Password::new("monitorPassw0rd");
-    let users = manager(Engine::Mysql);
+    let users = login_admin(Engine::Mysql);
     for _ in 0..2 {
         users
             .ensure_monitoring_user(&admin, MONITORING_USERNAME, &password)

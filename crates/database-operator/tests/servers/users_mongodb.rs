@@ -1,4 +1,4 @@
-//! The MongoDB user manager against FerretDB 1.24 (testkit fixture), our
+//! The MongoDB login admin against FerretDB 1.24 (testkit fixture), our
 //! stand-in for MongoDB.
 //!
 //! What FerretDB can prove: a user is created in `admin` with
@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail, ensure};
 use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use mongodb::bson::{Document, doc};
 use mongodb::options::ClientOptions;
-use operator::users::{Granted, Password, Target, UserError, UserSpec, manager};
+use operator::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
 use testkit::servers::Ferret;
 
 const PASSWORD: &str = "p@ss:w/rd?#%'\"\\; -- /*é";
@@ -51,8 +51,8 @@ fn spec<'a>(
     }
 }
 
-fn mongo() -> &'static dyn operator::users::UserManager {
-    manager(api::Engine::Mongodb)
+fn mongo() -> &'static dyn operator::users::LoginAdmin {
+    login_admin(api::Engine::Mongodb)
 }
 
 /// Logs in as `user` through the URI the operator hands applications and

@@ -1,4 +1,4 @@
-//! The MySQL user manager against a real MariaDB (testkit fixture): each
+//! The MySQL login admin against a real MariaDB (testkit fixture): each
 //! test logs in as the account it made and proves what it can and cannot
 //! do. (MySQL 8's dialect — caching_sha2_password — is covered by the unit
 //! tests of the generated SQL; no MySQL server is available here.)
@@ -8,7 +8,7 @@ use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use operator::users::quote::{mysql_account, mysql_ident, mysql_literal};
-use operator::users::{Granted, Password, Target, UserError, UserSpec, manager};
+use operator::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
 use testkit::servers::Mariadb;
 
 const PASSWORD: &str = "p@ss:w/rd?#%'\"\\; -- /*é";
@@ -52,8 +52,8 @@ fn spec<'a>(
     }
 }
 
-fn my() -> &'static dyn operator::users::UserManager {
-    manager(api::Engine::Mysql)
+fn my() -> &'static dyn operator::users::LoginAdmin {
+    login_admin(api::Engine::Mysql)
 }
 
 /// Logs in as `user` over TCP through the URI the operator hands

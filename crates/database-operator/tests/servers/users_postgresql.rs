@@ -1,4 +1,4 @@
-//! The PostgreSQL user manager against a real PostgreSQL (testkit fixture):
+//! The PostgreSQL login admin against a real PostgreSQL (testkit fixture):
 //! each test logs in as the user it made and proves what it can and cannot
 //! do.
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use operator::users::quote::{pg_ident, pg_literal};
-use operator::users::{Granted, Password, Target, UserError, UserSpec, manager};
+use operator::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
 use testkit::servers::Postgres;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
@@ -47,8 +47,8 @@ fn spec<'a>(
     }
 }
 
-fn pgm() -> &'static dyn operator::users::UserManager {
-    manager(api::Engine::Postgresql)
+fn pgm() -> &'static dyn operator::users::LoginAdmin {
+    login_admin(api::Engine::Postgresql)
 }
 
 /// Logs in as `user` through the URI the operator hands applications.

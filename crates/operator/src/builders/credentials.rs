@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 
 use super::meta::Names;
 use crate::engine::driver;
-use crate::users::{Password, manager};
+use crate::users::{Password, login_admin};
 
 /// Label on every credentials Secret naming its DatabaseUser as
 /// `<namespace>.<name>`; copies in other namespaces have no owner reference,
@@ -57,7 +57,8 @@ pub fn credentials_secret(
     let port = u16::try_from(engine.port()).expect("engine ports fit in u16");
     let database = default_database(user, db);
     let username = user.spec.username.as_str();
-    let uri = manager(db.spec.engine).connection_uri(username, password, &host, port, &database);
+    let uri =
+        login_admin(db.spec.engine).connection_uri(username, password, &host, port, &database);
     let data = BTreeMap::from([
         ("username".to_owned(), username.to_owned()),
         ("password".to_owned(), password.expose().to_owned()),
@@ -75,7 +76,7 @@ pub fn credentials_secret(
                 (labels::NAME.to_owned(), labels::APP_NAME.to_owned()),
                 (labels::INSTANCE.to_owned(), db.name_any()),
                 (labels::COMPONENT.to_owned(), "credentials".to_owned()),
-                (labels::MANAGED_BY.to_owned(), labels::MANAGER.to_owned()),
+                (labels::MANAGED_BY.to_owned(), labels::OPERATOR.to_owned()),
                 (
                     USER_LABEL.to_owned(),
                     format!("{own_namespace}.{}", user.name_any()),

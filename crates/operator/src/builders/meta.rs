@@ -106,7 +106,7 @@ pub fn labels(db: &Database, component: &str) -> BTreeMap<String, String> {
     all.insert(labels::COMPONENT.to_owned(), component.to_owned());
     all.insert(labels::PART_OF.to_owned(), db.spec.engine.to_string());
     all.insert(labels::VERSION.to_owned(), db.spec.version.clone());
-    all.insert(labels::MANAGED_BY.to_owned(), labels::MANAGER.to_owned());
+    all.insert(labels::MANAGED_BY.to_owned(), labels::OPERATOR.to_owned());
     all
 }
 

@@ -18,7 +18,7 @@ pub mod velero;
 
 use api::Database;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use sha2::{Digest, Sha256};
@@ -43,9 +43,19 @@ pub struct Desired {
     /// With `spec.monitoring.enabled`: the exporters' Service and the
     /// DatabaseMonitor to create when there is none.
     pub monitoring: Option<MonitoringChildren>,
+    /// With `spec.restore`, once its source is known: the restore Job.
+    pub restore: Option<Job>,
+}
+
+/// Where a restore reads its backup from, once `spec.restore` is resolved.
+pub struct RestoreFrom<'a> {
+    pub target: &'a backup_job::S3Target,
+    /// The backup's folder name in the bucket.
+    pub key: &'a str,
 }
 
 /// What a Database with monitoring on owns besides the exporter sidecar.
+#[derive(Clone)]
 pub struct MonitoringChildren {
     pub service: Service,
     pub monitor: api::monitor::DatabaseMonitor,
@@ -53,11 +63,12 @@ pub struct MonitoringChildren {
 
 impl Desired {
     pub fn build(db: &Database) -> Self {
-        Self::build_with(db, DEFAULT_AGENT_IMAGE)
+        Self::build_with(db, DEFAULT_AGENT_IMAGE, None)
     }
 
-    /// As [`Desired::build`], with the image that carries the backup agent.
-    pub fn build_with(db: &Database, agent_image: &str) -> Self {
+    /// As [`Desired::build`], with the image that carries the backup agent
+    /// and, for `spec.restore`, the backup it resolved to.
+    pub fn build_with(db: &Database, agent_image: &str, restore: Option<RestoreFrom<'_>>) -> Self {
         let driver: &dyn Driver = driver(db.spec.engine);
         let sizing = Sizing::from_spec(db.spec.resources.as_ref());
         let config_map = configmap::config_map(db, driver, &sizing);
@@ -73,6 +84,9 @@ impl Desired {
             monitoring: db.enabled_monitoring().map(|_| MonitoringChildren {
                 service: monitoring::metrics_service(db),
                 monitor: monitoring::owned_monitor(db),
+            }),
+            restore: db.spec.restore.as_ref().zip(restore).map(|(spec, from)| {
+                restore_job::restore_job(db, driver, from.target, from.key, spec.force, agent_image)
             }),
         }
     }

@@ -86,7 +86,7 @@ pub fn schedule(db: &Database, backup: &BackupSpec, velero: &VeleroSpec) -> Sche
     meta_labels.insert(labels::NAME.to_owned(), labels::APP_NAME.to_owned());
     meta_labels.insert(labels::COMPONENT.to_owned(), "backup".to_owned());
     meta_labels.insert(labels::PART_OF.to_owned(), db.spec.engine.to_string());
-    meta_labels.insert(labels::MANAGED_BY.to_owned(), labels::MANAGER.to_owned());
+    meta_labels.insert(labels::MANAGED_BY.to_owned(), labels::OPERATOR.to_owned());
     let mut schedule = Schedule::new(
         &schedule_name(&namespace, &name),
         ScheduleSpec {

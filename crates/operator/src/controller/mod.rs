@@ -45,8 +45,8 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            cleanup_deadline: std::time::Duration::from_secs(120),
-            resync: std::time::Duration::from_secs(300),
+            cleanup_deadline: shared::requeue::CLEANUP_DEADLINE,
+            resync: shared::requeue::RESYNC,
             resolver: Default::default(),
             agent_image: crate::builders::DEFAULT_AGENT_IMAGE.to_owned(),
             runbook_base_url: crate::builders::monitoring::rules::DEFAULT_RUNBOOK_BASE.to_owned(),
@@ -62,7 +62,7 @@ impl Context {
         settings: Settings,
     ) -> Self {
         let reporter = Reporter {
-            controller: api::labels::MANAGER.into(),
+            controller: api::labels::OPERATOR.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::error::is_conflict;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -113,7 +114,7 @@ impl Elector {
             };
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(true),
-                Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+                Err(e) if is_conflict(&e) => Ok(false),
                 Err(e) => Err(e),
             };
         };
@@ -130,7 +131,7 @@ impl Elector {
         {
             Ok(_) => Ok(true),
             // Another candidate wrote first.
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(e),
         }
     }

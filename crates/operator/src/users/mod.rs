@@ -2,7 +2,7 @@
 //! connection limit, grant what a DatabaseUser declares, revoke what it no
 //! longer declares, drop it.
 //!
-//! One module per engine behind [`UserManager`]; [`manager`] picks one.
+//! One module per engine behind [`LoginAdmin`]; [`login_admin`] picks one.
 //! Nothing a user writes reaches SQL unescaped: names are checked against
 //! the API's patterns here ([`validate_common`]) *and* quoted by [`quote`],
 //! which refuses NUL bytes, control characters and non-ASCII look-alikes.
@@ -110,7 +110,7 @@ pub enum UserError {
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-pub trait UserManager: Send + Sync {
+pub trait LoginAdmin: Send + Sync {
     /// Makes the engine match `user`: creates the login if missing (else
     /// sets its password and connection limit), grants what is declared and
     /// revokes what `previous` had and is no longer declared. Idempotent;
@@ -171,8 +171,8 @@ static POSTGRESQL: postgresql::Postgresql = postgresql::Postgresql;
 static MYSQL: mysql::Mysql = mysql::Mysql;
 static MONGODB: mongodb::Mongodb = mongodb::Mongodb;
 
-/// The user manager for an engine.
-pub fn manager(engine: api::Engine) -> &'static dyn UserManager {
+/// The login admin for an engine.
+pub fn login_admin(engine: api::Engine) -> &'static dyn LoginAdmin {
     match engine {
         api::Engine::Postgresql => &POSTGRESQL,
         api::Engine::Mysql => &MYSQL,
@@ -503,7 +503,7 @@ mod tests {
     #[test]
     fn managers() {
         assert_eq!(
-            manager(api::Engine::Postgresql).connection_uri(
+            login_admin(api::Engine::Postgresql).connection_uri(
                 "u",
                 &Password::new("p w"),
                 "h",
@@ -513,11 +513,17 @@ mod tests {
             "postgresql://u:p%20w@h:5432/db"
         );
         assert_eq!(
-            manager(api::Engine::Mysql).connection_uri("u", &Password::new("p"), "h", 3306, "db"),
+            login_admin(api::Engine::Mysql).connection_uri(
+                "u",
+                &Password::new("p"),
+                "h",
+                3306,
+                "db"
+            ),
             "mysql://u:p@h:3306/db"
         );
         assert_eq!(
-            manager(api::Engine::Mongodb).connection_uri(
+            login_admin(api::Engine::Mongodb).connection_uri(
                 "u",
                 &Password::new("p"),
                 "h",

@@ -37,11 +37,11 @@ use mongodb::options::{ClientOptions, Credential, ServerAddress};
 use mongodb::{Client, Database};
 
 use super::{
-    BoxFuture, CONNECT_TIMEOUT, Granted, Password, Target, UserError, UserManager, UserSpec,
-    redact, uri, validate_common, validate_username,
+    BoxFuture, CONNECT_TIMEOUT, Granted, LoginAdmin, Password, Target, UserError, UserSpec, redact,
+    uri, validate_common, validate_username,
 };
 
-/// The MongoDB user manager.
+/// The MongoDB login admin.
 pub struct Mongodb;
 
 /// Databases no DatabaseUser may get roles on: roles there reach other
@@ -378,7 +378,7 @@ impl Mongodb {
     }
 }
 
-impl UserManager for Mongodb {
+impl LoginAdmin for Mongodb {
     fn ensure_monitoring_user<'a>(
         &'a self,
         target: &'a Target,

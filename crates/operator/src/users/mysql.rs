@@ -41,11 +41,11 @@ use mysql_async::{Conn, OptsBuilder};
 
 use super::quote::{mysql_account, mysql_ident, mysql_literal, mysql_schema_grant};
 use super::{
-    BoxFuture, CONNECT_TIMEOUT, Granted, Password, Target, UserError, UserManager, UserSpec,
-    redact, uri, validate_common, validate_username,
+    BoxFuture, CONNECT_TIMEOUT, Granted, LoginAdmin, Password, Target, UserError, UserSpec, redact,
+    uri, validate_common, validate_username,
 };
 
-/// The MySQL/MariaDB user manager.
+/// The MySQL/MariaDB login admin.
 pub struct Mysql;
 
 /// Schemas no DatabaseUser may get privileges on: the grant tables (write
@@ -599,7 +599,7 @@ impl Mysql {
     }
 }
 
-impl UserManager for Mysql {
+impl LoginAdmin for Mysql {
     fn ensure_monitoring_user<'a>(
         &'a self,
         target: &'a Target,

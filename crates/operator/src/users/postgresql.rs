@@ -44,11 +44,11 @@ use tokio_postgres::{Client, NoTls};
 
 use super::quote::{pg_ident, pg_literal};
 use super::{
-    BoxFuture, CONNECT_TIMEOUT, Granted, Password, Target, UserError, UserManager, UserSpec,
-    redact, uri, validate_common, validate_username,
+    BoxFuture, CONNECT_TIMEOUT, Granted, LoginAdmin, Password, Target, UserError, UserSpec, redact,
+    uri, validate_common, validate_username,
 };
 
-/// The PostgreSQL user manager.
+/// The PostgreSQL login admin.
 pub struct Postgresql;
 
 /// Databases no DatabaseUser may get privileges on.
@@ -862,7 +862,7 @@ impl Postgresql {
     }
 }
 
-impl UserManager for Postgresql {
+impl LoginAdmin for Postgresql {
     fn ensure_monitoring_user<'a>(
         &'a self,
         target: &'a Target,

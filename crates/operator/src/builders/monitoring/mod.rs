@@ -58,7 +58,7 @@ pub fn monitor_meta(
             monitor.spec.database_ref.name.clone(),
         ),
         (labels::COMPONENT.to_owned(), "monitoring".to_owned()),
-        (labels::MANAGED_BY.to_owned(), labels::MANAGER.to_owned()),
+        (labels::MANAGED_BY.to_owned(), labels::OPERATOR.to_owned()),
     ]);
     k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
         name: Some(name),

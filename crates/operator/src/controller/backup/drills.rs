@@ -11,12 +11,12 @@ use api::backup::DatabaseBackup;
 use api::restore::{Verification, VerificationResult};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use crate::apply::FIELD_MANAGER;
+use crate::apply::patch_params;
 use crate::builders::drill::VERIFY_LABEL;
 use crate::controller::Context;
 use crate::controller::shared::events::publish;
@@ -61,10 +61,7 @@ async fn record(ctx: &Context, job: &Job) -> Result<()> {
     let output = agent_output(&ctx.client, &namespace, &job.name_any(), container).await?;
     let verification = verification(&job.name_any(), &finished, output.as_deref(), at);
 
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
+    let params = patch_params();
     databases
         .patch_status(
             &db_name,

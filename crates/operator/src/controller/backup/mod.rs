@@ -19,21 +19,25 @@ use api::condition::{Condition, set_condition, types};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Patch, PatchParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Patch, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::apply::FIELD_MANAGER;
+use crate::apply::patch_params;
 use crate::builders::backup_job::backup_pod;
 use crate::builders::cronjob::{BACKUP_STAGE_LABEL, SCHEDULE_LABEL, STAGE_UPLOAD};
 use crate::builders::meta::labels;
 use crate::controller::Context;
+use crate::controller::shared::clock::now;
 use crate::controller::shared::jobs::{self, Outcome};
+use crate::controller::shared::reconcile::{error_policy, instrumented, key};
+use crate::controller::shared::requeue;
 use crate::engine::driver;
+use crate::error::is_conflict;
 use crate::error::{Error, Result};
 
 /// Label on every DatabaseBackup naming its Database, for retention.
@@ -113,7 +117,7 @@ async fn record_scheduled_run(ctx: &Context, job: &Job) -> Result<()> {
         (DATABASE_LABEL.to_owned(), database),
         (
             api::labels::MANAGED_BY.to_owned(),
-            api::labels::MANAGER.to_owned(),
+            api::labels::OPERATOR.to_owned(),
         ),
     ]));
     match backups.create(&PostParams::default(), &record).await {
@@ -121,34 +125,19 @@ async fn record_scheduled_run(ctx: &Context, job: &Job) -> Result<()> {
             info!(backup = %job.name_any(), "recorded a scheduled backup");
             Ok(())
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) if is_conflict(&e) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
-fn key(backup: &DatabaseBackup) -> String {
-    format!(
-        "backup/{}/{}",
-        backup.namespace().unwrap_or_default(),
-        backup.name_any()
-    )
-}
-
-pub fn error_policy(backup: Arc<DatabaseBackup>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.next_delay(&key(&backup));
-    warn!(backup = %key(&backup), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
 pub async fn reconcile(backup: Arc<DatabaseBackup>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_timer("databasebackup");
-    let result = reconcile_inner(&backup, &ctx).await;
-    ctx.metrics
-        .reconciled("databasebackup", result.as_ref().err().map(Error::kind));
-    if result.is_ok() {
-        ctx.backoff.reset(&key(&backup));
-    }
-    result
+    instrumented(
+        "databasebackup",
+        &*backup,
+        &ctx,
+        reconcile_inner(&backup, &ctx),
+    )
+    .await
 }
 
 async fn reconcile_inner(backup: &DatabaseBackup, ctx: &Context) -> Result<Action> {
@@ -194,7 +183,7 @@ async fn reconcile_inner(backup: &DatabaseBackup, ctx: &Context) -> Result<Actio
     Ok(if done {
         Action::await_change()
     } else {
-        Action::requeue(std::time::Duration::from_secs(30))
+        Action::requeue(requeue::WHILE_BACKING_UP)
     })
 }
 
@@ -259,9 +248,7 @@ async fn start_job(
     };
     match jobs.create(&PostParams::default(), &job).await {
         Ok(job) => Ok(Ok(job)),
-        Err(kube::Error::Api(status)) if status.code == 409 => {
-            Ok(Ok(jobs.get(&backup.name_any()).await?))
-        }
+        Err(e) if is_conflict(&e) => Ok(Ok(jobs.get(&backup.name_any()).await?)),
         Err(e) => Err(e.into()),
     }
 }
@@ -343,10 +330,6 @@ async fn observe(
     Ok(status)
 }
 
-fn now() -> Time {
-    Time(jiff::Timestamp::now())
-}
-
 fn finished_status(
     backup: &DatabaseBackup,
     previous: &DatabaseBackupStatus,
@@ -388,10 +371,7 @@ async fn write_status(
     if status == previous {
         return Ok(());
     }
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
+    let params = patch_params();
     Api::<DatabaseBackup>::namespaced(ctx.client.clone(), namespace)
         .patch_status(
             &backup.name_any(),

@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::controller::Context;
 use crate::error::Result;
+use crate::error::is_not_found;
 
 /// Deletes the records of `database` that retention no longer keeps.
 pub async fn apply(ctx: &Context, namespace: &str, database: &str) -> Result<()> {
@@ -63,7 +64,7 @@ pub async fn apply(ctx: &Context, namespace: &str, database: &str) -> Result<()>
         info!(backup = %name, %database, retention = %rule, "deleting an expired backup record");
         match backups.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }

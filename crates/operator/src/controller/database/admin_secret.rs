@@ -11,6 +11,7 @@ use crate::builders::secret::{admin_secret, generate_password};
 use crate::controller::shared::stores::lookup;
 use crate::engine::driver;
 use crate::error::Result;
+use crate::error::is_conflict;
 
 /// Creates the admin Secret if, and only if, it does not exist. An existing
 /// Secret, ours or one the user made beforehand, is never overwritten: its
@@ -35,7 +36,7 @@ pub async fn ensure_admin_secret(
     match secrets.create(&PostParams::default(), &secret).await {
         Ok(_) => Ok(()),
         // Someone created it between our read and our write: theirs stands.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) if is_conflict(&e) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -13,18 +13,20 @@ use api::Database;
 use api::condition::{Condition, set_condition, types};
 use api::database::{DeletionPolicy, Phase};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, ListParams, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use crate::apply::FIELD_MANAGER;
+use crate::apply::patch_params;
 use crate::builders::meta::selector_string;
 use crate::builders::velero::source_selector;
 use crate::controller::Context;
+use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
+use crate::error::is_not_found;
 use crate::error::{Error, Result, describe};
 
 /// Runs the cleanup of a Database being deleted.
@@ -86,7 +88,7 @@ async fn clean_volumes(db: &Database, ctx: &Context, namespace: &str) -> Result<
             for name in &names {
                 match claims.delete(name, &DeleteParams::background()).await {
                     Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(e) if is_not_found(&e) => {}
                     Err(e) => {
                         return Err(Error::Cleanup(format!(
                             "deleting PersistentVolumeClaim {name}: {}",
@@ -132,7 +134,7 @@ async fn record_cleanup_failure(db: &Database, ctx: &Context, namespace: &str, m
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let now = Time(jiff::Timestamp::now());
+    let now = now();
     set_condition(
         &mut conditions,
         Condition::new(
@@ -157,10 +159,7 @@ async fn patch_status(
     patch: serde_json::Value,
 ) -> Result<()> {
     let api = Api::<Database>::namespaced(ctx.client.clone(), namespace);
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
+    let params = patch_params();
     api.patch_status(name, &params, &Patch::Merge(&patch))
         .await?;
     Ok(())

@@ -10,10 +10,11 @@ use api::monitor::{DatabaseMonitor, conditions};
 use api::{ConditionStatus, Database};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PostParams};
 use kube::{Api, ResourceExt};
 
-use crate::apply::{FIELD_MANAGER, apply_if_changed};
+use crate::apply::apply_if_changed;
+use crate::apply::patch_params;
 use crate::builders::MonitoringChildren;
 use crate::builders::meta::Names;
 use crate::builders::monitoring::monitoring_secret;
@@ -21,33 +22,22 @@ use crate::builders::secret::generate_password;
 use crate::controller::Context;
 use crate::controller::shared::stores::{cached_or_fetch, lookup};
 use crate::error::Result;
+use crate::error::is_conflict;
 
 /// The Database condition that mirrors its DatabaseMonitor's Ready condition.
 pub const MONITORING_READY: &str = "MonitoringReady";
 
 /// Makes the monitoring children match `desired`; returns the writes made.
+/// Without monitoring, [`super::orphans`] removes them.
 pub async fn apply(
     db: &Database,
     ctx: &Context,
     namespace: &str,
-    desired: Option<MonitoringChildren>,
+    desired: MonitoringChildren,
 ) -> Result<u32> {
     let names = Names(&db.name_any());
     let services = Api::<Service>::namespaced(ctx.client.clone(), namespace);
     let monitors = Api::<DatabaseMonitor>::namespaced(ctx.client.clone(), namespace);
-    let Some(desired) = desired else {
-        let mut writes = 0;
-        if lookup(&ctx.stores.services, &names.metrics(), namespace).is_some() {
-            writes += delete(&services, &names.metrics()).await?;
-        }
-        // Only the monitor we created (ours carries our label, so it is cached).
-        if lookup(&ctx.stores.monitors, &names.monitor(), namespace)
-            .is_some_and(|m| owned_by(&m, db))
-        {
-            writes += delete(&monitors, &names.monitor()).await?;
-        }
-        return Ok(writes);
-    };
     let mut writes = ensure_secret(db, ctx, namespace).await?;
     let live =
         cached_or_fetch(&ctx.stores.services, &services, &names.metrics(), namespace).await?;
@@ -56,22 +46,12 @@ pub async fn apply(
     Ok(writes)
 }
 
-fn owned_by(monitor: &DatabaseMonitor, db: &Database) -> bool {
+/// Whether the operator created `monitor` for `db` (rather than the user).
+pub(super) fn owned_by(monitor: &DatabaseMonitor, db: &Database) -> bool {
     monitor
         .owner_references()
         .iter()
         .any(|o| Some(&o.uid) == db.metadata.uid.as_ref())
-}
-
-async fn delete<K>(api: &Api<K>, name: &str) -> Result<u32>
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(1),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(0),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Creates `<name>-monitoring` once; an existing Secret is never rewritten
@@ -93,7 +73,7 @@ async fn ensure_secret(db: &Database, ctx: &Context, namespace: &str) -> Result<
         .await
     {
         Ok(_) => Ok(1),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(0),
+        Err(e) if is_conflict(&e) => Ok(0),
         Err(e) => Err(e.into()),
     }
 }
@@ -114,7 +94,7 @@ async fn ensure_monitor(
     match live {
         None => match api.create(&PostParams::default(), &desired).await {
             Ok(_) => Ok(1),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(0),
+            Err(e) if is_conflict(&e) => Ok(0),
             Err(e) => Err(e.into()),
         },
         Some(live)
@@ -124,10 +104,7 @@ async fn ensure_monitor(
             let patch = serde_json::json!({
                 "spec": {"alerting": {"enabled": desired.spec.alerting.enabled}}
             });
-            let params = PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            };
+            let params = patch_params();
             api.patch(&name, &params, &Patch::Merge(&patch)).await?;
             Ok(1)
         }

@@ -1,8 +1,10 @@
 //! spec.restore: fills a new Database from a backup, once.
 //!
 //! Each reconcile takes the next step and reports it: resolve the source
-//! (a completed DatabaseBackup, or a location in a bucket), wait for the
-//! primary to accept connections, start the restore Job, follow it. A
+//! (a completed DatabaseBackup, or a location in a bucket; the pipeline's
+//! dereference step, [`dereference`]), wait for the primary to accept
+//! connections, start the restore Job that the build step made from that
+//! source, follow it ([`progress`]). A
 //! Completed or Failed restore is final: nothing here runs again, and at
 //! steady state this costs no API call. The agent refuses a server that
 //! holds data unless spec.restore.force, so a restore never runs over data
@@ -15,45 +17,53 @@ use api::database::S3Destination;
 use api::restore::{BackupLocation, RestorePhase, RestoreSpec, RestoreStatus};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use crate::builders::RestoreFrom;
 use crate::builders::backup_job::S3Target;
 use crate::builders::meta::Names;
-use crate::builders::restore_job::restore_job;
 use crate::controller::Context;
+use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
 use crate::controller::shared::jobs::{Outcome, agent_error, agent_output, outcome};
-use crate::engine::driver;
-use crate::error::Result;
+use crate::error::is_conflict;
+use crate::error::{Error, Result};
+
+/// What `spec.restore` points at: the pipeline's dereference step. Reads
+/// only; a finished restore costs no API call.
+pub async fn dereference(db: &Database, ctx: &Context, namespace: &str) -> Result<Plan> {
+    let Some(spec) = &db.spec.restore else {
+        return Ok(Plan::None);
+    };
+    let previous = previous(db);
+    if previous.phase.is_some_and(RestorePhase::is_terminal) {
+        return Ok(Plan::Done(previous));
+    }
+    resolve(db, ctx, namespace, spec).await
+}
 
 /// The restore's status after this step; `None` when spec.restore is unset.
+/// `job` is the restore Job the build step made from the resolved source.
 pub async fn progress(
     db: &Database,
     ctx: &Context,
     namespace: &str,
     statefulset: Option<&StatefulSet>,
+    plan: Plan,
+    job: Option<Job>,
 ) -> Result<Option<RestoreStatus>> {
-    let Some(spec) = &db.spec.restore else {
-        return Ok(None);
-    };
-    let previous = db
-        .status
-        .as_ref()
-        .and_then(|s| s.restore.clone())
-        .unwrap_or_default();
-    if previous.phase.is_some_and(RestorePhase::is_terminal) {
-        return Ok(Some(previous));
-    }
-    let source = match resolve(db, ctx, namespace, spec).await? {
-        Resolved::Ready(source) => source,
-        Resolved::Waiting(message) => {
+    let previous = previous(db);
+    let source = match plan {
+        Plan::None => return Ok(None),
+        Plan::Done(status) => return Ok(Some(status)),
+        Plan::Ready(source) => source,
+        Plan::Waiting(message) => {
             return Ok(Some(step(&previous, RestorePhase::Pending, None, message)));
         }
-        Resolved::Impossible(message) => {
+        Plan::Impossible(message) => {
             return Ok(Some(fail(db, ctx, &previous, None, message).await));
         }
     };
@@ -75,17 +85,14 @@ pub async fn progress(
                     "waiting for the primary to accept connections".into(),
                 )));
             }
-            let job = restore_job(
-                db,
-                driver(db.spec.engine),
-                &source.target,
-                &source.location.key,
-                spec.force,
-                &ctx.settings.agent_image,
-            );
+            let Some(job) = job else {
+                return Err(Error::MissingField(
+                    "the restore Job built from spec.restore",
+                ));
+            };
             let created = match jobs.create(&PostParams::default(), &job).await {
                 Ok(job) => job,
-                Err(kube::Error::Api(status)) if status.code == 409 => jobs.get(&name).await?,
+                Err(e) if is_conflict(&e) => jobs.get(&name).await?,
                 Err(e) => return Err(e.into()),
             };
             info!(database = %db.name_any(), namespace, source = %source.location.url(), "started the restore");
@@ -151,13 +158,19 @@ pub async fn progress(
 }
 
 /// Where the backup is and how to reach it.
-struct Source {
+pub struct Source {
     location: BackupLocation,
     target: S3Target,
     backup_name: Option<String>,
 }
 
-enum Resolved {
+/// `spec.restore`, resolved.
+pub enum Plan {
+    /// The Database restores nothing.
+    None,
+    /// Completed or Failed: final, nothing runs again.
+    Done(RestoreStatus),
+    /// The backup to restore, and how to reach it.
     Ready(Box<Source>),
     /// Not yet: the backup is still running, or does not exist yet.
     Waiting(String),
@@ -165,27 +178,47 @@ enum Resolved {
     Impossible(String),
 }
 
+impl Plan {
+    /// What the restore Job reads, once the source is known.
+    pub fn source(&self) -> Option<RestoreFrom<'_>> {
+        match self {
+            Plan::Ready(source) => Some(RestoreFrom {
+                target: &source.target,
+                key: &source.location.key,
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn previous(db: &Database) -> RestoreStatus {
+    db.status
+        .as_ref()
+        .and_then(|s| s.restore.clone())
+        .unwrap_or_default()
+}
+
 async fn resolve(
     db: &Database,
     ctx: &Context,
     namespace: &str,
     spec: &RestoreSpec,
-) -> Result<Resolved> {
+) -> Result<Plan> {
     if let Some(s3) = &spec.s3 {
         let Some(location) = BackupLocation::parse(&s3.location) else {
-            return Ok(Resolved::Impossible(format!(
+            return Ok(Plan::Impossible(format!(
                 "spec.restore.s3.location {:?} does not name a backup (s3://bucket/prefix/backup)",
                 s3.location
             )));
         };
-        return Ok(Resolved::Ready(Box::new(Source {
+        return Ok(Plan::Ready(Box::new(Source {
             target: S3Target::source(s3, &location),
             location,
             backup_name: None,
         })));
     }
     let Some(reference) = &spec.backup_ref else {
-        return Ok(Resolved::Impossible(
+        return Ok(Plan::Impossible(
             "spec.restore names neither backupRef nor s3".into(),
         ));
     };
@@ -194,7 +227,7 @@ async fn resolve(
         .get_opt(name)
         .await?
     else {
-        return Ok(Resolved::Waiting(format!(
+        return Ok(Plan::Waiting(format!(
             "waiting for DatabaseBackup {name} to exist"
         )));
     };
@@ -202,18 +235,18 @@ async fn resolve(
     match status.phase {
         Some(BackupPhase::Completed) => {}
         Some(BackupPhase::Failed) => {
-            return Ok(Resolved::Impossible(format!(
+            return Ok(Plan::Impossible(format!(
                 "DatabaseBackup {name} failed; restore from another backup"
             )));
         }
         _ => {
-            return Ok(Resolved::Waiting(format!(
+            return Ok(Plan::Waiting(format!(
                 "waiting for DatabaseBackup {name} to complete"
             )));
         }
     }
     let Some(location) = status.location.as_deref().and_then(BackupLocation::parse) else {
-        return Ok(Resolved::Impossible(format!(
+        return Ok(Plan::Impossible(format!(
             "DatabaseBackup {name} records no location (its agent reported none)"
         )));
     };
@@ -233,13 +266,13 @@ async fn resolve(
         .flatten()
         .find(|s3| s3.bucket == location.bucket)
     else {
-        return Ok(Resolved::Impossible(format!(
+        return Ok(Plan::Impossible(format!(
             "no S3 settings for bucket {:?}: set spec.backup.destination.s3 for that bucket, \
              or use spec.restore.s3 with its endpoint and credentials",
             location.bucket
         )));
     };
-    Ok(Resolved::Ready(Box::new(Source {
+    Ok(Plan::Ready(Box::new(Source {
         target: S3Target::at_location(&s3, &location),
         location,
         backup_name: Some(name.clone()),
@@ -248,10 +281,6 @@ async fn resolve(
 
 fn destination(db: &Database) -> Option<S3Destination> {
     db.spec.backup.as_ref()?.destination.as_ref()?.s3.clone()
-}
-
-fn now() -> Time {
-    Time(jiff::Timestamp::now())
 }
 
 /// The previous status moved to `phase` with `message`.

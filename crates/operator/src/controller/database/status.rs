@@ -1,5 +1,6 @@
-//! Computes a Database's status from what the cluster reports. Pure: the
-//! controller writes the result only when it differs from the live status.
+//! The status step: a Database's status computed from what the apply step
+//! observed ([`desired_status`], pure), written only when it differs from
+//! the live status, with an event for each phase change a user should see.
 
 use api::condition::{self, Condition, set_condition, types};
 use api::database::{DatabaseStatus, Endpoints, Phase};
@@ -9,9 +10,24 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
+use kube::Api;
+use kube::api::Patch;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use tracing::info;
+
+use super::children::Applied;
+use super::velero;
+use crate::apply::patch_params;
 use crate::builders::meta::{Names, selector_string};
 use crate::builders::service::endpoint;
+use crate::controller::Context;
+use crate::controller::shared::clock::now;
+use crate::controller::shared::events::publish;
+use crate::controller::shared::requeue;
 use crate::engine::driver;
+use crate::error::Result;
+use crate::error::is_conflict;
 
 /// Why the spec cannot be realised, for the Failed phase.
 #[derive(Clone, Debug, PartialEq)]
@@ -275,6 +291,127 @@ fn endpoints(db: &Database) -> Endpoints {
             Vec::new()
         },
     }
+}
+
+/// The status step: computes the status from what the apply step found,
+/// writes it if it changed, and says when to look again.
+pub async fn update(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    applied: Applied,
+) -> Result<Action> {
+    let Applied {
+        failure,
+        velero,
+        statefulset,
+        restore,
+    } = applied;
+    let now = now();
+    let mut status = desired_status(
+        db,
+        statefulset.as_deref(),
+        failure.as_ref(),
+        restore.as_ref(),
+        &now,
+    );
+    super::monitoring::mirror_condition(db, ctx, &mut status, &now).await?;
+    let restoring = restore
+        .as_ref()
+        .and_then(|r| r.phase)
+        .is_some_and(|p| !p.is_terminal());
+    let mut next = match failure {
+        Some(_) => requeue::AFTER_REFUSAL,
+        // The restore Job is not watched: look again soon while it runs.
+        None if restoring => requeue::WHILE_RESTORING,
+        None => ctx.settings.resync,
+    };
+    match velero {
+        velero::Report::Untouched => {}
+        velero::Report::Condition(condition, retry) => {
+            set_condition(&mut status.conditions, condition, &now);
+            next = next.min(retry.unwrap_or(next));
+        }
+        velero::Report::Removed => status
+            .conditions
+            .retain(|c| c.type_ != types::BACKUP_CONFIGURED),
+    }
+    write_status_if_changed(db, ctx, namespace, status).await?;
+    Ok(Action::requeue(next))
+}
+
+/// Writes `status` if it differs from the live one, and records an event
+/// for each phase transition a user should see.
+async fn write_status_if_changed(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    status: DatabaseStatus,
+) -> Result<()> {
+    let previous = db.status.as_ref();
+    if previous == Some(&status) {
+        return Ok(());
+    }
+    let before = previous.and_then(|s| s.phase);
+    let api = Api::<Database>::namespaced(ctx.client.clone(), namespace);
+    // Only over the version this status was computed from: the drill
+    // recorder writes status.backupVerification too, and a status computed
+    // from an older copy must not put the old value back.
+    let patch = serde_json::json!({
+        "metadata": { "resourceVersion": db.resource_version() },
+        "status": status,
+    });
+    let params = patch_params();
+    match api
+        .patch_status(&db.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        // Someone wrote after our read; their write triggers a fresh reconcile.
+        Err(e) if is_conflict(&e) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    if before != status.phase
+        && let Some(phase) = status.phase
+    {
+        announce_phase(db, ctx, before, phase, &status).await;
+    }
+    Ok(())
+}
+
+async fn announce_phase(
+    db: &Database,
+    ctx: &Context,
+    before: Option<Phase>,
+    phase: Phase,
+    status: &DatabaseStatus,
+) {
+    let ready = api::condition::find(&status.conditions, types::READY);
+    let message = ready
+        .map(|c: &Condition| c.message.clone())
+        .unwrap_or_default();
+    let (kind, reason, note) = match phase {
+        Phase::Running => (
+            EventType::Normal,
+            "Running",
+            format!("database is running: {message}"),
+        ),
+        Phase::Scaling => (
+            EventType::Normal,
+            "Scaling",
+            format!("scaling to {} replicas: {message}", db.spec.replicas),
+        ),
+        Phase::Updating => (
+            EventType::Normal,
+            "Updating",
+            format!("rolling out version {}: {message}", db.spec.version),
+        ),
+        Phase::Failed => (EventType::Warning, "Failed", message),
+        Phase::Creating => (EventType::Normal, "Creating", message),
+        Phase::Pending | Phase::Deleting => return,
+    };
+    info!(database = %db.name_any(), from = ?before, to = %phase, "phase changed");
+    publish(ctx, db, kind, reason, note).await;
 }
 
 /// Whether the Ready condition holds in a status.

@@ -22,7 +22,9 @@ use crate::apply::apply_if_changed;
 use crate::builders::velero::{SOURCE_NAME_LABEL, SOURCE_NAMESPACE_LABEL, source_selector};
 use crate::controller::Context;
 use crate::controller::shared::events::publish;
+use crate::controller::shared::requeue;
 use crate::controller::shared::stores::is_established;
+use crate::error::is_not_found;
 use crate::error::{Result, describe, is_permanent};
 use crate::velero::{SCHEDULE_CRD, Schedule};
 
@@ -37,20 +39,29 @@ pub enum Report {
     Removed,
 }
 
-/// Makes the Velero Schedule of `db` match its spec.
-pub async fn reconcile(db: &Database, ctx: &Context, namespace: &str) -> Result<Report> {
+/// Removes the Schedules of a Database that no longer asks for one. Only
+/// looks when the `BackupConfigured` condition says one may exist, so a
+/// Database that never used Velero costs no API call.
+pub async fn remove_unwanted(db: &Database, ctx: &Context, namespace: &str) -> Result<Report> {
+    let had_schedule = db
+        .status
+        .as_ref()
+        .is_some_and(|s| find(&s.conditions, types::BACKUP_CONFIGURED).is_some());
+    if !had_schedule {
+        return Ok(Report::Untouched);
+    }
+    remove_schedules(db, ctx, namespace, None).await?;
+    Ok(Report::Removed)
+}
+
+/// Makes the Velero Schedule of `db` match `desired`, built from its spec.
+pub async fn reconcile(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    desired: Schedule,
+) -> Result<Report> {
     let generation = db.metadata.generation;
-    let Some(desired) = crate::builders::velero::desired(db) else {
-        let had_schedule = db
-            .status
-            .as_ref()
-            .is_some_and(|s| find(&s.conditions, types::BACKUP_CONFIGURED).is_some());
-        if !had_schedule {
-            return Ok(Report::Untouched);
-        }
-        remove_schedules(db, ctx, namespace, None).await?;
-        return Ok(Report::Removed);
-    };
     if !schedule_crd_installed(ctx).await? {
         return Ok(Report::Condition(
             Condition::new(
@@ -86,7 +97,7 @@ pub async fn reconcile(db: &Database, ctx: &Context, namespace: &str) -> Result<
                         ),
                         generation,
                     ),
-                    Some(Duration::from_secs(60)),
+                    Some(requeue::AFTER_REFUSAL),
                 ));
             }
             None => None,
@@ -134,7 +145,7 @@ pub async fn reconcile(db: &Database, ctx: &Context, namespace: &str) -> Result<
                 ),
                 generation,
             ),
-            Some(Duration::from_secs(60)),
+            Some(requeue::AFTER_REFUSAL),
         )),
         Err(error) => Err(error.into()),
     }
@@ -154,7 +165,7 @@ pub async fn remove_schedules(
         .await
     {
         Ok(list) => list.items,
-        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+        Err(e) if is_not_found(&e) => return Ok(None),
         Err(error) => return Err(error.into()),
     };
     let mut kept = None;
@@ -181,7 +192,7 @@ pub async fn remove_schedules(
                 )
                 .await;
             }
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) if is_not_found(&e) => {}
             Err(error) => return Err(error.into()),
         }
     }

@@ -8,10 +8,10 @@
 
 use api::Database;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch};
 use kube::{Api, Client, ResourceExt};
 
-use crate::apply::FIELD_MANAGER;
+use crate::apply::patch_params;
 use crate::builders::meta::selector_string;
 use crate::error::Result;
 
@@ -38,10 +38,7 @@ pub async fn grow_claims(client: &Client, db: &Database, namespace: &str) -> Res
         .filter(|c| requested(c).is_some_and(|have| have < wanted))
     {
         let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": db.spec.storage.size}}}});
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
+        let params = patch_params();
         claims
             .patch(&claim.name_any(), &params, &Patch::Merge(&patch))
             .await?;

@@ -14,7 +14,7 @@ use crate::builders::monitoring::MONITORING_USERNAME;
 use crate::controller::Context;
 use crate::engine::PASSWORD_KEY;
 use crate::error::Result;
-use crate::users::{Password, UserError, manager, monitoring_privileges};
+use crate::users::{Password, UserError, login_admin, monitoring_privileges};
 
 /// The monitoring login's condition on a DatabaseMonitor.
 pub const MONITORING_USER: &str = "MonitoringUserReady";
@@ -66,7 +66,7 @@ pub async fn ensure(db: &Database, ctx: &Context, namespace: &str) -> Result<(Ob
         }
     };
     let password = Password::new(password);
-    let engine = manager(db.spec.engine);
+    let engine = login_admin(db.spec.engine);
     match engine
         .ensure_monitoring_user(&target, MONITORING_USERNAME, &password)
         .await

@@ -17,22 +17,25 @@ use api::monitor::{DatabaseMonitor, DatabaseMonitorStatus, conditions};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{DeleteParams, PartialObjectMeta, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use crate::apply::{FIELD_MANAGER, apply_if_changed};
+use crate::apply::apply_if_changed;
+use crate::apply::patch_params;
 use crate::builders::meta::Names;
 use crate::builders::monitoring::dashboard::dashboard_config_map;
 use crate::builders::monitoring::rules::{RuleInput, prometheus_rule};
 use crate::builders::monitoring::service_monitor::service_monitor;
 use crate::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
 use crate::controller::Context;
+use crate::controller::shared::clock::now;
+use crate::controller::shared::reconcile::{error_policy, instrumented, key};
 use crate::controller::shared::stores::cached_or_fetch;
+use crate::error::is_not_found;
 use crate::error::{Error, Result};
 
 /// The CRDs the ServiceMonitor and PrometheusRule need.
@@ -95,26 +98,14 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-fn key(monitor: &DatabaseMonitor) -> String {
-    format!(
-        "monitor/{}/{}",
-        monitor.namespace().unwrap_or_default(),
-        monitor.name_any()
-    )
-}
-
 pub async fn reconcile(monitor: Arc<DatabaseMonitor>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_timer("databasemonitor");
-    let result = apply(&monitor, &ctx).await;
-    ctx.metrics
-        .reconciled("databasemonitor", result.as_ref().err().map(Error::kind));
-    result
+    instrumented("databasemonitor", &*monitor, &ctx, apply(&monitor, &ctx)).await
 }
 
-pub fn error_policy(monitor: Arc<DatabaseMonitor>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.next_delay(&key(&monitor));
-    warn!(monitor = %key(&monitor), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+/// The backoff key of the monitoring login's retries (apart from the
+/// monitor's own, which a successful reconcile resets).
+fn login_key(monitor: &DatabaseMonitor) -> String {
+    format!("login/{}", key(monitor))
 }
 
 /// One condition to set: type, holds, reason, message.
@@ -190,9 +181,9 @@ async fn apply(monitor: &DatabaseMonitor, ctx: &Context) -> Result<Action> {
                 )
             });
             if retry {
-                action = Action::requeue(ctx.backoff.next_delay(&key(monitor)));
+                action = Action::requeue(ctx.backoff.next_delay(&login_key(monitor)));
             } else {
-                ctx.backoff.reset(&key(monitor));
+                ctx.backoff.reset(&login_key(monitor));
             }
         }
     }
@@ -258,7 +249,7 @@ async fn apply_children(
         } else if live.is_some() {
             match rules.delete(&name, &DeleteParams::background()).await {
                 Ok(_) => writes += 1,
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) if is_not_found(&e) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -280,7 +271,7 @@ async fn write_status(
         observed_generation: monitor.metadata.generation,
         ..previous.clone()
     };
-    let now = Time(jiff::Timestamp::now());
+    let now = now();
     let types: Vec<&str> = observations.iter().map(|o| o.0).collect();
     // Conditions that no longer apply (e.g. the login's, once the Database is gone) are dropped.
     status
@@ -297,10 +288,7 @@ async fn write_status(
         return Ok(());
     }
     let api = Api::<DatabaseMonitor>::namespaced(ctx.client.clone(), namespace);
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
+    let params = patch_params();
     api.patch_status(
         &monitor.name_any(),
         &params,

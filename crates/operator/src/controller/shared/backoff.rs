@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-const BASE: Duration = Duration::from_secs(2);
-const MAX: Duration = Duration::from_secs(300);
+use super::requeue::{BACKOFF_BASE as BASE, BACKOFF_MAX as MAX};
 
 #[derive(Default)]
 pub struct PerObjectBackoff {

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 /// Selects what this operator created.
 pub fn managed_selector() -> String {
-    format!("{}={}", api::labels::MANAGED_BY, api::labels::MANAGER)
+    format!("{}={}", api::labels::MANAGED_BY, api::labels::OPERATOR)
 }
 
 #[derive(Clone)]

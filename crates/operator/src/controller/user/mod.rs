@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use api::Database;
 use api::condition::{Condition, set_condition, types};
@@ -11,8 +10,7 @@ use api::database::Phase;
 use api::user::{DatabaseUser, DatabaseUserStatus, UserDeletionPolicy, UserPhase};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -21,15 +19,20 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::apply::{FIELD_MANAGER, apply_if_changed};
+use crate::apply::apply_if_changed;
+use crate::apply::patch_params;
 use crate::builders::credentials::{USER_LABEL, credentials_secret, secret_name};
 use crate::builders::meta::Names;
 use crate::builders::secret::generate_password;
 use crate::controller::Context;
+use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
+use crate::controller::shared::reconcile::{error_policy, instrumented, key};
+use crate::controller::shared::requeue;
 use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver};
+use crate::error::is_not_found;
 use crate::error::{Error, Result, describe};
-use crate::users::{Granted, Password, Target, UserError, UserSpec, manager};
+use crate::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
 
 /// The finalizer that drops the login before the DatabaseUser goes away.
 pub const FINALIZER: &str = "example.com/databaseuser-cleanup";
@@ -100,45 +103,21 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-fn now() -> Time {
-    Time(jiff::Timestamp::now())
-}
-
-fn key(user: &DatabaseUser) -> String {
-    format!(
-        "user/{}/{}",
-        user.namespace().unwrap_or_default(),
-        user.name_any()
-    )
-}
-
 pub async fn reconcile(user: Arc<DatabaseUser>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_timer("databaseuser");
-    let namespace = user
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
-    let api = Api::<DatabaseUser>::namespaced(ctx.client.clone(), &namespace);
-    let object_key = key(&user);
-    let result = finalizer(&api, FINALIZER, user, |event| async {
-        match event {
-            Finalizer::Apply(user) => apply(&user, &ctx, &namespace).await,
-            Finalizer::Cleanup(user) => cleanup(&user, &ctx, &namespace).await,
-        }
+    instrumented("databaseuser", &*user.clone(), &ctx, async {
+        let namespace = user
+            .namespace()
+            .ok_or(Error::MissingField("metadata.namespace"))?;
+        let api = Api::<DatabaseUser>::namespaced(ctx.client.clone(), &namespace);
+        Ok(finalizer(&api, FINALIZER, user, |event| async {
+            match event {
+                Finalizer::Apply(user) => apply(&user, &ctx, &namespace).await,
+                Finalizer::Cleanup(user) => cleanup(&user, &ctx, &namespace).await,
+            }
+        })
+        .await?)
     })
     .await
-    .map_err(crate::controller::database::finalizer_error);
-    ctx.metrics
-        .reconciled("databaseuser", result.as_ref().err().map(Error::kind));
-    if result.is_ok() {
-        ctx.backoff.reset(&object_key);
-    }
-    result
-}
-
-pub fn error_policy(user: Arc<DatabaseUser>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.next_delay(&key(&user));
-    warn!(user = %key(&user), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 /// Why the login is not (yet) what the spec says.
@@ -212,15 +191,12 @@ async fn apply(user: &DatabaseUser, ctx: &Context, namespace: &str) -> Result<Ac
                 ),
                 &now,
             );
-            Action::requeue(Duration::from_secs(300))
+            Action::requeue(requeue::AFTER_ENGINE_REFUSAL)
         }
     };
     if status != previous {
         let api = Api::<DatabaseUser>::namespaced(ctx.client.clone(), namespace);
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
+        let params = patch_params();
         api.patch_status(
             &user.name_any(),
             &params,
@@ -301,7 +277,7 @@ async fn realise(
             ),
         )));
     }
-    let engine = manager(db.spec.engine);
+    let engine = login_admin(db.spec.engine);
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
     let own_secret = secrets.get_opt(&secret_name(user)).await?;
     let (password, password_version) =
@@ -515,7 +491,7 @@ async fn remove_copies(
             .await
         {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -581,7 +557,7 @@ async fn drop_login(
         Ok(target) => target,
         Err(Blocked::Waiting(_, message) | Blocked::Failed(_, message)) => return Err(message),
     };
-    manager(db.spec.engine)
+    login_admin(db.spec.engine)
         .drop_user(&target, &user.spec.username)
         .await
         .map_err(|e| e.to_string())?;

@@ -1,0 +1,221 @@
+//! The apply step: makes every child of a Database match what the build
+//! step produced, deletes what it no longer contains ([`super::orphans`]),
+//! keeps the Velero Schedule and follows the restore, and reports what it
+//! found for the status step.
+//!
+//! Each child is read from the caches and written only when it differs
+//! ([`crate::apply::apply_if_changed`]), so a steady-state pass writes
+//! nothing. A child the API server refuses for good (a spec it cannot
+//! accept) is not retried: it becomes the Database's `Failed` status.
+
+use std::sync::Arc;
+
+use api::Database;
+use api::restore::RestoreStatus;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use tracing::info;
+
+use super::admin_secret::ensure_admin_secret;
+use super::status::Failure;
+use super::{monitoring, orphans, restore, velero, volumes};
+use crate::apply::apply_if_changed;
+use crate::builders::Desired;
+use crate::builders::meta::Names;
+use crate::builders::statefulset::keep_immutable_fields;
+use crate::controller::Context;
+use crate::controller::shared::events::publish;
+use crate::controller::shared::stores::cached_or_fetch;
+use crate::error::{Result, StepContext, describe, is_permanent};
+
+/// What the apply step found, for the status step.
+pub struct Applied {
+    /// Why the spec cannot be realised, when the API server refused a child.
+    pub failure: Option<Failure>,
+    /// What the Velero Schedule step wants recorded.
+    pub velero: velero::Report,
+    /// The StatefulSet as it stands after the apply.
+    pub statefulset: Option<Arc<StatefulSet>>,
+    /// The restore's progress, when spec.restore asks for one.
+    pub restore: Option<RestoreStatus>,
+}
+
+/// Applies `desired`: children, orphans, the Velero Schedule, the restore.
+pub async fn apply(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    mut desired: Desired,
+    restore_plan: restore::Plan,
+) -> Result<Applied> {
+    let failure = match apply_owned(db, ctx, namespace, &mut desired).await {
+        Ok(()) => None,
+        Err(e) => match e.as_kube() {
+            Some(refused) if is_permanent(refused) => Some(failure_from(refused)),
+            _ => return Err(e),
+        },
+    };
+    let velero = match desired.velero.take() {
+        Some(schedule) => velero::reconcile(db, ctx, namespace, schedule).await?,
+        None => velero::remove_unwanted(db, ctx, namespace).await?,
+    };
+    let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace);
+    let statefulset = cached_or_fetch(
+        &ctx.stores.statefulsets,
+        &statefulsets,
+        &db.name_any(),
+        namespace,
+    )
+    .await?;
+    let restore = match failure {
+        None => {
+            restore::progress(
+                db,
+                ctx,
+                namespace,
+                statefulset.as_deref(),
+                restore_plan,
+                desired.restore.take(),
+            )
+            .await?
+        }
+        Some(_) => None,
+    };
+    Ok(Applied {
+        failure,
+        velero,
+        statefulset,
+        restore,
+    })
+}
+
+fn failure_from(error: &kube::Error) -> Failure {
+    Failure {
+        reason: "InvalidSpec".into(),
+        message: format!("the cluster refused a child object: {}", describe(error)),
+    }
+}
+
+/// Applies every child in the Database's namespace that differs from what
+/// it should be, then deletes those the spec no longer asks for.
+async fn apply_owned(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    desired: &mut Desired,
+) -> Result<()> {
+    let client = &ctx.client;
+    let stores = &ctx.stores;
+    let names = Names(&db.name_any());
+    let mut writes = 0u32;
+
+    ensure_admin_secret(client, &stores.secrets, db, namespace)
+        .await
+        .step("creating the admin Secret", names.secret())?;
+
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+    let live = cached_or_fetch(
+        &stores.config_maps,
+        &config_maps,
+        &names.config(),
+        namespace,
+    )
+    .await?;
+    writes += u32::from(
+        apply_if_changed(&config_maps, desired.config_map.clone(), live.as_deref())
+            .await
+            .step("applying ConfigMap", names.config())?,
+    );
+
+    let services = Api::<Service>::namespaced(client.clone(), namespace);
+    for service in desired.all_services() {
+        let live =
+            cached_or_fetch(&stores.services, &services, &service.name_any(), namespace).await?;
+        writes += u32::from(
+            apply_if_changed(&services, service.clone(), live.as_deref())
+                .await
+                .step("applying Service", service.name_any())?,
+        );
+    }
+
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace);
+    let live = cached_or_fetch(
+        &stores.statefulsets,
+        &statefulsets,
+        &names.statefulset(),
+        namespace,
+    )
+    .await?;
+    if let Some(live) = live.as_deref() {
+        keep_immutable_fields(&mut desired.statefulset, live);
+    }
+    let created = live.is_none();
+    // The template keeps its creation size; a larger spec means growing the claims.
+    let wanted = api::quantity::parse(&db.spec.storage.size);
+    if let Some(live) = live.as_deref()
+        && volumes::template_size(live)
+            .zip(wanted)
+            .is_some_and(|(have, want)| have < want)
+    {
+        writes += volumes::grow_claims(client, db, namespace)
+            .await
+            .step("growing the PersistentVolumeClaims of", names.statefulset())?;
+    }
+    writes += u32::from(
+        apply_if_changed(&statefulsets, desired.statefulset.clone(), live.as_deref())
+            .await
+            .step("applying StatefulSet", names.statefulset())?,
+    );
+    if created {
+        publish(
+            ctx,
+            db,
+            EventType::Normal,
+            "Created",
+            format!(
+                "created StatefulSet {} with {} replica(s) of {} {}",
+                names.statefulset(),
+                db.spec.replicas,
+                db.spec.engine,
+                db.spec.version
+            ),
+        )
+        .await;
+    }
+
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace);
+    let live = cached_or_fetch(&stores.pdbs, &pdbs, &names.pdb(), namespace).await?;
+    writes += u32::from(
+        apply_if_changed(&pdbs, desired.pdb.clone(), live.as_deref())
+            .await
+            .step("applying PodDisruptionBudget", names.pdb())?,
+    );
+
+    if let Some(children) = &desired.monitoring {
+        writes += monitoring::apply(db, ctx, namespace, children.clone()).await?;
+    }
+
+    let cronjobs = Api::<CronJob>::namespaced(client.clone(), namespace);
+    for cronjob in [&desired.backup, &desired.verify].into_iter().flatten() {
+        let live =
+            cached_or_fetch(&stores.cronjobs, &cronjobs, &cronjob.name_any(), namespace).await?;
+        writes += u32::from(
+            apply_if_changed(&cronjobs, cronjob.clone(), live.as_deref())
+                .await
+                .step("applying CronJob", cronjob.name_any())?,
+        );
+    }
+
+    writes += orphans::delete(db, ctx, namespace, desired).await.step(
+        "deleting children no longer wanted by Database",
+        db.name_any(),
+    )?;
+    if writes > 0 {
+        info!(database = %db.name_any(), namespace, writes, "applied children");
+    }
+    Ok(())
+}
