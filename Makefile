@@ -4,11 +4,12 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test lint crds crds-check controlplane servers monitoring-tools third-party-crds cluster cluster-down fmt clean
+.PHONY: help run test test-unit lint crds crds-check controlplane servers monitoring-tools third-party-crds cluster cluster-down fmt clean
 
 help:
 	@echo "make run           start a local control plane, the operator and the samples"
 	@echo "make test          lint + every test (unit and against a real control plane)"
+	@echo "make test-unit     every test that needs no server (unit tests and tests/pure)"
 	@echo "make cluster       start a local control plane in the background; eval \"\$$(make -s cluster)\""
 	@echo "make cluster-down  stop it"
 	@echo "make crds          regenerate deploy/crds from the Rust types"
@@ -18,6 +19,12 @@ run:
 
 test: lint crds-check controlplane servers monitoring-tools third-party-crds
 	$(CARGO) test --workspace --no-fail-fast
+
+# The fast loop: the crates' unit tests and tests/pure (builders, CRDs,
+# status, alert rules with promtool); no control plane, no database server.
+test-unit:
+	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test -p database-operator --test pure
 
 # cargo-deny comes from hack/tools/install.sh (cached). Advisories need the
 # advisory database, which cannot be fetched here: see CONTRIBUTING.md.

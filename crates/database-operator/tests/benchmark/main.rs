@@ -5,7 +5,7 @@
 //! ```sh
 //! cargo build --release -p database-operator --bin database-operator
 //! BENCH_MB=1000 BENCH_RUNS=3 AGENT_BIN=target/release/database-operator \
-//!   cargo test -p database-operator --test agent_benchmark -- --ignored --nocapture
+//!   cargo test -p database-operator --test benchmark -- --ignored --nocapture
 //! ```
 
 use std::process::Stdio;
