@@ -229,7 +229,7 @@ mod tests {
             assert!(
                 matches!(
                     result,
-                    Err(ArchiveError::Truncated(_)) | Err(ArchiveError::Corrupt(_))
+                    Err(ArchiveError::Truncated(_) | ArchiveError::Corrupt(_))
                 ),
                 "cut at {cut} not detected"
             );

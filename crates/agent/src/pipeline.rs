@@ -127,7 +127,7 @@ pub async fn upload<R, F, T>(
 ) -> Result<(Uploaded, T)>
 where
     R: AsyncRead + Unpin,
-    F: std::future::Future<Output = Result<T>>,
+    F: Future<Output = Result<T>>,
 {
     // With workers, zstd compresses in its own threads beside this task,
     // which reads the dump, hashes and uploads, instead of taking turns.

@@ -143,7 +143,7 @@ impl Store {
     /// The key a listed object belongs to, if it sits at `<prefix>/<key>/<file>`.
     pub fn key_of(&self, path: &Path) -> Option<String> {
         let parts: Vec<String> = path.parts().map(|p| p.as_ref().to_owned()).collect();
-        let skip = self.root().map(|r| r.parts().count()).unwrap_or(0);
+        let skip = self.root().map_or(0, |r| r.parts().count());
         if parts.len() != skip + 2 {
             return None;
         }
@@ -221,7 +221,7 @@ fn concise(text: &str) -> String {
         .split_once("status code: ")
         .map(|(_, rest)| {
             rest.chars()
-                .take_while(|c| c.is_ascii_digit())
+                .take_while(char::is_ascii_digit)
                 .collect::<String>()
         })
         .filter(|s| !s.is_empty());

@@ -167,7 +167,7 @@ pub async fn agent(args: &[String], env: &[(String, String)]) -> Run {
     };
     eprintln!(
         "agent {}: exit {}\n{}",
-        args.first().map(String::as_str).unwrap_or(""),
+        args.first().map_or("", String::as_str),
         run.code,
         run.stderr.trim_end()
     );
@@ -185,12 +185,12 @@ pub fn spawn(args: &[String], env: &[(String, String)]) -> tokio::process::Child
 }
 
 pub fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+    v.iter().map(ToString::to_string).collect()
 }
 
 /// `args` + `rest`.
 pub fn with(mut args: Vec<String>, rest: &[&str]) -> Vec<String> {
-    args.extend(rest.iter().map(|s| s.to_string()));
+    args.extend(rest.iter().map(ToString::to_string));
     args
 }
 

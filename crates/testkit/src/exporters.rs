@@ -121,11 +121,10 @@ pub fn exporter_module(engine: Engine) -> &'static str {
 
 /// The exporter's binary, building it with hack/monitoring/install.sh when missing.
 pub fn exporter_binary(exporter: Exporter) -> PathBuf {
-    let cache = std::env::var_os("DATABASE_OPERATOR_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/database-operator")
-        });
+    let cache = std::env::var_os("DATABASE_OPERATOR_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/database-operator"),
+        PathBuf::from,
+    );
     let path = cache
         .join("exporters")
         .join(format!("{}-{}", exporter.binary(), exporter.version()))

@@ -102,7 +102,7 @@ fn spawn_operator(
         "8",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(ToString::to_string)
     .collect();
     args.extend(extra.iter().cloned());
     let mut command = crate::processes::command(&crate::paths::operator_binary(), &args, log)?;
@@ -205,10 +205,11 @@ pub fn prometheus_operator_crds() -> Vec<PathBuf> {
     let ok = std::process::Command::new("bash")
         .arg(&script)
         .status()
-        .unwrap()
+        .expect("running hack/crds/fetch.sh")
         .success();
     assert!(ok, "hack/crds/fetch.sh failed");
-    crate::crds::prometheus_operator_crds().unwrap()
+    crate::crds::prometheus_operator_crds()
+        .expect("prometheus-operator CRD files after hack/crds/fetch.sh")
 }
 
 impl Env {
@@ -224,7 +225,7 @@ impl Env {
 
     /// Stops the operator (SIGTERM, as Kubernetes would) and starts a new one.
     pub async fn restart_operator(&self) {
-        let old = *self.operator_pid.lock().unwrap();
+        let old = self.operator_pid();
         std::process::Command::new("kill")
             .arg(old.to_string())
             .status()
@@ -242,7 +243,7 @@ impl Env {
             &self.operator_args,
         )
         .expect("restarting the operator");
-        *self.operator_pid.lock().unwrap() = pid;
+        *self.operator_pid.lock().expect("operator pid lock") = pid;
         self.wait_until_ready()
             .await
             .expect("operator ready after restart");
@@ -258,8 +259,8 @@ impl Env {
     /// Creates a fresh namespace for one test.
     pub async fn namespace(&self, name: &str) -> String {
         let namespaces = Api::<Namespace>::all(self.client().await);
-        let ns: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+            .expect("a Namespace from its name");
         namespaces
             .create(&PostParams::default(), &ns)
             .await
@@ -284,7 +285,7 @@ impl Env {
 
     /// The running operator's process id.
     pub fn operator_pid(&self) -> u32 {
-        *self.operator_pid.lock().unwrap()
+        *self.operator_pid.lock().expect("operator pid lock")
     }
 
     /// Starts one more operator, with the same kubeconfig and arguments,
@@ -341,7 +342,7 @@ pub async fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
 pub async fn eventually<T, F, Fut>(env: &Env, what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: Future<Output = Option<T>>,
 {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {

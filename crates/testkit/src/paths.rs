@@ -53,9 +53,7 @@ pub fn cache_root() -> PathBuf {
     if let Some(dir) = std::env::var_os("DATABASE_OPERATOR_CACHE").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
     home.join(".cache").join("database-operator")
 }
 
@@ -117,7 +115,9 @@ pub fn is_built() -> bool {
 pub fn ensure_built() -> Result<()> {
     // One build per process even if several tests call this at once.
     static BUILD: Mutex<()> = Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if is_built() {
         return Ok(());
     }

@@ -241,7 +241,9 @@ pub fn free_port() -> Result<u16> {
     for _ in 0..100 {
         let listener = TcpListener::bind(("127.0.0.1", 0)).context("finding a free port")?;
         let port = listener.local_addr()?.port();
-        let mut used = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if used.get_or_insert_with(HashSet::new).insert(port) {
             return Ok(port);
         }

@@ -181,7 +181,7 @@ async fn put_get_multipart_list_delete() -> Result<()> {
     let mut prefixes: Vec<String> = listing
         .common_prefixes
         .iter()
-        .map(|p| p.to_string())
+        .map(ToString::to_string)
         .collect();
     prefixes.sort();
     assert_eq!(prefixes, vec!["db1", "db10", "db2"]);

@@ -11,7 +11,7 @@ pub mod postgresql;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -59,8 +59,10 @@ pub fn require_tool(dir: Option<&Path>, names: &[&str]) -> Result<PathBuf> {
         AgentError::Tool(format!(
             "{} not found in {}",
             names.join(" or "),
-            dir.map(|d| d.display().to_string())
-                .unwrap_or_else(|| "PATH (set --tools-dir)".into())
+            dir.map_or_else(
+                || "PATH (set --tools-dir)".into(),
+                |d| d.display().to_string()
+            )
         ))
     })
 }
@@ -143,8 +145,8 @@ impl Tool {
             .spawn()
             .map_err(|e| AgentError::Tool(format!("starting {}: {e}", program.display())))?;
         for pipe in [
-            child.stdout.as_ref().map(|p| p.as_raw_fd()),
-            child.stdin.as_ref().map(|p| p.as_raw_fd()),
+            child.stdout.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            child.stdin.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
         ]
         .into_iter()
         .flatten()

@@ -74,7 +74,7 @@ fn first_number(s: &str) -> Option<u32> {
     let digits: String = s
         .trim_start_matches(|c: char| !c.is_ascii_digit())
         .chars()
-        .take_while(|c| c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
 }

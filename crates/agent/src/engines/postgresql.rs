@@ -168,8 +168,7 @@ pub async fn connect(db: &DbArgs, secrets: &Secrets, dbname: &str) -> Result<Cli
     let (client, connection) = config.connect(NoTls).await.map_err(|e| {
         let why = e
             .as_db_error()
-            .map(|d| d.message().to_owned())
-            .unwrap_or_else(|| e.to_string());
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned());
         let msg = format!(
             "connecting to {}:{} database {dbname:?}: {why}",
             db.host,
@@ -194,8 +193,7 @@ pub async fn connect(db: &DbArgs, secrets: &Secrets, dbname: &str) -> Result<Cli
 fn db_err(e: tokio_postgres::Error) -> AgentError {
     AgentError::Db(
         e.as_db_error()
-            .map(|d| d.message().to_owned())
-            .unwrap_or_else(|| e.to_string()),
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned()),
     )
 }
 

@@ -8,6 +8,10 @@
 //!   cargo test -p database-operator --test benchmark -- --ignored --nocapture
 //! ```
 
+// Tests may unwrap in their helpers too (clippy.toml allows it only in
+// #[test] functions): a test stops at the first failed step, with its cause.
+#![allow(clippy::unwrap_used)]
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

@@ -318,7 +318,7 @@ async fn scheduled_runs_become_records_and_retention_keeps_the_newest() {
             .items
             .iter()
             .filter(|b| b.metadata.deletion_timestamp.is_none())
-            .map(|b| b.name_any())
+            .map(ResourceExt::name_any)
             .collect();
         (names.len() == 2).then_some(names)
     })

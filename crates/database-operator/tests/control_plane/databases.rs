@@ -65,7 +65,7 @@ where
     eventually(env, &format!("{name} to be gone"), WAIT, || async {
         matches!(api.get_opt(name).await, Ok(None)).then_some(())
     })
-    .await
+    .await;
 }
 
 #[tokio::test]

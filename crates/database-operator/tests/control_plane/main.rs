@@ -4,6 +4,10 @@
 //! (`testkit::harness::env(module_path!())`), apart from the other modules';
 //! each test works in its own namespace.
 
+// Tests may unwrap in their helpers too (clippy.toml allows it only in
+// #[test] functions): a test stops at the first failed step, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod backups;
 mod databases;
 mod leader_election;

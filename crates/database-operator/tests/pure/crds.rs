@@ -244,7 +244,7 @@ fn user_samples_parse_as_database_users() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
         for document in text.split("\n---\n") {
-            let value: serde_json::Value = serde_saphyr::from_str(document).unwrap();
+            let value: Value = serde_saphyr::from_str(document).unwrap();
             if value["kind"] == "DatabaseUser" {
                 let user: api::user::DatabaseUser = serde_json::from_value(value).unwrap();
                 assert!(!user.spec.privileges.is_empty());

@@ -4,6 +4,10 @@
 //! a mock API server, and the generated alert rules and dashboards (checked
 //! by promtool, a tool rather than a server).
 
+// Tests may unwrap in their helpers too (clippy.toml allows it only in
+// #[test] functions): a test stops at the first failed step, with its cause.
+#![allow(clippy::unwrap_used)]
+
 mod admin_secret;
 mod builders;
 mod crds;

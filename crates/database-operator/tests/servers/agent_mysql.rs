@@ -82,7 +82,7 @@ async fn snapshot(db: &Mariadb) -> Rows {
             .query(format!("SELECT * FROM `{schema}`.`{table}` ORDER BY 1"))
             .await
             .unwrap();
-        let rows = rows.into_iter().map(|r| r.unwrap()).collect();
+        let rows = rows.into_iter().map(mysql_async::Row::unwrap).collect();
         out.push((format!("{schema}.{table}"), rows));
     }
     out

@@ -108,7 +108,7 @@ pub enum UserError {
     Invalid(String),
 }
 
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub trait LoginAdmin: Send + Sync {
     /// Makes the engine match `user`: creates the login if missing (else

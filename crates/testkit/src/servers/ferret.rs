@@ -205,7 +205,7 @@ impl Ferret {
 
     /// PID of ferretdb while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(|s| s.pid())
+        self.server.as_ref().map(ServerProcess::pid)
     }
 
     /// Time from `start` to the first login.

@@ -229,7 +229,9 @@ pub fn ensure_installed() -> Result<()> {
 pub(crate) fn ensure(components: &[Component]) -> Result<()> {
     // One install per process even if several tests start servers at once.
     static INSTALL: Mutex<()> = Mutex::new(());
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = INSTALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let missing: Vec<Component> = components
         .iter()
         .copied()

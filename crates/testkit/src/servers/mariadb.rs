@@ -242,7 +242,7 @@ impl Mariadb {
 
     /// PID of mariadbd while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(|s| s.pid())
+        self.server.as_ref().map(ServerProcess::pid)
     }
 
     /// Time from `start` to the first login.

@@ -101,7 +101,7 @@ impl Postgres {
             "--no-instructions",
         ]
         .iter()
-        .map(|s| s.to_string())
+        .map(ToString::to_string)
         .collect();
         let log = root.join("initdb.log");
         let command = self
@@ -256,7 +256,7 @@ impl Postgres {
 
     /// PID of the postmaster while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(|s| s.pid())
+        self.server.as_ref().map(ServerProcess::pid)
     }
 
     /// Time from `start` to the first login.

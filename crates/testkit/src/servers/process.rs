@@ -215,8 +215,7 @@ impl ServerProcess {
         if self.has_exited() {
             let status = self
                 .try_status()
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "exited".to_owned());
+                .map_or_else(|| "exited".to_owned(), |s| s.to_string());
             bail!(
                 "{} exited ({status}); last lines of {}:\n{}",
                 self.name,
@@ -337,10 +336,10 @@ pub(crate) fn descendants(pid: u32) -> Vec<u32> {
         let mut fields = stat
             .rsplit_once(')')
             .map(|(_, rest)| rest.split_whitespace());
-        let state = fields.as_mut().and_then(|f| f.next());
+        let state = fields.as_mut().and_then(Iterator::next);
         let ppid = fields
             .as_mut()
-            .and_then(|f| f.next())
+            .and_then(Iterator::next)
             .and_then(|p| p.parse::<u32>().ok());
         if let (Some(state), Some(ppid)) = (state, ppid)
             && state != "Z"

@@ -297,7 +297,7 @@ impl S3 {
 
     /// PID of versitygw while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(|s| s.pid())
+        self.server.as_ref().map(ServerProcess::pid)
     }
 
     /// Time from `start` to the first signed request.

@@ -262,7 +262,7 @@ async fn observe(
     job: Option<&Job>,
 ) -> Result<DatabaseBackupStatus> {
     let job_status = job.and_then(|j| j.status.clone()).unwrap_or_default();
-    let finished = job.map(jobs::outcome).unwrap_or(Outcome::Running);
+    let finished = job.map_or(Outcome::Running, jobs::outcome);
     if let Outcome::Failed { message, .. } = finished {
         let detail = agent_output(ctx, namespace, &backup.name_any())
             .await?

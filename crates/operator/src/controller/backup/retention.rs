@@ -50,7 +50,7 @@ pub async fn apply(ctx: &Context, namespace: &str, database: &str) -> Result<()>
             // A failed backup stored nothing; like an incomplete object, it
             // goes after the grace period and never counts.
             Some(BackupPhase::Failed) if now - taken.0.as_second() > INCOMPLETE_GRACE_SECS => {
-                expired.push(backup.name_any())
+                expired.push(backup.name_any());
             }
             _ => {}
         }

@@ -71,7 +71,7 @@ async fn clean_volumes(db: &Database, ctx: &Context, namespace: &str) -> Result<
     let owned = claims
         .list_metadata(&ListParams::default().labels(&selector_string(db)))
         .await?;
-    let names: Vec<String> = owned.items.iter().map(|c| c.name_any()).collect();
+    let names: Vec<String> = owned.items.iter().map(ResourceExt::name_any).collect();
     if names.is_empty() {
         return Ok(());
     }

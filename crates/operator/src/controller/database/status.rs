@@ -386,7 +386,7 @@ async fn announce_phase(
     phase: Phase,
     status: &DatabaseStatus,
 ) {
-    let ready = api::condition::find(&status.conditions, types::READY);
+    let ready = condition::find(&status.conditions, types::READY);
     let message = ready
         .map(|c: &Condition| c.message.clone())
         .unwrap_or_default();

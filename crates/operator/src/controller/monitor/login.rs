@@ -51,19 +51,16 @@ pub async fn ensure(db: &Database, ctx: &Context, namespace: &str) -> Result<(Ob
             true,
         ));
     };
-    let target = match crate::controller::user::admin_target(db, ctx, namespace).await? {
-        Some(target) => target,
-        None => {
-            return Ok((
-                (
-                    MONITORING_USER,
-                    false,
-                    "AdminSecretNotReady",
-                    format!("Secret {} has no admin credentials yet", names.secret()),
-                ),
-                true,
-            ));
-        }
+    let Some(target) = crate::controller::user::admin_target(db, ctx, namespace).await? else {
+        return Ok((
+            (
+                MONITORING_USER,
+                false,
+                "AdminSecretNotReady",
+                format!("Secret {} has no admin credentials yet", names.secret()),
+            ),
+            true,
+        ));
     };
     let password = Password::new(password);
     let engine = login_admin(db.spec.engine);

@@ -255,9 +255,7 @@ async fn realise(
     };
     let phase = db.status.as_ref().and_then(|s| s.phase);
     if phase != Some(Phase::Running) {
-        let now = phase
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "not started".into());
+        let now = phase.map_or_else(|| "not started".into(), |p| p.to_string());
         return Ok(Err(Blocked::Waiting(
             "DatabaseNotReady",
             format!("waiting for Database {db_name} to be Running (now {now})"),
