@@ -51,7 +51,7 @@ fn spec<'a>(
     }
 }
 
-fn mongo() -> &'static dyn operator::users::LoginAdmin {
+fn mongo() -> operator::users::LoginAdmin {
     login_admin(api::Engine::Mongodb)
 }
 

@@ -52,7 +52,7 @@ fn spec<'a>(
     }
 }
 
-fn my() -> &'static dyn operator::users::LoginAdmin {
+fn my() -> operator::users::LoginAdmin {
     login_admin(api::Engine::Mysql)
 }
 

@@ -47,7 +47,7 @@ fn spec<'a>(
     }
 }
 
-fn pgm() -> &'static dyn operator::users::LoginAdmin {
+fn pgm() -> operator::users::LoginAdmin {
     login_admin(api::Engine::Postgresql)
 }
 

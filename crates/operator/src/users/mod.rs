@@ -108,52 +108,100 @@ pub enum UserError {
     Invalid(String),
 }
 
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// Manages logins inside one engine: the controllers' handle on
+/// [`postgresql`], [`mysql`] and [`mongodb`], each of which holds its
+/// engine's statements. [`login_admin`] picks one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginAdmin {
+    Postgresql,
+    Mysql,
+    Mongodb,
+}
 
-pub trait LoginAdmin: Send + Sync {
+impl LoginAdmin {
     /// Makes the engine match `user`: creates the login if missing (else
     /// sets its password and connection limit), grants what is declared and
     /// revokes what `previous` had and is no longer declared. Idempotent;
     /// touches no other user.
-    fn apply<'a>(
-        &'a self,
-        target: &'a Target,
-        user: &'a UserSpec<'a>,
-        previous: &'a Granted<'a>,
-    ) -> BoxFuture<'a, Result<(), UserError>>;
+    pub async fn apply(
+        self,
+        target: &Target,
+        user: &UserSpec<'_>,
+        previous: &Granted<'_>,
+    ) -> Result<(), UserError> {
+        match self {
+            LoginAdmin::Postgresql => postgresql::Postgresql.apply(target, user, previous).await,
+            LoginAdmin::Mysql => mysql::Mysql.apply(target, user, previous).await,
+            LoginAdmin::Mongodb => mongodb::Mongodb.apply(target, user, previous).await,
+        }
+    }
 
     /// Drops the login (and, for PostgreSQL, reassigns/drops what it owns so
     /// DROP ROLE succeeds). Missing user = success.
-    fn drop_user<'a>(
-        &'a self,
-        target: &'a Target,
-        username: &'a str,
-    ) -> BoxFuture<'a, Result<(), UserError>>;
+    pub async fn drop_user(self, target: &Target, username: &str) -> Result<(), UserError> {
+        match self {
+            LoginAdmin::Postgresql => postgresql::Postgresql.drop_user(target, username).await,
+            LoginAdmin::Mysql => mysql::Mysql.drop_user(target, username).await,
+            LoginAdmin::Mongodb => mongodb::Mongodb.drop_user(target, username).await,
+        }
+    }
 
     /// Checks engine-specific validity of the spec before anything is sent.
-    fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError>;
+    pub fn validate(self, user: &UserSpec<'_>) -> Result<(), UserError> {
+        match self {
+            LoginAdmin::Postgresql => postgresql::Postgresql.validate(user),
+            LoginAdmin::Mysql => mysql::Mysql.validate(user),
+            LoginAdmin::Mongodb => mongodb::Mongodb.validate(user),
+        }
+    }
 
     /// Creates or updates the operator's own least-privilege login for the
     /// Prometheus exporter (see [`monitoring_privileges`]): idempotent, and
     /// the password is set only when it differs. `username` is one the
     /// operator reserves, so no DatabaseUser can collide with it.
-    fn ensure_monitoring_user<'a>(
-        &'a self,
-        target: &'a Target,
-        username: &'a str,
-        password: &'a Password,
-    ) -> BoxFuture<'a, Result<(), UserError>>;
+    pub async fn ensure_monitoring_user(
+        self,
+        target: &Target,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), UserError> {
+        match self {
+            LoginAdmin::Postgresql => {
+                postgresql::Postgresql
+                    .ensure_monitoring_user(target, username, password)
+                    .await
+            }
+            LoginAdmin::Mysql => {
+                mysql::Mysql
+                    .ensure_monitoring_user(target, username, password)
+                    .await
+            }
+            LoginAdmin::Mongodb => {
+                mongodb::Mongodb
+                    .ensure_monitoring_user(target, username, password)
+                    .await
+            }
+        }
+    }
 
     /// The engine's standard connection URI, with user and password
     /// percent-encoded.
-    fn connection_uri(
-        &self,
+    pub fn connection_uri(
+        self,
         username: &str,
         password: &Password,
         host: &str,
         port: u16,
         database: &str,
-    ) -> String;
+    ) -> String {
+        match self {
+            LoginAdmin::Postgresql => uri("postgresql", username, password, host, port, database),
+            LoginAdmin::Mysql => uri("mysql", username, password, host, port, database),
+            LoginAdmin::Mongodb => {
+                mongodb::Mongodb.connection_uri(username, password, host, port, database)
+            }
+        }
+    }
 }
 
 /// What the monitoring login may do, per engine, for the README and errors.
@@ -167,16 +215,12 @@ pub fn monitoring_privileges(engine: api::Engine) -> &'static str {
     }
 }
 
-static POSTGRESQL: postgresql::Postgresql = postgresql::Postgresql;
-static MYSQL: mysql::Mysql = mysql::Mysql;
-static MONGODB: mongodb::Mongodb = mongodb::Mongodb;
-
 /// The login admin for an engine.
-pub fn login_admin(engine: api::Engine) -> &'static dyn LoginAdmin {
+pub fn login_admin(engine: api::Engine) -> LoginAdmin {
     match engine {
-        api::Engine::Postgresql => &POSTGRESQL,
-        api::Engine::Mysql => &MYSQL,
-        api::Engine::Mongodb => &MONGODB,
+        api::Engine::Postgresql => LoginAdmin::Postgresql,
+        api::Engine::Mysql => LoginAdmin::Mysql,
+        api::Engine::Mongodb => LoginAdmin::Mongodb,
     }
 }
 

@@ -37,8 +37,8 @@ use mongodb::options::{ClientOptions, Credential, ServerAddress};
 use mongodb::{Client, Database};
 
 use super::{
-    BoxFuture, CONNECT_TIMEOUT, Granted, LoginAdmin, Password, Target, UserError, UserSpec, redact,
-    uri, validate_common, validate_username,
+    CONNECT_TIMEOUT, Granted, Password, Target, UserError, UserSpec, redact, uri, validate_common,
+    validate_username,
 };
 
 /// The MongoDB login admin.
@@ -259,7 +259,8 @@ async fn role_exists(db: &Database, name: &str, secrets: &[&str]) -> Result<bool
 }
 
 impl Mongodb {
-    async fn apply_inner(
+    /// See [`super::LoginAdmin::apply`].
+    pub(crate) async fn apply(
         &self,
         target: &Target,
         user: &UserSpec<'_>,
@@ -307,7 +308,8 @@ impl Mongodb {
         result
     }
 
-    async fn drop_inner(&self, target: &Target, username: &str) -> Result<(), UserError> {
+    /// See [`super::LoginAdmin::drop_user`].
+    pub(crate) async fn drop_user(&self, target: &Target, username: &str) -> Result<(), UserError> {
         validate_username(username)?;
         target.refuse_admin(username)?;
         let secrets = [target.admin_password.expose()];
@@ -338,7 +340,8 @@ pub fn monitoring_roles() -> Vec<Document> {
 }
 
 impl Mongodb {
-    async fn ensure_monitoring_inner(
+    /// See [`super::LoginAdmin::ensure_monitoring_user`].
+    pub(crate) async fn ensure_monitoring_user(
         &self,
         target: &Target,
         username: &str,
@@ -378,34 +381,9 @@ impl Mongodb {
     }
 }
 
-impl LoginAdmin for Mongodb {
-    fn ensure_monitoring_user<'a>(
-        &'a self,
-        target: &'a Target,
-        username: &'a str,
-        password: &'a Password,
-    ) -> BoxFuture<'a, Result<(), UserError>> {
-        Box::pin(self.ensure_monitoring_inner(target, username, password))
-    }
-
-    fn apply<'a>(
-        &'a self,
-        target: &'a Target,
-        user: &'a UserSpec<'a>,
-        previous: &'a Granted<'a>,
-    ) -> BoxFuture<'a, Result<(), UserError>> {
-        Box::pin(self.apply_inner(target, user, previous))
-    }
-
-    fn drop_user<'a>(
-        &'a self,
-        target: &'a Target,
-        username: &'a str,
-    ) -> BoxFuture<'a, Result<(), UserError>> {
-        Box::pin(self.drop_inner(target, username))
-    }
-
-    fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
+impl Mongodb {
+    /// See [`super::LoginAdmin::validate`].
+    pub(crate) fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
         validate_common(user)?;
         if user.connection_limit.is_some() {
             return Err(UserError::Invalid(
@@ -436,7 +414,8 @@ impl LoginAdmin for Mongodb {
         Ok(())
     }
 
-    fn connection_uri(
+    /// See [`super::LoginAdmin::connection_uri`].
+    pub(crate) fn connection_uri(
         &self,
         username: &str,
         password: &Password,

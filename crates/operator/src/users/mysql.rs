@@ -41,8 +41,8 @@ use mysql_async::{Conn, OptsBuilder};
 
 use super::quote::{mysql_account, mysql_ident, mysql_literal, mysql_schema_grant};
 use super::{
-    BoxFuture, CONNECT_TIMEOUT, Granted, LoginAdmin, Password, Target, UserError, UserSpec, redact,
-    uri, validate_common, validate_username,
+    CONNECT_TIMEOUT, Granted, Password, Target, UserError, UserSpec, redact, validate_common,
+    validate_username,
 };
 
 /// The MySQL/MariaDB login admin.
@@ -414,7 +414,8 @@ async fn connect(target: &Target, secrets: &[&str]) -> Result<Session, UserError
 }
 
 impl Mysql {
-    async fn apply_inner(
+    /// See [`super::LoginAdmin::apply`].
+    pub(crate) async fn apply(
         &self,
         target: &Target,
         user: &UserSpec<'_>,
@@ -431,7 +432,8 @@ impl Mysql {
         result
     }
 
-    async fn drop_inner(&self, target: &Target, username: &str) -> Result<(), UserError> {
+    /// See [`super::LoginAdmin::drop_user`].
+    pub(crate) async fn drop_user(&self, target: &Target, username: &str) -> Result<(), UserError> {
         validate_username(username)?;
         target.refuse_admin(username)?;
         let account = mysql_account(username)?;
@@ -573,7 +575,8 @@ pub fn monitoring_grants(dialect: Dialect, username: &str) -> Result<Vec<String>
 }
 
 impl Mysql {
-    async fn ensure_monitoring_inner(
+    /// See [`super::LoginAdmin::ensure_monitoring_user`].
+    pub(crate) async fn ensure_monitoring_user(
         &self,
         target: &Target,
         username: &str,
@@ -599,34 +602,9 @@ impl Mysql {
     }
 }
 
-impl LoginAdmin for Mysql {
-    fn ensure_monitoring_user<'a>(
-        &'a self,
-        target: &'a Target,
-        username: &'a str,
-        password: &'a Password,
-    ) -> BoxFuture<'a, Result<(), UserError>> {
-        Box::pin(self.ensure_monitoring_inner(target, username, password))
-    }
-
-    fn apply<'a>(
-        &'a self,
-        target: &'a Target,
-        user: &'a UserSpec<'a>,
-        previous: &'a Granted<'a>,
-    ) -> BoxFuture<'a, Result<(), UserError>> {
-        Box::pin(self.apply_inner(target, user, previous))
-    }
-
-    fn drop_user<'a>(
-        &'a self,
-        target: &'a Target,
-        username: &'a str,
-    ) -> BoxFuture<'a, Result<(), UserError>> {
-        Box::pin(self.drop_inner(target, username))
-    }
-
-    fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
+impl Mysql {
+    /// See [`super::LoginAdmin::validate`].
+    pub(crate) fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
         validate_common(user)?;
         let databases = user
             .privileges
@@ -647,17 +625,6 @@ impl LoginAdmin for Mysql {
         // Quotes every name once, so nothing fails half-way through apply.
         plan(user.username, &atoms, &BTreeSet::new())?;
         Ok(())
-    }
-
-    fn connection_uri(
-        &self,
-        username: &str,
-        password: &Password,
-        host: &str,
-        port: u16,
-        database: &str,
-    ) -> String {
-        uri("mysql", username, password, host, port, database)
     }
 }
 

@@ -44,8 +44,8 @@ use tokio_postgres::{Client, NoTls};
 
 use super::quote::{pg_ident, pg_literal};
 use super::{
-    BoxFuture, CONNECT_TIMEOUT, Granted, LoginAdmin, Password, Target, UserError, UserSpec, redact,
-    uri, validate_common, validate_username,
+    CONNECT_TIMEOUT, Granted, Password, Target, UserError, UserSpec, redact, validate_common,
+    validate_username,
 };
 
 /// The PostgreSQL login admin.
@@ -708,7 +708,8 @@ async fn run_plan(client: &Client, plan: &DatabasePlan, secrets: &[&str]) -> Res
 }
 
 impl Postgresql {
-    async fn apply_inner(
+    /// See [`super::LoginAdmin::apply`].
+    pub(crate) async fn apply(
         &self,
         target: &Target,
         user: &UserSpec<'_>,
@@ -761,7 +762,8 @@ impl Postgresql {
         Ok(())
     }
 
-    async fn drop_inner(&self, target: &Target, username: &str) -> Result<(), UserError> {
+    /// See [`super::LoginAdmin::drop_user`].
+    pub(crate) async fn drop_user(&self, target: &Target, username: &str) -> Result<(), UserError> {
         validate_username(username)?;
         target.refuse_admin(username)?;
         let user = pg_ident(username)?;
@@ -838,7 +840,8 @@ pub fn monitoring_grant(username: &str) -> Result<String, UserError> {
 }
 
 impl Postgresql {
-    async fn ensure_monitoring_inner(
+    /// See [`super::LoginAdmin::ensure_monitoring_user`].
+    pub(crate) async fn ensure_monitoring_user(
         &self,
         target: &Target,
         username: &str,
@@ -862,34 +865,9 @@ impl Postgresql {
     }
 }
 
-impl LoginAdmin for Postgresql {
-    fn ensure_monitoring_user<'a>(
-        &'a self,
-        target: &'a Target,
-        username: &'a str,
-        password: &'a Password,
-    ) -> BoxFuture<'a, Result<(), UserError>> {
-        Box::pin(self.ensure_monitoring_inner(target, username, password))
-    }
-
-    fn apply<'a>(
-        &'a self,
-        target: &'a Target,
-        user: &'a UserSpec<'a>,
-        previous: &'a Granted<'a>,
-    ) -> BoxFuture<'a, Result<(), UserError>> {
-        Box::pin(self.apply_inner(target, user, previous))
-    }
-
-    fn drop_user<'a>(
-        &'a self,
-        target: &'a Target,
-        username: &'a str,
-    ) -> BoxFuture<'a, Result<(), UserError>> {
-        Box::pin(self.drop_inner(target, username))
-    }
-
-    fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
+impl Postgresql {
+    /// See [`super::LoginAdmin::validate`].
+    pub(crate) fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
         validate_common(user)?;
         pg_ident(user.username)?;
         let atoms = desired_atoms(user.privileges, user.native_grants, Caps::default())?;
@@ -905,17 +883,6 @@ impl LoginAdmin for Postgresql {
         // Quotes every name once, so nothing fails half-way through apply.
         plan(user.username, "admin", &atoms, &BTreeSet::new())?;
         Ok(())
-    }
-
-    fn connection_uri(
-        &self,
-        username: &str,
-        password: &Password,
-        host: &str,
-        port: u16,
-        database: &str,
-    ) -> String {
-        uri("postgresql", username, password, host, port, database)
     }
 }
 
