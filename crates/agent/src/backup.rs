@@ -1,6 +1,6 @@
 //! `agent backup`: inventory, streamed dump, manifest last.
 
-use api::agent::BackupReport;
+use database_operator_api::agent::BackupReport;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use object_store::{ObjectStoreExt, PutPayload};
 
@@ -12,7 +12,7 @@ use super::manifest::{COMPRESSION, FORMAT_VERSION, Manifest};
 use super::pipeline::{self, Uploaded};
 use super::store::{Store, s3_error, validate_key_name};
 use super::{AgentError, BackupArgs, Result, Secrets, now_rfc3339, progress};
-use api::Engine;
+use database_operator_api::v1::Engine;
 
 /// `YYYYMMDDTHHMMSSZ`, UTC: sorts like time.
 pub fn default_key_name() -> String {

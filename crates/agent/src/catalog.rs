@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use api::agent::UnreadableManifest;
+use database_operator_api::agent::UnreadableManifest;
 use futures::TryStreamExt;
 use object_store::path::Path;
 

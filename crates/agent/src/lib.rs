@@ -42,9 +42,9 @@ pub mod store;
 
 use std::path::PathBuf;
 
-use api::Engine;
-use api::agent::FailureReport;
 use clap::{Args, Subcommand};
+use database_operator_api::agent::FailureReport;
+use database_operator_api::v1::Engine;
 use serde::Serialize;
 
 /// `database-operator agent …`
@@ -360,7 +360,7 @@ pub async fn run(args: AgentArgs) -> i32 {
     }
 }
 
-/// The report as the one line the agent prints ([`api::agent`]).
+/// The report as the one line the agent prints ([`database_operator_api::agent`]).
 fn report_line(report: &impl Serialize) -> String {
     serde_json::to_string(report).expect("a report serialises to JSON")
 }

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{AgentError, Result};
-use api::Engine;
+use database_operator_api::v1::Engine;
 
 /// The manifest format this agent writes; it refuses newer ones.
 pub const FORMAT_VERSION: u32 = 1;

@@ -282,7 +282,7 @@ mod tests {
     #[tokio::test]
     async fn upload_then_read_back_across_parts() {
         let s = store();
-        let path = s.dump_path("k", api::Engine::Postgresql);
+        let path = s.dump_path("k", database_operator_api::v1::Engine::Postgresql);
         // Incompressible enough to need more than one part.
         let mut data = Vec::new();
         let mut x: u64 = 1;
@@ -317,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_producer_leaves_no_object() {
         let s = store();
-        let path = s.dump_path("k", api::Engine::Mysql);
+        let path = s.dump_path("k", database_operator_api::v1::Engine::Mysql);
         let err = upload(
             &s,
             &path,

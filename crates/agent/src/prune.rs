@@ -6,7 +6,7 @@
 //! the other objects: if the agent dies half-way, what is left has no
 //! manifest and never looks complete (and goes with a later prune).
 
-use api::agent::{PruneReport, PrunedBackup};
+use database_operator_api::agent::{PruneReport, PrunedBackup};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 

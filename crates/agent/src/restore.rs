@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use api::agent::RestoreReport;
+use database_operator_api::agent::RestoreReport;
 use tokio::io::AsyncReadExt;
 
 use super::catalog;
@@ -22,7 +22,7 @@ use super::manifest::Manifest;
 use super::pipeline::{self, hash_object, open_object};
 use super::store::{Store, validate_key_name};
 use super::{AgentError, DbArgs, RestoreArgs, Result, Secrets, progress};
-use api::Engine;
+use database_operator_api::v1::Engine;
 
 pub async fn run(args: RestoreArgs, verify: bool) -> Result<RestoreReport> {
     let secrets = Secrets::from_env();

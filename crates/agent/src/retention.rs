@@ -10,8 +10,8 @@
 //! - a manifest that cannot be read keeps its backup (reported, never
 //!   guessed at).
 
-pub use api::retention::Retention;
-use api::retention::{INCOMPLETE_GRACE_SECS, Why};
+pub use database_operator_api::v1::retention::Retention;
+use database_operator_api::v1::retention::{INCOMPLETE_GRACE_SECS, Why};
 
 use super::{AgentError, Result};
 
@@ -42,7 +42,7 @@ pub enum Completion {
 }
 
 /// Why a backup goes: part of the agent's report.
-pub use api::agent::PruneReason as Reason;
+pub use database_operator_api::agent::PruneReason as Reason;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {

@@ -16,7 +16,7 @@ use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 
 use super::{AgentError, Result, S3Args};
-use api::Engine;
+use database_operator_api::v1::Engine;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 

@@ -1,49 +1,15 @@
-//! The `example.com/v1` API of database-operator: the custom resource types,
-//! their defaults and their validation. Pure data, no I/O.
+//! The API of database-operator. Pure data, no I/O.
+//!
+//! - [`v1`]: the `example.com/v1` custom resources — `Database`,
+//!   `DatabaseUser`, `DatabaseBackup`, `DatabaseMonitor` — with their
+//!   defaults, CEL validation, conditions and labels; what `database-operator
+//!   crd` prints.
+//! - [`agent`]: the report the in-pod agent writes when it finishes, which
+//!   the controllers read back.
 
 // kube-derive takes one `printcolumn(...)` per column, and clippy reads the
 // repeated `type_ = "string"` inside them as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
 pub mod agent;
-pub mod backup;
-pub mod condition;
-pub mod database;
-pub mod labels;
-pub mod monitor;
-pub mod quantity;
-pub mod reference;
-pub mod restore;
-pub mod retention;
-pub mod user;
-
-pub use backup::{DatabaseBackup, DatabaseBackupSpec, DatabaseBackupStatus};
-pub use condition::{Condition, ConditionStatus};
-pub use database::{Database, DatabaseSpec, DatabaseStatus, Engine, Phase};
-pub use monitor::{DatabaseMonitor, DatabaseMonitorSpec, DatabaseMonitorStatus};
-pub use reference::DatabaseRef;
-pub use user::{DatabaseUser, DatabaseUserSpec, DatabaseUserStatus};
-
-/// The API group of every kind in this crate.
-pub const GROUP: &str = "example.com";
-/// The one served and stored version.
-pub const VERSION: &str = "v1";
-
-/// Every CRD of the API, in a stable order: what `database-operator crd` prints
-/// and what `deploy/crds/` holds.
-pub fn crds()
--> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
-{
-    use kube::CustomResourceExt;
-    let mut crds = vec![
-        Database::crd(),
-        DatabaseUser::crd(),
-        DatabaseBackup::crd(),
-        DatabaseMonitor::crd(),
-    ];
-    // The API server would default listKind; the seed's CRD states it.
-    for crd in &mut crds {
-        crd.spec.names.list_kind = Some(format!("{}List", crd.spec.names.kind));
-    }
-    crds
-}
+pub mod v1;

@@ -1,6 +1,7 @@
 //! Server-side apply under one field manager, skipped when the live object
 //! already holds what we would send: a steady-state reconcile writes nothing.
 
+use database_operator_api::v1;
 use std::fmt::Debug;
 
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -15,7 +16,7 @@ use crate::diff::is_subset;
 use crate::error::is_not_found;
 
 /// The field manager of every write the operator makes.
-pub const FIELD_MANAGER: &str = api::labels::OPERATOR;
+pub const FIELD_MANAGER: &str = v1::labels::OPERATOR;
 
 /// Parameters of every merge patch the operator sends: its field manager.
 pub fn patch_params() -> PatchParams {

@@ -1,8 +1,9 @@
 //! `database-operator crd`: every CRD as YAML, generated from the API types.
 
+use database_operator_api::v1;
 /// All CRDs as one multi-document YAML stream, in a stable order.
 pub fn render_all() -> String {
-    api::crds()
+    v1::crds()
         .iter()
         .map(|crd| {
             let yaml = serde_saphyr::to_string(crd).expect("CRDs serialise to YAML");
@@ -13,7 +14,7 @@ pub fn render_all() -> String {
 
 /// Each CRD as (file name, YAML), for `deploy/crds/`.
 pub fn render_files() -> Vec<(String, String)> {
-    api::crds()
+    v1::crds()
         .iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().expect("generated CRDs are named");

@@ -1,5 +1,6 @@
 //! Semantic comparison of a desired object with a live one.
 
+use database_operator_api::v1;
 use serde_json::Value;
 
 /// Whether every field set in `desired` has the same value in `live`.
@@ -17,7 +18,7 @@ pub fn is_subset(desired: &Value, live: &Value) -> bool {
         (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
         (Value::String(d), Value::String(l)) => {
             d == l
-                || matches!((api::quantity::parse(d), api::quantity::parse(l)), (Some(a), Some(b)) if a == b)
+                || matches!((v1::quantity::parse(d), v1::quantity::parse(l)), (Some(a), Some(b)) if a == b)
         }
         (d, l) => d == l,
     }

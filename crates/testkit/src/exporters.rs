@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use api::Engine;
+use database_operator_api::v1::Engine;
 use operator::builders::monitoring::Exporter;
 
 pub const ENGINES: [Engine; 3] = [Engine::Postgresql, Engine::Mysql, Engine::Mongodb];

@@ -1,8 +1,8 @@
 //! Test fixtures: Databases as the API server would return them, and the
 //! samples under deploy/samples.
 
-use api::database::{BackupSpec, StorageSpec};
-use api::{Database, DatabaseSpec, Engine};
+use database_operator_api::v1::database::{BackupSpec, StorageSpec};
+use database_operator_api::v1::{Database, DatabaseSpec, Engine};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// A Database as the API server would return it: named, namespaced, with a uid and generation.

@@ -3,6 +3,7 @@
 //! binary running against it as a child process. Each test works in its own
 //! namespace, so tests run in parallel without seeing each other.
 
+use database_operator_api::v1;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -126,7 +127,7 @@ fn spawn_operator(
 
 /// Applies every generated CRD and waits until the API server serves them.
 pub async fn install_crds(client: &Client) -> Result<()> {
-    apply_crds(client, api::crds(), "integration-tests").await
+    apply_crds(client, v1::crds(), "integration-tests").await
 }
 
 /// Applies `crds` under the field manager `manager` and waits until each is

@@ -4,14 +4,15 @@
 //! containers, so the agent's own work (dump → S3 → restore) is proven by
 //! the agent tests against real servers, not here.
 
+use database_operator_api::v1;
 use testkit::fixtures;
 use testkit::harness;
 
 use std::time::Duration;
 
-use api::Database;
-use api::backup::{BackupPhase, DatabaseBackup};
-use api::database::Phase;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
+use database_operator_api::v1::database::Phase;
 use harness::{env, eventually};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{ListParams, PostParams};
@@ -197,7 +198,7 @@ async fn on_demand_backup_of(engine: &str, version: &str, image: &str) {
     let done = wait_backup(env, &backups, "orders-manual-1", BackupPhase::Completed).await;
     let status = done.status.unwrap();
     assert!(status.start_time.is_some() && status.completion_time.is_some());
-    let ready = api::condition::find(&status.conditions, "Ready").unwrap();
+    let ready = v1::condition::find(&status.conditions, "Ready").unwrap();
     // KWOK completes the pod without running the agent, so there is no report.
     assert!(
         ready.message.contains("reported no result"),
@@ -227,7 +228,7 @@ async fn a_backup_of_a_database_without_destination_fails_saying_why() {
         .await
         .unwrap();
     let failed = wait_backup(env, &backups, "nowhere", BackupPhase::Failed).await;
-    let ready = api::condition::find(&failed.status.as_ref().unwrap().conditions, "Ready")
+    let ready = v1::condition::find(&failed.status.as_ref().unwrap().conditions, "Ready")
         .unwrap()
         .clone();
     assert_eq!(ready.reason, "NotConfigured");

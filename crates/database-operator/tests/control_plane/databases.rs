@@ -2,13 +2,14 @@
 //! controller-manager and scheduler, with KWOK making pods Running and Ready.
 //! Each test is what a user would do and see.
 
+use database_operator_api::v1;
 use testkit::harness;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use api::database::{DeletionPolicy, Phase};
-use api::{ConditionStatus, Database};
+use database_operator_api::v1::database::{DeletionPolicy, Phase};
+use database_operator_api::v1::{ConditionStatus, Database};
 use futures::StreamExt;
 use harness::{env, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -122,7 +123,7 @@ async fn test_postgres_is_created_runs_scales_to_three_and_back_to_running() {
 
     let running = wait_for_phase(env, &dbs, "test-postgres", Phase::Running).await;
     let status = running.status.unwrap();
-    let ready = api::condition::find(&status.conditions, "Ready").unwrap();
+    let ready = v1::condition::find(&status.conditions, "Ready").unwrap();
     assert_eq!(ready.status, ConditionStatus::True);
     assert!(ready.last_transition_time.is_some());
     assert_eq!(ready.observed_generation, running.metadata.generation);

@@ -7,8 +7,8 @@ use testkit::harness;
 
 use std::time::Duration;
 
-use api::Database;
-use api::database::Phase;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::database::Phase;
 use harness::eventually;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;

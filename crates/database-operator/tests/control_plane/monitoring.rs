@@ -9,15 +9,16 @@
 //! on loopback (through `--resolve`), so the monitoring login the operator
 //! creates is checked inside PostgreSQL. Last, a steady state writes nothing.
 
+use database_operator_api::v1;
 use testkit::exporters;
 use testkit::harness;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api::database::Phase;
-use api::monitor::{DatabaseMonitor, conditions};
-use api::{ConditionStatus, Database};
+use database_operator_api::v1::database::Phase;
+use database_operator_api::v1::monitor::{DatabaseMonitor, conditions};
+use database_operator_api::v1::{ConditionStatus, Database};
 use harness::eventually;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -44,10 +45,10 @@ fn database(name: &str, engine: &str, version: &str) -> Database {
 }
 
 fn condition(
-    status: Option<&api::monitor::DatabaseMonitorStatus>,
+    status: Option<&v1::monitor::DatabaseMonitorStatus>,
     type_: &str,
 ) -> Option<(ConditionStatus, String)> {
-    let c = api::condition::find(&status?.conditions, type_)?;
+    let c = v1::condition::find(&status?.conditions, type_)?;
     Some((c.status, c.reason.clone()))
 }
 
@@ -195,7 +196,7 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
             WAIT,
             || async {
                 let db = dbs.get(name).await.ok()?;
-                let c = api::condition::find(&db.status?.conditions, "MonitoringReady")?.clone();
+                let c = v1::condition::find(&db.status?.conditions, "MonitoringReady")?.clone();
                 (c.status == ConditionStatus::False && c.reason == "PrometheusOperatorMissing")
                     .then_some(())
             },
@@ -394,7 +395,7 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
         .await;
         eventually(env, &format!("{name} MonitoringReady"), WAIT, || async {
             let db = dbs.get(name).await.ok()?;
-            let c = api::condition::find(&db.status?.conditions, "MonitoringReady")?.clone();
+            let c = v1::condition::find(&db.status?.conditions, "MonitoringReady")?.clone();
             (c.status == ConditionStatus::True).then_some(())
         })
         .await;

@@ -13,10 +13,10 @@ use testkit::harness;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use api::Database;
-use api::backup::{BackupPhase, DatabaseBackup};
-use api::database::Phase;
-use api::user::{DatabaseUser, UserPhase};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
+use database_operator_api::v1::database::Phase;
+use database_operator_api::v1::user::{DatabaseUser, UserPhase};
 use harness::eventually;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};

@@ -5,14 +5,15 @@
 //! against real servers in the agent_* tests, including the report the
 //! drill recorder parses.
 
+use database_operator_api::v1;
 use testkit::harness;
 
 use std::time::Duration;
 
-use api::Database;
-use api::backup::{BackupPhase, DatabaseBackup};
-use api::database::Phase;
-use api::restore::{RestorePhase, VerificationResult};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
+use database_operator_api::v1::database::Phase;
+use database_operator_api::v1::restore::{RestorePhase, VerificationResult};
 use harness::{env, eventually};
 use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 use k8s_openapi::api::core::v1::Container;
@@ -127,8 +128,8 @@ async fn a_database_restored_from_a_location_is_not_running_until_the_restore_co
         Some("s3://backups/elsewhere/prod/orders/orders-29000001")
     );
     assert!(restore.completion_time.is_some());
-    let restored = api::condition::find(&status.conditions, "Restored").unwrap();
-    assert_eq!(restored.status, api::ConditionStatus::True);
+    let restored = v1::condition::find(&status.conditions, "Restored").unwrap();
+    assert_eq!(restored.status, v1::ConditionStatus::True);
     // Running comes only after the restore: Ready turned true no earlier.
     let db = eventually(env, "orders-copy Running", WAIT, || async {
         let db = dbs.get("orders-copy").await.ok()?;
@@ -136,7 +137,7 @@ async fn a_database_restored_from_a_location_is_not_running_until_the_restore_co
     })
     .await;
     let status = db.status.unwrap();
-    let ready = api::condition::find(&status.conditions, "Ready").unwrap();
+    let ready = v1::condition::find(&status.conditions, "Ready").unwrap();
     let completed = status.restore.unwrap().completion_time.unwrap();
     assert!(
         ready.last_transition_time.as_ref().unwrap().0 >= completed.0,
@@ -226,7 +227,7 @@ async fn a_restore_from_a_database_backup_uses_its_bucket_settings_and_waits_for
         status.restore
     );
     assert_eq!(status.phase, Some(Phase::Failed));
-    let degraded = api::condition::find(&status.conditions, "Degraded").unwrap();
+    let degraded = v1::condition::find(&status.conditions, "Degraded").unwrap();
     assert_eq!(degraded.reason, "RestoreFailed");
 
     // A second copy, once the record says where the dump is (as the agent's
@@ -331,7 +332,7 @@ async fn restore_drills_run_on_their_schedule_and_their_outcome_reaches_status()
     let db = eventually(env, "the drill recorded", WAIT, || async {
         let db = dbs.get("ledger").await.ok()?;
         let status = db.status.as_ref()?;
-        let condition = api::condition::find(&status.conditions, "BackupVerified")?;
+        let condition = v1::condition::find(&status.conditions, "BackupVerified")?;
         (status.backup_verification.is_some() && condition.reason == "DrillFailed").then_some(db)
     })
     .await;
@@ -344,8 +345,8 @@ async fn restore_drills_run_on_their_schedule_and_their_outcome_reaches_status()
         "{}",
         drill.message
     );
-    let condition = api::condition::find(&status.conditions, "BackupVerified").unwrap();
-    assert_eq!(condition.status, api::ConditionStatus::False);
+    let condition = v1::condition::find(&status.conditions, "BackupVerified").unwrap();
+    assert_eq!(condition.status, v1::ConditionStatus::False);
 
     // Without a schedule the CronJob goes.
     backup["verify"] = serde_json::Value::Null;

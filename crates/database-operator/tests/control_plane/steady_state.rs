@@ -6,8 +6,8 @@ use testkit::harness;
 
 use std::time::Duration;
 
-use api::Database;
-use api::database::Phase;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::database::Phase;
 use harness::{env, eventually};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};

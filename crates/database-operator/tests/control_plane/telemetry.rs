@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use api::Database;
-use api::backup::{BackupPhase, DatabaseBackup};
-use api::database::Phase;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
+use database_operator_api::v1::database::Phase;
 use exposition::Exposition;
 use harness::{Env, eventually};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

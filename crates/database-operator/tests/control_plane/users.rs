@@ -5,12 +5,13 @@
 //! front with the real server's admin credentials, as a user bringing their
 //! own admin password would.
 
+use database_operator_api::v1;
 use testkit::harness;
 
 use std::time::Duration;
 
-use api::user::{DatabaseUser, UserPhase};
-use api::{Database, database::Phase};
+use database_operator_api::v1::user::{DatabaseUser, UserPhase};
+use database_operator_api::v1::{Database, database::Phase};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -195,7 +196,7 @@ async fn postgresql_users_get_exactly_their_privileges_rotate_and_are_dropped() 
         .unwrap();
     let waiting = wait_user(w, &users, "reader", UserPhase::Pending).await;
     let ready_condition =
-        api::condition::find(&waiting.status.as_ref().unwrap().conditions, "Ready")
+        v1::condition::find(&waiting.status.as_ref().unwrap().conditions, "Ready")
             .unwrap()
             .clone();
     assert_eq!(
@@ -499,7 +500,7 @@ async fn credentials_reach_only_the_namespaces_the_database_allows() {
         .await
         .unwrap();
     let failed = wait_user(w, &users, "sneaky", UserPhase::Failed).await;
-    let condition = api::condition::find(&failed.status.as_ref().unwrap().conditions, "Ready")
+    let condition = v1::condition::find(&failed.status.as_ref().unwrap().conditions, "Ready")
         .unwrap()
         .clone();
     assert_eq!(condition.reason, "NamespaceNotAllowed");
@@ -659,7 +660,7 @@ async fn mongodb_users_are_created_can_authenticate_and_are_dropped() {
         .await
         .unwrap();
     let refused = wait_user(w, &users, "reporting", UserPhase::Failed).await;
-    let condition = api::condition::find(&refused.status.as_ref().unwrap().conditions, "Ready")
+    let condition = v1::condition::find(&refused.status.as_ref().unwrap().conditions, "Ready")
         .unwrap()
         .clone();
     assert_eq!(condition.reason, "Refused");

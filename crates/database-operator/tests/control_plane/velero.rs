@@ -11,9 +11,9 @@ use testkit::harness;
 
 use std::time::Duration;
 
-use api::Database;
-use api::condition::{ConditionStatus, find, types};
-use api::database::Phase;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::condition::{ConditionStatus, find, types};
+use database_operator_api::v1::database::Phase;
 use harness::{env, eventually};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};

@@ -4,7 +4,7 @@
 
 use testkit::fixtures;
 
-use api::Engine;
+use database_operator_api::v1::Engine;
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Client;

@@ -1,14 +1,15 @@
 //! Snapshot tests of everything the builders produce, per engine, with 1 and
 //! 3 replicas, with and without a storage class.
 
+use database_operator_api::v1;
 use testkit::fixtures;
 
-use api::Engine;
+use database_operator_api::v1::Engine;
 use fixtures::{database, with_backup, with_storage_class};
 use operator::builders::Desired;
 use rstest::rstest;
 
-fn snapshot_of(db: &api::Database) -> serde_json::Value {
+fn snapshot_of(db: &v1::Database) -> serde_json::Value {
     let desired = Desired::build(db);
     serde_json::json!({
         "configMap": desired.config_map,
@@ -21,7 +22,7 @@ fn snapshot_of(db: &api::Database) -> serde_json::Value {
 
 /// Sorted keys: whether serde_json keeps insertion order depends on which
 /// other crates in the build enable its `preserve_order` feature.
-fn assert_snapshot(name: &str, db: &api::Database) {
+fn assert_snapshot(name: &str, db: &v1::Database) {
     insta::with_settings!({sort_maps => true}, {
         insta::assert_yaml_snapshot!(name, snapshot_of(db));
     });
@@ -250,9 +251,9 @@ fn driver_image(engine: Engine) -> Option<String> {
     Some(operator::engine::driver(engine).image("1.0"))
 }
 
-fn with_velero(mut db: api::Database, velero: serde_json::Value) -> api::Database {
+fn with_velero(mut db: v1::Database, velero: serde_json::Value) -> v1::Database {
     let backup = db.spec.backup.as_mut().expect("backups on");
-    backup.method = api::database::BackupMethod::Velero;
+    backup.method = v1::database::BackupMethod::Velero;
     backup.velero = Some(serde_json::from_value(velero).unwrap());
     db
 }
@@ -326,7 +327,7 @@ fn velero_schedule_defaults_and_what_it_selects() {
     }
     // Switching back to the agent brings the CronJob back and drops the Schedule.
     let mut agent = db.clone();
-    agent.spec.backup.as_mut().unwrap().method = api::database::BackupMethod::Agent;
+    agent.spec.backup.as_mut().unwrap().method = v1::database::BackupMethod::Agent;
     let desired = Desired::build(&agent);
     assert!(desired.velero.is_none() && desired.backup.is_some());
     // Backups off: neither.

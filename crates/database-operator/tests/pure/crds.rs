@@ -2,12 +2,13 @@
 //! must carry every field, enum, pattern, default, subresource and printer
 //! column of the seed's CRD.
 
+use database_operator_api::v1;
 use testkit::fixtures;
 
 use serde_json::Value;
 
 fn database_crd() -> Value {
-    serde_json::to_value(api::crds().remove(0)).unwrap()
+    serde_json::to_value(v1::crds().remove(0)).unwrap()
 }
 
 fn at<'a>(value: &'a Value, path: &str) -> &'a Value {
@@ -80,7 +81,7 @@ fn database_spec_has_every_seed_field_with_its_validation() {
     assert_eq!(backup["enabled"]["default"], false);
     assert_eq!(
         backup["schedule"]["pattern"],
-        api::database::SCHEDULE_PATTERN
+        v1::database::SCHEDULE_PATTERN
     );
     assert_eq!(backup["retention"]["type"], "string");
     let s3 = &backup["destination"]["properties"]["s3"]["properties"];
@@ -186,7 +187,7 @@ fn database_has_status_and_scale_subresources_and_the_seeds_printer_columns() {
 
 #[test]
 fn every_crd_is_namespaced_in_example_com_v1_with_a_database_ref() {
-    for crd in api::crds().into_iter().skip(1) {
+    for crd in v1::crds().into_iter().skip(1) {
         let crd = serde_json::to_value(crd).unwrap();
         assert_eq!(crd["spec"]["group"], "example.com");
         assert_eq!(crd["spec"]["scope"], "Namespaced");
@@ -202,9 +203,9 @@ fn every_crd_is_namespaced_in_example_com_v1_with_a_database_ref() {
 
 #[test]
 fn seed_samples_parse_and_match_the_seed_patterns() {
-    let version = regex::Regex::new(api::database::VERSION_PATTERN).unwrap();
-    let size = regex::Regex::new(api::database::STORAGE_SIZE_PATTERN).unwrap();
-    let schedule = regex::Regex::new(api::database::SCHEDULE_PATTERN).unwrap();
+    let version = regex::Regex::new(v1::database::VERSION_PATTERN).unwrap();
+    let size = regex::Regex::new(v1::database::STORAGE_SIZE_PATTERN).unwrap();
+    let schedule = regex::Regex::new(v1::database::SCHEDULE_PATTERN).unwrap();
     for file in [
         "postgres-sample.yaml",
         "test-postgres.yaml",
@@ -246,7 +247,7 @@ fn user_samples_parse_as_database_users() {
         for document in text.split("\n---\n") {
             let value: Value = serde_saphyr::from_str(document).unwrap();
             if value["kind"] == "DatabaseUser" {
-                let user: api::user::DatabaseUser = serde_json::from_value(value).unwrap();
+                let user: v1::user::DatabaseUser = serde_json::from_value(value).unwrap();
                 assert!(!user.spec.privileges.is_empty());
                 users += 1;
             }

@@ -3,11 +3,12 @@
 //! the operator creates, and what that monitor becomes (ServiceMonitor,
 //! PrometheusRule, dashboard ConfigMap).
 
+use database_operator_api::v1;
 use testkit::fixtures;
 
-use api::Engine;
-use api::database::MonitoringSpec;
-use api::monitor::DatabaseMonitor;
+use database_operator_api::v1::Engine;
+use database_operator_api::v1::database::MonitoringSpec;
+use database_operator_api::v1::monitor::DatabaseMonitor;
 use fixtures::{database, with_backup};
 use operator::builders::Desired;
 use operator::builders::monitoring::dashboard::dashboard_config_map;
@@ -16,7 +17,7 @@ use operator::builders::monitoring::service_monitor::service_monitor;
 use operator::builders::monitoring::{metrics_service, monitoring_secret, owned_monitor};
 use rstest::rstest;
 
-fn monitored(engine: Engine) -> api::Database {
+fn monitored(engine: Engine) -> v1::Database {
     let version = match engine {
         Engine::Postgresql => "16.4",
         Engine::Mysql => "8.4",

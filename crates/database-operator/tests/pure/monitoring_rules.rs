@@ -19,8 +19,8 @@ use testkit::exporters;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use api::Engine;
-use api::monitor::AlertingSpec;
+use database_operator_api::v1::Engine;
+use database_operator_api::v1::monitor::AlertingSpec;
 use exporters::{ENGINES, NOT_CAPTURED, OTHER_SOURCES, committed_list, exporter_module, promtool};
 use operator::builders::monitoring::Exporter;
 use operator::builders::monitoring::dashboard::dashboard_json;

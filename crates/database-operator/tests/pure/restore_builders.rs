@@ -3,10 +3,11 @@
 //! native sidecar on an emptyDir, the agent runs the right task against the
 //! right host, nothing a user wrote is in a script, pods are restricted).
 
+use database_operator_api::v1;
 use testkit::fixtures;
 
-use api::Engine;
-use api::restore::{BackupLocation, RestoreS3Source};
+use database_operator_api::v1::Engine;
+use database_operator_api::v1::restore::{BackupLocation, RestoreS3Source};
 use fixtures::{database, with_backup};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use operator::builders::Desired;
@@ -15,7 +16,7 @@ use operator::builders::restore_job::restore_job;
 use operator::engine::driver;
 use rstest::rstest;
 
-fn with_destination_and_drills(engine: Engine) -> api::Database {
+fn with_destination_and_drills(engine: Engine) -> v1::Database {
     let mut db = with_backup(database("orders", engine, "1.0", 1), "0 3 * * *");
     let backup = db.spec.backup.as_mut().unwrap();
     backup.destination = Some(serde_json::from_value(serde_json::json!({

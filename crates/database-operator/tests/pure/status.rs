@@ -1,10 +1,11 @@
 //! Status transitions: Pending → Creating → Running, Scaling, Updating, Failed,
 //! and conditions whose transition time moves only on a transition.
 
+use database_operator_api::v1;
 use testkit::fixtures;
 
-use api::database::Phase;
-use api::{ConditionStatus, Engine};
+use database_operator_api::v1::database::Phase;
+use database_operator_api::v1::{ConditionStatus, Engine};
 use fixtures::database;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -30,8 +31,8 @@ fn sts(spec_replicas: i32, pods: i32, ready: i32, rolled_out: bool) -> StatefulS
     sts
 }
 
-fn condition(status: &api::DatabaseStatus, type_: &str) -> api::Condition {
-    api::condition::find(&status.conditions, type_)
+fn condition(status: &v1::DatabaseStatus, type_: &str) -> v1::Condition {
+    v1::condition::find(&status.conditions, type_)
         .unwrap()
         .clone()
 }

@@ -1,6 +1,7 @@
 //! `database-operator agent` against real PostgreSQL 15 servers and a real
 //! S3 server (versitygw): round trip, verify, refusals, failures.
 
+use database_operator_api::v1;
 use std::time::{Duration, Instant};
 
 use testkit::agent_cli::{Bucket, agent, env_for, nonempty_files, spawn, strings, with};
@@ -547,7 +548,7 @@ async fn drills_verify_the_newest_complete_backup_and_report_what_they_tried() {
         Some(&run.stdout),
         None,
     );
-    assert_eq!(recorded.result, api::restore::VerificationResult::Passed);
+    assert_eq!(recorded.result, v1::restore::VerificationResult::Passed);
     assert_eq!(recorded.backup_name.as_deref(), Some("b-2"));
 
     // The newest backup is damaged: the drill fails, naming it.
@@ -583,7 +584,7 @@ async fn drills_verify_the_newest_complete_backup_and_report_what_they_tried() {
         Some(&termination),
         None,
     );
-    assert_eq!(recorded.result, api::restore::VerificationResult::Failed);
+    assert_eq!(recorded.result, v1::restore::VerificationResult::Failed);
     assert_eq!(recorded.backup_name.as_deref(), Some("b-2"));
     assert!(recorded.message.contains("SHA-256"), "{}", recorded.message);
 

@@ -3,7 +3,7 @@
 //! out of time order: only the manifests decide).
 
 use ::agent::manifest::{COMPRESSION, FORMAT_VERSION, Manifest};
-use api::Engine;
+use database_operator_api::v1::Engine;
 use testkit::agent_cli::{Bucket, agent, strings, with};
 
 const PREFIX: &str = "prune/db";

@@ -16,7 +16,7 @@ use testkit::exporters;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use api::Engine;
+use database_operator_api::v1::Engine;
 use exporters::{committed_list, exporter_binary, exposed_names, list_path};
 use operator::builders::monitoring::{Exporter, MONITORING_USERNAME};
 use operator::users::{Password, Target, login_admin};

@@ -4,7 +4,7 @@
 //! server answers and fail once it is gone. MongoDB's probe needs `mongosh`,
 //! which no registry here ships, so it is not run.
 
-use api::Engine;
+use database_operator_api::v1::Engine;
 use operator::engine::driver;
 use testkit::servers::{Mariadb, Postgres};
 

@@ -15,10 +15,11 @@
 //! tests do check that asking FerretDB for roles fails loudly (Refused)
 //! rather than pretending to succeed.
 
+use database_operator_api::v1;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
+use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use mongodb::bson::{Document, doc};
 use mongodb::options::ClientOptions;
 use operator::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
@@ -52,7 +53,7 @@ fn spec<'a>(
 }
 
 fn mongo() -> operator::users::LoginAdmin {
-    login_admin(api::Engine::Mongodb)
+    login_admin(v1::Engine::Mongodb)
 }
 
 /// Logs in as `user` through the URI the operator hands applications and

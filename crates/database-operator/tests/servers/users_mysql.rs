@@ -4,7 +4,8 @@
 //! tests of the generated SQL; no MySQL server is available here.)
 
 use anyhow::{Context, Result, bail, ensure};
-use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
+use database_operator_api::v1;
+use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use operator::users::quote::{mysql_account, mysql_ident, mysql_literal};
@@ -53,7 +54,7 @@ fn spec<'a>(
 }
 
 fn my() -> operator::users::LoginAdmin {
-    login_admin(api::Engine::Mysql)
+    login_admin(v1::Engine::Mysql)
 }
 
 /// Logs in as `user` over TCP through the URI the operator hands

@@ -2,10 +2,11 @@
 //! each test logs in as the user it made and proves what it can and cannot
 //! do.
 
+use database_operator_api::v1;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
+use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use operator::users::quote::{pg_ident, pg_literal};
 use operator::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
 use testkit::servers::Postgres;
@@ -48,7 +49,7 @@ fn spec<'a>(
 }
 
 fn pgm() -> operator::users::LoginAdmin {
-    login_admin(api::Engine::Postgresql)
+    login_admin(v1::Engine::Postgresql)
 }
 
 /// Logs in as `user` through the URI the operator hands applications.

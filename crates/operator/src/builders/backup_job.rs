@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use api::Database;
-use api::database::{S3CredentialsSecret, S3Destination};
-use api::restore::{BackupLocation, RestoreS3Source};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::database::{S3CredentialsSecret, S3Destination};
+use database_operator_api::v1::restore::{BackupLocation, RestoreS3Source};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
     ResourceRequirements, Volume, VolumeMount,

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use api::user::DatabaseUser;
-use api::{Database, labels};
+use database_operator_api::v1::user::DatabaseUser;
+use database_operator_api::v1::{Database, labels};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

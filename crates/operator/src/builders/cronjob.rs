@@ -11,8 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use api::Database;
-use api::database::BackupMethod;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::database::BackupMethod;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements, Volume,

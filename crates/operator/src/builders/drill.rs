@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use api::Database;
+use database_operator_api::v1::Database;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, PodSpec, Probe, ResourceRequirements,

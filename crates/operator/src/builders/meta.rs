@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use api::{Database, labels};
+use database_operator_api::v1::{Database, labels};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 

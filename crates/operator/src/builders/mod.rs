@@ -16,7 +16,8 @@ pub mod service;
 pub mod statefulset;
 pub mod velero;
 
-use api::Database;
+use database_operator_api::v1;
+use database_operator_api::v1::Database;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -58,7 +59,7 @@ pub struct RestoreFrom<'a> {
 #[derive(Clone)]
 pub struct MonitoringChildren {
     pub service: Service,
-    pub monitor: api::monitor::DatabaseMonitor,
+    pub monitor: v1::monitor::DatabaseMonitor,
 }
 
 impl Desired {

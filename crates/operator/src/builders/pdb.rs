@@ -1,6 +1,6 @@
 //! PodDisruptionBudget `<name>`: voluntary disruptions (drains) take one pod at a time.
 
-use api::Database;
+use database_operator_api::v1::Database;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;

@@ -1,6 +1,6 @@
 //! Job `<name>-restore`: fills a new Database from a backup, once.
 
-use api::Database;
+use database_operator_api::v1::Database;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use api::Database;
+use database_operator_api::v1::Database;
 use k8s_openapi::api::core::v1::Secret;
 use rand::Rng;
 use rand::distr::Alphanumeric;

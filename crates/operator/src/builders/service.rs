@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use api::Database;
+use database_operator_api::v1::Database;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;

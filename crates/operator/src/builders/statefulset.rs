@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use api::Database;
-use api::database::StorageSpec;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::database::StorageSpec;
 use k8s_openapi::api::apps::v1::{
     RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
     StatefulSetSpec, StatefulSetUpdateStrategy,

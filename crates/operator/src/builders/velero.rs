@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use api::database::{BackupSpec, VeleroSpec};
-use api::retention::Retention;
-use api::{Database, labels};
+use database_operator_api::v1::database::{BackupSpec, VeleroSpec};
+use database_operator_api::v1::retention::Retention;
+use database_operator_api::v1::{Database, labels};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 

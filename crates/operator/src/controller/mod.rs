@@ -7,6 +7,7 @@ pub mod monitor;
 pub mod shared;
 pub mod user;
 
+use database_operator_api::v1;
 use std::sync::Arc;
 
 use kube::Client;
@@ -62,7 +63,7 @@ impl Context {
         settings: Settings,
     ) -> Self {
         let reporter = Reporter {
-            controller: api::labels::OPERATOR.into(),
+            controller: v1::labels::OPERATOR.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {

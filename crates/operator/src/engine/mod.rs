@@ -7,6 +7,7 @@ mod mysql;
 mod postgresql;
 pub mod sizing;
 
+use database_operator_api::v1;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Probe, SecretKeySelector};
 
 pub use sizing::Sizing;
@@ -19,7 +20,7 @@ pub const PASSWORD_KEY: &str = "password";
 /// What the operator must know to run one engine.
 pub trait Driver: Send + Sync {
     /// Which engine this is.
-    fn engine(&self) -> api::Engine;
+    fn engine(&self) -> v1::Engine;
     /// The official image for a version.
     fn image(&self, version: &str) -> String;
     /// Name of the database container and of its port.
@@ -61,11 +62,11 @@ pub trait Driver: Send + Sync {
 }
 
 /// The driver for an engine.
-pub fn driver(engine: api::Engine) -> &'static dyn Driver {
+pub fn driver(engine: v1::Engine) -> &'static dyn Driver {
     match engine {
-        api::Engine::Postgresql => &postgresql::Postgresql,
-        api::Engine::Mysql => &mysql::Mysql,
-        api::Engine::Mongodb => &mongodb::Mongodb,
+        v1::Engine::Postgresql => &postgresql::Postgresql,
+        v1::Engine::Mysql => &mysql::Mysql,
+        v1::Engine::Mongodb => &mongodb::Mongodb,
     }
 }
 
@@ -122,9 +123,9 @@ mod tests {
     #[test]
     fn every_engine_has_a_driver_that_names_itself() {
         for engine in [
-            api::Engine::Postgresql,
-            api::Engine::Mysql,
-            api::Engine::Mongodb,
+            v1::Engine::Postgresql,
+            v1::Engine::Mysql,
+            v1::Engine::Mongodb,
         ] {
             assert_eq!(driver(engine).engine(), engine);
         }
@@ -133,10 +134,10 @@ mod tests {
     #[test]
     fn images_are_the_official_ones() {
         assert_eq!(
-            driver(api::Engine::Postgresql).image("13.8"),
+            driver(v1::Engine::Postgresql).image("13.8"),
             "postgres:13.8"
         );
-        assert_eq!(driver(api::Engine::Mysql).image("8.0"), "mysql:8.0");
-        assert_eq!(driver(api::Engine::Mongodb).image("7.0"), "mongo:7.0");
+        assert_eq!(driver(v1::Engine::Mysql).image("8.0"), "mysql:8.0");
+        assert_eq!(driver(v1::Engine::Mongodb).image("7.0"), "mongo:7.0");
     }
 }

@@ -1,5 +1,6 @@
 //! MongoDB on the official `mongo` image.
 
+use database_operator_api::v1;
 use k8s_openapi::api::core::v1::{EnvVar, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -11,8 +12,8 @@ const PORT: i32 = 27017;
 const CONFIG_DIR: &str = "/etc/mongo";
 
 impl Driver for Mongodb {
-    fn engine(&self) -> api::Engine {
-        api::Engine::Mongodb
+    fn engine(&self) -> v1::Engine {
+        v1::Engine::Mongodb
     }
 
     fn image(&self, version: &str) -> String {

@@ -1,6 +1,7 @@
 //! MySQL on the official `mysql` image. The same configuration is valid for
 //! MariaDB, which the integration tests run.
 
+use database_operator_api::v1;
 use k8s_openapi::api::core::v1::{EnvVar, Probe};
 
 use super::{Driver, PASSWORD_KEY, Sizing, plain_env, secret_env, shell_probe};
@@ -10,8 +11,8 @@ pub struct Mysql;
 const PORT: i32 = 3306;
 
 impl Driver for Mysql {
-    fn engine(&self) -> api::Engine {
-        api::Engine::Mysql
+    fn engine(&self) -> v1::Engine {
+        v1::Engine::Mysql
     }
 
     fn image(&self, version: &str) -> String {

@@ -1,5 +1,6 @@
 //! PostgreSQL on the official `postgres` image.
 
+use database_operator_api::v1;
 use k8s_openapi::api::core::v1::{EnvVar, Probe};
 
 use super::{Driver, PASSWORD_KEY, Sizing, USERNAME_KEY, plain_env, secret_env, shell_probe};
@@ -12,8 +13,8 @@ const CONFIG_DIR: &str = "/etc/postgresql";
 const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
 
 impl Driver for Postgresql {
-    fn engine(&self) -> api::Engine {
-        api::Engine::Postgresql
+    fn engine(&self) -> v1::Engine {
+        v1::Engine::Postgresql
     }
 
     fn image(&self, version: &str) -> String {

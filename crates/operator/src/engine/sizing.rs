@@ -1,6 +1,7 @@
 //! How much memory and CPU the database container gets, and the engine
 //! settings that follow from it.
 
+use database_operator_api::v1;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
@@ -80,7 +81,7 @@ impl Sizing {
 }
 
 fn memory_of(list: &BTreeMap<String, Quantity>) -> Option<u64> {
-    list.get("memory").and_then(|q| api::quantity::bytes(&q.0))
+    list.get("memory").and_then(|q| v1::quantity::bytes(&q.0))
 }
 
 #[cfg(test)]

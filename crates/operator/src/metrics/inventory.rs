@@ -3,13 +3,14 @@
 //! deleted Database or DatabaseBackup simply stops being counted: the
 //! numbers cannot drift from the cluster.
 
+use database_operator_api::v1;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use api::backup::{BackupPhase, DatabaseBackup};
-use api::condition::types;
-use api::database::Phase;
-use api::{Database, Engine};
+use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
+use database_operator_api::v1::condition::types;
+use database_operator_api::v1::database::Phase;
+use database_operator_api::v1::{Database, Engine};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
@@ -152,7 +153,7 @@ pub fn last_success<'a>(
         // The agent's (or the Job's) completion time; the Ready transition
         // when neither was recorded.
         let Some(time) = status.completion_time.clone().or_else(|| {
-            api::condition::find(&status.conditions, types::READY)
+            v1::condition::find(&status.conditions, types::READY)
                 .and_then(|c| c.last_transition_time.clone())
         }) else {
             continue;

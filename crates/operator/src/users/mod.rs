@@ -21,10 +21,11 @@ pub mod mysql;
 pub mod postgresql;
 pub mod quote;
 
+use database_operator_api::v1;
 use std::fmt;
 use std::time::Duration;
 
-use api::user::{NativeGrant, Privilege};
+use database_operator_api::v1::user::{NativeGrant, Privilege};
 
 /// A password that never prints: Debug/Display show "<redacted>".
 #[derive(Clone, PartialEq, Eq)]
@@ -205,22 +206,22 @@ impl LoginAdmin {
 }
 
 /// What the monitoring login may do, per engine, for the README and errors.
-pub fn monitoring_privileges(engine: api::Engine) -> &'static str {
+pub fn monitoring_privileges(engine: v1::Engine) -> &'static str {
     match engine {
-        api::Engine::Postgresql => "member of pg_monitor, at most 3 connections",
-        api::Engine::Mysql => {
+        v1::Engine::Postgresql => "member of pg_monitor, at most 3 connections",
+        v1::Engine::Mysql => {
             "PROCESS, REPLICATION CLIENT (and SLAVE MONITOR on MariaDB) on *.*, SELECT on performance_schema.*, MAX_USER_CONNECTIONS 3"
         }
-        api::Engine::Mongodb => "clusterMonitor on admin, read on local",
+        v1::Engine::Mongodb => "clusterMonitor on admin, read on local",
     }
 }
 
 /// The login admin for an engine.
-pub fn login_admin(engine: api::Engine) -> LoginAdmin {
+pub fn login_admin(engine: v1::Engine) -> LoginAdmin {
     match engine {
-        api::Engine::Postgresql => LoginAdmin::Postgresql,
-        api::Engine::Mysql => LoginAdmin::Mysql,
-        api::Engine::Mongodb => LoginAdmin::Mongodb,
+        v1::Engine::Postgresql => LoginAdmin::Postgresql,
+        v1::Engine::Mysql => LoginAdmin::Mysql,
+        v1::Engine::Mongodb => LoginAdmin::Mongodb,
     }
 }
 
@@ -276,7 +277,7 @@ pub fn validate_username(username: &str) -> Result<(), UserError> {
 }
 
 /// `^[A-Za-z_][A-Za-z0-9_-]{0,62}$`, the API's pattern for database,
-/// schema and table names ([`api::user::OBJECT_NAME_PATTERN`]).
+/// schema and table names ([`database_operator_api::v1::user::OBJECT_NAME_PATTERN`]).
 pub fn validate_object_name(what: &str, name: &str) -> Result<(), UserError> {
     let mut chars = name.chars();
     let ok = matches!(chars.next(), Some('A'..='Z' | 'a'..='z' | '_'))
@@ -399,7 +400,7 @@ pub(crate) fn uri(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use api::user::Role;
+    use database_operator_api::v1::user::Role;
 
     #[test]
     fn password_never_prints() {
@@ -547,7 +548,7 @@ mod tests {
     #[test]
     fn managers() {
         assert_eq!(
-            login_admin(api::Engine::Postgresql).connection_uri(
+            login_admin(v1::Engine::Postgresql).connection_uri(
                 "u",
                 &Password::new("p w"),
                 "h",
@@ -557,7 +558,7 @@ mod tests {
             "postgresql://u:p%20w@h:5432/db"
         );
         assert_eq!(
-            login_admin(api::Engine::Mysql).connection_uri(
+            login_admin(v1::Engine::Mysql).connection_uri(
                 "u",
                 &Password::new("p"),
                 "h",
@@ -567,7 +568,7 @@ mod tests {
             "mysql://u:p@h:3306/db"
         );
         assert_eq!(
-            login_admin(api::Engine::Mongodb).connection_uri(
+            login_admin(v1::Engine::Mongodb).connection_uri(
                 "u",
                 &Password::new("p"),
                 "h",

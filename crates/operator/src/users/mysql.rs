@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
+use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 

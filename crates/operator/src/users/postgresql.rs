@@ -34,9 +34,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use api::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use tokio_postgres::error::SqlState;

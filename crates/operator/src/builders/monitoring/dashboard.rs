@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use api::Engine;
-use api::monitor::DatabaseMonitor;
+use database_operator_api::v1::Engine;
+use database_operator_api::v1::monitor::DatabaseMonitor;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use serde_json::{Value, json};

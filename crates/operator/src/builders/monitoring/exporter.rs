@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use api::{Database, Engine};
+use database_operator_api::v1::{Database, Engine};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, ResourceRequirements, Secret, Service, ServicePort, ServiceSpec,
 };

@@ -9,8 +9,8 @@ pub mod rules;
 pub mod service_monitor;
 pub mod types;
 
-use api::monitor::{AlertingSpec, DatabaseMonitor, DatabaseMonitorSpec};
-use api::{Database, DatabaseRef};
+use database_operator_api::v1::monitor::{AlertingSpec, DatabaseMonitor, DatabaseMonitorSpec};
+use database_operator_api::v1::{Database, DatabaseRef};
 use kube::ResourceExt;
 
 pub use exporter::{
@@ -49,7 +49,7 @@ pub fn monitor_meta(
     monitor: &DatabaseMonitor,
     name: String,
 ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-    use api::labels;
+    use database_operator_api::v1::labels;
     use kube::Resource;
     let labels = std::collections::BTreeMap::from([
         (labels::NAME.to_owned(), labels::APP_NAME.to_owned()),

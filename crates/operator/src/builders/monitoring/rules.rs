@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use api::Engine;
-use api::monitor::{AlertingSpec, DatabaseMonitor};
+use database_operator_api::v1::Engine;
+use database_operator_api::v1::monitor::{AlertingSpec, DatabaseMonitor};
 use kube::ResourceExt;
 
 use super::monitor_meta;

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use api::labels;
-use api::monitor::DatabaseMonitor;
+use database_operator_api::v1::labels;
+use database_operator_api::v1::monitor::DatabaseMonitor;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 

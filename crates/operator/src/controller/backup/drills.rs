@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use api::Database;
-use api::agent::{self, FailureReport, RestoreReport};
-use api::backup::DatabaseBackup;
-use api::restore::{Verification, VerificationResult};
+use database_operator_api::agent::{self, FailureReport, RestoreReport};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::backup::DatabaseBackup;
+use database_operator_api::v1::restore::{Verification, VerificationResult};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Patch;

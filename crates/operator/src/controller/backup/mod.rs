@@ -9,13 +9,14 @@
 pub mod drills;
 pub mod retention;
 
+use database_operator_api::v1;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use api::Database;
-use api::agent::{self, BackupReport};
-use api::backup::{BackupPhase, DatabaseBackup, DatabaseBackupStatus};
-use api::condition::{Condition, set_condition, types};
+use database_operator_api::agent::{self, BackupReport};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup, DatabaseBackupStatus};
+use database_operator_api::v1::condition::{Condition, set_condition, types};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -106,8 +107,8 @@ async fn record_scheduled_run(ctx: &Context, job: &Job) -> Result<()> {
     }
     let mut record = DatabaseBackup::new(
         &job.name_any(),
-        api::backup::DatabaseBackupSpec {
-            database_ref: api::DatabaseRef {
+        v1::backup::DatabaseBackupSpec {
+            database_ref: v1::DatabaseRef {
                 name: database.clone(),
             },
         },
@@ -116,8 +117,8 @@ async fn record_scheduled_run(ctx: &Context, job: &Job) -> Result<()> {
     record.metadata.labels = Some(BTreeMap::from([
         (DATABASE_LABEL.to_owned(), database),
         (
-            api::labels::MANAGED_BY.to_owned(),
-            api::labels::OPERATOR.to_owned(),
+            v1::labels::MANAGED_BY.to_owned(),
+            v1::labels::OPERATOR.to_owned(),
         ),
     ]));
     match backups.create(&PostParams::default(), &record).await {

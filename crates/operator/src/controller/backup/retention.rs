@@ -1,10 +1,10 @@
 //! Applies `spec.backup.retention` to a Database's DatabaseBackup records,
-//! by the same rule ([`api::retention::Retention`]) the agent applies to the
+//! by the same rule ([`database_operator_api::v1::retention::Retention`]) the agent applies to the
 //! stored objects after each scheduled backup.
 
-use api::Database;
-use api::backup::{BackupPhase, DatabaseBackup};
-use api::retention::{INCOMPLETE_GRACE_SECS, Retention};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
+use database_operator_api::v1::retention::{INCOMPLETE_GRACE_SECS, Retention};
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use tracing::info;

@@ -1,6 +1,6 @@
 //! The admin Secret: generated once, never regenerated.
 
-use api::Database;
+use database_operator_api::v1::Database;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{PartialObjectMeta, PostParams};
 use kube::runtime::reflector::Store;

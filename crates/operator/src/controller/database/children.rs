@@ -8,10 +8,11 @@
 //! nothing. A child the API server refuses for good (a spec it cannot
 //! accept) is not retried: it becomes the Database's `Failed` status.
 
+use database_operator_api::v1;
 use std::sync::Arc;
 
-use api::Database;
-use api::restore::RestoreStatus;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::restore::RestoreStatus;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
@@ -155,7 +156,7 @@ async fn apply_owned(
     }
     let created = live.is_none();
     // The template keeps its creation size; a larger spec means growing the claims.
-    let wanted = api::quantity::parse(&db.spec.storage.size);
+    let wanted = v1::quantity::parse(&db.spec.storage.size);
     if let Some(live) = live.as_deref()
         && volumes::template_size(live)
             .zip(wanted)

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use api::Database;
-use api::condition::{Condition, set_condition, types};
-use api::database::{DeletionPolicy, Phase};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::condition::{Condition, set_condition, types};
+use database_operator_api::v1::database::{DeletionPolicy, Phase};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, Patch};

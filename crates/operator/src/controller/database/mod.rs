@@ -25,7 +25,7 @@ pub mod volumes;
 
 use std::sync::Arc;
 
-use api::Database;
+use database_operator_api::v1::Database;
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};

@@ -4,10 +4,11 @@
 //! condition mirrored from that monitor. The exporter sidecar itself is in
 //! the StatefulSet builder.
 
-use api::condition::{Condition, set_condition};
-use api::database::DatabaseStatus;
-use api::monitor::{DatabaseMonitor, conditions};
-use api::{ConditionStatus, Database};
+use database_operator_api::v1;
+use database_operator_api::v1::condition::{Condition, set_condition};
+use database_operator_api::v1::database::DatabaseStatus;
+use database_operator_api::v1::monitor::{DatabaseMonitor, conditions};
+use database_operator_api::v1::{ConditionStatus, Database};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PostParams};
@@ -137,7 +138,7 @@ pub async fn mirror_condition(
     .await?;
     let ready = monitor.as_ref().and_then(|m| {
         let status = m.status.as_ref()?;
-        api::condition::find(&status.conditions, conditions::READY).cloned()
+        v1::condition::find(&status.conditions, conditions::READY).cloned()
     });
     let condition = match ready {
         Some(c) => Condition::new(

@@ -7,8 +7,8 @@
 //! Velero Schedule lives in Velero's namespace, found by labels rather than
 //! an owner reference; [`super::velero::remove_unwanted`] removes it.
 
-use api::Database;
-use api::monitor::DatabaseMonitor;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::monitor::DatabaseMonitor;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::Store;

@@ -10,11 +10,13 @@
 //! holds data unless spec.restore.force, so a restore never runs over data
 //! without being asked.
 
-use api::Database;
-use api::agent::{self, RestoreReport};
-use api::backup::{BackupPhase, DatabaseBackup};
-use api::database::S3Destination;
-use api::restore::{BackupLocation, RestorePhase, RestoreSpec, RestoreStatus};
+use database_operator_api::agent::{self, RestoreReport};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
+use database_operator_api::v1::database::S3Destination;
+use database_operator_api::v1::restore::{
+    BackupLocation, RestorePhase, RestoreSpec, RestoreStatus,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::PostParams;

@@ -2,10 +2,10 @@
 //! observed ([`desired_status`], pure), written only when it differs from
 //! the live status, with an event for each phase change a user should see.
 
-use api::condition::{self, Condition, set_condition, types};
-use api::database::{DatabaseStatus, Endpoints, Phase};
-use api::restore::{RestorePhase, RestoreStatus, VerificationResult};
-use api::{ConditionStatus, Database};
+use database_operator_api::v1::condition::{self, Condition, set_condition, types};
+use database_operator_api::v1::database::{DatabaseStatus, Endpoints, Phase};
+use database_operator_api::v1::restore::{RestorePhase, RestoreStatus, VerificationResult};
+use database_operator_api::v1::{ConditionStatus, Database};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use api::Database;
-use api::condition::{Condition, find, types};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::condition::{Condition, find, types};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams};
 use kube::runtime::events::EventType;

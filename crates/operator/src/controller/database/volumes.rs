@@ -6,7 +6,8 @@
 //! volume expansion; if it does not, the API server refuses and the
 //! Database reports Failed with the server's message.
 
-use api::Database;
+use database_operator_api::v1;
+use database_operator_api::v1::Database;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{ListParams, Patch};
 use kube::{Api, Client, ResourceExt};
@@ -18,13 +19,13 @@ use crate::error::Result;
 /// Requested bytes of a claim, if it states a parseable size.
 fn requested(claim: &PersistentVolumeClaim) -> Option<f64> {
     let requests = claim.spec.as_ref()?.resources.as_ref()?.requests.as_ref()?;
-    api::quantity::parse(&requests.get("storage")?.0)
+    v1::quantity::parse(&requests.get("storage")?.0)
 }
 
 /// Patches every claim of `db` that requests less than `spec.storage.size`.
 /// Returns how many claims were patched.
 pub async fn grow_claims(client: &Client, db: &Database, namespace: &str) -> Result<u32> {
-    let Some(wanted) = api::quantity::parse(&db.spec.storage.size) else {
+    let Some(wanted) = v1::quantity::parse(&db.spec.storage.size) else {
         return Ok(0);
     };
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace);

@@ -2,8 +2,8 @@
 //! inside the engine through the users machinery, with the password from
 //! the `<name>-monitoring` Secret, once the Database is Running.
 
-use api::Database;
-use api::database::Phase;
+use database_operator_api::v1::Database;
+use database_operator_api::v1::database::Phase;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use tracing::warn;

@@ -11,9 +11,9 @@ pub mod login;
 
 use std::sync::Arc;
 
-use api::Database;
-use api::condition::{Condition, set_condition};
-use api::monitor::{DatabaseMonitor, DatabaseMonitorStatus, conditions};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::condition::{Condition, set_condition};
+use database_operator_api::v1::monitor::{DatabaseMonitor, DatabaseMonitorStatus, conditions};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -111,5 +111,6 @@ pub async fn agent_output(
 
 /// The agent's error line, from a failure's termination message.
 pub fn agent_error(output: &str) -> Option<String> {
-    api::agent::parse::<api::agent::FailureReport>(output).map(|f| f.error)
+    database_operator_api::agent::parse::<database_operator_api::agent::FailureReport>(output)
+        .map(|f| f.error)
 }

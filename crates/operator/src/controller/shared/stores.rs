@@ -2,9 +2,10 @@
 //! watches with managedFields stripped, so a reconcile reads memory, not the
 //! API server.
 
+use database_operator_api::v1;
 use std::fmt::Debug;
 
-use api::monitor::DatabaseMonitor;
+use database_operator_api::v1::monitor::DatabaseMonitor;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
@@ -19,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 /// Selects what this operator created.
 pub fn managed_selector() -> String {
-    format!("{}={}", api::labels::MANAGED_BY, api::labels::OPERATOR)
+    format!("{}={}", v1::labels::MANAGED_BY, v1::labels::OPERATOR)
 }
 
 #[derive(Clone)]

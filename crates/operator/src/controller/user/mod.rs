@@ -4,10 +4,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use api::Database;
-use api::condition::{Condition, set_condition, types};
-use api::database::Phase;
-use api::user::{DatabaseUser, DatabaseUserStatus, UserDeletionPolicy, UserPhase};
+use database_operator_api::v1::Database;
+use database_operator_api::v1::condition::{Condition, set_condition, types};
+use database_operator_api::v1::database::Phase;
+use database_operator_api::v1::user::{
+    DatabaseUser, DatabaseUserStatus, UserDeletionPolicy, UserPhase,
+};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch};

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::condition::Condition;
-use crate::reference::DatabaseRef;
+use crate::v1::condition::Condition;
+use crate::v1::reference::DatabaseRef;
 
 /// DatabaseMonitorSpec tunes monitoring and alerting for one Database
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,9 +4,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::condition::Condition;
-use crate::reference::DatabaseRef;
-use crate::restore::Verification;
+use crate::v1::condition::Condition;
+use crate::v1::reference::DatabaseRef;
+use crate::v1::restore::Verification;
 
 /// DatabaseBackupSpec asks for one backup of a Database
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::condition::Condition;
-use crate::reference::{DatabaseRef, SecretKeyRef};
+use crate::v1::condition::Condition;
+use crate::v1::reference::{DatabaseRef, SecretKeyRef};
 
 /// DatabaseUserSpec defines a login role inside a Database
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]

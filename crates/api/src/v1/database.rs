@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use crate::condition::Condition;
-use crate::restore::{RestoreSpec, RestoreStatus, Verification, VerifySpec};
+use crate::v1::condition::Condition;
+use crate::v1::restore::{RestoreSpec, RestoreStatus, Verification, VerifySpec};
 
 /// The seed's pattern for `spec.version`.
 pub const VERSION_PATTERN: &str = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$";

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::database::S3CredentialsSecret;
+use crate::v1::database::S3CredentialsSecret;
 
 /// Where a new Database's data comes from. Exactly one of `backupRef` and `s3`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
