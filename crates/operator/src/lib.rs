@@ -8,6 +8,8 @@ pub mod daemon;
 pub mod diff;
 pub mod engine;
 pub mod error;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 pub mod metrics;
 pub mod resolver;
 pub mod users;

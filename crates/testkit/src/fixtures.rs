@@ -1,54 +1,9 @@
-//! Test fixtures: Databases as the API server would return them, and the
-//! samples under deploy/samples.
+//! Test fixtures: Databases as the API server would return them (from the
+//! operator's `fixtures`, shared with its unit tests), and the samples
+//! under deploy/samples.
 
-use database_operator_api::v1::database::{BackupSpec, StorageSpec};
-use database_operator_api::v1::{Database, DatabaseSpec, Engine};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-/// A Database as the API server would return it: named, namespaced, with a uid and generation.
-pub fn database(name: &str, engine: Engine, version: &str, replicas: i32) -> Database {
-    let mut db = Database::new(
-        name,
-        DatabaseSpec {
-            engine,
-            version: version.into(),
-            replicas,
-            storage: StorageSpec {
-                size: "1Gi".into(),
-                storage_class: None,
-            },
-            backup: None,
-            monitoring: None,
-            resources: None,
-            user_secret_namespaces: Vec::new(),
-            deletion_policy: Default::default(),
-            restore: None,
-        },
-    );
-    db.metadata = ObjectMeta {
-        name: Some(name.into()),
-        namespace: Some("default".into()),
-        uid: Some("00000000-0000-0000-0000-000000000001".into()),
-        generation: Some(1),
-        ..Default::default()
-    };
-    db
-}
-
-pub fn with_storage_class(mut db: Database, class: &str) -> Database {
-    db.spec.storage.storage_class = Some(class.into());
-    db
-}
-
-pub fn with_backup(mut db: Database, schedule: &str) -> Database {
-    db.spec.backup = Some(BackupSpec {
-        enabled: true,
-        schedule: Some(schedule.into()),
-        retention: Some("7d".into()),
-        ..Default::default()
-    });
-    db
-}
+use database_operator_api::v1::Database;
+pub use operator::fixtures::{database, with_backup, with_storage_class};
 
 /// Reads a sample from deploy/samples into `namespace`.
 pub fn sample_in(file: &str, namespace: &str) -> Database {

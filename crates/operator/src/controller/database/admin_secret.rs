@@ -40,3 +40,155 @@ pub async fn ensure_admin_secret(
         Err(e) => Err(e.into()),
     }
 }
+
+/// A mock API server stands in for Kubernetes here to see exactly which
+/// requests are sent; the integration suite proves the same against a real
+/// API server.
+#[cfg(test)]
+mod tests {
+    use super::ensure_admin_secret;
+    use database_operator_api::v1::Engine;
+    use http::{Request, Response, StatusCode};
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::Client;
+    use kube::api::PartialObjectMeta;
+    use kube::client::Body;
+    use kube::runtime::reflector::{self, store::Writer};
+    use kube::runtime::watcher;
+    use tower_test::mock;
+
+    type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+    fn mock_client() -> (Client, Handle) {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        (Client::new(service, "default"), handle)
+    }
+
+    /// True when the code under test sends nothing more.
+    async fn no_more_requests(handle: &mut Handle) -> bool {
+        let next =
+            tokio::time::timeout(std::time::Duration::from_millis(200), handle.next_request())
+                .await;
+        matches!(next, Err(_) | Ok(None))
+    }
+
+    fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap()
+    }
+
+    fn not_found() -> Response<Body> {
+        json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
+                "message": "secrets \"db-secret\" not found"
+            }),
+        )
+    }
+
+    fn existing_metadata() -> serde_json::Value {
+        serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "db-secret", "namespace": "default"}})
+    }
+
+    #[tokio::test]
+    async fn a_cached_secret_means_no_request_at_all() {
+        let (client, mut handle) = mock_client();
+        let (cache, mut writer): (_, Writer<PartialObjectMeta<Secret>>) = reflector::store();
+        let mut meta: PartialObjectMeta<Secret> =
+            serde_json::from_value(existing_metadata()).unwrap();
+        meta.metadata.namespace = Some("default".into());
+        writer.apply_watcher_event(&watcher::Event::Apply(meta));
+        let db = crate::fixtures::database("db", Engine::Postgresql, "13.8", 1);
+
+        ensure_admin_secret(&client, &cache, &db, "default")
+            .await
+            .unwrap();
+        assert!(
+            no_more_requests(&mut handle).await,
+            "no request may be sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_existing_uncached_secret_is_read_and_left_alone() {
+        let (client, mut handle) = mock_client();
+        let (cache, _writer) = reflector::store::<PartialObjectMeta<Secret>>();
+        let db = crate::fixtures::database("db", Engine::Postgresql, "13.8", 1);
+        let server = tokio::spawn(async move {
+            let (request, respond) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), "GET");
+            assert_eq!(
+                request.uri().path(),
+                "/api/v1/namespaces/default/secrets/db-secret"
+            );
+            respond.send_response(json(StatusCode::OK, existing_metadata()));
+            // Any further request (a create, an update) is a regeneration.
+            handle
+        });
+        ensure_admin_secret(&client, &cache, &db, "default")
+            .await
+            .unwrap();
+        let mut handle = server.await.unwrap();
+        assert!(
+            no_more_requests(&mut handle).await,
+            "the existing Secret must not be written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_is_created_with_a_generated_password_once() {
+        let (client, mut handle) = mock_client();
+        let (cache, _writer) = reflector::store::<PartialObjectMeta<Secret>>();
+        let db = crate::fixtures::database("db", Engine::Mysql, "8.4", 1);
+        let server = tokio::spawn(async move {
+            let (request, respond) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), "GET");
+            respond.send_response(not_found());
+            let (request, respond) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), "POST");
+            let body = request.into_body().collect_bytes().await.unwrap();
+            let secret: Secret = serde_json::from_slice(&body).unwrap();
+            let data = secret.string_data.clone().unwrap();
+            assert_eq!(data["username"], "root");
+            assert!(data["password"].len() >= 24);
+            respond.send_response(json(
+                StatusCode::CREATED,
+                serde_json::to_value(&secret).unwrap(),
+            ));
+        });
+        ensure_admin_secret(&client, &cache, &db, "default")
+            .await
+            .unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn losing_a_create_race_keeps_the_other_secret() {
+        let (client, mut handle) = mock_client();
+        let (cache, _writer) = reflector::store::<PartialObjectMeta<Secret>>();
+        let db = crate::fixtures::database("db", Engine::Mongodb, "7.0", 1);
+        let server = tokio::spawn(async move {
+            let (_, respond) = handle.next_request().await.unwrap();
+            respond.send_response(not_found());
+            let (request, respond) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), "POST");
+            respond.send_response(json(StatusCode::CONFLICT, serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409,
+                "message": "secrets \"db-secret\" already exists"
+            })));
+            handle
+        });
+        ensure_admin_secret(&client, &cache, &db, "default")
+            .await
+            .unwrap();
+        let mut handle = server.await.unwrap();
+        assert!(
+            no_more_requests(&mut handle).await,
+            "no retry may overwrite the winner"
+        );
+    }
+}

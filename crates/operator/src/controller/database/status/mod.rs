@@ -2,6 +2,9 @@
 //! observed ([`desired_status`], pure), written only when it differs from
 //! the live status, with an event for each phase change a user should see.
 
+#[cfg(test)]
+mod tests;
+
 use database_operator_api::v1::condition::{self, Condition, set_condition, types};
 use database_operator_api::v1::database::{DatabaseStatus, Endpoints, Phase};
 use database_operator_api::v1::restore::{RestorePhase, RestoreStatus, VerificationResult};

@@ -2,14 +2,13 @@
 //! and conditions whose transition time moves only on a transition.
 
 use database_operator_api::v1;
-use testkit::fixtures;
-
 use database_operator_api::v1::database::Phase;
 use database_operator_api::v1::{ConditionStatus, Engine};
-use fixtures::database;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use operator::controller::database::status::{Failure, desired_status};
+
+use super::{Failure, desired_status};
+use crate::fixtures::database;
 
 fn at(seconds: i64) -> Time {
     Time(jiff::Timestamp::from_second(seconds).unwrap())
