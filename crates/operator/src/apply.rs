@@ -16,10 +16,10 @@ use crate::diff::is_subset;
 use crate::error::is_not_found;
 
 /// The field manager of every write the operator makes.
-pub const FIELD_MANAGER: &str = v1::labels::OPERATOR;
+pub(crate) const FIELD_MANAGER: &str = v1::labels::OPERATOR;
 
 /// Parameters of every merge patch the operator sends: its field manager.
-pub fn patch_params() -> PatchParams {
+pub(crate) fn patch_params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
@@ -31,7 +31,7 @@ pub fn patch_params() -> PatchParams {
 /// Two checks, because each misses something: the hash annotation notices a
 /// field we stopped setting, and the subset comparison notices a field someone
 /// else changed by hand.
-pub async fn apply_if_changed<K>(
+pub(crate) async fn apply_if_changed<K>(
     api: &Api<K>,
     mut desired: K,
     live: Option<&K>,
@@ -68,7 +68,7 @@ where
 
 /// Deletes `name` in the background; returns 1 if it deleted it, 0 if it
 /// was already gone.
-pub async fn delete<K>(api: &Api<K>, name: &str) -> crate::error::Result<u32>
+pub(crate) async fn delete<K>(api: &Api<K>, name: &str) -> crate::error::Result<u32>
 where
     K: Resource + Clone + Debug + DeserializeOwned,
 {

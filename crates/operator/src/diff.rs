@@ -7,7 +7,7 @@ use serde_json::Value;
 /// Lists must have the same length; maps may hold more keys in `live` (the
 /// API server's defaults). Quantities compare by value, since the API server
 /// rewrites them in canonical form ("1024Mi" becomes "1Gi").
-pub fn is_subset(desired: &Value, live: &Value) -> bool {
+pub(crate) fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
         (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| {
             l.get(k).is_some_and(|lv| is_subset(dv, lv)) || (dv.is_null() && !l.contains_key(k))

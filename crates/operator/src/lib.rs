@@ -1,11 +1,15 @@
 //! database-operator: runs PostgreSQL, MySQL and MongoDB on Kubernetes.
 
-pub mod apply;
+// What is `pub` is used by the binary, testkit or the integration tests;
+// everything else says `pub(crate)`.
+#![warn(unreachable_pub)]
+
+pub(crate) mod apply;
 pub mod builders;
 pub mod controller;
 pub mod crd;
 pub mod daemon;
-pub mod diff;
+pub(crate) mod diff;
 pub mod engine;
 pub mod error;
 #[cfg(any(test, feature = "fixtures"))]
@@ -13,4 +17,4 @@ pub mod fixtures;
 pub mod metrics;
 pub mod resolver;
 pub mod users;
-pub mod velero;
+pub(crate) mod velero;

@@ -11,7 +11,7 @@ use kube::CustomResource;
 use serde::{Deserialize, Serialize};
 
 /// The CustomResourceDefinition that must be installed for method velero.
-pub const SCHEDULE_CRD: &str = "schedules.velero.io";
+pub(crate) const SCHEDULE_CRD: &str = "schedules.velero.io";
 
 /// A Velero Schedule: Velero creates a Backup from `template` on `schedule`.
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

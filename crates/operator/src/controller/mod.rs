@@ -2,10 +2,10 @@
 //! builders, applies what changed and writes status only when it changed.
 
 pub mod backup;
-pub mod database;
-pub mod monitor;
+pub(crate) mod database;
+pub(crate) mod monitor;
 pub mod shared;
-pub mod user;
+pub(crate) mod user;
 
 use database_operator_api::v1;
 use std::sync::Arc;

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Driver, PASSWORD_KEY, Sizing, USERNAME_KEY, secret_env, shell_probe};
 
-pub struct Mongodb;
+pub(super) struct Mongodb;
 
 const PORT: i32 = 27017;
 const CONFIG_DIR: &str = "/etc/mongo";

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{EnvVar, Probe};
 
 use super::{Driver, PASSWORD_KEY, Sizing, plain_env, secret_env, shell_probe};
 
-pub struct Mysql;
+pub(super) struct Mysql;
 
 const PORT: i32 = 3306;
 

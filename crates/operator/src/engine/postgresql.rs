@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{EnvVar, Probe};
 
 use super::{Driver, PASSWORD_KEY, Sizing, USERNAME_KEY, plain_env, secret_env, shell_probe};
 
-pub struct Postgresql;
+pub(super) struct Postgresql;
 
 const PORT: i32 = 5432;
 const CONFIG_DIR: &str = "/etc/postgresql";

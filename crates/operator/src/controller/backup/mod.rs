@@ -7,7 +7,7 @@
 //! databasebackups` lists every backup of a Database.
 
 pub mod drills;
-pub mod retention;
+pub(crate) mod retention;
 
 use database_operator_api::v1;
 use std::collections::BTreeMap;

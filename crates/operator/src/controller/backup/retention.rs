@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::error::is_not_found;
 
 /// Deletes the records of `database` that retention no longer keeps.
-pub async fn apply(ctx: &Context, namespace: &str, database: &str) -> Result<()> {
+pub(crate) async fn apply(ctx: &Context, namespace: &str, database: &str) -> Result<()> {
     let Some(db) = Api::<Database>::namespaced(ctx.client.clone(), namespace)
         .get_opt(database)
         .await?

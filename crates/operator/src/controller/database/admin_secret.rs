@@ -16,7 +16,7 @@ use crate::error::is_conflict;
 /// Creates the admin Secret if, and only if, it does not exist. An existing
 /// Secret, ours or one the user made beforehand, is never overwritten: its
 /// password is the one the database was initialised with.
-pub async fn ensure_admin_secret(
+pub(crate) async fn ensure_admin_secret(
     client: &Client,
     cache: &Store<PartialObjectMeta<Secret>>,
     db: &Database,

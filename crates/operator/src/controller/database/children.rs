@@ -34,7 +34,7 @@ use crate::controller::shared::stores::cached_or_fetch;
 use crate::error::{Result, StepContext, describe, is_permanent};
 
 /// What the apply step found, for the status step.
-pub struct Applied {
+pub(crate) struct Applied {
     /// Why the spec cannot be realised, when the API server refused a child.
     pub failure: Option<Failure>,
     /// What the Velero Schedule step wants recorded.
@@ -46,7 +46,7 @@ pub struct Applied {
 }
 
 /// Applies `desired`: children, orphans, the Velero Schedule, the restore.
-pub async fn apply(
+pub(crate) async fn apply(
     db: &Database,
     ctx: &Context,
     namespace: &str,

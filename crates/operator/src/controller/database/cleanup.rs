@@ -30,7 +30,7 @@ use crate::error::is_not_found;
 use crate::error::{Error, Result, describe};
 
 /// Runs the cleanup of a Database being deleted.
-pub async fn run(db: &Database, ctx: &Context) -> Result<Action> {
+pub(crate) async fn run(db: &Database, ctx: &Context) -> Result<Action> {
     let namespace = db
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;

@@ -13,15 +13,15 @@
 //!
 //! A Database being deleted runs [`cleanup`] instead, under the finalizer.
 
-pub mod admin_secret;
-pub mod children;
-pub mod cleanup;
-pub mod monitoring;
-pub mod orphans;
-pub mod restore;
-pub mod status;
-pub mod velero;
-pub mod volumes;
+pub(crate) mod admin_secret;
+pub(crate) mod children;
+pub(crate) mod cleanup;
+pub(crate) mod monitoring;
+pub(crate) mod orphans;
+pub(crate) mod restore;
+pub(crate) mod status;
+pub(crate) mod velero;
+pub(crate) mod volumes;
 
 use std::sync::Arc;
 
@@ -41,10 +41,10 @@ use crate::controller::shared::stores::Streams;
 use crate::error::{Error, Result};
 
 /// The finalizer on every Database; the seed's name.
-pub const FINALIZER: &str = "database.example.com/finalizer";
+pub(crate) const FINALIZER: &str = "database.example.com/finalizer";
 
 /// Runs the Database controller until shutdown.
-pub async fn run(ctx: Arc<Context>, streams: Streams) {
+pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
     let databases = Api::<Database>::all(ctx.client.clone());
     let controller = Controller::new(databases, watcher::Config::default().any_semantic());
     ctx.health.track_store("database", controller.store());
@@ -78,7 +78,7 @@ pub async fn run(ctx: Arc<Context>, streams: Streams) {
 }
 
 /// One reconcile of one Database: the pipeline, or cleanup once deleted.
-pub async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
     instrumented("database", &*db.clone(), &ctx, async {
         let namespace = db
             .namespace()

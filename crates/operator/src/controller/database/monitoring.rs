@@ -26,11 +26,11 @@ use crate::error::Result;
 use crate::error::is_conflict;
 
 /// The Database condition that mirrors its DatabaseMonitor's Ready condition.
-pub const MONITORING_READY: &str = "MonitoringReady";
+pub(crate) const MONITORING_READY: &str = "MonitoringReady";
 
 /// Makes the monitoring children match `desired`; returns the writes made.
 /// Without monitoring, [`super::orphans`] removes them.
-pub async fn apply(
+pub(crate) async fn apply(
     db: &Database,
     ctx: &Context,
     namespace: &str,
@@ -117,7 +117,7 @@ async fn ensure_monitor(
 /// from the DatabaseMonitor's Ready condition. Reads through the cache, and
 /// the API server when the cache does not have it yet (after a restart), so a
 /// lagging cache never rewrites the condition.
-pub async fn mirror_condition(
+pub(crate) async fn mirror_condition(
     db: &Database,
     ctx: &Context,
     status: &mut DatabaseStatus,

@@ -22,7 +22,7 @@ use crate::error::Result;
 
 /// Deletes each child of `db` that `desired` does not contain; returns how
 /// many it deleted.
-pub async fn delete(
+pub(crate) async fn delete(
     db: &Database,
     ctx: &Context,
     namespace: &str,

@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 
 /// What `spec.restore` points at: the pipeline's dereference step. Reads
 /// only; a finished restore costs no API call.
-pub async fn dereference(db: &Database, ctx: &Context, namespace: &str) -> Result<Plan> {
+pub(crate) async fn dereference(db: &Database, ctx: &Context, namespace: &str) -> Result<Plan> {
     let Some(spec) = &db.spec.restore else {
         return Ok(Plan::None);
     };
@@ -49,7 +49,7 @@ pub async fn dereference(db: &Database, ctx: &Context, namespace: &str) -> Resul
 
 /// The restore's status after this step; `None` when spec.restore is unset.
 /// `job` is the restore Job the build step made from the resolved source.
-pub async fn progress(
+pub(crate) async fn progress(
     db: &Database,
     ctx: &Context,
     namespace: &str,
@@ -160,14 +160,14 @@ pub async fn progress(
 }
 
 /// Where the backup is and how to reach it.
-pub struct Source {
+pub(crate) struct Source {
     location: BackupLocation,
     target: S3Target,
     backup_name: Option<String>,
 }
 
 /// `spec.restore`, resolved.
-pub enum Plan {
+pub(crate) enum Plan {
     /// The Database restores nothing.
     None,
     /// Completed or Failed: final, nothing runs again.
@@ -182,7 +182,7 @@ pub enum Plan {
 
 impl Plan {
     /// What the restore Job reads, once the source is known.
-    pub fn source(&self) -> Option<RestoreFrom<'_>> {
+    pub(crate) fn source(&self) -> Option<RestoreFrom<'_>> {
         match self {
             Plan::Ready(source) => Some(RestoreFrom {
                 target: &source.target,

@@ -30,7 +30,7 @@ use crate::velero::{SCHEDULE_CRD, Schedule};
 
 /// What the Velero step wants recorded.
 #[derive(Debug, PartialEq)]
-pub enum Report {
+pub(crate) enum Report {
     /// Nothing to do with Velero: leave the conditions alone.
     Untouched,
     /// Set the BackupConfigured condition; look again after `retry`, if any.
@@ -42,7 +42,11 @@ pub enum Report {
 /// Removes the Schedules of a Database that no longer asks for one. Only
 /// looks when the `BackupConfigured` condition says one may exist, so a
 /// Database that never used Velero costs no API call.
-pub async fn remove_unwanted(db: &Database, ctx: &Context, namespace: &str) -> Result<Report> {
+pub(crate) async fn remove_unwanted(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Report> {
     let had_schedule = db
         .status
         .as_ref()
@@ -55,7 +59,7 @@ pub async fn remove_unwanted(db: &Database, ctx: &Context, namespace: &str) -> R
 }
 
 /// Makes the Velero Schedule of `db` match `desired`, built from its spec.
-pub async fn reconcile(
+pub(crate) async fn reconcile(
     db: &Database,
     ctx: &Context,
     namespace: &str,
@@ -153,7 +157,7 @@ pub async fn reconcile(
 
 /// Deletes every Schedule of `db` except `keep`, which is returned if it
 /// exists. No Schedule CRD means no Schedules.
-pub async fn remove_schedules(
+pub(crate) async fn remove_schedules(
     db: &Database,
     ctx: &Context,
     namespace: &str,

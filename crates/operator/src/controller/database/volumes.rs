@@ -24,7 +24,7 @@ fn requested(claim: &PersistentVolumeClaim) -> Option<f64> {
 
 /// Patches every claim of `db` that requests less than `spec.storage.size`.
 /// Returns how many claims were patched.
-pub async fn grow_claims(client: &Client, db: &Database, namespace: &str) -> Result<u32> {
+pub(crate) async fn grow_claims(client: &Client, db: &Database, namespace: &str) -> Result<u32> {
     let Some(wanted) = v1::quantity::parse(&db.spec.storage.size) else {
         return Ok(0);
     };
@@ -49,7 +49,7 @@ pub async fn grow_claims(client: &Client, db: &Database, namespace: &str) -> Res
 }
 
 /// The size the StatefulSet's claim template asks for, in bytes.
-pub fn template_size(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> Option<f64> {
+pub(crate) fn template_size(sts: &k8s_openapi::api::apps::v1::StatefulSet) -> Option<f64> {
     let template = sts.spec.volume_claim_templates.as_ref()?.first()?;
     requested(template)
 }

@@ -17,11 +17,15 @@ use crate::error::Result;
 use crate::users::{Password, UserError, login_admin, monitoring_privileges};
 
 /// The monitoring login's condition on a DatabaseMonitor.
-pub const MONITORING_USER: &str = "MonitoringUserReady";
+pub(crate) const MONITORING_USER: &str = "MonitoringUserReady";
 
 /// The monitoring login inside the engine. Returns its condition and
 /// whether to retry soon (the database was not reachable).
-pub async fn ensure(db: &Database, ctx: &Context, namespace: &str) -> Result<(Observation, bool)> {
+pub(crate) async fn ensure(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<(Observation, bool)> {
     if db.status.as_ref().and_then(|s| s.phase) != Some(Phase::Running) {
         return Ok((
             (

@@ -7,7 +7,7 @@
 //! applied, and the controller waits — without errors or retries — until a
 //! watch on CustomResourceDefinitions sees them appear.
 
-pub mod login;
+pub(crate) mod login;
 
 use std::sync::Arc;
 
@@ -39,13 +39,13 @@ use crate::error::is_not_found;
 use crate::error::{Error, Result};
 
 /// The CRDs the ServiceMonitor and PrometheusRule need.
-pub const PROMETHEUS_OPERATOR_CRDS: [&str; 2] = [
+pub(crate) const PROMETHEUS_OPERATOR_CRDS: [&str; 2] = [
     "servicemonitors.monitoring.coreos.com",
     "prometheusrules.monitoring.coreos.com",
 ];
 
 /// Runs the DatabaseMonitor controller until shutdown.
-pub async fn run(ctx: Arc<Context>) {
+pub(crate) async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let controller = Controller::new(
         Api::<DatabaseMonitor>::all(client.clone()),
@@ -98,7 +98,7 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-pub async fn reconcile(monitor: Arc<DatabaseMonitor>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(monitor: Arc<DatabaseMonitor>, ctx: Arc<Context>) -> Result<Action> {
     instrumented("databasemonitor", &*monitor, &ctx, apply(&monitor, &ctx)).await
 }
 

@@ -3,6 +3,6 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Now, as a Kubernetes timestamp.
-pub fn now() -> Time {
+pub(crate) fn now() -> Time {
     Time(jiff::Timestamp::now())
 }

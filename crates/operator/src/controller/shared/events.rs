@@ -23,8 +23,13 @@ fn truncate(mut text: String, max_bytes: usize) -> String {
 }
 
 /// Records an Event about `object`.
-pub async fn publish<K>(ctx: &Context, object: &K, type_: EventType, reason: &str, note: String)
-where
+pub(crate) async fn publish<K>(
+    ctx: &Context,
+    object: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) where
     K: Resource<DynamicType = ()>,
 {
     let event = Event {

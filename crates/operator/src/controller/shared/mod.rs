@@ -3,10 +3,10 @@
 //! backoff, error policy), when to look again, events, the clock, and
 //! reading the agent's Jobs. Nothing here belongs to one controller.
 
-pub mod backoff;
-pub mod clock;
-pub mod events;
+pub(crate) mod backoff;
+pub(crate) mod clock;
+pub(crate) mod events;
 pub mod jobs;
-pub mod reconcile;
-pub mod requeue;
+pub(crate) mod reconcile;
+pub(crate) mod requeue;
 pub mod stores;

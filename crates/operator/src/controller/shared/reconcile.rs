@@ -12,7 +12,7 @@ use crate::controller::Context;
 use crate::error::{Error, Result};
 
 /// The key of `object` in the backoff map and in logs: `kind/namespace/name`.
-pub fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+pub(crate) fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     format!(
         "{}/{}/{}",
         K::kind(&()).to_lowercase(),
@@ -24,7 +24,7 @@ pub fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
 /// Runs `reconcile` for `object` as `controller` (the metrics label): the
 /// duration histogram, the outcome counter, and the backoff forgotten on
 /// success.
-pub async fn instrumented<K, F>(
+pub(crate) async fn instrumented<K, F>(
     controller: &'static str,
     object: &K,
     ctx: &Context,
@@ -47,7 +47,7 @@ where
 
 /// The error policy of every controller: retry `object` after a delay that
 /// doubles with each consecutive failure.
-pub fn error_policy<K: Resource<DynamicType = ()>>(
+pub(crate) fn error_policy<K: Resource<DynamicType = ()>>(
     object: Arc<K>,
     error: &Error,
     ctx: Arc<Context>,

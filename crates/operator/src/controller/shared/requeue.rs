@@ -8,21 +8,21 @@
 use std::time::Duration;
 
 /// A healthy object, for a missed watch event: the default `Settings::resync`.
-pub const RESYNC: Duration = Duration::from_secs(300);
+pub(crate) const RESYNC: Duration = Duration::from_secs(300);
 /// After the API server refused a child for good (the spec must change) or
 /// a Velero Schedule could not be applied.
-pub const AFTER_REFUSAL: Duration = Duration::from_secs(60);
+pub(crate) const AFTER_REFUSAL: Duration = Duration::from_secs(60);
 /// While a restore Job runs (restore Jobs are not watched).
-pub const WHILE_RESTORING: Duration = Duration::from_secs(5);
+pub(crate) const WHILE_RESTORING: Duration = Duration::from_secs(5);
 /// While a backup's Job has not started or finished.
-pub const WHILE_BACKING_UP: Duration = Duration::from_secs(30);
+pub(crate) const WHILE_BACKING_UP: Duration = Duration::from_secs(30);
 /// After the engine refused a user for good: the spec must change, and a
 /// change is watched.
-pub const AFTER_ENGINE_REFUSAL: Duration = Duration::from_secs(300);
+pub(crate) const AFTER_ENGINE_REFUSAL: Duration = Duration::from_secs(300);
 /// First retry after an error; doubles per consecutive failure.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+pub(crate) const BACKOFF_BASE: Duration = Duration::from_secs(2);
 /// The longest wait between retries after errors.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How long deletion cleanup is retried before a finalizer lets go: the
 /// default `Settings::cleanup_deadline`.
-pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(120);
+pub(crate) const CLEANUP_DEADLINE: Duration = Duration::from_secs(120);

@@ -37,10 +37,10 @@ use crate::error::{Error, Result, describe};
 use crate::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
 
 /// The finalizer that drops the login before the DatabaseUser goes away.
-pub const FINALIZER: &str = "example.com/databaseuser-cleanup";
+pub(crate) const FINALIZER: &str = "example.com/databaseuser-cleanup";
 
 /// Runs the DatabaseUser controller until shutdown.
-pub async fn run(ctx: Arc<Context>) {
+pub(crate) async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let controller = Controller::new(
         Api::<DatabaseUser>::all(client.clone()),
@@ -105,7 +105,7 @@ pub async fn run(ctx: Arc<Context>) {
         .await;
 }
 
-pub async fn reconcile(user: Arc<DatabaseUser>, ctx: Arc<Context>) -> Result<Action> {
+pub(crate) async fn reconcile(user: Arc<DatabaseUser>, ctx: Arc<Context>) -> Result<Action> {
     instrumented("databaseuser", &*user.clone(), &ctx, async {
         let namespace = user
             .namespace()

@@ -5,10 +5,10 @@
 #[cfg(test)]
 mod tests;
 
+use database_operator_api::v1::Database;
 use database_operator_api::v1::condition::{self, Condition, set_condition, types};
 use database_operator_api::v1::database::{DatabaseStatus, Endpoints, Phase};
 use database_operator_api::v1::restore::{RestorePhase, RestoreStatus, VerificationResult};
-use database_operator_api::v1::{ConditionStatus, Database};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -34,7 +34,7 @@ use crate::error::is_conflict;
 
 /// Why the spec cannot be realised, for the Failed phase.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// One CamelCase word.
     pub reason: String,
     /// What went wrong, for a person; never a secret.
@@ -78,7 +78,7 @@ impl Observed {
 /// The status `db` should have, given its StatefulSet (if the cache has it),
 /// a failure (if applying the spec failed) and the restore's progress (when
 /// spec.restore asks for one; `None` keeps what the status recorded).
-pub fn desired_status(
+pub(crate) fn desired_status(
     db: &Database,
     statefulset: Option<&StatefulSet>,
     failure: Option<&Failure>,
@@ -298,7 +298,7 @@ fn endpoints(db: &Database) -> Endpoints {
 
 /// The status step: computes the status from what the apply step found,
 /// writes it if it changed, and says when to look again.
-pub async fn update(
+pub(crate) async fn update(
     db: &Database,
     ctx: &Context,
     namespace: &str,
@@ -415,10 +415,4 @@ async fn announce_phase(
     };
     info!(database = %db.name_any(), from = ?before, to = %phase, "phase changed");
     publish(ctx, db, kind, reason, note).await;
-}
-
-/// Whether the Ready condition holds in a status.
-pub fn is_ready(status: &DatabaseStatus) -> bool {
-    condition::find(&status.conditions, types::READY)
-        .is_some_and(|c| c.status == ConditionStatus::True)
 }
