@@ -1,5 +1,6 @@
-//! Snapshot tests of everything the builders produce, per engine, with 1 and
-//! 3 replicas, with and without a storage class.
+//! Snapshot tests of everything the builders produce: one full snapshot per
+//! engine, and the variants (1 replica, a storage class) asserted where they
+//! differ from it.
 
 use database_operator_api::v1;
 use testkit::fixtures;
@@ -28,35 +29,66 @@ fn assert_snapshot(name: &str, db: &v1::Database) {
     });
 }
 
-#[rstest]
-fn children(
-    #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
-    #[values(1, 3)] replicas: i32,
-    #[values(None, Some("fast-ssd"))] storage_class: Option<&str>,
-) {
-    let version = match engine {
+fn version(engine: Engine) -> &'static str {
+    match engine {
         Engine::Postgresql => "16.4",
         Engine::Mysql => "8.4",
         Engine::Mongodb => "7.0",
-    };
-    let mut db = database("orders", engine, version, replicas);
-    if let Some(class) = storage_class {
-        db = with_storage_class(db, class);
     }
-    let name = format!(
-        "{engine}_{replicas}_replicas_{}",
-        storage_class.unwrap_or("default_class")
+}
+
+/// One full snapshot per engine, of the richest shape (3 replicas, so the
+/// read-only Service exists); the variants are asserted where they differ.
+#[rstest]
+fn children(#[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine) {
+    let db = database("orders", engine, version(engine), 3);
+    assert_snapshot(&format!("{engine}"), &db);
+}
+
+/// With one replica there is no read-only Service and the StatefulSet asks
+/// for one pod; everything else is what the three-replica snapshot shows.
+#[rstest]
+fn one_replica_has_no_readonly_service(
+    #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
+) {
+    let one = snapshot_of(&database("orders", engine, version(engine), 1));
+    let mut three = snapshot_of(&database("orders", engine, version(engine), 3));
+    assert_eq!(one["statefulSet"]["spec"]["replicas"], 1);
+    let services = three["services"].as_array_mut().unwrap();
+    let readonly = services.pop().unwrap();
+    assert_eq!(readonly["metadata"]["name"], "orders-readonly");
+    three["statefulSet"]["spec"]["replicas"] = 1.into();
+    assert_eq!(
+        one, three,
+        "1 replica differs from 3 beyond the read-only Service"
     );
-    assert_snapshot(&name, &db);
+}
+
+/// A storage class reaches the claim template and nothing else.
+#[rstest]
+fn a_storage_class_reaches_the_claim_template(
+    #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
+    #[values(1, 3)] replicas: i32,
+) {
+    let plain = database("orders", engine, version(engine), replicas);
+    let classed = snapshot_of(&with_storage_class(plain.clone(), "fast-ssd"));
+    let mut expected = snapshot_of(&plain);
+    let claim = &mut expected["statefulSet"]["spec"]["volumeClaimTemplates"][0]["spec"];
+    assert!(claim.get("storageClassName").is_none());
+    claim["storageClassName"] = "fast-ssd".into();
+    assert_eq!(classed, expected);
 }
 
 #[test]
 fn backup_cronjob_for_the_seed_e2e_database() {
-    let db = with_backup(
-        database("e2e-test-db", Engine::Postgresql, "13.8", 2),
-        "0 2 * * *",
-    );
-    assert_snapshot("postgresql_with_backup", &db);
+    let plain = database("e2e-test-db", Engine::Postgresql, "13.8", 2);
+    let mut with = snapshot_of(&with_backup(plain.clone(), "0 2 * * *"));
+    let cronjob = with["backupCronJob"].take();
+    insta::with_settings!({sort_maps => true}, {
+        insta::assert_yaml_snapshot!("postgresql_backup_cronjob", cronjob);
+    });
+    // Backups add the CronJob and change no other child.
+    assert_eq!(with, snapshot_of(&plain));
 }
 
 #[test]
