@@ -17,7 +17,6 @@ use database_operator_api::agent::{self, BackupReport};
 use database_operator_api::v1::Database;
 use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup, DatabaseBackupStatus};
 use database_operator_api::v1::condition::{Condition, set_condition, types};
-use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -26,7 +25,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::apply::patch_params;
 use crate::builders::backup_job::backup_pod;
@@ -35,7 +34,7 @@ use crate::builders::meta::labels;
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::jobs::{self, Outcome};
-use crate::controller::shared::reconcile::{error_policy, instrumented, key};
+use crate::controller::shared::reconcile::{drive, error_policy, instrumented, key};
 use crate::controller::shared::requeue;
 use crate::engine::driver;
 use crate::error::is_conflict;
@@ -67,16 +66,11 @@ pub async fn run(ctx: Arc<Context>) {
             },
         )
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "backup reconcile failed");
-            }
-        });
+        .run(reconcile, error_policy, ctx.clone());
     // The adopter watches forever; it stops when the controller stops (on
     // SIGTERM), or the process would never exit.
     tokio::select! {
-        () = controller => {}
+        () = drive(controller) => {}
         () = adopt_scheduled_runs(ctx.clone()) => {}
         () = drills::record_drills(ctx) => {}
     }

@@ -26,17 +26,15 @@ pub(crate) mod volumes;
 use std::sync::Arc;
 
 use database_operator_api::v1::Database;
-use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use tracing::warn;
 
 use crate::builders::Desired;
 use crate::controller::Context;
-use crate::controller::shared::reconcile::{error_policy, instrumented};
+use crate::controller::shared::reconcile::{drive, error_policy, finalized};
 use crate::controller::shared::stores::Streams;
 use crate::error::{Error, Result};
 
@@ -50,7 +48,7 @@ pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
     ctx.health.track_store("database", controller.store());
     ctx.metrics.inventory.watch_databases(controller.store());
     let cache = controller.store();
-    controller
+    let outcomes = controller
         // Velero installed (or removed): Databases with method velero look again.
         .watches_stream(streams.velero_crd, move |_| {
             cache
@@ -68,29 +66,17 @@ pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
         .owns_stream(streams.secrets)
         .owns_stream(streams.monitors)
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "reconcile failed");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, ctx);
+    drive(outcomes).await;
 }
 
 /// One reconcile of one Database: the pipeline, or cleanup once deleted.
 pub(crate) async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Action> {
-    instrumented("database", &*db.clone(), &ctx, async {
-        let namespace = db
-            .namespace()
-            .ok_or(Error::MissingField("metadata.namespace"))?;
-        let api = Api::<Database>::namespaced(ctx.client.clone(), &namespace);
-        Ok(finalizer(&api, FINALIZER, db, |event| async {
-            match event {
-                Finalizer::Apply(db) => apply(&db, &ctx).await,
-                Finalizer::Cleanup(db) => cleanup::run(&db, &ctx).await,
-            }
-        })
-        .await?)
+    finalized("database", db, &ctx, FINALIZER, |event, _| async {
+        match event {
+            Finalizer::Apply(db) => apply(&db, &ctx).await,
+            Finalizer::Cleanup(db) => cleanup::run(&db, &ctx).await,
+        }
     })
     .await
 }

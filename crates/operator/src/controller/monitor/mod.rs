@@ -14,7 +14,6 @@ use std::sync::Arc;
 use database_operator_api::v1::Database;
 use database_operator_api::v1::condition::{Condition, set_condition};
 use database_operator_api::v1::monitor::{DatabaseMonitor, DatabaseMonitorStatus, conditions};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, PartialObjectMeta, Patch};
@@ -22,7 +21,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::apply::apply_if_changed;
 use crate::apply::patch_params;
@@ -33,7 +32,7 @@ use crate::builders::monitoring::service_monitor::service_monitor;
 use crate::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
-use crate::controller::shared::reconcile::{error_policy, instrumented, key};
+use crate::controller::shared::reconcile::{drive, error_policy, instrumented, key};
 use crate::controller::shared::stores::cached_or_fetch;
 use crate::error::is_not_found;
 use crate::error::{Error, Result};
@@ -55,7 +54,7 @@ pub(crate) async fn run(ctx: Arc<Context>) {
         .track_store("databasemonitor", controller.store());
     let by_crd = controller.store();
     let by_database = by_crd.clone();
-    controller
+    let outcomes = controller
         // prometheus-operator's CRDs appearing (or going) wakes every monitor.
         .watches(
             Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()),
@@ -89,13 +88,8 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             },
         )
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "reconcile failed");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, ctx);
+    drive(outcomes).await;
 }
 
 pub(crate) async fn reconcile(monitor: Arc<DatabaseMonitor>, ctx: Arc<Context>) -> Result<Action> {

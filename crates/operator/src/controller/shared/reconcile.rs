@@ -4,8 +4,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::fmt::Debug;
+
+use futures::{Stream, StreamExt};
+use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::controller::Context;
@@ -43,6 +50,55 @@ where
         ctx.backoff.reset(&key);
     }
     result
+}
+
+/// Runs `reconcile` for `object` as `controller` under the finalizer
+/// `finalizer_name`: the finalizer is added before the first apply, and a
+/// deleted object gets its cleanup before the finalizer goes. `reconcile`
+/// also receives the object's namespace.
+pub(crate) async fn finalized<K, F, Fut>(
+    controller: &'static str,
+    object: Arc<K>,
+    ctx: &Context,
+    finalizer_name: &str,
+    reconcile: F,
+) -> Result<Action>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    F: FnOnce(Event<K>, String) -> Fut,
+    Fut: Future<Output = Result<Action>>,
+{
+    let key_of = object.clone();
+    instrumented(controller, &*key_of, ctx, async {
+        let namespace = object
+            .namespace()
+            .ok_or(Error::MissingField("metadata.namespace"))?;
+        let api = Api::<K>::namespaced(ctx.client.clone(), &namespace);
+        Ok(finalizer(&api, finalizer_name, object, |event| {
+            reconcile(event, namespace.clone())
+        })
+        .await?)
+    })
+    .await
+}
+
+/// Drives a controller's stream of outcomes until shutdown. Failures were
+/// logged by [`error_policy`] with their object; this says they ended a pass.
+pub(crate) async fn drive<T, E: std::fmt::Display>(outcomes: impl Stream<Item = Result<T, E>>) {
+    outcomes
+        .for_each(|outcome| async move {
+            if let Err(error) = outcome {
+                warn!(%error, "reconcile failed");
+            }
+        })
+        .await;
 }
 
 /// The error policy of every controller: retry `object` after a delay that

@@ -10,12 +10,11 @@ use database_operator_api::v1::database::Phase;
 use database_operator_api::v1::user::{
     DatabaseUser, DatabaseUserStatus, UserDeletionPolicy, UserPhase,
 };
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -29,7 +28,7 @@ use crate::builders::secret::generate_password;
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
-use crate::controller::shared::reconcile::{error_policy, instrumented, key};
+use crate::controller::shared::reconcile::{drive, error_policy, finalized, key};
 use crate::controller::shared::requeue;
 use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver};
 use crate::error::is_not_found;
@@ -57,7 +56,7 @@ pub(crate) async fn run(ctx: Arc<Context>) {
     .default_backoff()
     .modify(|s| s.managed_fields_mut().clear())
     .touched_objects();
-    controller
+    let outcomes = controller
         .owns_stream(credentials)
         // A Database becoming Running (or going away) wakes its users.
         .watches(
@@ -96,29 +95,24 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             },
         )
         .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!(%error, "reconcile failed");
-            }
-        })
-        .await;
+        .run(reconcile, error_policy, ctx);
+    drive(outcomes).await;
 }
 
 pub(crate) async fn reconcile(user: Arc<DatabaseUser>, ctx: Arc<Context>) -> Result<Action> {
-    instrumented("databaseuser", &*user.clone(), &ctx, async {
-        let namespace = user
-            .namespace()
-            .ok_or(Error::MissingField("metadata.namespace"))?;
-        let api = Api::<DatabaseUser>::namespaced(ctx.client.clone(), &namespace);
-        Ok(finalizer(&api, FINALIZER, user, |event| async {
+    let ctx = &*ctx;
+    finalized(
+        "databaseuser",
+        user,
+        ctx,
+        FINALIZER,
+        |event, namespace| async move {
             match event {
-                Finalizer::Apply(user) => apply(&user, &ctx, &namespace).await,
-                Finalizer::Cleanup(user) => cleanup(&user, &ctx, &namespace).await,
+                Finalizer::Apply(user) => apply(&user, ctx, &namespace).await,
+                Finalizer::Cleanup(user) => cleanup(&user, ctx, &namespace).await,
             }
-        })
-        .await?)
-    })
+        },
+    )
     .await
 }
 
