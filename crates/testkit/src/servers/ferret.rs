@@ -7,10 +7,8 @@ use anyhow::{Context, Result};
 use mongodb::bson::doc;
 
 use super::install::{self, Component};
-use super::process::{self, ServerDir, ServerProcess};
-use crate::processes::{self, Supervisor};
+use super::process::{self, HOST, Instance, ServerDir, ServerProcess, Shutdown};
 
-const HOST: &str = "127.0.0.1";
 const ADMIN_USER: &str = "admin";
 const ADMIN_DATABASE: &str = "admin";
 
@@ -37,15 +35,12 @@ const ADMIN_DATABASE: &str = "admin";
 /// Dropping it kills the server and removes the folder (`TESTKIT_KEEP_DIR=1`
 /// keeps it); the server also dies with the test process (PDEATHSIG).
 pub struct Ferret {
-    // Field order is drop order: server, then its thread, then the folder.
-    server: Option<ServerProcess>,
-    supervisor: Supervisor,
-    dir: ServerDir,
-    port: u16,
+    instance: Instance,
     password: String,
     binary: PathBuf,
-    startup: Duration,
 }
+
+process::instance!(Ferret);
 
 impl std::fmt::Debug for Ferret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,13 +70,18 @@ impl Ferret {
         let dir = ServerDir::create("ferretdb", None)?;
         std::fs::create_dir_all(dir.path().join("data"))?;
         let mut ferret = Ferret {
-            server: None,
-            supervisor: Supervisor::start("ferretdb")?,
-            dir,
-            port: processes::free_port()?,
+            instance: Instance::new(
+                "ferretdb",
+                dir,
+                "ferretdb.log",
+                Shutdown {
+                    signal: libc::SIGTERM,
+                    grace: Duration::from_secs(5),
+                },
+                None,
+            )?,
             password: process::password(),
             binary: install::ferretdb_bin(),
-            startup: Duration::ZERO,
         };
         ferret.launch().await?;
         ferret.startup = started.elapsed();
@@ -142,15 +142,6 @@ impl Ferret {
         client_for(&self.uri()).await
     }
 
-    /// `127.0.0.1`.
-    pub fn host(&self) -> &str {
-        HOST
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `admin`.
     pub fn admin_user(&self) -> &str {
         ADMIN_USER
@@ -189,40 +180,9 @@ impl Ferret {
         install::ferretdb_version()
     }
 
-    /// The server's temporary folder.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// SQLite files, one per database.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("ferretdb.log")
-    }
-
-    /// PID of ferretdb while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(ServerProcess::pid)
-    }
-
-    /// Time from `start` to the first login.
-    pub fn startup_time(&self) -> Duration {
-        self.startup
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.server.as_ref().is_some_and(|s| !s.has_exited())
-    }
-
-    /// SIGTERM, SIGKILL after 5 s. Data stays; [`Ferret::start_again`]
-    /// brings the server back on the same port.
-    pub fn stop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.stop(libc::SIGTERM, Duration::from_secs(5));
-        }
     }
 
     /// Starts the stopped server again (same port, data and users).
@@ -238,13 +198,4 @@ async fn client_for(uri: &str) -> Result<mongodb::Client> {
     options.connect_timeout = Some(Duration::from_secs(5));
     options.app_name = Some("testkit".to_owned());
     Ok(mongodb::Client::with_options(options)?)
-}
-
-impl Drop for Ferret {
-    fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.kill();
-        }
-        self.dir.close();
-    }
 }

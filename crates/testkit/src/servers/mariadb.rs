@@ -7,10 +7,8 @@ use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 
 use super::install::{self, Component};
-use super::process::{self, ServerDir, ServerProcess};
-use crate::processes::{self, Supervisor};
+use super::process::{self, HOST, Instance, ServerDir, ServerProcess, Shutdown};
 
-const HOST: &str = "127.0.0.1";
 const ADMIN_USER: &str = "root";
 
 /// A MariaDB server (Debian's `mariadb-server`) on `127.0.0.1:<free port>`
@@ -25,16 +23,13 @@ const ADMIN_USER: &str = "root";
 /// Dropping it kills the server and removes the folder (`TESTKIT_KEEP_DIR=1`
 /// keeps it); the server also dies with the test process (PDEATHSIG).
 pub struct Mariadb {
-    // Field order is drop order: server, then its thread, then the folder.
-    server: Option<ServerProcess>,
-    supervisor: Supervisor,
-    dir: ServerDir,
-    port: u16,
+    instance: Instance,
     password: String,
     mariadbd: PathBuf,
     bin_dir: PathBuf,
-    startup: Duration,
 }
+
+process::instance!(Mariadb);
 
 impl std::fmt::Debug for Mariadb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,14 +64,19 @@ impl Mariadb {
         let bin_dir = install::mariadb_bin_dir().with_context(missing)?;
         let dir = ServerDir::create("mariadb", install::server_user()?)?;
         let mut mariadb = Mariadb {
-            server: None,
-            supervisor: Supervisor::start("mariadb")?,
-            dir,
-            port: processes::free_port()?,
+            instance: Instance::new(
+                "mariadb",
+                dir,
+                "mariadbd.log",
+                Shutdown {
+                    signal: libc::SIGTERM,
+                    grace: Duration::from_secs(10),
+                },
+                None,
+            )?,
             password: process::password(),
             mariadbd,
             bin_dir,
-            startup: Duration::ZERO,
         };
         mariadb.init().await?;
         mariadb.launch(true).await?;
@@ -180,15 +180,6 @@ impl Mariadb {
             .with_context(|| format!("connecting to mariadb on {HOST}:{}", self.port))
     }
 
-    /// `127.0.0.1`.
-    pub fn host(&self) -> &str {
-        HOST
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `root`.
     pub fn admin_user(&self) -> &str {
         ADMIN_USER
@@ -221,11 +212,6 @@ impl Mariadb {
         &self.mariadbd
     }
 
-    /// The server's temporary folder.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -235,45 +221,9 @@ impl Mariadb {
         self.dir.path().join("mysqld.sock")
     }
 
-    /// The server's stdout/stderr (its error log).
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("mariadbd.log")
-    }
-
-    /// PID of mariadbd while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(ServerProcess::pid)
-    }
-
-    /// Time from `start` to the first login.
-    pub fn startup_time(&self) -> Duration {
-        self.startup
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.server.as_ref().is_some_and(|s| !s.has_exited())
-    }
-
-    /// Normal shutdown (SIGTERM), SIGKILL after 10 s. Data stays;
-    /// [`Mariadb::start_again`] brings the server back on the same port.
-    pub fn stop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.stop(libc::SIGTERM, Duration::from_secs(10));
-        }
-    }
-
     /// Starts the stopped server again (same port, data and users).
     pub async fn start_again(&mut self) -> Result<()> {
         self.stop();
         self.launch(false).await
-    }
-}
-
-impl Drop for Mariadb {
-    fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.kill();
-        }
-        self.dir.close();
     }
 }

@@ -54,4 +54,5 @@ pub use install::{
 };
 pub use mariadb::Mariadb;
 pub use postgres::Postgres;
+pub use process::Instance;
 pub use s3::S3;

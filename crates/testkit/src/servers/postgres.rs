@@ -6,10 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::install::{self, Component};
-use super::process::{self, ServerDir, ServerProcess};
-use crate::processes::{self, Supervisor};
+use super::process::{self, HOST, Instance, ServerDir, ServerProcess, Shutdown};
 
-const HOST: &str = "127.0.0.1";
 const ADMIN_USER: &str = "postgres";
 
 /// A PostgreSQL server (Debian's package, `/usr/lib/postgresql/<major>`) on
@@ -27,15 +25,12 @@ const ADMIN_USER: &str = "postgres";
 /// with the test process (PDEATHSIG); its workers, which PostgreSQL puts in
 /// sessions of their own, exit when they see the postmaster gone.
 pub struct Postgres {
-    // Field order is drop order: server, then its thread, then the folder.
-    server: Option<ServerProcess>,
-    supervisor: Supervisor,
-    dir: ServerDir,
-    port: u16,
+    instance: Instance,
     password: String,
     bin_dir: PathBuf,
-    startup: Duration,
 }
+
+process::instance!(Postgres);
 
 impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -69,13 +64,21 @@ impl Postgres {
         let dir = ServerDir::create("postgres", install::server_user()?)?;
         let password = process::password();
         let mut postgres = Postgres {
-            server: None,
-            supervisor: Supervisor::start("postgres")?,
-            dir,
-            port: processes::free_port()?,
+            instance: Instance::new(
+                "postgres",
+                dir,
+                "postgres.log",
+                Shutdown {
+                    signal: libc::SIGINT,
+                    grace: Duration::from_secs(10),
+                },
+                Some(Shutdown {
+                    signal: libc::SIGQUIT,
+                    grace: Duration::from_secs(5),
+                }),
+            )?,
             password,
             bin_dir,
-            startup: Duration::ZERO,
         };
         postgres.init().await?;
         postgres.launch().await?;
@@ -202,15 +205,6 @@ impl Postgres {
         Ok(client)
     }
 
-    /// `127.0.0.1`.
-    pub fn host(&self) -> &str {
-        HOST
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `postgres` (superuser).
     pub fn admin_user(&self) -> &str {
         ADMIN_USER
@@ -234,11 +228,6 @@ impl Postgres {
         &self.bin_dir
     }
 
-    /// The server's temporary folder (also its unix socket folder).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Folder holding `.s.PGSQL.<port>`; pass it as `host` for socket logins.
     pub fn socket_dir(&self) -> &Path {
         self.dir.path()
@@ -249,50 +238,9 @@ impl Postgres {
         self.dir.path().join("data")
     }
 
-    /// The server's stdout/stderr.
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("postgres.log")
-    }
-
-    /// PID of the postmaster while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(ServerProcess::pid)
-    }
-
-    /// Time from `start` to the first login.
-    pub fn startup_time(&self) -> Duration {
-        self.startup
-    }
-
-    /// True while the server runs.
-    pub fn is_running(&self) -> bool {
-        self.server.as_ref().is_some_and(|s| !s.has_exited())
-    }
-
-    /// Fast shutdown (SIGINT: clients are disconnected, a checkpoint is
-    /// written), SIGKILL after 10 s. Data stays; [`Postgres::start_again`]
-    /// brings the server back on the same port.
-    pub fn stop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.stop(libc::SIGINT, Duration::from_secs(10));
-        }
-    }
-
     /// Starts the stopped server again (same port, data and password).
     pub async fn start_again(&mut self) -> Result<()> {
         self.stop();
         self.launch().await
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // Immediate shutdown (SIGQUIT): the postmaster kills its workers
-        // (which are not in its process group) and exits within
-        // milliseconds; SIGKILL to it and its descendants after 5 s.
-        if let Some(mut server) = self.server.take() {
-            server.stop(libc::SIGQUIT, Duration::from_secs(5));
-        }
-        self.dir.close();
     }
 }

@@ -30,6 +30,139 @@ fn cleanup() -> bool {
     std::env::var_os("TESTKIT_KEEP_DIR").is_none_or(|v| v.is_empty() || v == "0")
 }
 
+/// The address every test server listens on.
+pub(super) const HOST: &str = "127.0.0.1";
+
+/// How a server is asked to stop: a signal, then SIGKILL after a grace.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shutdown {
+    pub(super) signal: libc::c_int,
+    pub(super) grace: Duration,
+}
+
+/// What every test server has — its process, the thread that forks it, its
+/// folder, its port, its log and how long it took to start — with the
+/// accessors and the stop, kill and drop behaviour written once. Each server
+/// ([`super::Postgres`], [`super::Mariadb`], [`super::Ferret`],
+/// [`super::S3`]) holds one and dereferences to it; what differs is how it
+/// is initialised and launched.
+pub struct Instance {
+    // Field order is drop order: server, then its thread, then the folder.
+    pub(super) server: Option<ServerProcess>,
+    pub(super) supervisor: Supervisor,
+    pub(super) dir: ServerDir,
+    pub(super) port: u16,
+    pub(super) startup: Duration,
+    log_name: &'static str,
+    stop: Shutdown,
+    /// How dropping it ends the server; `None`: SIGKILL at once.
+    on_drop: Option<Shutdown>,
+}
+
+impl Instance {
+    /// A server named `name` (its supervisor thread), in `dir`, on a free
+    /// port, logging to `<dir>/<log_name>`, not started yet.
+    pub(super) fn new(
+        name: &str,
+        dir: ServerDir,
+        log_name: &'static str,
+        stop: Shutdown,
+        on_drop: Option<Shutdown>,
+    ) -> Result<Self> {
+        Ok(Self {
+            server: None,
+            supervisor: Supervisor::start(name)?,
+            dir,
+            port: processes::free_port()?,
+            startup: Duration::ZERO,
+            log_name,
+            stop,
+            on_drop,
+        })
+    }
+
+    /// `127.0.0.1`.
+    pub fn host(&self) -> &str {
+        HOST
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The server's temporary folder.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's stdout and stderr.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join(self.log_name)
+    }
+
+    /// The server's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(ServerProcess::pid)
+    }
+
+    /// Time from `start` to the first login.
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// True while the server runs.
+    pub fn is_running(&self) -> bool {
+        self.server.as_ref().is_some_and(|s| !s.has_exited())
+    }
+
+    /// Asks the server to shut down (PostgreSQL: SIGINT, a fast shutdown
+    /// with a checkpoint, SIGKILL after 10 s; MariaDB: SIGTERM, SIGKILL
+    /// after 10 s; FerretDB and versitygw: SIGTERM, SIGKILL after 5 s). Data
+    /// stays; the server's `start_again` brings it back on the same port.
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.stop(self.stop.signal, self.stop.grace);
+        }
+    }
+
+    /// SIGKILL at once (a crash): nothing is flushed or cleaned up.
+    pub fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.kill();
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            match self.on_drop {
+                Some(shutdown) => server.stop(shutdown.signal, shutdown.grace),
+                None => server.kill(),
+            }
+        }
+        self.dir.close();
+    }
+}
+
+/// `Deref` and `DerefMut` from a server to its [`Instance`].
+macro_rules! instance {
+    ($server:ty) => {
+        impl std::ops::Deref for $server {
+            type Target = $crate::servers::Instance;
+            fn deref(&self) -> &Self::Target {
+                &self.instance
+            }
+        }
+        impl std::ops::DerefMut for $server {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.instance
+            }
+        }
+    };
+}
+pub(super) use instance;
+
 /// The temporary folder of one server, owned by the user the server runs as.
 #[derive(Debug)]
 pub(crate) struct ServerDir {

@@ -12,10 +12,8 @@ use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use rand::Rng;
 
 use super::install::{self, Component};
-use super::process::{self, ServerDir, ServerProcess};
-use crate::processes::{self, Supervisor};
+use super::process::{self, HOST, Instance, ServerDir, ServerProcess, Shutdown};
 
-const HOST: &str = "127.0.0.1";
 const REGION: &str = "us-east-1";
 
 /// An S3 server for tests: versitygw (built by `hack/servers/install.sh`
@@ -38,19 +36,16 @@ const REGION: &str = "us-east-1";
 /// Dropping it kills the server and removes the folder (`TESTKIT_KEEP_DIR=1`
 /// keeps it); the server also dies with the test process (PDEATHSIG).
 pub struct S3 {
-    // Field order is drop order: server, then its thread, then the folder.
-    server: Option<ServerProcess>,
-    supervisor: Supervisor,
-    dir: ServerDir,
-    port: u16,
+    instance: Instance,
     access_key: String,
     secret_key: String,
     binary: PathBuf,
     /// `--sidecar` folder when the file system has no user xattrs.
     sidecar: Option<PathBuf>,
     http: HttpClient,
-    startup: Duration,
 }
+
+process::instance!(S3);
 
 impl std::fmt::Debug for S3 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,16 +92,21 @@ impl S3 {
             )
             .context("building the HTTP client")?;
         let mut s3 = S3 {
-            server: None,
-            supervisor: Supervisor::start("versitygw")?,
-            dir,
-            port: processes::free_port()?,
+            instance: Instance::new(
+                "versitygw",
+                dir,
+                "versitygw.log",
+                Shutdown {
+                    signal: libc::SIGTERM,
+                    grace: Duration::from_secs(5),
+                },
+                None,
+            )?,
             access_key: access_key(),
             secret_key: secret_key(),
             binary: install::versitygw_bin(),
             sidecar,
             http,
-            startup: Duration::ZERO,
         };
         s3.launch().await?;
         s3.startup = started.elapsed();
@@ -250,15 +250,6 @@ impl S3 {
         REGION
     }
 
-    /// `127.0.0.1`.
-    pub fn host(&self) -> &str {
-        HOST
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The root account's access key id (20 characters, `TK` + uppercase
     /// letters and digits).
     pub fn access_key(&self) -> &str {
@@ -285,59 +276,10 @@ impl S3 {
         install::versitygw_version()
     }
 
-    /// The server's temporary folder.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// versitygw's output (a line per request).
-    pub fn log_path(&self) -> PathBuf {
-        self.dir.path().join("versitygw.log")
-    }
-
-    /// PID of versitygw while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(ServerProcess::pid)
-    }
-
-    /// Time from `start` to the first signed request.
-    pub fn startup_time(&self) -> Duration {
-        self.startup
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.server.as_ref().is_some_and(|s| !s.has_exited())
-    }
-
-    /// SIGTERM, SIGKILL after 5 s. Requests in flight fail, later ones get
-    /// connection refused. Data stays; [`S3::start_again`] brings the
-    /// server back on the same port.
-    pub fn stop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.stop(libc::SIGTERM, Duration::from_secs(5));
-        }
-    }
-
-    /// SIGKILL at once (a crash): nothing is flushed or cleaned up.
-    pub fn kill(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.kill();
-        }
-    }
-
     /// Starts the stopped server again (same port, data and keys).
     pub async fn start_again(&mut self) -> Result<()> {
         self.stop();
         self.launch().await
-    }
-}
-
-impl Drop for S3 {
-    fn drop(&mut self) {
-        if let Some(mut server) = self.server.take() {
-            server.kill();
-        }
-        self.dir.close();
     }
 }
 
