@@ -22,34 +22,18 @@ use anyhow::{Context, Result, bail, ensure};
 use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use mongodb::bson::{Document, doc};
 use mongodb::options::ClientOptions;
-use operator::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
+use operator::users::{Granted, Password, Target, UserError, login_admin};
 use testkit::servers::Ferret;
 
-const PASSWORD: &str = "p@ss:w/rd?#%'\"\\; -- /*é";
+use super::users_fixture::{self, PASSWORD, spec};
 
 fn target(db: &Ferret) -> Target {
-    Target {
-        host: db.host().to_owned(),
-        port: db.port(),
-        admin_user: db.admin_user().to_owned(),
-        admin_password: Password::new(db.admin_password()),
-        default_database: db.admin_database().to_owned(),
-    }
-}
-
-fn spec<'a>(
-    username: &'a str,
-    password: &'a Password,
-    privileges: &'a [Privilege],
-    native_grants: &'a [NativeGrant],
-) -> UserSpec<'a> {
-    UserSpec {
-        username,
-        password,
-        connection_limit: None,
-        privileges,
-        native_grants,
-    }
+    users_fixture::target(
+        db,
+        db.admin_user(),
+        db.admin_password(),
+        db.admin_database(),
+    )
 }
 
 fn mongo() -> operator::users::LoginAdmin {
@@ -256,18 +240,6 @@ async fn hostile_or_reserved_names_are_refused_before_anything_is_sent() -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_admin_is_reported_without_its_password() -> Result<()> {
     let db = Ferret::start().await?;
-    let pw = Password::new(PASSWORD);
-    let mut wrong = target(&db);
-    wrong.admin_password = Password::new("wrong-admin-secret");
-    let err = mongo()
-        .apply(&wrong, &spec("someone", &pw, &[], &[]), &Granted::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
-    assert!(!err.to_string().contains("wrong-admin-secret"));
-    let mut closed = target(&db);
-    closed.port = 1;
-    let err = mongo().drop_user(&closed, "someone").await.unwrap_err();
-    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
+    users_fixture::unreachable_admin_is_reported_without_its_password(mongo(), target(&db)).await;
     Ok(())
 }

@@ -5,14 +5,14 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use database_operator_api::v1;
-use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
+use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Role};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use operator::users::quote::{mysql_account, mysql_ident, mysql_literal};
-use operator::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
+use operator::users::{Granted, Password, Target, UserError, login_admin};
 use testkit::servers::Mariadb;
 
-const PASSWORD: &str = "p@ss:w/rd?#%'\"\\; -- /*é";
+use super::users_fixture::{self, PASSWORD, privilege, spec};
 
 const ER_DBACCESS_DENIED: u16 = 1044;
 const ER_ACCESS_DENIED: u16 = 1045;
@@ -21,36 +21,7 @@ const ER_TOO_MANY_USER_CONNECTIONS: u16 = 1203;
 const ER_USER_LIMIT_REACHED: u16 = 1226;
 
 fn target(db: &Mariadb) -> Target {
-    Target {
-        host: db.host().to_owned(),
-        port: db.port(),
-        admin_user: db.admin_user().to_owned(),
-        admin_password: Password::new(db.admin_password()),
-        default_database: "mysql".to_owned(),
-    }
-}
-
-fn privilege(role: Role, database: &str) -> Privilege {
-    Privilege {
-        role,
-        database: database.into(),
-        schema: None,
-    }
-}
-
-fn spec<'a>(
-    username: &'a str,
-    password: &'a Password,
-    privileges: &'a [Privilege],
-    native_grants: &'a [NativeGrant],
-) -> UserSpec<'a> {
-    UserSpec {
-        username,
-        password,
-        connection_limit: None,
-        privileges,
-        native_grants,
-    }
+    users_fixture::target(db, db.admin_user(), db.admin_password(), "mysql")
 }
 
 fn my() -> operator::users::LoginAdmin {
@@ -523,18 +494,6 @@ async fn hostile_names_are_refused_and_quoting_is_inert() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_admin_is_reported_without_its_password() -> Result<()> {
     let db = Mariadb::start().await?;
-    let pw = Password::new(PASSWORD);
-    let mut wrong = target(&db);
-    wrong.admin_password = Password::new("wrong-admin-secret");
-    let err = my()
-        .apply(&wrong, &spec("someone", &pw, &[], &[]), &Granted::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
-    assert!(!err.to_string().contains("wrong-admin-secret"));
-    let mut closed = target(&db);
-    closed.port = 1;
-    let err = my().drop_user(&closed, "someone").await.unwrap_err();
-    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
+    users_fixture::unreachable_admin_is_reported_without_its_password(my(), target(&db)).await;
     Ok(())
 }

@@ -6,46 +6,17 @@ use database_operator_api::v1;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
+use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Role};
 use operator::users::quote::{pg_ident, pg_literal};
-use operator::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
+use operator::users::{Granted, Password, Target, UserError, login_admin};
 use testkit::servers::Postgres;
+
+use super::users_fixture::{self, PASSWORD, privilege, spec};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-const PASSWORD: &str = "p@ss:w/rd?#%'\"\\; -- /*é";
-
 fn target(pg: &Postgres) -> Target {
-    Target {
-        host: pg.host().to_owned(),
-        port: pg.port(),
-        admin_user: pg.admin_user().to_owned(),
-        admin_password: Password::new(pg.admin_password()),
-        default_database: "postgres".to_owned(),
-    }
-}
-
-fn privilege(role: Role, database: &str) -> Privilege {
-    Privilege {
-        role,
-        database: database.into(),
-        schema: None,
-    }
-}
-
-fn spec<'a>(
-    username: &'a str,
-    password: &'a Password,
-    privileges: &'a [Privilege],
-    native_grants: &'a [NativeGrant],
-) -> UserSpec<'a> {
-    UserSpec {
-        username,
-        password,
-        connection_limit: None,
-        privileges,
-        native_grants,
-    }
+    users_fixture::target(pg, pg.admin_user(), pg.admin_password(), "postgres")
 }
 
 fn pgm() -> operator::users::LoginAdmin {
@@ -569,20 +540,6 @@ async fn hostile_names_are_refused_and_quoting_is_inert() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_admin_is_reported_without_its_password() -> Result<()> {
     let pg = Postgres::start().await?;
-    let pw = Password::new(PASSWORD);
-    let mut wrong = target(&pg);
-    wrong.admin_password = Password::new("wrong-admin-secret");
-    let err = pgm()
-        .apply(&wrong, &spec("someone", &pw, &[], &[]), &Granted::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
-    assert!(!err.to_string().contains("wrong-admin-secret"));
-    assert!(!format!("{err:?}").contains(PASSWORD));
-
-    let mut closed = target(&pg);
-    closed.port = 1;
-    let err = pgm().drop_user(&closed, "someone").await.unwrap_err();
-    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
+    users_fixture::unreachable_admin_is_reported_without_its_password(pgm(), target(&pg)).await;
     Ok(())
 }

@@ -1,0 +1,73 @@
+//! What the `users_*` modules share: the hostile password every test login
+//! gets, the login admin's inputs, and the checks that read the same on
+//! every engine.
+
+use database_operator_api::v1::user::{NativeGrant, Privilege, Role};
+use operator::users::{Granted, LoginAdmin, Password, Target, UserError, UserSpec};
+use testkit::servers::Instance;
+
+/// Every character that needs quoting in SQL, a URI or a shell.
+pub(crate) const PASSWORD: &str = "p@ss:w/rd?#%'\"\\; -- /*é";
+
+/// How the operator reaches `server` as `admin_user`, on `default_database`.
+pub(crate) fn target(
+    server: &Instance,
+    admin_user: &str,
+    admin_password: &str,
+    default_database: &str,
+) -> Target {
+    Target {
+        host: server.host().to_owned(),
+        port: server.port(),
+        admin_user: admin_user.to_owned(),
+        admin_password: Password::new(admin_password),
+        default_database: default_database.to_owned(),
+    }
+}
+
+pub(crate) fn privilege(role: Role, database: &str) -> Privilege {
+    Privilege {
+        role,
+        database: database.into(),
+        schema: None,
+    }
+}
+
+/// A user without a connection limit.
+pub(crate) fn spec<'a>(
+    username: &'a str,
+    password: &'a Password,
+    privileges: &'a [Privilege],
+    native_grants: &'a [NativeGrant],
+) -> UserSpec<'a> {
+    UserSpec {
+        username,
+        password,
+        connection_limit: None,
+        privileges,
+        native_grants,
+    }
+}
+
+/// A wrong admin password and a closed port both read as Unreachable, and
+/// neither the admin's password nor the user's shows in the error.
+pub(crate) async fn unreachable_admin_is_reported_without_its_password(
+    admin: LoginAdmin,
+    target: Target,
+) {
+    let pw = Password::new(PASSWORD);
+    let mut wrong = target.clone();
+    wrong.admin_password = Password::new("wrong-admin-secret");
+    let err = admin
+        .apply(&wrong, &spec("someone", &pw, &[], &[]), &Granted::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
+    assert!(!err.to_string().contains("wrong-admin-secret"));
+    assert!(!format!("{err:?}").contains(PASSWORD));
+
+    let mut closed = target;
+    closed.port = 1;
+    let err = admin.drop_user(&closed, "someone").await.unwrap_err();
+    assert!(matches!(err, UserError::Unreachable(_)), "{err}");
+}
