@@ -4,12 +4,10 @@
 //! versions; it is compiled into this crate so the harness and the script can
 //! never disagree about the cache folder.
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 const BUILD_SCRIPT_TEXT: &str = include_str!("../../../hack/controlplane/build.sh");
 
@@ -134,16 +132,7 @@ pub fn ensure_built() -> Result<()> {
         bin_dir().display(),
         script.display()
     );
-    let stderr = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("duplicating stderr")?;
-    let status = Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stderr))
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
+    let status = crate::processes::run_script(&script)?;
     if !status.success() || !is_built() {
         bail!(
             "{} failed ({status}); run it by hand to see why",

@@ -269,3 +269,19 @@ pub fn pid_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Runs a bash script with no input and its output on the test's stderr
+/// (so a long install shows its progress); returns its exit status.
+pub fn run_script(script: &Path) -> Result<std::process::ExitStatus> {
+    use std::os::fd::AsFd;
+    let stderr = io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("duplicating stderr")?;
+    Command::new("bash")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stderr))
+        .status()
+        .with_context(|| format!("running {}", script.display()))
+}

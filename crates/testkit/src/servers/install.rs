@@ -5,9 +5,7 @@
 //! S3 server) into the cache. It is compiled into this crate so the fixtures
 //! and the script agree on the pinned versions and cache folders.
 
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
@@ -254,16 +252,7 @@ pub(crate) fn ensure(components: &[Component]) -> Result<()> {
         names.join(", "),
         script.display()
     );
-    let stderr = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .context("duplicating stderr")?;
-    let status = Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stderr))
-        .status()
-        .with_context(|| format!("running {}", script.display()))?;
+    let status = crate::processes::run_script(&script)?;
     let still: Vec<String> = missing
         .iter()
         .filter(|c| !c.installed())

@@ -33,7 +33,7 @@ use crate::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::reconcile::{drive, error_policy, instrumented, key};
-use crate::controller::shared::stores::cached_or_fetch;
+use crate::controller::shared::stores::{cached_or_fetch, referencing};
 use crate::error::is_not_found;
 use crate::error::{Error, Result};
 
@@ -75,17 +75,7 @@ pub(crate) async fn run(ctx: Arc<Context>) {
         .watches(
             Api::<Database>::all(client),
             watcher::Config::default().any_semantic(),
-            move |db| {
-                let namespace = db.namespace();
-                by_database
-                    .state()
-                    .into_iter()
-                    .filter(|m| {
-                        m.namespace() == namespace && m.spec.database_ref.name == db.name_any()
-                    })
-                    .map(|m| ObjectRef::from_obj(&*m))
-                    .collect::<Vec<_>>()
-            },
+            move |db| referencing(&by_database, &db, |m| &m.spec.database_ref.name),
         )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx);

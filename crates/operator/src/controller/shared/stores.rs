@@ -5,6 +5,7 @@
 use database_operator_api::v1;
 use std::fmt::Debug;
 
+use database_operator_api::v1::Database;
 use database_operator_api::v1::monitor::DatabaseMonitor;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -17,6 +18,25 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+
+/// The objects in `store`, in `db`'s namespace, whose reference (`name_of`)
+/// names `db`: what a change to a Database should wake.
+pub(crate) fn referencing<K>(
+    store: &Store<K>,
+    db: &Database,
+    name_of: impl Fn(&K) -> &str,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let namespace = db.namespace();
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace() == namespace && name_of(o) == db.name_any())
+        .map(|o| ObjectRef::from_obj(&*o))
+        .collect()
+}
 
 /// Selects what this operator created.
 pub fn managed_selector() -> String {

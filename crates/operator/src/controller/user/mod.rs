@@ -30,6 +30,7 @@ use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
 use crate::controller::shared::reconcile::{drive, error_policy, finalized, key};
 use crate::controller::shared::requeue;
+use crate::controller::shared::stores::referencing;
 use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver};
 use crate::error::is_not_found;
 use crate::error::{Error, Result, describe};
@@ -62,17 +63,7 @@ pub(crate) async fn run(ctx: Arc<Context>) {
         .watches(
             Api::<Database>::all(client.clone()),
             watcher::Config::default().any_semantic(),
-            move |db| {
-                let namespace = db.namespace();
-                by_database
-                    .state()
-                    .into_iter()
-                    .filter(|u| {
-                        u.namespace() == namespace && u.spec.database_ref.name == db.name_any()
-                    })
-                    .map(|u| ObjectRef::from_obj(&*u))
-                    .collect::<Vec<_>>()
-            },
+            move |db| referencing(&by_database, &db, |u| &u.spec.database_ref.name),
         )
         // A changed password Secret rotates the password.
         .watches(
@@ -157,37 +148,29 @@ async fn apply(user: &DatabaseUser, ctx: &Context, namespace: &str) -> Result<Ac
             ctx.backoff.reset(&key(user));
             Action::requeue(ctx.settings.resync)
         }
-        Err(Blocked::Waiting(reason, message)) => {
-            info!(user = %key(user), reason, %message, "waiting");
-            status.phase = Some(UserPhase::Pending);
-            set_condition(
-                &mut status.conditions,
-                Condition::new(
-                    types::READY,
-                    false,
-                    reason,
-                    message.clone(),
-                    user.metadata.generation,
-                ),
-                &now,
+        Err(blocked) => {
+            let (phase, reason, message, next) = match blocked {
+                Blocked::Waiting(reason, message) => {
+                    info!(user = %key(user), reason, %message, "waiting");
+                    let next = ctx.backoff.next_delay(&key(user));
+                    (UserPhase::Pending, reason, message, next)
+                }
+                Blocked::Failed(reason, message) => {
+                    warn!(user = %key(user), reason, %message, "cannot realise the spec");
+                    let next = requeue::AFTER_ENGINE_REFUSAL;
+                    (UserPhase::Failed, reason, message, next)
+                }
+            };
+            status.phase = Some(phase);
+            let not_ready = Condition::new(
+                types::READY,
+                false,
+                reason,
+                message,
+                user.metadata.generation,
             );
-            Action::requeue(ctx.backoff.next_delay(&key(user)))
-        }
-        Err(Blocked::Failed(reason, message)) => {
-            warn!(user = %key(user), reason, %message, "cannot realise the spec");
-            status.phase = Some(UserPhase::Failed);
-            set_condition(
-                &mut status.conditions,
-                Condition::new(
-                    types::READY,
-                    false,
-                    reason,
-                    message.clone(),
-                    user.metadata.generation,
-                ),
-                &now,
-            );
-            Action::requeue(requeue::AFTER_ENGINE_REFUSAL)
+            set_condition(&mut status.conditions, not_ready, &now);
+            Action::requeue(next)
         }
     };
     if status != previous {
