@@ -161,16 +161,7 @@ fn write_pair(dir: &Path, name: &str, cert_pem: String, key_pem: String) -> Resu
     })
 }
 
+/// A private key, readable only by the owner.
 fn write_private(path: &Path, pem: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(pem.as_bytes())?;
-    Ok(())
+    crate::kubeconfig::write(path, pem)
 }

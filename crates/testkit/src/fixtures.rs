@@ -3,6 +3,7 @@
 //! under deploy/samples.
 
 use database_operator_api::v1::Database;
+use k8s_openapi::api::core::v1::Container;
 pub use operator::fixtures::{database, with_backup, with_storage_class};
 
 /// Reads a sample from deploy/samples into `namespace`.
@@ -19,4 +20,15 @@ pub fn sample(file: &str) -> Database {
         .join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The literal value of environment variable `name` in `container`.
+pub fn env_value(container: &Container, name: &str) -> Option<String> {
+    container
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
 }

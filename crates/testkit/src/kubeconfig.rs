@@ -44,7 +44,8 @@ preferences: {{}}
     )
 }
 
-/// Writes a kubeconfig readable only by the owner (it holds private keys).
+/// Writes a kubeconfig (or any file that holds private keys) readable
+/// only by the owner.
 pub fn write(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

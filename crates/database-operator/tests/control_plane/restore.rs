@@ -6,6 +6,7 @@
 //! drill recorder parses.
 
 use database_operator_api::v1;
+use testkit::fixtures::env_value;
 use testkit::harness;
 
 use std::time::Duration;
@@ -40,16 +41,6 @@ fn database(name: &str, namespace: &str, spec_extra: serde_json::Value) -> Datab
         "metadata": {"name": name, "namespace": namespace}, "spec": spec
     }))
     .unwrap()
-}
-
-fn env_value(container: &Container, name: &str) -> Option<String> {
-    container
-        .env
-        .as_ref()?
-        .iter()
-        .find(|e| e.name == name)?
-        .value
-        .clone()
 }
 
 async fn restore_job_container(

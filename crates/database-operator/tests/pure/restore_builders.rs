@@ -4,7 +4,7 @@
 //! right host, nothing a user wrote is in a script, pods are restricted).
 
 use database_operator_api::v1;
-use testkit::fixtures;
+use testkit::fixtures::{self, env_value};
 
 use database_operator_api::v1::Engine;
 use database_operator_api::v1::restore::{BackupLocation, RestoreS3Source};
@@ -26,16 +26,6 @@ fn with_destination_and_drills(engine: Engine) -> v1::Database {
     backup.verify =
         Some(serde_json::from_value(serde_json::json!({"schedule": "30 4 * * 0"})).unwrap());
     db
-}
-
-fn env_value(container: &Container, name: &str) -> Option<String> {
-    container
-        .env
-        .as_ref()?
-        .iter()
-        .find(|e| e.name == name)?
-        .value
-        .clone()
 }
 
 fn script(container: &Container) -> String {
