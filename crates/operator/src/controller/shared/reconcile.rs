@@ -81,8 +81,11 @@ where
             .namespace()
             .ok_or(Error::MissingField("metadata.namespace"))?;
         let api = Api::<K>::namespaced(ctx.client.clone(), &namespace);
+        // Boxed: a reconcile's future is large (in debug builds, large
+        // enough that moving it through these layers overflows a worker's
+        // stack); on the heap it is created once and never moved.
         Ok(finalizer(&api, finalizer_name, object, |event| {
-            reconcile(event, namespace.clone())
+            Box::pin(reconcile(event, namespace.clone()))
         })
         .await?)
     })
