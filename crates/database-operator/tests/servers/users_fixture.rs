@@ -71,3 +71,33 @@ pub(crate) async fn unreachable_admin_is_reported_without_its_password(
     let err = admin.drop_user(&closed, "someone").await.unwrap_err();
     assert!(matches!(err, UserError::Unreachable(_)), "{err}");
 }
+
+/// Every name in `hostile` is refused before anything reaches the engine:
+/// as a username, as a database in a privilege, and as a user to drop.
+pub(crate) async fn hostile_names_are_refused(
+    admin: LoginAdmin,
+    target: &Target,
+    hostile: &[&str],
+) {
+    let pw = Password::new(PASSWORD);
+    for &h in hostile {
+        let err = refusal(admin, target, &spec(h, &pw, &[], &[])).await;
+        assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
+        let privileges = [privilege(Role::Admin, h)];
+        let err = refusal(admin, target, &spec("ok_user", &pw, &privileges, &[])).await;
+        assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
+        assert!(matches!(
+            admin.drop_user(target, h).await,
+            Err(UserError::Invalid(_))
+        ));
+    }
+}
+
+/// Applies `user` as a new login and returns why the login admin refused
+/// it; a spec it accepts fails the test.
+pub(crate) async fn refusal(admin: LoginAdmin, target: &Target, user: &UserSpec<'_>) -> UserError {
+    admin
+        .apply(target, user, &Granted::default())
+        .await
+        .expect_err("the spec was accepted")
+}

@@ -187,10 +187,7 @@ async fn hostile_or_reserved_names_are_refused_before_anything_is_sent() -> Resu
         "аpp", // Cyrillic а
         "$where",
     ] {
-        let err = mongo()
-            .apply(&target, &spec(h, &pw, &[], &[]), &Granted::default())
-            .await
-            .unwrap_err();
+        let err = users_fixture::refusal(mongo(), &target, &spec(h, &pw, &[], &[])).await;
         assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
         assert!(matches!(
             mongo().drop_user(&target, h).await,
@@ -203,14 +200,8 @@ async fn hostile_or_reserved_names_are_refused_before_anything_is_sent() -> Resu
             database: database.into(),
             schema: None,
         }];
-        let err = mongo()
-            .apply(
-                &target,
-                &spec("ok_user", &pw, &privileges, &[]),
-                &Granted::default(),
-            )
-            .await
-            .unwrap_err();
+        let err =
+            users_fixture::refusal(mongo(), &target, &spec("ok_user", &pw, &privileges, &[])).await;
         assert!(matches!(err, UserError::Invalid(_)), "{database:?}: {err}");
     }
     let mut limited = spec("ok_user", &pw, &[], &[]);

@@ -277,14 +277,7 @@ async fn native_grants_are_exact() -> Result<()> {
         schema: None,
         table: None,
     }];
-    let err = my()
-        .apply(
-            &target,
-            &spec("narrow", &pw, &[], &bad),
-            &Granted::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = users_fixture::refusal(my(), &target, &spec("narrow", &pw, &[], &bad)).await;
     assert!(matches!(err, UserError::Invalid(_)), "{err}");
     Ok(())
 }
@@ -373,14 +366,7 @@ async fn missing_database_and_server_schemas_are_refused() -> Result<()> {
     let target = target(&db);
     let pw = Password::new(PASSWORD);
     let privileges = [privilege(Role::ReadOnly, "nope")];
-    let err = my()
-        .apply(
-            &target,
-            &spec("early", &pw, &privileges, &[]),
-            &Granted::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = users_fixture::refusal(my(), &target, &spec("early", &pw, &privileges, &[])).await;
     match &err {
         UserError::Refused(m) => assert!(m.contains("\"nope\" does not exist"), "{m}"),
         other => bail!("expected Refused, got {other:?}"),
@@ -391,14 +377,7 @@ async fn missing_database_and_server_schemas_are_refused() -> Result<()> {
     assert_eq!(n, Some(0));
     // Admin on the grant tables would be root: refused.
     let privileges = [privilege(Role::Admin, "mysql")];
-    let err = my()
-        .apply(
-            &target,
-            &spec("early", &pw, &privileges, &[]),
-            &Granted::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = users_fixture::refusal(my(), &target, &spec("early", &pw, &privileges, &[])).await;
     assert!(matches!(err, UserError::Invalid(_)), "{err}");
     Ok(())
 }
@@ -418,27 +397,7 @@ async fn hostile_names_are_refused_and_quoting_is_inert() -> Result<()> {
         "x\0y",
         "аpp", // Cyrillic а
     ];
-    for h in hostile {
-        let err = my()
-            .apply(&target, &spec(h, &pw, &[], &[]), &Granted::default())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
-        let privileges = [privilege(Role::Admin, h)];
-        let err = my()
-            .apply(
-                &target,
-                &spec("ok_user", &pw, &privileges, &[]),
-                &Granted::default(),
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
-        assert!(matches!(
-            my().drop_user(&target, h).await,
-            Err(UserError::Invalid(_))
-        ));
-    }
+    users_fixture::hostile_names_are_refused(my(), &target, &hostile).await;
     // On the server itself, quoted hostile names and values are single
     // tokens, with and without NO_BACKSLASH_ESCAPES.
     for h in hostile.iter().filter(|h| !h.contains('\0') && h.is_ascii()) {

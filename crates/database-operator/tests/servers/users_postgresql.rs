@@ -295,14 +295,7 @@ async fn native_grants_are_exact() -> Result<()> {
         schema: None,
         table: None,
     }];
-    let err = pgm()
-        .apply(
-            &target,
-            &spec("narrow", &pw, &[], &bad),
-            &Granted::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = users_fixture::refusal(pgm(), &target, &spec("narrow", &pw, &[], &bad)).await;
     assert!(matches!(err, UserError::Invalid(_)), "{err}");
     Ok(())
 }
@@ -436,14 +429,7 @@ async fn missing_database_is_refused_before_the_role_exists() -> Result<()> {
     let target = target(&pg);
     let pw = Password::new(PASSWORD);
     let privileges = [privilege(Role::ReadOnly, "nope")];
-    let err = pgm()
-        .apply(
-            &target,
-            &spec("early", &pw, &privileges, &[]),
-            &Granted::default(),
-        )
-        .await
-        .unwrap_err();
+    let err = users_fixture::refusal(pgm(), &target, &spec("early", &pw, &privileges, &[])).await;
     match &err {
         UserError::Refused(m) => assert!(m.contains("\"nope\" does not exist"), "{m}"),
         other => bail!("expected Refused, got {other:?}"),
@@ -473,7 +459,6 @@ async fn hostile_names_are_refused_and_quoting_is_inert() -> Result<()> {
     let pg = Postgres::start().await?;
     let app = setup(&pg).await?;
     let target = target(&pg);
-    let pw = Password::new(PASSWORD);
     let hostile = [
         "x\"; DROP TABLE canary; --",
         "x'; DROP TABLE canary; --",
@@ -482,27 +467,7 @@ async fn hostile_names_are_refused_and_quoting_is_inert() -> Result<()> {
         "x\0y",
         "аpp", // Cyrillic а
     ];
-    for h in hostile {
-        let err = pgm()
-            .apply(&target, &spec(h, &pw, &[], &[]), &Granted::default())
-            .await
-            .unwrap_err();
-        assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
-        let privileges = [privilege(Role::Admin, h)];
-        let err = pgm()
-            .apply(
-                &target,
-                &spec("ok_user", &pw, &privileges, &[]),
-                &Granted::default(),
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, UserError::Invalid(_)), "{h:?}: {err}");
-        assert!(matches!(
-            pgm().drop_user(&target, h).await,
-            Err(UserError::Invalid(_))
-        ));
-    }
+    users_fixture::hostile_names_are_refused(pgm(), &target, &hostile).await;
     // The second line of defense, on the server itself: quoted hostile
     // names and values are single tokens.
     for h in hostile.iter().filter(|h| !h.contains('\0') && h.is_ascii()) {
