@@ -534,31 +534,12 @@ async fn helper_hold_servers_until_killed() -> Result<()> {
 async fn servers_die_with_the_test_process() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let pid_file = scratch.path().join("pids");
-    let mut child = Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "helper_hold_servers_until_killed",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("TESTKIT_SERVERS_PID_FILE", &pid_file)
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let text = loop {
-        if let Ok(text) = std::fs::read_to_string(&pid_file) {
-            break text;
-        }
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!("helper exited early ({status})");
-        }
-        if Instant::now() > deadline {
-            child.kill()?;
-            child.wait()?;
-            anyhow::bail!("helper did not start its servers in time");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (mut child, text) = super::helper::run_helper(
+        "servers::helper_hold_servers_until_killed",
+        "TESTKIT_SERVERS_PID_FILE",
+        &pid_file,
+    )
+    .await?;
     let mut lines = text.lines();
     let pids: BTreeSet<u32> = lines
         .next()

@@ -5,7 +5,6 @@
 //! that keep the data, several servers side by side, and no process left
 //! behind after a drop.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -514,31 +513,12 @@ async fn helper_hold_s3_until_killed() -> Result<()> {
 async fn s3_dies_with_the_test_process() -> Result<()> {
     let scratch = tempfile::tempdir()?;
     let pid_file = scratch.path().join("pids");
-    let mut child = Command::new(std::env::current_exe()?)
-        .args([
-            "--exact",
-            "helper_hold_s3_until_killed",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("TESTKIT_S3_PID_FILE", &pid_file)
-        .stdout(std::process::Stdio::null())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let text = loop {
-        if let Ok(text) = std::fs::read_to_string(&pid_file) {
-            break text;
-        }
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!("helper exited early ({status})");
-        }
-        if Instant::now() > deadline {
-            child.kill()?;
-            child.wait()?;
-            anyhow::bail!("helper did not start its server in time");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (mut child, text) = super::helper::run_helper(
+        "s3::helper_hold_s3_until_killed",
+        "TESTKIT_S3_PID_FILE",
+        &pid_file,
+    )
+    .await?;
     let mut lines = text.lines();
     let pid: u32 = lines.next().unwrap_or_default().parse()?;
     let dir = lines.next().unwrap_or_default().to_owned();
