@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use mongodb::bson::doc;
 
 use super::install::{self, Component};
@@ -42,25 +42,12 @@ pub struct Ferret {
 
 process::instance!(Ferret);
 
-impl std::fmt::Debug for Ferret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ferret")
-            .field("port", &self.port)
-            .field("dir", &self.dir.path())
-            .field("pid", &self.pid())
-            .finish()
-    }
-}
-
 impl Ferret {
     /// Starts ferretdb; returns once the admin user can authenticate with
     /// SCRAM-SHA-256 and run a command. Runs `hack/servers/install.sh` first
     /// if the FerretDB binary is not in the cache (builds it with Go).
     pub async fn start() -> Result<Ferret> {
-        tokio::task::spawn_blocking(|| install::ensure(&[Component::Ferretdb]))
-            .await
-            .context("install task panicked")??;
-        process::retry_port_clash("ferretdb", Ferret::start_once).await
+        process::install_and_start(Component::Ferretdb, "ferretdb", Ferret::start_once).await
     }
 
     async fn start_once() -> Result<Ferret> {

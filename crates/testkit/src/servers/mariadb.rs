@@ -31,25 +31,12 @@ pub struct Mariadb {
 
 process::instance!(Mariadb);
 
-impl std::fmt::Debug for Mariadb {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mariadb")
-            .field("port", &self.port)
-            .field("dir", &self.dir.path())
-            .field("pid", &self.pid())
-            .finish()
-    }
-}
-
 impl Mariadb {
     /// mariadb-install-db + mariadbd; returns once root can log in over TCP
     /// with its password. Runs `hack/servers/install.sh` first if MariaDB
     /// (or, as root, the `dbtest` user) is missing.
     pub async fn start() -> Result<Mariadb> {
-        tokio::task::spawn_blocking(|| install::ensure(&[Component::Mariadb]))
-            .await
-            .context("install task panicked")??;
-        process::retry_port_clash("mariadb", Mariadb::start_once).await
+        process::install_and_start(Component::Mariadb, "mariadb", Mariadb::start_once).await
     }
 
     async fn start_once() -> Result<Mariadb> {

@@ -32,25 +32,12 @@ pub struct Postgres {
 
 process::instance!(Postgres);
 
-impl std::fmt::Debug for Postgres {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Postgres")
-            .field("port", &self.port)
-            .field("dir", &self.dir.path())
-            .field("pid", &self.pid())
-            .finish()
-    }
-}
-
 impl Postgres {
     /// initdb + postgres; returns once the superuser can log in over TCP
     /// with its password. Runs `hack/servers/install.sh` first if PostgreSQL
     /// (or, as root, the `dbtest` user) is missing.
     pub async fn start() -> Result<Postgres> {
-        tokio::task::spawn_blocking(|| install::ensure(&[Component::Postgres]))
-            .await
-            .context("install task panicked")??;
-        process::retry_port_clash("postgres", Postgres::start_once).await
+        process::install_and_start(Component::Postgres, "postgres", Postgres::start_once).await
     }
 
     async fn start_once() -> Result<Postgres> {

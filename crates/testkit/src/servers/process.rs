@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use rand::Rng;
 
+use super::install::{self, Component};
 use crate::processes::{self, Supervisor};
 
 /// Prefix of the fixtures' folders in the temp dir.
@@ -145,9 +146,19 @@ impl Drop for Instance {
     }
 }
 
-/// `Deref` and `DerefMut` from a server to its [`Instance`].
+/// `Deref` and `DerefMut` from a server to its [`Instance`], and a `Debug`
+/// that shows the instance.
 macro_rules! instance {
     ($server:ty) => {
+        impl std::fmt::Debug for $server {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($server))
+                    .field("port", &self.port())
+                    .field("dir", &self.dir())
+                    .field("pid", &self.pid())
+                    .finish()
+            }
+        }
         impl std::ops::Deref for $server {
             type Target = $crate::servers::Instance;
             fn deref(&self) -> &Self::Target {
@@ -536,6 +547,20 @@ pub(crate) fn is_port_clash(error: &anyhow::Error) -> bool {
 
 /// Runs `start` up to three times while it fails because its port was taken
 /// by someone else between probing and binding.
+/// Installs `component` if it is missing (`hack/servers/install.sh`), then
+/// starts it with `start`, retrying a start that lost its port to another
+/// process.
+pub(super) async fn install_and_start<T>(
+    component: Component,
+    what: &str,
+    start: impl AsyncFnMut() -> Result<T>,
+) -> Result<T> {
+    tokio::task::spawn_blocking(move || install::ensure(&[component]))
+        .await
+        .context("install task panicked")??;
+    retry_port_clash(what, start).await
+}
+
 pub(crate) async fn retry_port_clash<T>(
     what: &str,
     mut start: impl AsyncFnMut() -> Result<T>,

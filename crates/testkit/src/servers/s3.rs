@@ -47,26 +47,13 @@ pub struct S3 {
 
 process::instance!(S3);
 
-impl std::fmt::Debug for S3 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3")
-            .field("endpoint", &self.endpoint())
-            .field("dir", &self.dir.path())
-            .field("pid", &self.pid())
-            .finish()
-    }
-}
-
 impl S3 {
     /// Starts versitygw; returns once a SigV4-signed ListBuckets with the
     /// generated keys succeeds. Runs `hack/servers/install.sh` first if the
     /// versitygw binary is not in the cache (builds it with Go, about a
     /// minute).
     pub async fn start() -> Result<S3> {
-        tokio::task::spawn_blocking(|| install::ensure(&[Component::Versitygw]))
-            .await
-            .context("install task panicked")??;
-        process::retry_port_clash("versitygw", S3::start_once).await
+        process::install_and_start(Component::Versitygw, "versitygw", S3::start_once).await
     }
 
     async fn start_once() -> Result<S3> {
