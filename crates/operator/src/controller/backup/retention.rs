@@ -5,13 +5,12 @@
 use database_operator_api::v1::Database;
 use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
 use database_operator_api::v1::retention::{INCOMPLETE_GRACE_SECS, Retention};
-use kube::api::{DeleteParams, ListParams};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
 use crate::controller::Context;
 use crate::error::Result;
-use crate::error::is_not_found;
 
 /// Deletes the records of `database` that retention no longer keeps.
 pub(crate) async fn apply(ctx: &Context, namespace: &str, database: &str) -> Result<()> {
@@ -62,11 +61,7 @@ pub(crate) async fn apply(ctx: &Context, namespace: &str, database: &str) -> Res
     );
     for name in expired {
         info!(backup = %name, %database, retention = %rule, "deleting an expired backup record");
-        match backups.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        crate::apply::delete(&backups, &name).await?;
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use database_operator_api::v1::condition::{Condition, set_condition, types};
 use database_operator_api::v1::database::{DeletionPolicy, Phase};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, ListParams, Patch};
+use kube::api::{ListParams, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
@@ -26,7 +26,6 @@ use crate::builders::velero::source_selector;
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
-use crate::error::is_not_found;
 use crate::error::{Error, Result, describe};
 
 /// Runs the cleanup of a Database being deleted.
@@ -86,16 +85,10 @@ async fn clean_volumes(db: &Database, ctx: &Context, namespace: &str) -> Result<
         }
         DeletionPolicy::Delete => {
             for name in &names {
-                match claims.delete(name, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(e) if is_not_found(&e) => {}
-                    Err(e) => {
-                        return Err(Error::Cleanup(format!(
-                            "deleting PersistentVolumeClaim {name}: {}",
-                            describe(&e)
-                        )));
-                    }
-                }
+                crate::apply::delete(&claims, name).await.map_err(|e| {
+                    let why = e.as_kube().map_or_else(|| e.to_string(), describe);
+                    Error::Cleanup(format!("deleting PersistentVolumeClaim {name}: {why}"))
+                })?;
             }
             info!(database = %db.name_any(), volumes = ?names, "deleted data volumes");
             publish(

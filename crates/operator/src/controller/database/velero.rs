@@ -12,7 +12,7 @@ use std::time::Duration;
 use database_operator_api::v1::Database;
 use database_operator_api::v1::condition::{Condition, find, types};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::ListParams;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -24,8 +24,7 @@ use crate::controller::Context;
 use crate::controller::shared::events::publish;
 use crate::controller::shared::requeue;
 use crate::controller::shared::stores::is_established;
-use crate::error::is_not_found;
-use crate::error::{Result, describe, is_permanent};
+use crate::error::{Result, describe, is_not_found, is_permanent};
 use crate::velero::{SCHEDULE_CRD, Schedule};
 
 /// What the Velero step wants recorded.
@@ -180,24 +179,17 @@ pub(crate) async fn remove_schedules(
         }
         let ns = schedule.namespace().unwrap_or_default();
         let api = Api::<Schedule>::namespaced(ctx.client.clone(), &ns);
-        match api
-            .delete(&schedule.name_any(), &DeleteParams::background())
-            .await
-        {
-            Ok(_) => {
-                let which = format!("{ns}/{}", schedule.name_any());
-                info!(database = %db.name_any(), namespace, schedule = %which, "deleted Velero Schedule");
-                publish(
-                    ctx,
-                    db,
-                    EventType::Normal,
-                    "VeleroScheduleDeleted",
-                    format!("deleted velero.io Schedule {which}; its Backups are kept"),
-                )
-                .await;
-            }
-            Err(e) if is_not_found(&e) => {}
-            Err(error) => return Err(error.into()),
+        if crate::apply::delete(&api, &schedule.name_any()).await? > 0 {
+            let which = format!("{ns}/{}", schedule.name_any());
+            info!(database = %db.name_any(), namespace, schedule = %which, "deleted Velero Schedule");
+            publish(
+                ctx,
+                db,
+                EventType::Normal,
+                "VeleroScheduleDeleted",
+                format!("deleted velero.io Schedule {which}; its Backups are kept"),
+            )
+            .await;
         }
     }
     Ok(kept)

@@ -16,7 +16,7 @@ use database_operator_api::v1::condition::{Condition, set_condition};
 use database_operator_api::v1::monitor::{DatabaseMonitor, DatabaseMonitorStatus, conditions};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{DeleteParams, PartialObjectMeta, Patch};
+use kube::api::{PartialObjectMeta, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -34,7 +34,6 @@ use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::reconcile::{drive, error_policy, instrumented, key};
 use crate::controller::shared::stores::{cached_or_fetch, referencing};
-use crate::error::is_not_found;
 use crate::error::{Error, Result};
 
 /// The CRDs the ServiceMonitor and PrometheusRule need.
@@ -231,11 +230,7 @@ async fn apply_children(
             let desired = prometheus_rule(monitor, &input);
             writes += u32::from(apply_if_changed(&rules, desired, live.as_ref()).await?);
         } else if live.is_some() {
-            match rules.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => writes += 1,
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
+            writes += crate::apply::delete(&rules, &name).await?;
         }
     }
     if writes > 0 {

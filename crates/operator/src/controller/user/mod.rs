@@ -11,7 +11,7 @@ use database_operator_api::v1::user::{
     DatabaseUser, DatabaseUserStatus, UserDeletionPolicy, UserPhase,
 };
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch};
+use kube::api::{ListParams, PartialObjectMeta, Patch};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::Event as Finalizer;
@@ -32,7 +32,6 @@ use crate::controller::shared::reconcile::{drive, error_policy, finalized, key};
 use crate::controller::shared::requeue;
 use crate::controller::shared::stores::referencing;
 use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver};
-use crate::error::is_not_found;
 use crate::error::{Error, Result, describe};
 use crate::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
 
@@ -463,14 +462,7 @@ async fn remove_copies(
             continue;
         }
         let api = Api::<Secret>::namespaced(ctx.client.clone(), &copy_namespace);
-        match api
-            .delete(&copy.name_any(), &DeleteParams::background())
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        crate::apply::delete(&api, &copy.name_any()).await?;
     }
     Ok(())
 }
