@@ -87,6 +87,14 @@ pub struct UserSpec<'a> {
     pub native_grants: &'a [NativeGrant],
 }
 
+impl UserSpec<'_> {
+    /// Every database a privilege or a native grant names, repeats included.
+    pub fn databases(&self) -> impl Iterator<Item = &str> {
+        let privileges = self.privileges.iter().map(|p| p.database.as_str());
+        privileges.chain(self.native_grants.iter().map(|g| g.database.as_str()))
+    }
+}
+
 /// What was granted by the previous successful apply (from status), so what
 /// is no longer declared can be revoked.
 #[derive(Clone, Debug, Default)]
@@ -119,6 +127,27 @@ pub enum LoginAdmin {
     Mongodb,
 }
 
+/// Runs `$body` with `$engine` bound to the module of `$admin`'s engine:
+/// the one place that lists the engines.
+macro_rules! per_engine {
+    ($admin:expr, $engine:ident => $body:expr) => {
+        match $admin {
+            LoginAdmin::Postgresql => {
+                let $engine = postgresql::Postgresql;
+                $body
+            }
+            LoginAdmin::Mysql => {
+                let $engine = mysql::Mysql;
+                $body
+            }
+            LoginAdmin::Mongodb => {
+                let $engine = mongodb::Mongodb;
+                $body
+            }
+        }
+    };
+}
+
 impl LoginAdmin {
     /// Makes the engine match `user`: creates the login if missing (else
     /// sets its password and connection limit), grants what is declared and
@@ -130,30 +159,18 @@ impl LoginAdmin {
         user: &UserSpec<'_>,
         previous: &Granted<'_>,
     ) -> Result<(), UserError> {
-        match self {
-            LoginAdmin::Postgresql => postgresql::Postgresql.apply(target, user, previous).await,
-            LoginAdmin::Mysql => mysql::Mysql.apply(target, user, previous).await,
-            LoginAdmin::Mongodb => mongodb::Mongodb.apply(target, user, previous).await,
-        }
+        per_engine!(self, engine => engine.apply(target, user, previous).await)
     }
 
     /// Drops the login (and, for PostgreSQL, reassigns/drops what it owns so
     /// DROP ROLE succeeds). Missing user = success.
     pub async fn drop_user(self, target: &Target, username: &str) -> Result<(), UserError> {
-        match self {
-            LoginAdmin::Postgresql => postgresql::Postgresql.drop_user(target, username).await,
-            LoginAdmin::Mysql => mysql::Mysql.drop_user(target, username).await,
-            LoginAdmin::Mongodb => mongodb::Mongodb.drop_user(target, username).await,
-        }
+        per_engine!(self, engine => engine.drop_user(target, username).await)
     }
 
     /// Checks engine-specific validity of the spec before anything is sent.
     pub fn validate(self, user: &UserSpec<'_>) -> Result<(), UserError> {
-        match self {
-            LoginAdmin::Postgresql => postgresql::Postgresql.validate(user),
-            LoginAdmin::Mysql => mysql::Mysql.validate(user),
-            LoginAdmin::Mongodb => mongodb::Mongodb.validate(user),
-        }
+        per_engine!(self, engine => engine.validate(user))
     }
 
     /// Creates or updates the operator's own least-privilege login for the
@@ -166,23 +183,7 @@ impl LoginAdmin {
         username: &str,
         password: &Password,
     ) -> Result<(), UserError> {
-        match self {
-            LoginAdmin::Postgresql => {
-                postgresql::Postgresql
-                    .ensure_monitoring_user(target, username, password)
-                    .await
-            }
-            LoginAdmin::Mysql => {
-                mysql::Mysql
-                    .ensure_monitoring_user(target, username, password)
-                    .await
-            }
-            LoginAdmin::Mongodb => {
-                mongodb::Mongodb
-                    .ensure_monitoring_user(target, username, password)
-                    .await
-            }
-        }
+        per_engine!(self, engine => engine.ensure_monitoring_user(target, username, password).await)
     }
 
     /// The engine's standard connection URI, with user and password
@@ -195,13 +196,115 @@ impl LoginAdmin {
         port: u16,
         database: &str,
     ) -> String {
-        match self {
-            LoginAdmin::Postgresql => uri("postgresql", username, password, host, port, database),
-            LoginAdmin::Mysql => uri("mysql", username, password, host, port, database),
-            LoginAdmin::Mongodb => {
-                mongodb::Mongodb.connection_uri(username, password, host, port, database)
-            }
-        }
+        let login = Login { username, password };
+        per_engine!(self, engine => engine.connection_uri(&login, host, port, database))
+    }
+}
+
+/// A login and its password, as a connection URI carries them.
+pub(crate) struct Login<'a> {
+    pub(crate) username: &'a str,
+    pub(crate) password: &'a Password,
+}
+
+/// Where an engine connects as admin, and what no error it returns may
+/// print.
+#[derive(Clone, Copy)]
+pub(crate) struct Access<'a> {
+    pub(crate) target: &'a Target,
+    pub(crate) secrets: &'a [&'a str],
+}
+
+/// A checked spec to apply, and what the previous apply granted.
+#[derive(Clone, Copy)]
+pub(crate) struct Change<'a> {
+    pub(crate) user: &'a UserSpec<'a>,
+    pub(crate) previous: &'a Granted<'a>,
+}
+
+/// What one engine module says to manage logins. The checks every engine
+/// makes before it connects (the spec is valid, the admin login is not
+/// touched, which secrets to cut out of errors) are the provided methods,
+/// so an engine writes only its own checks and statements.
+pub(crate) trait Logins {
+    /// The URI scheme of the engine's connection strings.
+    const SCHEME: &'static str;
+
+    /// The engine's own checks of a spec that passed [`validate_common`].
+    fn check(&self, user: &UserSpec<'_>) -> Result<(), UserError>;
+
+    /// Makes the engine match a checked spec (see [`LoginAdmin::apply`]).
+    async fn upsert(&self, access: &Access<'_>, change: &Change<'_>) -> Result<(), UserError>;
+
+    /// Drops a checked login (see [`LoginAdmin::drop_user`]).
+    async fn remove(&self, access: &Access<'_>, username: &str) -> Result<(), UserError>;
+
+    /// Creates or updates the monitoring login `user` (no privileges of
+    /// its own, the monitoring connection limit) with the engine's
+    /// monitoring grants.
+    async fn monitoring(&self, access: &Access<'_>, user: &UserSpec<'_>) -> Result<(), UserError>;
+
+    /// `SCHEME://user:password@host:port/database`, percent-encoded.
+    fn connection_uri(&self, login: &Login<'_>, host: &str, port: u16, database: &str) -> String {
+        uri(Self::SCHEME, login, host, port, database)
+    }
+
+    /// See [`LoginAdmin::validate`].
+    fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
+        validate_common(user)?;
+        self.check(user)
+    }
+
+    /// See [`LoginAdmin::apply`].
+    async fn apply(
+        &self,
+        target: &Target,
+        user: &UserSpec<'_>,
+        previous: &Granted<'_>,
+    ) -> Result<(), UserError> {
+        self.validate(user)?;
+        target.refuse_admin(user.username)?;
+        let secrets = [user.password.expose(), target.admin_password.expose()];
+        let access = Access {
+            target,
+            secrets: &secrets,
+        };
+        self.upsert(&access, &Change { user, previous }).await
+    }
+
+    /// See [`LoginAdmin::drop_user`].
+    async fn drop_user(&self, target: &Target, username: &str) -> Result<(), UserError> {
+        validate_username(username)?;
+        target.refuse_admin(username)?;
+        let secrets = [target.admin_password.expose()];
+        let access = Access {
+            target,
+            secrets: &secrets,
+        };
+        self.remove(&access, username).await
+    }
+
+    /// See [`LoginAdmin::ensure_monitoring_user`].
+    async fn ensure_monitoring_user(
+        &self,
+        target: &Target,
+        username: &str,
+        password: &Password,
+    ) -> Result<(), UserError> {
+        target.refuse_admin(username)?;
+        let secrets = [password.expose(), target.admin_password.expose()];
+        let user = UserSpec {
+            username,
+            password,
+            connection_limit: Some(crate::builders::monitoring::MONITORING_CONNECTION_LIMIT),
+            privileges: &[],
+            native_grants: &[],
+        };
+        let access = Access {
+            target,
+            secrets: &secrets,
+        };
+        self.monitoring(&access, &user).await
     }
 }
 
@@ -377,8 +480,7 @@ const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERI
 /// `scheme://user:password@host:port/database`, percent-encoded.
 pub(crate) fn uri(
     scheme: &str,
-    username: &str,
-    password: &Password,
+    login: &Login<'_>,
     host: &str,
     port: u16,
     database: &str,
@@ -391,8 +493,8 @@ pub(crate) fn uri(
     };
     format!(
         "{scheme}://{}:{}@{host}:{port}/{}",
-        enc(username),
-        enc(password.expose()),
+        enc(login.username),
+        enc(login.password.expose()),
         enc(database)
     )
 }
@@ -533,49 +635,50 @@ mod tests {
 
     #[test]
     fn uris_percent_encode() {
-        let p = Password::new("p@ss:w/rd?#%&=+ é");
-        let u = uri("postgresql", "app", &p, "db.ns.svc", 5432, "app");
+        let password = Password::new("p@ss:w/rd?#%&=+ é");
+        let login = Login {
+            username: "app",
+            password: &password,
+        };
         assert_eq!(
-            u,
+            uri("postgresql", &login, "db.ns.svc", 5432, "app"),
             "postgresql://app:p%40ss%3Aw%2Frd%3F%23%25%26%3D%2B%20%C3%A9@db.ns.svc:5432/app"
         );
+        let b = Password::new("b");
+        let login = Login {
+            username: "a",
+            password: &b,
+        };
         assert_eq!(
-            uri("mysql", "a", &Password::new("b"), "::1", 3306, "d"),
+            uri("mysql", &login, "::1", 3306, "d"),
             "mysql://a:b@[::1]:3306/d"
         );
     }
 
     #[test]
-    fn managers() {
-        assert_eq!(
-            login_admin(v1::Engine::Postgresql).connection_uri(
-                "u",
-                &Password::new("p w"),
-                "h",
-                5432,
-                "db"
+    fn every_engine_has_its_uri() {
+        let cases = [
+            (
+                v1::Engine::Postgresql,
+                "p w",
+                "postgresql://u:p%20w@h:5432/db",
             ),
-            "postgresql://u:p%20w@h:5432/db"
-        );
-        assert_eq!(
-            login_admin(v1::Engine::Mysql).connection_uri(
-                "u",
-                &Password::new("p"),
-                "h",
-                3306,
-                "db"
+            (v1::Engine::Mysql, "p", "mysql://u:p@h:3306/db"),
+            (
+                v1::Engine::Mongodb,
+                "p",
+                "mongodb://u:p@h:27017/db?authSource=admin",
             ),
-            "mysql://u:p@h:3306/db"
-        );
-        assert_eq!(
-            login_admin(v1::Engine::Mongodb).connection_uri(
+        ];
+        for (engine, password, want) in cases {
+            let got = login_admin(engine).connection_uri(
                 "u",
-                &Password::new("p"),
+                &Password::new(password),
                 "h",
-                27017,
-                "db"
-            ),
-            "mongodb://u:p@h:27017/db?authSource=admin"
-        );
+                engine.default_port(),
+                "db",
+            );
+            assert_eq!(got, want, "{engine:?}");
+        }
     }
 }

@@ -37,8 +37,8 @@ use mongodb::options::{ClientOptions, Credential, ServerAddress};
 use mongodb::{Client, Database};
 
 use super::{
-    CONNECT_TIMEOUT, Granted, Password, Target, UserError, UserSpec, redact, uri, validate_common,
-    validate_username,
+    Access, CONNECT_TIMEOUT, Change, Login, Logins, Password, Target, UserError, UserSpec, redact,
+    uri,
 };
 
 /// The MongoDB login admin.
@@ -258,74 +258,29 @@ async fn role_exists(db: &Database, name: &str, secrets: &[&str]) -> Result<bool
     Ok(matches!(reply.get("roles"), Some(Bson::Array(roles)) if !roles.is_empty()))
 }
 
-impl Mongodb {
-    /// See [`super::LoginAdmin::apply`].
-    pub(crate) async fn apply(
-        &self,
-        target: &Target,
-        user: &UserSpec<'_>,
-        previous: &Granted<'_>,
-    ) -> Result<(), UserError> {
-        self.validate(user)?;
-        target.refuse_admin(user.username)?;
-        let secrets = [user.password.expose(), target.admin_password.expose()];
-        let native = native_privileges(user.native_grants)?;
-        let has_native = !native.is_empty();
-        let client = connect(target, &secrets).await?;
-        let admin = client.database(AUTH_DATABASE);
-        let result = async {
-            if has_native {
-                let name = native_role_name(user.username);
-                let create = !role_exists(&admin, &name, &secrets).await?;
-                run(&admin, role_command(&name, native, create), &secrets).await?;
-            }
-            let roles = user_roles(user.username, user.privileges, has_native);
-            let password = user.password.expose();
-            let update = user_command(user.username, password, roles.clone(), false);
-            match admin.run_command(update).await {
-                Ok(_) => {}
-                Err(e) if command_code(&e) == Some(USER_NOT_FOUND) => {
-                    let create = user_command(user.username, password, roles.clone(), true);
-                    match admin.run_command(create).await {
-                        Ok(_) => {}
-                        // Created concurrently: update it after all.
-                        Err(e) if command_code(&e) == Some(USER_ALREADY_EXISTS) => {
-                            let update = user_command(user.username, password, roles, false);
-                            run(&admin, update, &secrets).await?;
-                        }
-                        Err(e) => return Err(mongo_error(&e, &secrets)),
-                    }
+/// Sets `username`'s password and roles, creating the user when it does
+/// not exist yet (and updating it after all when another reconcile created
+/// it meanwhile).
+async fn upsert_user(
+    admin: &Database,
+    username: &str,
+    password: &Password,
+    roles: &[Document],
+    secrets: &[&str],
+) -> Result<(), UserError> {
+    let command = |create| user_command(username, password.expose(), roles.to_vec(), create);
+    match admin.run_command(command(false)).await {
+        Ok(_) => Ok(()),
+        Err(e) if command_code(&e) == Some(USER_NOT_FOUND) => {
+            match admin.run_command(command(true)).await {
+                Ok(_) => Ok(()),
+                Err(e) if command_code(&e) == Some(USER_ALREADY_EXISTS) => {
+                    run(admin, command(false), secrets).await.map(|_| ())
                 }
-                Err(e) => return Err(mongo_error(&e, &secrets)),
+                Err(e) => Err(mongo_error(&e, secrets)),
             }
-            if !has_native && !previous.native_grants.is_empty() {
-                drop_native_role(&admin, user.username, &secrets).await?;
-            }
-            Ok(())
         }
-        .await;
-        client.shutdown().await;
-        result
-    }
-
-    /// See [`super::LoginAdmin::drop_user`].
-    pub(crate) async fn drop_user(&self, target: &Target, username: &str) -> Result<(), UserError> {
-        validate_username(username)?;
-        target.refuse_admin(username)?;
-        let secrets = [target.admin_password.expose()];
-        let client = connect(target, &secrets).await?;
-        let admin = client.database(AUTH_DATABASE);
-        let result = async {
-            match admin.run_command(doc! { "dropUser": username }).await {
-                Ok(_) => {}
-                Err(e) if command_code(&e) == Some(USER_NOT_FOUND) => {}
-                Err(e) => return Err(mongo_error(&e, &secrets)),
-            }
-            drop_native_role(&admin, username, &secrets).await
-        }
-        .await;
-        client.shutdown().await;
-        result
+        Err(e) => Err(mongo_error(&e, secrets)),
     }
 }
 
@@ -339,52 +294,10 @@ pub fn monitoring_roles() -> Vec<Document> {
     ]
 }
 
-impl Mongodb {
-    /// See [`super::LoginAdmin::ensure_monitoring_user`].
-    pub(crate) async fn ensure_monitoring_user(
-        &self,
-        target: &Target,
-        username: &str,
-        password: &Password,
-    ) -> Result<(), UserError> {
-        target.refuse_admin(username)?;
-        let secrets = [password.expose(), target.admin_password.expose()];
-        let client = connect(target, &secrets).await?;
-        let admin = client.database(AUTH_DATABASE);
-        let result = async {
-            let update = user_command(username, password.expose(), monitoring_roles(), false);
-            match admin.run_command(update).await {
-                Ok(_) => Ok(()),
-                Err(e) if command_code(&e) == Some(USER_NOT_FOUND) => {
-                    let create =
-                        user_command(username, password.expose(), monitoring_roles(), true);
-                    match admin.run_command(create).await {
-                        Ok(_) => Ok(()),
-                        Err(e) if command_code(&e) == Some(USER_ALREADY_EXISTS) => {
-                            let update = user_command(
-                                username,
-                                password.expose(),
-                                monitoring_roles(),
-                                false,
-                            );
-                            run(&admin, update, &secrets).await.map(|_| ())
-                        }
-                        Err(e) => Err(mongo_error(&e, &secrets)),
-                    }
-                }
-                Err(e) => Err(mongo_error(&e, &secrets)),
-            }
-        }
-        .await;
-        client.shutdown().await;
-        result
-    }
-}
+impl Logins for Mongodb {
+    const SCHEME: &'static str = "mongodb";
 
-impl Mongodb {
-    /// See [`super::LoginAdmin::validate`].
-    pub(crate) fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
-        validate_common(user)?;
+    fn check(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
         if user.connection_limit.is_some() {
             return Err(UserError::Invalid(
                 "MongoDB has no per-user connection limit: remove connectionLimit".into(),
@@ -398,13 +311,8 @@ impl Mongodb {
                 )));
             }
         }
-        let databases = user
-            .privileges
-            .iter()
-            .map(|p| &p.database)
-            .chain(user.native_grants.iter().map(|g| &g.database));
-        for db in databases {
-            if RESERVED_DATABASES.contains(&db.as_str()) {
+        for db in user.databases() {
+            if RESERVED_DATABASES.contains(&db) {
                 return Err(UserError::Invalid(format!(
                     "database {db:?} is reserved by MongoDB: roles on it reach other users or the server"
                 )));
@@ -414,18 +322,70 @@ impl Mongodb {
         Ok(())
     }
 
-    /// See [`super::LoginAdmin::connection_uri`].
-    pub(crate) fn connection_uri(
-        &self,
-        username: &str,
-        password: &Password,
-        host: &str,
-        port: u16,
-        database: &str,
-    ) -> String {
+    async fn upsert(&self, access: &Access<'_>, change: &Change<'_>) -> Result<(), UserError> {
+        let Access { target, secrets } = *access;
+        let Change { user, previous } = *change;
+        let native = native_privileges(user.native_grants)?;
+        let has_native = !native.is_empty();
+        let client = connect(target, secrets).await?;
+        let admin = client.database(AUTH_DATABASE);
+        let result = async {
+            if has_native {
+                let name = native_role_name(user.username);
+                let create = !role_exists(&admin, &name, secrets).await?;
+                run(&admin, role_command(&name, native, create), secrets).await?;
+            }
+            let roles = user_roles(user.username, user.privileges, has_native);
+            upsert_user(&admin, user.username, user.password, &roles, secrets).await?;
+            if !has_native && !previous.native_grants.is_empty() {
+                drop_native_role(&admin, user.username, secrets).await?;
+            }
+            Ok(())
+        }
+        .await;
+        client.shutdown().await;
+        result
+    }
+
+    async fn remove(&self, access: &Access<'_>, username: &str) -> Result<(), UserError> {
+        let Access { target, secrets } = *access;
+        let client = connect(target, secrets).await?;
+        let admin = client.database(AUTH_DATABASE);
+        let result = async {
+            match admin.run_command(doc! { "dropUser": username }).await {
+                Ok(_) => {}
+                Err(e) if command_code(&e) == Some(USER_NOT_FOUND) => {}
+                Err(e) => return Err(mongo_error(&e, secrets)),
+            }
+            drop_native_role(&admin, username, secrets).await
+        }
+        .await;
+        client.shutdown().await;
+        result
+    }
+
+    async fn monitoring(&self, access: &Access<'_>, user: &UserSpec<'_>) -> Result<(), UserError> {
+        let Access { target, secrets } = *access;
+        let client = connect(target, secrets).await?;
+        let admin = client.database(AUTH_DATABASE);
+        let result = upsert_user(
+            &admin,
+            user.username,
+            user.password,
+            &monitoring_roles(),
+            secrets,
+        )
+        .await;
+        client.shutdown().await;
+        result
+    }
+
+    /// `authSource` names where the users live: the operator makes every
+    /// login in `admin`, whatever database the URI opens.
+    fn connection_uri(&self, login: &Login<'_>, host: &str, port: u16, database: &str) -> String {
         format!(
             "{}?authSource={AUTH_DATABASE}",
-            uri("mongodb", username, password, host, port, database)
+            uri(Self::SCHEME, login, host, port, database)
         )
     }
 }
@@ -624,7 +584,13 @@ mod tests {
     #[test]
     fn uri() {
         assert_eq!(
-            Mongodb.connection_uri("app", &Password::new("a@b/c"), "db", 27017, "app"),
+            super::super::login_admin(database_operator_api::v1::Engine::Mongodb).connection_uri(
+                "app",
+                &Password::new("a@b/c"),
+                "db",
+                27017,
+                "app"
+            ),
             "mongodb://app:a%40b%2Fc@db:27017/app?authSource=admin"
         );
     }

@@ -41,8 +41,7 @@ use mysql_async::{Conn, OptsBuilder};
 
 use super::quote::{mysql_account, mysql_ident, mysql_literal, mysql_schema_grant};
 use super::{
-    CONNECT_TIMEOUT, Granted, Password, Target, UserError, UserSpec, redact, validate_common,
-    validate_username,
+    Access, CONNECT_TIMEOUT, Change, Granted, Logins, Target, UserError, UserSpec, redact,
 };
 
 /// The MySQL/MariaDB login admin.
@@ -413,32 +412,41 @@ async fn connect(target: &Target, secrets: &[&str]) -> Result<Session, UserError
     })
 }
 
-impl Mysql {
-    /// See [`super::LoginAdmin::apply`].
-    pub(crate) async fn apply(
-        &self,
-        target: &Target,
-        user: &UserSpec<'_>,
-        previous: &Granted<'_>,
-    ) -> Result<(), UserError> {
-        self.validate(user)?;
-        target.refuse_admin(user.username)?;
-        let secrets = [user.password.expose(), target.admin_password.expose()];
+impl Logins for Mysql {
+    const SCHEME: &'static str = "mysql";
+
+    fn check(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
+        for db in user.databases() {
+            if RESERVED_DATABASES
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(db))
+            {
+                return Err(UserError::Invalid(format!(
+                    "database {db:?} is the server's own: privileges on it reach other accounts"
+                )));
+            }
+        }
+        let atoms = desired_atoms(user.privileges, user.native_grants)?;
+        // Quotes every name once, so nothing fails half-way through apply.
+        plan(user.username, &atoms, &BTreeSet::new())?;
+        Ok(())
+    }
+
+    async fn upsert(&self, access: &Access<'_>, change: &Change<'_>) -> Result<(), UserError> {
+        let Access { target, secrets } = *access;
+        let Change { user, previous } = *change;
         let desired = desired_atoms(user.privileges, user.native_grants)?;
         let plan = plan(user.username, &desired, &previous_atoms(previous))?;
-        let mut session = connect(target, &secrets).await?;
-        let result = apply_with(&mut session, user, &desired, &plan, &secrets).await;
+        let mut session = connect(target, secrets).await?;
+        let result = apply_with(&mut session, user, &desired, &plan, secrets).await;
         let _ = session.conn.disconnect().await;
         result
     }
 
-    /// See [`super::LoginAdmin::drop_user`].
-    pub(crate) async fn drop_user(&self, target: &Target, username: &str) -> Result<(), UserError> {
-        validate_username(username)?;
-        target.refuse_admin(username)?;
+    async fn remove(&self, access: &Access<'_>, username: &str) -> Result<(), UserError> {
+        let Access { target, secrets } = *access;
         let account = mysql_account(username)?;
-        let secrets = [target.admin_password.expose()];
-        let mut session = connect(target, &secrets).await?;
+        let mut session = connect(target, secrets).await?;
         let conn = &mut session.conn;
         let result = async {
             let sessions: Vec<u64> = conn
@@ -447,19 +455,31 @@ impl Mysql {
                     (username,),
                 )
                 .await
-                .map_err(|e| db_error(&e, &secrets))?;
+                .map_err(|e| db_error(&e, secrets))?;
             for id in sessions {
                 match conn.query_drop(format!("KILL CONNECTION {id}")).await {
                     Ok(()) => {}
                     Err(e) if server_code(&e) == Some(ER_NO_SUCH_THREAD) => {}
-                    Err(e) => return Err(db_error(&e, &secrets)),
+                    Err(e) => return Err(db_error(&e, secrets)),
                 }
             }
             conn.query_drop(format!("DROP USER IF EXISTS {account}"))
                 .await
-                .map_err(|e| db_error(&e, &secrets))
+                .map_err(|e| db_error(&e, secrets))
         }
         .await;
+        let _ = session.conn.disconnect().await;
+        result
+    }
+
+    async fn monitoring(&self, access: &Access<'_>, user: &UserSpec<'_>) -> Result<(), UserError> {
+        let Access { target, secrets } = *access;
+        let mut session = connect(target, secrets).await?;
+        let plan = Plan {
+            revoke: Vec::new(),
+            grant: monitoring_grants(session.dialect, user.username)?,
+        };
+        let result = apply_with(&mut session, user, &BTreeSet::new(), &plan, secrets).await;
         let _ = session.conn.disconnect().await;
         result
     }
@@ -574,63 +594,10 @@ pub fn monitoring_grants(dialect: Dialect, username: &str) -> Result<Vec<String>
     ])
 }
 
-impl Mysql {
-    /// See [`super::LoginAdmin::ensure_monitoring_user`].
-    pub(crate) async fn ensure_monitoring_user(
-        &self,
-        target: &Target,
-        username: &str,
-        password: &Password,
-    ) -> Result<(), UserError> {
-        target.refuse_admin(username)?;
-        let secrets = [password.expose(), target.admin_password.expose()];
-        let user = UserSpec {
-            username,
-            password,
-            connection_limit: Some(crate::builders::monitoring::MONITORING_CONNECTION_LIMIT),
-            privileges: &[],
-            native_grants: &[],
-        };
-        let mut session = connect(target, &secrets).await?;
-        let plan = Plan {
-            revoke: Vec::new(),
-            grant: monitoring_grants(session.dialect, username)?,
-        };
-        let result = apply_with(&mut session, &user, &BTreeSet::new(), &plan, &secrets).await;
-        let _ = session.conn.disconnect().await;
-        result
-    }
-}
-
-impl Mysql {
-    /// See [`super::LoginAdmin::validate`].
-    pub(crate) fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
-        validate_common(user)?;
-        let databases = user
-            .privileges
-            .iter()
-            .map(|p| &p.database)
-            .chain(user.native_grants.iter().map(|g| &g.database));
-        for db in databases {
-            if RESERVED_DATABASES
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(db))
-            {
-                return Err(UserError::Invalid(format!(
-                    "database {db:?} is the server's own: privileges on it reach other accounts"
-                )));
-            }
-        }
-        let atoms = desired_atoms(user.privileges, user.native_grants)?;
-        // Quotes every name once, so nothing fails half-way through apply.
-        plan(user.username, &atoms, &BTreeSet::new())?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::users::Password;
     use crate::users::quote::tests::mysql_lex;
 
     fn privilege(role: Role, database: &str) -> Privilege {

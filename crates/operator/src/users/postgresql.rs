@@ -44,8 +44,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::quote::{pg_ident, pg_literal};
 use super::{
-    CONNECT_TIMEOUT, Granted, Password, Target, UserError, UserSpec, redact, validate_common,
-    validate_username,
+    Access, CONNECT_TIMEOUT, Change, Granted, Logins, Target, UserError, UserSpec, redact,
 };
 
 /// The PostgreSQL login admin.
@@ -707,131 +706,6 @@ async fn run_plan(client: &Client, plan: &DatabasePlan, secrets: &[&str]) -> Res
     result
 }
 
-impl Postgresql {
-    /// See [`super::LoginAdmin::apply`].
-    pub(crate) async fn apply(
-        &self,
-        target: &Target,
-        user: &UserSpec<'_>,
-        previous: &Granted<'_>,
-    ) -> Result<(), UserError> {
-        self.validate(user)?;
-        target.refuse_admin(user.username)?;
-        pg_ident(&target.admin_user)?;
-        let secrets = [user.password.expose(), target.admin_password.expose()];
-        let admin = connect(target, &target.default_database).await?;
-        let caps = server_caps(&admin, &secrets).await?;
-        let desired = desired_atoms(user.privileges, user.native_grants, caps)?;
-        let previous = previous_atoms(previous, caps);
-        let plan = plan(user.username, &target.admin_user, &desired, &previous)?;
-
-        // Every database a declared privilege names must exist; ones only
-        // the previous apply named may be gone (nothing left to revoke).
-        let names: Vec<&str> = plan.keys().map(String::as_str).collect();
-        let existing: BTreeSet<String> = admin
-            .query(
-                "SELECT datname FROM pg_database WHERE datname = ANY($1)",
-                &[&names],
-            )
-            .await
-            .map_err(|e| db_error(&e, &secrets))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        for db in desired.iter().map(|a| &a.database) {
-            if !existing.contains(db) {
-                return Err(UserError::Refused(format!(
-                    "database {db:?} does not exist (the operator does not create databases for users)"
-                )));
-            }
-        }
-
-        ensure_role(&admin, user, &secrets).await?;
-
-        for (db, db_plan) in &plan {
-            if !existing.contains(db) {
-                continue;
-            }
-            if *db == target.default_database {
-                run_plan(&admin, db_plan, &secrets).await?;
-            } else {
-                let client = connect(target, db).await?;
-                run_plan(&client, db_plan, &secrets).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// See [`super::LoginAdmin::drop_user`].
-    pub(crate) async fn drop_user(&self, target: &Target, username: &str) -> Result<(), UserError> {
-        validate_username(username)?;
-        target.refuse_admin(username)?;
-        let user = pg_ident(username)?;
-        let admin_ident = pg_ident(&target.admin_user)?;
-        let secrets = [target.admin_password.expose()];
-        let admin = connect(target, &target.default_database).await?;
-        let Some(row) = admin
-            .query_opt(
-                "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
-                &[&username],
-            )
-            .await
-            .map_err(|e| db_error(&e, &secrets))?
-        else {
-            return Ok(());
-        };
-        if row.get::<_, bool>(0) {
-            return Err(UserError::Refused(format!(
-                "role {username:?} is a superuser; refusing to drop it"
-            )));
-        }
-        // Its sessions end with it.
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
-                &[&username],
-            )
-            .await
-            .map_err(|e| db_error(&e, &secrets))?;
-        // Databases holding objects it owns or privileges it has (dbid 0
-        // is shared objects, handled from any database).
-        let databases: BTreeSet<String> = admin
-            .query(
-                "SELECT DISTINCT d.datname FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid \
-                 WHERE s.refclassid = 'pg_authid'::regclass \
-                   AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1) \
-                   AND d.datallowconn",
-                &[&username],
-            )
-            .await
-            .map_err(|e| db_error(&e, &secrets))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let cleanup = format!("REASSIGN OWNED BY {user} TO {admin_ident}; DROP OWNED BY {user}");
-        admin
-            .batch_execute(&cleanup)
-            .await
-            .map_err(|e| db_error(&e, &secrets))?;
-        for db in databases.iter().filter(|d| **d != target.default_database) {
-            let client = match connect(target, db).await {
-                Ok(c) => c,
-                // Dropped meanwhile: nothing of the role left there.
-                Err(UserError::Refused(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            client
-                .batch_execute(&cleanup)
-                .await
-                .map_err(|e| db_error(&e, &secrets))?;
-        }
-        admin
-            .batch_execute(&format!("DROP ROLE IF EXISTS {user}"))
-            .await
-            .map_err(|e| db_error(&e, &secrets))
-    }
-}
-
 /// Statements that make `username` a member of pg_monitor (PostgreSQL 10+):
 /// read access to every statistics view and setting the exporter reads, no
 /// access to table data.
@@ -839,36 +713,10 @@ pub fn monitoring_grant(username: &str) -> Result<String, UserError> {
     Ok(format!("GRANT pg_monitor TO {}", pg_ident(username)?))
 }
 
-impl Postgresql {
-    /// See [`super::LoginAdmin::ensure_monitoring_user`].
-    pub(crate) async fn ensure_monitoring_user(
-        &self,
-        target: &Target,
-        username: &str,
-        password: &Password,
-    ) -> Result<(), UserError> {
-        target.refuse_admin(username)?;
-        let secrets = [password.expose(), target.admin_password.expose()];
-        let client = connect(target, &target.default_database).await?;
-        let user = UserSpec {
-            username,
-            password,
-            connection_limit: Some(crate::builders::monitoring::MONITORING_CONNECTION_LIMIT),
-            privileges: &[],
-            native_grants: &[],
-        };
-        ensure_role(&client, &user, &secrets).await?;
-        client
-            .batch_execute(&monitoring_grant(username)?)
-            .await
-            .map_err(|e| db_error(&e, &secrets))
-    }
-}
+impl Logins for Postgresql {
+    const SCHEME: &'static str = "postgresql";
 
-impl Postgresql {
-    /// See [`super::LoginAdmin::validate`].
-    pub(crate) fn validate(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
-        validate_common(user)?;
+    fn check(&self, user: &UserSpec<'_>) -> Result<(), UserError> {
         pg_ident(user.username)?;
         let atoms = desired_atoms(user.privileges, user.native_grants, Caps::default())?;
         for a in &atoms {
@@ -884,11 +732,135 @@ impl Postgresql {
         plan(user.username, "admin", &atoms, &BTreeSet::new())?;
         Ok(())
     }
+
+    async fn upsert(&self, access: &Access<'_>, change: &Change<'_>) -> Result<(), UserError> {
+        let Access { target, secrets } = *access;
+        let Change { user, previous } = *change;
+        pg_ident(&target.admin_user)?;
+        let admin = connect(target, &target.default_database).await?;
+        let caps = server_caps(&admin, secrets).await?;
+        let desired = desired_atoms(user.privileges, user.native_grants, caps)?;
+        let previous = previous_atoms(previous, caps);
+        let plan = plan(user.username, &target.admin_user, &desired, &previous)?;
+
+        // Every database a declared privilege names must exist; ones only
+        // the previous apply named may be gone (nothing left to revoke).
+        let names: Vec<&str> = plan.keys().map(String::as_str).collect();
+        let existing: BTreeSet<String> = admin
+            .query(
+                "SELECT datname FROM pg_database WHERE datname = ANY($1)",
+                &[&names],
+            )
+            .await
+            .map_err(|e| db_error(&e, secrets))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for db in desired.iter().map(|a| &a.database) {
+            if !existing.contains(db) {
+                return Err(UserError::Refused(format!(
+                    "database {db:?} does not exist (the operator does not create databases for users)"
+                )));
+            }
+        }
+
+        ensure_role(&admin, user, secrets).await?;
+
+        for (db, db_plan) in &plan {
+            if !existing.contains(db) {
+                continue;
+            }
+            if *db == target.default_database {
+                run_plan(&admin, db_plan, secrets).await?;
+            } else {
+                let client = connect(target, db).await?;
+                run_plan(&client, db_plan, secrets).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, access: &Access<'_>, username: &str) -> Result<(), UserError> {
+        let Access { target, secrets } = *access;
+        let user = pg_ident(username)?;
+        let admin_ident = pg_ident(&target.admin_user)?;
+        let admin = connect(target, &target.default_database).await?;
+        let Some(row) = admin
+            .query_opt(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
+                &[&username],
+            )
+            .await
+            .map_err(|e| db_error(&e, secrets))?
+        else {
+            return Ok(());
+        };
+        if row.get::<_, bool>(0) {
+            return Err(UserError::Refused(format!(
+                "role {username:?} is a superuser; refusing to drop it"
+            )));
+        }
+        // Its sessions end with it.
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
+                &[&username],
+            )
+            .await
+            .map_err(|e| db_error(&e, secrets))?;
+        // Databases holding objects it owns or privileges it has (dbid 0
+        // is shared objects, handled from any database).
+        let databases: BTreeSet<String> = admin
+            .query(
+                "SELECT DISTINCT d.datname FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid \
+                 WHERE s.refclassid = 'pg_authid'::regclass \
+                   AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+                   AND d.datallowconn",
+                &[&username],
+            )
+            .await
+            .map_err(|e| db_error(&e, secrets))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let cleanup = format!("REASSIGN OWNED BY {user} TO {admin_ident}; DROP OWNED BY {user}");
+        admin
+            .batch_execute(&cleanup)
+            .await
+            .map_err(|e| db_error(&e, secrets))?;
+        for db in databases.iter().filter(|d| **d != target.default_database) {
+            let client = match connect(target, db).await {
+                Ok(c) => c,
+                // Dropped meanwhile: nothing of the role left there.
+                Err(UserError::Refused(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            client
+                .batch_execute(&cleanup)
+                .await
+                .map_err(|e| db_error(&e, secrets))?;
+        }
+        admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS {user}"))
+            .await
+            .map_err(|e| db_error(&e, secrets))
+    }
+
+    async fn monitoring(&self, access: &Access<'_>, user: &UserSpec<'_>) -> Result<(), UserError> {
+        let Access { target, secrets } = *access;
+        let client = connect(target, &target.default_database).await?;
+        ensure_role(&client, user, secrets).await?;
+        client
+            .batch_execute(&monitoring_grant(user.username)?)
+            .await
+            .map_err(|e| db_error(&e, secrets))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::users::Password;
     use crate::users::quote::tests::pg_lex;
 
     fn privilege(role: Role, database: &str, schema: Option<&str>) -> Privilege {
@@ -1065,30 +1037,18 @@ mod tests {
     #[test]
     fn native_grants() {
         use NativePrivilege::*;
-        let atoms = native_atoms(&native(&[Select, Insert], Some("s"), Some("t"))).unwrap();
-        let table = plan(
-            "u",
-            "postgres",
-            &atoms.into_iter().collect(),
-            &BTreeSet::new(),
-        )
-        .unwrap();
+        // The statements a grant on database "app" comes to.
+        let granted = |grant: &NativeGrant| {
+            let atoms = native_atoms(grant).unwrap().into_iter().collect();
+            let mut plan = plan("u", "postgres", &atoms, &BTreeSet::new()).unwrap();
+            plan.remove("app").unwrap().grant
+        };
         assert_eq!(
-            table["app"].grant,
+            granted(&native(&[Select, Insert], Some("s"), Some("t"))),
             [r#"GRANT SELECT, INSERT ON TABLE "s"."t" TO "u""#]
         );
-
-        let atoms =
-            native_atoms(&native(&[Usage, Create, Select, Execute], Some("s"), None)).unwrap();
-        let schema = plan(
-            "u",
-            "postgres",
-            &atoms.into_iter().collect(),
-            &BTreeSet::new(),
-        )
-        .unwrap();
         assert_eq!(
-            schema["app"].grant,
+            granted(&native(&[Usage, Create, Select, Execute], Some("s"), None)),
             [
                 r#"GRANT CREATE, USAGE ON SCHEMA "s" TO "u""#,
                 r#"GRANT SELECT ON ALL TABLES IN SCHEMA "s" TO "u""#,

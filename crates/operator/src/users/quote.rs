@@ -153,57 +153,41 @@ pub(crate) mod tests {
     /// Reads one PostgreSQL token at the start of `s`: a quoted identifier,
     /// a `'...'` or `E'...'` literal. Returns its value and the rest.
     pub(crate) fn pg_lex(s: &str) -> Option<(String, &str)> {
-        let (escapes, quote, body) = if let Some(rest) = s.strip_prefix("E'") {
-            (true, '\'', rest)
+        // Only \\ and \' reach an E'' literal from pg_literal; other escapes
+        // would change meaning, which the test then reports.
+        let escape: Escape = |next| matches!(next, '\\' | '\'').then_some(next);
+        if let Some(rest) = s.strip_prefix("E'") {
+            lex_quoted(rest, '\'', Some(escape))
         } else if let Some(rest) = s.strip_prefix('\'') {
-            (false, '\'', rest)
-        } else if let Some(rest) = s.strip_prefix('"') {
-            (false, '"', rest)
+            lex_quoted(rest, '\'', None)
         } else {
-            return None;
-        };
-        let mut value = String::new();
-        let mut chars = body.char_indices().peekable();
-        while let Some((i, c)) = chars.next() {
-            if escapes && c == '\\' {
-                let (_, next) = chars.next()?;
-                // Only \\ and \' reach here from pg_literal; other escapes
-                // would change meaning, which the test then reports.
-                match next {
-                    '\\' | '\'' => value.push(next),
-                    _ => return None,
-                }
-            } else if c == quote {
-                if let Some(&(_, q)) = chars.peek()
-                    && q == quote
-                {
-                    chars.next();
-                    value.push(quote);
-                } else {
-                    return Some((value, &body[i + 1..]));
-                }
-            } else {
-                value.push(c);
-            }
+            lex_quoted(s.strip_prefix('"')?, '"', None)
         }
-        None
     }
 
     /// Reads one MySQL token: a backtick identifier or a `'...'` literal.
     pub(crate) fn mysql_lex(s: &str, backslash_escapes: bool) -> Option<(String, &str)> {
-        let (quote, body) = if let Some(rest) = s.strip_prefix('\'') {
-            ('\'', rest)
-        } else if let Some(rest) = s.strip_prefix('`') {
-            ('`', rest)
+        if let Some(rest) = s.strip_prefix('\'') {
+            lex_quoted(rest, '\'', backslash_escapes.then_some(Some as Escape))
         } else {
-            return None;
-        };
+            lex_quoted(s.strip_prefix('`')?, '`', None)
+        }
+    }
+
+    /// What the character after a backslash stands for (None: the lexer
+    /// refuses the token).
+    type Escape = fn(char) -> Option<char>;
+
+    /// Reads the rest of a token opened by `quote`: a doubled quote stands
+    /// for one, and with `escape` a backslash escapes the next character.
+    /// Returns the token's value and what follows its closing quote.
+    fn lex_quoted(body: &str, quote: char, escape: Option<Escape>) -> Option<(String, &str)> {
         let mut value = String::new();
         let mut chars = body.char_indices().peekable();
         while let Some((i, c)) = chars.next() {
-            if quote == '\'' && backslash_escapes && c == '\\' {
+            if let Some(escape) = escape.filter(|_| c == '\\') {
                 let (_, next) = chars.next()?;
-                value.push(next);
+                value.push(escape(next)?);
             } else if c == quote {
                 if let Some(&(_, q)) = chars.peek()
                     && q == quote
