@@ -2,7 +2,7 @@
 //! gets, the login admin's inputs, and the checks that read the same on
 //! every engine.
 
-use database_operator_api::v1::user::{NativeGrant, Privilege, Role};
+use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
 use operator::users::{Granted, LoginAdmin, Password, Target, UserError, UserSpec};
 use testkit::servers::Instance;
 
@@ -96,8 +96,43 @@ pub(crate) async fn hostile_names_are_refused(
 /// Applies `user` as a new login and returns why the login admin refused
 /// it; a spec it accepts fails the test.
 pub(crate) async fn refusal(admin: LoginAdmin, target: &Target, user: &UserSpec<'_>) -> UserError {
-    admin
-        .apply(target, user, &Granted::default())
+    apply_new(admin, target, user)
         .await
         .expect_err("the spec was accepted")
+}
+
+/// What an apply of `privileges` (and no native grants) granted.
+pub(crate) fn had(privileges: &[Privilege]) -> Granted<'_> {
+    Granted {
+        privileges,
+        native_grants: &[],
+    }
+}
+
+/// What an apply of `native_grants` (and no roles) granted.
+pub(crate) fn had_native(native_grants: &[NativeGrant]) -> Granted<'_> {
+    Granted {
+        privileges: &[],
+        native_grants,
+    }
+}
+
+/// `privileges` on database `app`: on `table` when one is named, else on
+/// the whole database.
+pub(crate) fn native_grant(privileges: &[NativePrivilege], table: Option<&str>) -> NativeGrant {
+    NativeGrant {
+        privileges: privileges.to_vec(),
+        database: "app".into(),
+        schema: None,
+        table: table.map(Into::into),
+    }
+}
+
+/// Applies `user` as a login nothing was granted to before.
+pub(crate) async fn apply_new(
+    admin: LoginAdmin,
+    target: &Target,
+    user: &UserSpec<'_>,
+) -> Result<(), UserError> {
+    admin.apply(target, user, &Granted::default()).await
 }

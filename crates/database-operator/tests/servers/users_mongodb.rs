@@ -19,13 +19,13 @@ use database_operator_api::v1;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Privilege, Role};
+use database_operator_api::v1::user::{NativePrivilege, Privilege, Role};
 use mongodb::bson::{Document, doc};
 use mongodb::options::ClientOptions;
-use operator::users::{Granted, Password, Target, UserError, login_admin};
+use operator::users::{Password, Target, UserError, login_admin};
 use testkit::servers::Ferret;
 
-use super::users_fixture::{self, PASSWORD, spec};
+use super::users_fixture::{self, PASSWORD, apply_new, native_grant, spec};
 
 fn target(db: &Ferret) -> Target {
     users_fixture::target(
@@ -67,13 +67,7 @@ async fn user_lifecycle_create_login_rotate_drop() -> Result<()> {
     let db = Ferret::start().await?;
     let target = target(&db);
     let pw = Password::new(PASSWORD);
-    mongo()
-        .apply(
-            &target,
-            &spec("app_user", &pw, &[], &[]),
-            &Granted::default(),
-        )
-        .await?;
+    apply_new(mongo(), &target, &spec("app_user", &pw, &[], &[])).await?;
     let status = login(&db, "app_user", PASSWORD)
         .await
         .context("login as the new user")?;
@@ -85,23 +79,11 @@ async fn user_lifecycle_create_login_rotate_drop() -> Result<()> {
         "authenticated as {who:?}"
     );
     // Idempotent: applying the same spec again keeps it working.
-    mongo()
-        .apply(
-            &target,
-            &spec("app_user", &pw, &[], &[]),
-            &Granted::default(),
-        )
-        .await?;
+    apply_new(mongo(), &target, &spec("app_user", &pw, &[], &[])).await?;
     login(&db, "app_user", PASSWORD).await?;
 
     let new = Password::new("new-Secret-0815");
-    mongo()
-        .apply(
-            &target,
-            &spec("app_user", &new, &[], &[]),
-            &Granted::default(),
-        )
-        .await?;
+    apply_new(mongo(), &target, &spec("app_user", &new, &[], &[])).await?;
     let err = login(&db, "app_user", PASSWORD)
         .await
         .err()
@@ -133,14 +115,7 @@ async fn ferretdb_refuses_roles_loudly() -> Result<()> {
         database: "app".into(),
         schema: None,
     }];
-    match mongo()
-        .apply(
-            &target,
-            &spec("ro_user", &pw, &privileges, &[]),
-            &Granted::default(),
-        )
-        .await
-    {
+    match apply_new(mongo(), &target, &spec("ro_user", &pw, &privileges, &[])).await {
         Err(UserError::Refused(m)) => {
             eprintln!("FerretDB refused roles: {m}");
             ensure!(!m.contains(PASSWORD), "the password leaked into {m}");
@@ -148,20 +123,8 @@ async fn ferretdb_refuses_roles_loudly() -> Result<()> {
         Ok(()) => bail!("FerretDB accepted roles: the role tests could run against it now"),
         Err(other) => bail!("expected Refused, got {other:?}"),
     }
-    let grants = [NativeGrant {
-        privileges: vec![NativePrivilege::Find],
-        database: "app".into(),
-        schema: None,
-        table: Some("orders".into()),
-    }];
-    match mongo()
-        .apply(
-            &target,
-            &spec("ro_user", &pw, &[], &grants),
-            &Granted::default(),
-        )
-        .await
-    {
+    let grants = [native_grant(&[NativePrivilege::Find], Some("orders"))];
+    match apply_new(mongo(), &target, &spec("ro_user", &pw, &[], &grants)).await {
         Err(UserError::Refused(m)) => eprintln!("FerretDB refused a custom role: {m}"),
         Ok(()) => bail!("FerretDB accepted a custom role"),
         Err(other) => bail!("expected Refused, got {other:?}"),
@@ -207,7 +170,7 @@ async fn hostile_or_reserved_names_are_refused_before_anything_is_sent() -> Resu
     let mut limited = spec("ok_user", &pw, &[], &[]);
     limited.connection_limit = Some(5);
     assert!(matches!(
-        mongo().apply(&target, &limited, &Granted::default()).await,
+        apply_new(mongo(), &target, &limited).await,
         Err(UserError::Invalid(_))
     ));
     let n = admin

@@ -5,14 +5,16 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use database_operator_api::v1;
-use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Role};
+use database_operator_api::v1::user::{NativePrivilege, Role};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use operator::users::quote::{mysql_account, mysql_ident, mysql_literal};
-use operator::users::{Granted, Password, Target, UserError, login_admin};
+use operator::users::{Password, Target, UserError, login_admin};
 use testkit::servers::Mariadb;
 
-use super::users_fixture::{self, PASSWORD, privilege, spec};
+use super::users_fixture::{
+    self, PASSWORD, apply_new, had, had_native, native_grant, privilege, spec,
+};
 
 const ER_DBACCESS_DENIED: u16 = 1044;
 const ER_ACCESS_DENIED: u16 = 1045;
@@ -82,8 +84,7 @@ async fn read_only_reads_and_cannot_write() -> Result<()> {
     let target = target(&db);
     let pw = Password::new(PASSWORD);
     let ro = [privilege(Role::ReadOnly, "app")];
-    my().apply(&target, &spec("reader", &pw, &ro, &[]), &Granted::default())
-        .await?;
+    apply_new(my(), &target, &spec("reader", &pw, &ro, &[])).await?;
     let mut me = login(&db, "reader", PASSWORD, "app").await?;
     let name: Option<String> = me.query_first("SELECT name FROM items").await?;
     assert_eq!(name.as_deref(), Some("first"));
@@ -105,8 +106,7 @@ async fn read_write_writes_and_admin_creates_tables() -> Result<()> {
     let target = target(&db);
     let pw = Password::new(PASSWORD);
     let rw = [privilege(Role::ReadWrite, "app")];
-    my().apply(&target, &spec("writer", &pw, &rw, &[]), &Granted::default())
-        .await?;
+    apply_new(my(), &target, &spec("writer", &pw, &rw, &[])).await?;
     let mut me = login(&db, "writer", PASSWORD, "app").await?;
     me.query_drop("INSERT INTO items (name) VALUES ('second')")
         .await?;
@@ -119,10 +119,7 @@ async fn read_write_writes_and_admin_creates_tables() -> Result<()> {
     assert!(denied(me.query_drop("CREATE TABLE mine (id int)").await));
 
     let admin_role = [privilege(Role::Admin, "app")];
-    let granted = Granted {
-        privileges: &rw,
-        native_grants: &[],
-    };
+    let granted = had(&rw);
     my().apply(&target, &spec("writer", &pw, &admin_role, &[]), &granted)
         .await?;
     // Privileges are read at login for schema-level grants: log in again.
@@ -146,17 +143,9 @@ async fn revoking_takes_effect_and_spares_other_accounts() -> Result<()> {
     let pw = Password::new(PASSWORD);
 
     let admin_role = [privilege(Role::Admin, "app")];
-    my().apply(
-        &target,
-        &spec("shifty", &pw, &admin_role, &[]),
-        &Granted::default(),
-    )
-    .await?;
+    apply_new(my(), &target, &spec("shifty", &pw, &admin_role, &[])).await?;
     // Again, unchanged: harmless.
-    let as_admin = Granted {
-        privileges: &admin_role,
-        native_grants: &[],
-    };
+    let as_admin = had(&admin_role);
     my().apply(&target, &spec("shifty", &pw, &admin_role, &[]), &as_admin)
         .await?;
 
@@ -171,10 +160,7 @@ async fn revoking_takes_effect_and_spares_other_accounts() -> Result<()> {
 
     // readWrite → readOnly.
     let ro = [privilege(Role::ReadOnly, "app")];
-    let as_rw = Granted {
-        privileges: &rw,
-        native_grants: &[],
-    };
+    let as_rw = had(&rw);
     my().apply(&target, &spec("shifty", &pw, &ro, &[]), &as_rw)
         .await?;
     let mut me = login(&db, "shifty", PASSWORD, "app").await?;
@@ -184,10 +170,7 @@ async fn revoking_takes_effect_and_spares_other_accounts() -> Result<()> {
     me.query_drop("SELECT * FROM items").await?;
 
     // readOnly → nothing.
-    let as_ro = Granted {
-        privileges: &ro,
-        native_grants: &[],
-    };
+    let as_ro = had(&ro);
     my().apply(&target, &spec("shifty", &pw, &[], &[]), &as_ro)
         .await?;
     let grants: Vec<String> = root.query("SHOW GRANTS FOR 'shifty'@'%'").await?;
@@ -218,12 +201,7 @@ async fn schema_grants_do_not_match_by_wildcard() -> Result<()> {
     let target = target(&db);
     let pw = Password::new(PASSWORD);
     let privileges = [privilege(Role::ReadWrite, "app_1")];
-    my().apply(
-        &target,
-        &spec("wild", &pw, &privileges, &[]),
-        &Granted::default(),
-    )
-    .await?;
+    apply_new(my(), &target, &spec("wild", &pw, &privileges, &[])).await?;
     let mut me = login(&db, "wild", PASSWORD, "app_1").await?;
     me.query_drop("INSERT INTO app_1.t VALUES (1)").await?;
     assert!(denied(me.query_drop("SELECT * FROM appx1.t").await));
@@ -239,18 +217,11 @@ async fn native_grants_are_exact() -> Result<()> {
     let _root = setup(&db).await?;
     let target = target(&db);
     let pw = Password::new(PASSWORD);
-    let grants = [NativeGrant {
-        privileges: vec![NativePrivilege::Select, NativePrivilege::Insert],
-        database: "app".into(),
-        schema: None,
-        table: Some("canary".into()),
-    }];
-    my().apply(
-        &target,
-        &spec("narrow", &pw, &[], &grants),
-        &Granted::default(),
-    )
-    .await?;
+    let grants = [native_grant(
+        &[NativePrivilege::Select, NativePrivilege::Insert],
+        Some("canary"),
+    )];
+    apply_new(my(), &target, &spec("narrow", &pw, &[], &grants)).await?;
     let mut me = login(&db, "narrow", PASSWORD, "app").await?;
     me.query_drop("SELECT * FROM canary").await?;
     me.query_drop("INSERT INTO canary VALUES (2)").await?;
@@ -262,21 +233,13 @@ async fn native_grants_are_exact() -> Result<()> {
     my().apply(
         &target,
         &spec("narrow", &pw, &[], &[]),
-        &Granted {
-            privileges: &[],
-            native_grants: &grants,
-        },
+        &had_native(&grants),
     )
     .await?;
     // Table-level privileges are checked per statement.
     assert!(denied(me.query_drop("SELECT * FROM canary").await));
 
-    let bad = [NativeGrant {
-        privileges: vec![NativePrivilege::Truncate],
-        database: "app".into(),
-        schema: None,
-        table: None,
-    }];
+    let bad = [native_grant(&[NativePrivilege::Truncate], None)];
     let err = users_fixture::refusal(my(), &target, &spec("narrow", &pw, &[], &bad)).await;
     assert!(matches!(err, UserError::Invalid(_)), "{err}");
     Ok(())
@@ -292,7 +255,7 @@ async fn password_change_locks_out_the_old_one_and_limits_connections() -> Resul
     let ro = [privilege(Role::ReadOnly, "app")];
     let mut user = spec("rotor", &old, &ro, &[]);
     user.connection_limit = Some(1);
-    my().apply(&target, &user, &Granted::default()).await?;
+    apply_new(my(), &target, &user).await?;
 
     let first = login(&db, "rotor", old.expose(), "app").await?;
     let err = login(&db, "rotor", old.expose(), "app")
@@ -308,10 +271,7 @@ async fn password_change_locks_out_the_old_one_and_limits_connections() -> Resul
     );
     first.disconnect().await?;
 
-    let granted = Granted {
-        privileges: &ro,
-        native_grants: &[],
-    };
+    let granted = had(&ro);
     let user = spec("rotor", &new, &ro, &[]);
     my().apply(&target, &user, &granted).await?;
     let err = login(&db, "rotor", old.expose(), "app")
@@ -337,8 +297,7 @@ async fn drop_user_removes_the_login() -> Result<()> {
     let target = target(&db);
     let pw = Password::new(PASSWORD);
     let ro = [privilege(Role::ReadOnly, "app")];
-    my().apply(&target, &spec("leaver", &pw, &ro, &[]), &Granted::default())
-        .await?;
+    apply_new(my(), &target, &spec("leaver", &pw, &ro, &[])).await?;
     let mut open = login(&db, "leaver", PASSWORD, "app").await?;
     my().drop_user(&target, "leaver").await?;
     open.query_drop("SELECT 1")
@@ -437,8 +396,7 @@ async fn hostile_names_are_refused_and_quoting_is_inert() -> Result<()> {
     for mode in ["NO_BACKSLASH_ESCAPES", ""] {
         root.query_drop(format!("SET GLOBAL sql_mode = '{mode}'"))
             .await?;
-        my().apply(&target, &spec("quoted", &pw, &[], &[]), &Granted::default())
-            .await?;
+        apply_new(my(), &target, &spec("quoted", &pw, &[], &[])).await?;
         login(&db, "quoted", PASSWORD, "")
             .await
             .with_context(|| format!("login after apply with sql_mode '{mode}'"))?

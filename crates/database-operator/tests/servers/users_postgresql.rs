@@ -6,12 +6,14 @@ use database_operator_api::v1;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use database_operator_api::v1::user::{NativeGrant, NativePrivilege, Role};
+use database_operator_api::v1::user::{NativePrivilege, Role};
 use operator::users::quote::{pg_ident, pg_literal};
-use operator::users::{Granted, Password, Target, UserError, login_admin};
+use operator::users::{Password, Target, UserError, login_admin};
 use testkit::servers::Postgres;
 
-use super::users_fixture::{self, PASSWORD, privilege, spec};
+use super::users_fixture::{
+    self, PASSWORD, apply_new, had, had_native, native_grant, privilege, spec,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -83,13 +85,7 @@ async fn read_only_reads_and_cannot_write() -> Result<()> {
     let target = target(&pg);
     let pw = Password::new(PASSWORD);
     let privileges = [privilege(Role::ReadOnly, "app")];
-    pgm()
-        .apply(
-            &target,
-            &spec("reader", &pw, &privileges, &[]),
-            &Granted::default(),
-        )
-        .await?;
+    apply_new(pgm(), &target, &spec("reader", &pw, &privileges, &[])).await?;
 
     let me = login(&pg, "reader", PASSWORD, "app").await?;
     let name: String = me.query_one("SELECT name FROM items", &[]).await?.get(0);
@@ -124,9 +120,7 @@ async fn read_write_writes_and_admin_creates_tables() -> Result<()> {
     let target = target(&pg);
     let pw = Password::new(PASSWORD);
     let rw = [privilege(Role::ReadWrite, "app")];
-    pgm()
-        .apply(&target, &spec("writer", &pw, &rw, &[]), &Granted::default())
-        .await?;
+    apply_new(pgm(), &target, &spec("writer", &pw, &rw, &[])).await?;
     let me = login(&pg, "writer", PASSWORD, "app").await?;
     me.execute("INSERT INTO items (name) VALUES ('second')", &[])
         .await
@@ -143,14 +137,7 @@ async fn read_write_writes_and_admin_creates_tables() -> Result<()> {
 
     let admin_role = [privilege(Role::Admin, "app")];
     pgm()
-        .apply(
-            &target,
-            &spec("writer", &pw, &admin_role, &[]),
-            &Granted {
-                privileges: &rw,
-                native_grants: &[],
-            },
-        )
+        .apply(&target, &spec("writer", &pw, &admin_role, &[]), &had(&rw))
         .await?;
     me.batch_execute("CREATE TABLE mine (id int); INSERT INTO mine VALUES (1); DROP TABLE mine")
         .await
@@ -184,14 +171,9 @@ async fn revoking_takes_effect_and_spares_other_users() -> Result<()> {
         .get(0);
 
     let rw = [privilege(Role::ReadWrite, "app")];
-    pgm()
-        .apply(&target, &spec("shifty", &pw, &rw, &[]), &Granted::default())
-        .await?;
+    apply_new(pgm(), &target, &spec("shifty", &pw, &rw, &[])).await?;
     // Applying the same spec again is harmless.
-    let same = Granted {
-        privileges: &rw,
-        native_grants: &[],
-    };
+    let same = had(&rw);
     pgm()
         .apply(&target, &spec("shifty", &pw, &rw, &[]), &same)
         .await?;
@@ -219,14 +201,7 @@ async fn revoking_takes_effect_and_spares_other_users() -> Result<()> {
 
     // readOnly → nothing: reads stop.
     pgm()
-        .apply(
-            &target,
-            &spec("shifty", &pw, &[], &[]),
-            &Granted {
-                privileges: &ro,
-                native_grants: &[],
-            },
-        )
+        .apply(&target, &spec("shifty", &pw, &[], &[]), &had(&ro))
         .await?;
     assert!(denied(me.query("SELECT * FROM items", &[]).await));
     assert!(denied(me.query("SELECT * FROM newer", &[]).await));
@@ -253,19 +228,11 @@ async fn native_grants_are_exact() -> Result<()> {
     let _app = setup(&pg).await?;
     let target = target(&pg);
     let pw = Password::new(PASSWORD);
-    let grants = [NativeGrant {
-        privileges: vec![NativePrivilege::Select, NativePrivilege::Insert],
-        database: "app".into(),
-        schema: None,
-        table: Some("canary".into()),
-    }];
-    pgm()
-        .apply(
-            &target,
-            &spec("narrow", &pw, &[], &grants),
-            &Granted::default(),
-        )
-        .await?;
+    let grants = [native_grant(
+        &[NativePrivilege::Select, NativePrivilege::Insert],
+        Some("canary"),
+    )];
+    apply_new(pgm(), &target, &spec("narrow", &pw, &[], &grants)).await?;
     let me = login(&pg, "narrow", PASSWORD, "app").await?;
     me.query("SELECT * FROM canary", &[]).await?;
     me.execute("INSERT INTO canary VALUES (2)", &[]).await?;
@@ -280,21 +247,13 @@ async fn native_grants_are_exact() -> Result<()> {
         .apply(
             &target,
             &spec("narrow", &pw, &[], &[]),
-            &Granted {
-                privileges: &[],
-                native_grants: &grants,
-            },
+            &had_native(&grants),
         )
         .await?;
     assert!(denied(me.query("SELECT * FROM canary", &[]).await));
 
     // A keyword PostgreSQL has no use for is refused before anything runs.
-    let bad = [NativeGrant {
-        privileges: vec![NativePrivilege::Find],
-        database: "app".into(),
-        schema: None,
-        table: None,
-    }];
+    let bad = [native_grant(&[NativePrivilege::Find], None)];
     let err = users_fixture::refusal(pgm(), &target, &spec("narrow", &pw, &[], &bad)).await;
     assert!(matches!(err, UserError::Invalid(_)), "{err}");
     Ok(())
@@ -318,7 +277,7 @@ async fn password_change_locks_out_the_old_one_and_never_reaches_the_log() -> Re
     let ro = [privilege(Role::ReadOnly, "app")];
     let mut user = spec("rotor", &old, &ro, &[]);
     user.connection_limit = Some(3);
-    pgm().apply(&target, &user, &Granted::default()).await?;
+    apply_new(pgm(), &target, &user).await?;
     login(&pg, "rotor", old.expose(), "app").await?;
 
     let row = admin
@@ -333,10 +292,7 @@ async fn password_change_locks_out_the_old_one_and_never_reaches_the_log() -> Re
     assert_eq!(limit, 3);
 
     // Steady state: the same password is not rewritten.
-    let granted = Granted {
-        privileges: &ro,
-        native_grants: &[],
-    };
+    let granted = had(&ro);
     pgm().apply(&target, &user, &granted).await?;
     let again: String = admin
         .query_one(
@@ -385,13 +341,7 @@ async fn drop_user_removes_the_login_and_keeps_its_tables() -> Result<()> {
     let target = target(&pg);
     let pw = Password::new(PASSWORD);
     let admin_role = [privilege(Role::Admin, "app")];
-    pgm()
-        .apply(
-            &target,
-            &spec("leaver", &pw, &admin_role, &[]),
-            &Granted::default(),
-        )
-        .await?;
+    apply_new(pgm(), &target, &spec("leaver", &pw, &admin_role, &[])).await?;
     let me = login(&pg, "leaver", PASSWORD, "app").await?;
     me.batch_execute(
         "CREATE TABLE owned_by_leaver (id int); INSERT INTO owned_by_leaver VALUES (1)",
@@ -442,14 +392,7 @@ async fn missing_database_is_refused_before_the_role_exists() -> Result<()> {
     assert_eq!(n, 0);
     // The previous apply named a database that is gone: nothing to revoke.
     pgm()
-        .apply(
-            &target,
-            &spec("early", &pw, &[], &[]),
-            &Granted {
-                privileges: &privileges,
-                native_grants: &[],
-            },
-        )
+        .apply(&target, &spec("early", &pw, &[], &[]), &had(&privileges))
         .await?;
     Ok(())
 }
