@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use crate::servers::S3;
+use crate::servers::{Ferret, Instance, Mariadb, Postgres, S3};
 use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -200,6 +200,108 @@ pub fn env_for(bucket: &Bucket, user: &str, password: &str) -> Vec<(String, Stri
     env.push(("DB_USER".into(), user.into()));
     env.push(("DB_PASSWORD".into(), password.into()));
     env
+}
+
+/// A test server the agent can back up, restore and verify.
+pub trait AgentServer {
+    /// `--engine`.
+    fn engine(&self) -> &'static str;
+    /// Host, port and admin login.
+    fn instance(&self) -> &Instance;
+    /// `--tools-dir`, for engines whose client programs the agent runs.
+    fn tools_dir(&self) -> Option<&Path> {
+        None
+    }
+}
+
+impl AgentServer for Postgres {
+    fn engine(&self) -> &'static str {
+        "postgresql"
+    }
+    fn instance(&self) -> &Instance {
+        self
+    }
+    fn tools_dir(&self) -> Option<&Path> {
+        Some(self.bin_dir())
+    }
+}
+
+impl AgentServer for Mariadb {
+    fn engine(&self) -> &'static str {
+        "mysql"
+    }
+    fn instance(&self) -> &Instance {
+        self
+    }
+    fn tools_dir(&self) -> Option<&Path> {
+        Some(self.bin_dir())
+    }
+}
+
+impl AgentServer for Ferret {
+    fn engine(&self) -> &'static str {
+        "mongodb"
+    }
+    fn instance(&self) -> &Instance {
+        self
+    }
+}
+
+/// Agent runs against one server and one prefix of the bucket.
+pub struct On<'a> {
+    bucket: &'a Bucket,
+    server: &'a dyn AgentServer,
+    prefix: &'a str,
+}
+
+impl Bucket {
+    /// Agent runs against `server`, with backups under `prefix`.
+    pub fn on<'a>(&'a self, server: &'a dyn AgentServer, prefix: &'a str) -> On<'a> {
+        On {
+            bucket: self,
+            server,
+            prefix,
+        }
+    }
+}
+
+impl On<'_> {
+    /// `<cmd> --engine … --host … --port … [--tools-dir …]`, the bucket's
+    /// arguments, then `rest`.
+    pub fn args(&self, cmd: &str, rest: &[&str]) -> Vec<String> {
+        let instance = self.server.instance();
+        let mut args = strings(&[
+            cmd,
+            "--engine",
+            self.server.engine(),
+            "--host",
+            instance.host(),
+            "--port",
+            &instance.port().to_string(),
+        ]);
+        if let Some(tools) = self.server.tools_dir() {
+            args.extend(["--tools-dir".into(), tools.display().to_string()]);
+        }
+        args.extend(self.bucket.args(self.prefix));
+        with(args, rest)
+    }
+
+    /// The bucket's credentials and the server's admin login.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let instance = self.server.instance();
+        env_for(
+            self.bucket,
+            instance.admin_user(),
+            instance.admin_password(),
+        )
+    }
+
+    /// Runs `database-operator agent <cmd> … <rest>` as the server's admin.
+    /// The arguments are taken at the call: the run borrows nothing.
+    pub fn run(&self, cmd: &str, rest: &[&str]) -> impl Future<Output = Run> + use<> {
+        let (args, env) = (self.args(cmd, rest), self.env());
+        async move { agent(&args, &env).await }
+    }
 }
 
 /// Non-empty files under `dir`, recursively.

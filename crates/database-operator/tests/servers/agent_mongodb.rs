@@ -4,26 +4,8 @@
 
 use futures::TryStreamExt;
 use mongodb::bson::{Binary, Bson, DateTime, Document, doc, spec::BinarySubtype};
-use testkit::agent_cli::{Bucket, agent, env_for, strings, with};
+use testkit::agent_cli::{Bucket, agent, env_for};
 use testkit::servers::Ferret;
-
-fn args(cmd: &str, db: &Ferret, bucket: &Bucket, rest: &[&str]) -> Vec<String> {
-    let mut a = strings(&[
-        cmd,
-        "--engine",
-        "mongodb",
-        "--host",
-        db.host(),
-        "--port",
-        &db.port().to_string(),
-    ]);
-    a.extend(bucket.args("mongo"));
-    with(a, rest)
-}
-
-fn env(bucket: &Bucket, db: &Ferret) -> Vec<(String, String)> {
-    env_for(bucket, db.admin_user(), db.admin_password())
-}
 
 async fn fill(db: &Ferret) {
     let client = db.client().await.unwrap();
@@ -128,13 +110,12 @@ async fn mongodb_backup_restore_verify_round_trip() {
         ]
     );
 
-    let result = agent(
-        &args("backup", &source, &bucket, &["--key-name", "g1"]),
-        &env(&bucket, &source),
-    )
-    .await
-    .ok()
-    .json();
+    let result = bucket
+        .on(&source, "mongo")
+        .run("backup", &["--key-name", "g1"])
+        .await
+        .ok()
+        .json();
     assert_eq!(
         result["location"],
         format!(
@@ -150,12 +131,11 @@ async fn mongodb_backup_restore_verify_round_trip() {
     assert_eq!(manifest["rowCounts"]["shop.empty"], 0);
 
     let target = Ferret::start().await.unwrap();
-    agent(
-        &args("restore", &target, &bucket, &["--key-name", "g1"]),
-        &env(&bucket, &target),
-    )
-    .await
-    .ok();
+    bucket
+        .on(&target, "mongo")
+        .run("restore", &["--key-name", "g1"])
+        .await
+        .ok();
     assert_eq!(snapshot(&target).await, before);
     assert_eq!(
         index_names(&target, "shop", "orders").await,
@@ -163,23 +143,21 @@ async fn mongodb_backup_restore_verify_round_trip() {
     );
 
     let drill = Ferret::start().await.unwrap();
-    let v = agent(
-        &args("verify", &drill, &bucket, &["--key-name", "g1"]),
-        &env(&bucket, &drill),
-    )
-    .await
-    .ok()
-    .json();
+    let v = bucket
+        .on(&drill, "mongo")
+        .run("verify", &["--key-name", "g1"])
+        .await
+        .ok()
+        .json();
     assert_eq!(v["verified"], true);
     assert_eq!(v["rows"], 7000);
 
     // Non-empty: refused; --force replaces each collection.
-    agent(
-        &args("restore", &target, &bucket, &["--key-name", "g1"]),
-        &env(&bucket, &target),
-    )
-    .await
-    .failed(6, "already holds user data");
+    bucket
+        .on(&target, "mongo")
+        .run("restore", &["--key-name", "g1"])
+        .await
+        .failed(6, "already holds user data");
     let client = target.client().await.unwrap();
     client
         .database("shop")
@@ -187,23 +165,19 @@ async fn mongodb_backup_restore_verify_round_trip() {
         .delete_many(doc! {"amount": {"$gt": 1000}})
         .await
         .unwrap();
-    agent(
-        &args(
-            "restore",
-            &target,
-            &bucket,
-            &["--key-name", "g1", "--force"],
-        ),
-        &env(&bucket, &target),
-    )
-    .await
-    .ok();
+    bucket
+        .on(&target, "mongo")
+        .run("restore", &["--key-name", "g1", "--force"])
+        .await
+        .ok();
     assert_eq!(snapshot(&target).await, before);
 
     // Wrong password.
     agent(
-        &args("backup", &source, &bucket, &["--key-name", "g2"]),
-        &env_for(&bucket, "admin", "wrong-password"),
+        &bucket
+            .on(&source, "mongo")
+            .args("backup", &["--key-name", "g2"]),
+        &env_for(&bucket, source.admin_user(), "wrong-password"),
     )
     .await
     .failed(4, "the database refused the login");

@@ -2,28 +2,8 @@
 //! `mariadb-dump` and `mariadb`) and a real S3 server.
 
 use mysql_async::prelude::Queryable;
-use testkit::agent_cli::{Bucket, agent, env_for, strings, with};
+use testkit::agent_cli::{Bucket, agent, env_for};
 use testkit::servers::Mariadb;
-
-fn args(cmd: &str, db: &Mariadb, bucket: &Bucket, rest: &[&str]) -> Vec<String> {
-    let mut a = strings(&[
-        cmd,
-        "--engine",
-        "mysql",
-        "--host",
-        db.host(),
-        "--port",
-        &db.port().to_string(),
-        "--tools-dir",
-        &db.bin_dir().display().to_string(),
-    ]);
-    a.extend(bucket.args("mysql"));
-    with(a, rest)
-}
-
-fn env(bucket: &Bucket, db: &Mariadb) -> Vec<(String, String)> {
-    env_for(bucket, db.admin_user(), db.admin_password())
-}
 
 async fn fill(db: &Mariadb) {
     let mut c = db.connect().await.unwrap();
@@ -100,12 +80,11 @@ async fn mysql_backup_restore_verify_round_trip() {
         5000 + 3000 + 4000 + 4000 + 1000
     );
 
-    let run = agent(
-        &args("backup", &source, &bucket, &["--key-name", "m1"]),
-        &env(&bucket, &source),
-    )
-    .await
-    .ok();
+    let run = bucket
+        .on(&source, "mysql")
+        .run("backup", &["--key-name", "m1"])
+        .await
+        .ok();
     let result = run.json();
     assert_eq!(
         result["location"],
@@ -132,12 +111,11 @@ async fn mysql_backup_restore_verify_round_trip() {
     // A fresh server: equal rows, its root password untouched, routines
     // and triggers back.
     let target = Mariadb::start().await.unwrap();
-    agent(
-        &args("restore", &target, &bucket, &["--key-name", "m1"]),
-        &env(&bucket, &target),
-    )
-    .await
-    .ok();
+    bucket
+        .on(&target, "mysql")
+        .run("restore", &["--key-name", "m1"])
+        .await
+        .ok();
     assert_eq!(snapshot(&target).await, before);
     let mut c = target
         .connect()
@@ -159,40 +137,34 @@ async fn mysql_backup_restore_verify_round_trip() {
 
     // Verify into another fresh server.
     let drill = Mariadb::start().await.unwrap();
-    let v = agent(
-        &args("verify", &drill, &bucket, &["--key-name", "m1"]),
-        &env(&bucket, &drill),
-    )
-    .await
-    .ok()
-    .json();
+    let v = bucket
+        .on(&drill, "mysql")
+        .run("verify", &["--key-name", "m1"])
+        .await
+        .ok()
+        .json();
     assert_eq!(v["verified"], true);
     assert_eq!(v["rows"], 17_000);
 
     // Non-empty target: refused, then --force.
-    agent(
-        &args("restore", &target, &bucket, &["--key-name", "m1"]),
-        &env(&bucket, &target),
-    )
-    .await
-    .failed(6, "already holds user data");
-    agent(
-        &args(
-            "restore",
-            &target,
-            &bucket,
-            &["--key-name", "m1", "--force"],
-        ),
-        &env(&bucket, &target),
-    )
-    .await
-    .ok();
+    bucket
+        .on(&target, "mysql")
+        .run("restore", &["--key-name", "m1"])
+        .await
+        .failed(6, "already holds user data");
+    bucket
+        .on(&target, "mysql")
+        .run("restore", &["--key-name", "m1", "--force"])
+        .await
+        .ok();
     assert_eq!(snapshot(&target).await, before);
 
     // Wrong password: named as the database's refusal.
     agent(
-        &args("backup", &source, &bucket, &["--key-name", "m2"]),
-        &env_for(&bucket, "root", "wrong-password"),
+        &bucket
+            .on(&source, "mysql")
+            .args("backup", &["--key-name", "m2"]),
+        &env_for(&bucket, source.admin_user(), "wrong-password"),
     )
     .await
     .failed(4, "the database refused the login");

@@ -4,32 +4,8 @@
 use database_operator_api::v1;
 use std::time::{Duration, Instant};
 
-use testkit::agent_cli::{Bucket, agent, env_for, nonempty_files, spawn, strings, with};
+use testkit::agent_cli::{Bucket, agent, env_for, nonempty_files, spawn};
 use testkit::servers::Postgres;
-
-fn db_args(pg: &Postgres) -> Vec<String> {
-    strings(&[
-        "--engine",
-        "postgresql",
-        "--host",
-        pg.host(),
-        "--port",
-        &pg.port().to_string(),
-        "--tools-dir",
-        &pg.bin_dir().display().to_string(),
-    ])
-}
-
-fn env(bucket: &Bucket, pg: &Postgres) -> Vec<(String, String)> {
-    env_for(bucket, pg.admin_user(), pg.admin_password())
-}
-
-fn args(cmd: &str, pg: &Postgres, bucket: &Bucket, prefix: &str, rest: &[&str]) -> Vec<String> {
-    let mut a = vec![cmd.to_owned()];
-    a.extend(db_args(pg));
-    a.extend(bucket.args(prefix));
-    with(a, rest)
-}
 
 async fn client(pg: &Postgres, db: &str) -> tokio_postgres::Client {
     let mut config = pg.config();
@@ -142,23 +118,19 @@ async fn postgresql_backup_restore_verify_round_trip() {
     assert_eq!(before.iter().map(|t| t.1.len()).sum::<usize>(), 18_000);
 
     let log = tempfile::NamedTempFile::new().unwrap();
-    let run = agent(
-        &args(
+    let run = bucket
+        .on(&source, "pg/orders")
+        .run(
             "backup",
-            &source,
-            &bucket,
-            "pg/orders",
             &[
                 "--key-name",
                 "nightly-1",
                 "--termination-log",
                 log.path().to_str().unwrap(),
             ],
-        ),
-        &env(&bucket, &source),
-    )
-    .await
-    .ok();
+        )
+        .await
+        .ok();
     let result = run.json();
     assert_eq!(
         result["location"],
@@ -217,18 +189,11 @@ async fn postgresql_backup_restore_verify_round_trip() {
     // Restore into a fresh server: every row equal, its admin login intact,
     // the source's other roles back with their passwords.
     let target = Postgres::start().await.unwrap();
-    let run = agent(
-        &args(
-            "restore",
-            &target,
-            &bucket,
-            "pg/orders",
-            &["--key-name", "nightly-1"],
-        ),
-        &env(&bucket, &target),
-    )
-    .await
-    .ok();
+    let run = bucket
+        .on(&target, "pg/orders")
+        .run("restore", &["--key-name", "nightly-1"])
+        .await
+        .ok();
     assert_eq!(run.json()["keyName"], "nightly-1");
     assert_eq!(snapshot(&target).await, before);
     let mut reader = target.config();
@@ -250,53 +215,32 @@ async fn postgresql_backup_restore_verify_round_trip() {
 
     // Verify: a drill into another fresh server compares counts.
     let drill = Postgres::start().await.unwrap();
-    let run = agent(
-        &args(
-            "verify",
-            &drill,
-            &bucket,
-            "pg/orders",
-            &["--key-name", "nightly-1"],
-        ),
-        &env(&bucket, &drill),
-    )
-    .await
-    .ok();
+    let run = bucket
+        .on(&drill, "pg/orders")
+        .run("verify", &["--key-name", "nightly-1"])
+        .await
+        .ok();
     let v = run.json();
     assert_eq!(v["verified"], true);
     assert_eq!(v["tables"], 5);
     assert_eq!(v["rows"], 18_000);
 
     // The target now holds data: refused without --force, restored with it.
-    let run = agent(
-        &args(
-            "restore",
-            &target,
-            &bucket,
-            "pg/orders",
-            &["--key-name", "nightly-1"],
-        ),
-        &env(&bucket, &target),
-    )
-    .await;
+    let run = bucket
+        .on(&target, "pg/orders")
+        .run("restore", &["--key-name", "nightly-1"])
+        .await;
     run.failed(6, "already holds user data");
     client(&target, "app")
         .await
         .batch_execute("DELETE FROM sales.orders WHERE id > 10")
         .await
         .unwrap();
-    agent(
-        &args(
-            "restore",
-            &target,
-            &bucket,
-            "pg/orders",
-            &["--key-name", "nightly-1", "--force"],
-        ),
-        &env(&bucket, &target),
-    )
-    .await
-    .ok();
+    bucket
+        .on(&target, "pg/orders")
+        .run("restore", &["--key-name", "nightly-1", "--force"])
+        .await
+        .ok();
     assert_eq!(snapshot(&target).await, before);
 }
 
@@ -305,24 +249,21 @@ async fn postgresql_restore_refuses_corrupt_truncated_and_incomplete_backups() {
     let bucket = Bucket::start().await;
     let source = Postgres::start().await.unwrap();
     fill(&source).await;
-    agent(
-        &args("backup", &source, &bucket, "p", &["--key-name", "k"]),
-        &env(&bucket, &source),
-    )
-    .await
-    .ok();
+    bucket
+        .on(&source, "p")
+        .run("backup", &["--key-name", "k"])
+        .await
+        .ok();
     let original = bucket.get("p/k/dump.sql.zst").await;
     let target = Postgres::start().await.unwrap();
-    let restore = || args("restore", &target, &bucket, "p", &["--key-name", "k"]);
+    let restore = || bucket.on(&target, "p").run("restore", &["--key-name", "k"]);
 
     // One flipped byte in the middle, same size: the checksum refuses it.
     let mut flipped = original.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x01;
     bucket.put("p/k/dump.sql.zst", flipped).await;
-    agent(&restore(), &env(&bucket, &target))
-        .await
-        .failed(5, "SHA-256 mismatch");
+    restore().await.failed(5, "SHA-256 mismatch");
 
     // Truncated.
     bucket
@@ -331,9 +272,7 @@ async fn postgresql_restore_refuses_corrupt_truncated_and_incomplete_backups() {
             original[..original.len() - 100].to_vec(),
         )
         .await;
-    agent(&restore(), &env(&bucket, &target))
-        .await
-        .failed(5, "truncated");
+    restore().await.failed(5, "truncated");
 
     // Nothing was applied by either attempt.
     assert_eq!(snapshot(&target).await, vec![]);
@@ -345,16 +284,13 @@ async fn postgresql_restore_refuses_corrupt_truncated_and_incomplete_backups() {
         .delete(&"p/k/manifest.json".into())
         .await
         .unwrap();
-    agent(&restore(), &env(&bucket, &target))
+    restore().await.failed(5, "no manifest");
+    // A key that never existed.
+    bucket
+        .on(&target, "p")
+        .run("restore", &["--key-name", "nope"])
         .await
         .failed(5, "no manifest");
-    // A key that never existed.
-    agent(
-        &args("restore", &target, &bucket, "p", &["--key-name", "nope"]),
-        &env(&bucket, &target),
-    )
-    .await
-    .failed(5, "no manifest");
 }
 
 use object_store::ObjectStoreExt;
@@ -363,9 +299,10 @@ use object_store::ObjectStoreExt;
 async fn wrong_credentials_are_named() {
     let bucket = Bucket::start().await;
     let pg = Postgres::start().await.unwrap();
-    let backup = || args("backup", &pg, &bucket, "c", &["--key-name", "k"]);
+    let on = bucket.on(&pg, "c");
+    let backup = || on.args("backup", &["--key-name", "k"]);
 
-    let mut bad_secret = env(&bucket, &pg);
+    let mut bad_secret = on.env();
     bad_secret[1].1 = "wrong-secret-key-0123456789abcdefghijklm".into();
     let run = agent(&backup(), &bad_secret)
         .await
@@ -376,7 +313,7 @@ async fn wrong_credentials_are_named() {
         run.stderr
     );
 
-    let mut bad_key = env(&bucket, &pg);
+    let mut bad_key = on.env();
     bad_key[0].1 = "TKNOSUCHKEY000000000".into();
     let run = agent(&backup(), &bad_key)
         .await
@@ -445,10 +382,10 @@ async fn an_upload_that_fails_mid_stream_leaves_nothing_complete() {
     // 1. The S3 server dies during the upload.
     let dir = bucket.s3.root_dir().join(testkit::agent_cli::BUCKET);
     let before = nonempty_files(&dir);
-    let mut child = spawn(
-        &args("backup", &pg, &bucket, "f", &["--key-name", "s3-dies"]),
-        &env(&bucket, &pg),
-    );
+    let mut child = {
+        let on = bucket.on(&pg, "f");
+        spawn(&on.args("backup", &["--key-name", "s3-dies"]), &on.env())
+    };
     wait_for_upload_in_progress(&bucket, &before, &mut child).await;
     bucket.s3.kill();
     let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
@@ -466,26 +403,19 @@ async fn an_upload_that_fails_mid_stream_leaves_nothing_complete() {
         !keys.iter().any(|k| k.ends_with("manifest.json")),
         "{keys:?}"
     );
-    agent(
-        &args(
-            "restore",
-            &pg,
-            &bucket,
-            "f",
-            &["--key-name", "s3-dies", "--force"],
-        ),
-        &env(&bucket, &pg),
-    )
-    .await
-    .failed(5, "no manifest");
+    bucket
+        .on(&pg, "f")
+        .run("restore", &["--key-name", "s3-dies", "--force"])
+        .await
+        .failed(5, "no manifest");
 
     // 2. The database server stops during the dump: pg_dumpall fails, the
     // upload is aborted, no object and no manifest appear.
     let before = nonempty_files(&dir);
-    let mut child = spawn(
-        &args("backup", &pg, &bucket, "g", &["--key-name", "db-dies"]),
-        &env(&bucket, &pg),
-    );
+    let mut child = {
+        let on = bucket.on(&pg, "g");
+        spawn(&on.args("backup", &["--key-name", "db-dies"]), &on.env())
+    };
     wait_for_upload_in_progress(&bucket, &before, &mut child).await;
     pg.stop();
     let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
@@ -519,25 +449,24 @@ async fn drills_verify_the_newest_complete_backup_and_report_what_they_tried() {
         )
         .await
         .unwrap();
-    let backup = |key: &str| args("backup", &source, &bucket, "d", &["--key-name", key]);
-    agent(&backup("b-1"), &env(&bucket, &source)).await.ok();
+    let backup = |key: &str| bucket.on(&source, "d").run("backup", &["--key-name", key]);
+    backup("b-1").await.ok();
     admin
         .batch_execute("INSERT INTO ledger SELECT i, 'more' FROM generate_series(101, 150) i")
         .await
         .unwrap();
-    agent(&backup("b-2"), &env(&bucket, &source)).await.ok();
+    backup("b-2").await.ok();
     // A newer upload that never finished: no manifest.
     bucket
         .put("d/zz-unfinished/dump.sql.zst", b"partial".to_vec())
         .await;
 
     let drill = Postgres::start().await.unwrap();
-    let run = agent(
-        &args("verify", &drill, &bucket, "d", &["--latest"]),
-        &env(&bucket, &drill),
-    )
-    .await
-    .ok();
+    let run = bucket
+        .on(&drill, "d")
+        .run("verify", &["--latest"])
+        .await
+        .ok();
     let report = run.json();
     assert_eq!(report["keyName"], "b-2");
     assert_eq!(report["verified"], true);
@@ -558,22 +487,18 @@ async fn drills_verify_the_newest_complete_backup_and_report_what_they_tried() {
     bucket.put("d/b-2/dump.sql.zst", object).await;
     let log = tempfile::NamedTempFile::new().unwrap();
     let drill = Postgres::start().await.unwrap();
-    agent(
-        &args(
+    bucket
+        .on(&drill, "d")
+        .run(
             "verify",
-            &drill,
-            &bucket,
-            "d",
             &[
                 "--latest",
                 "--termination-log",
                 &log.path().display().to_string(),
             ],
-        ),
-        &env(&bucket, &drill),
-    )
-    .await
-    .failed(5, "SHA-256 mismatch");
+        )
+        .await
+        .failed(5, "SHA-256 mismatch");
     let termination = std::fs::read_to_string(log.path()).unwrap();
     let recorded = verification(
         "db-verify-2",
@@ -589,10 +514,9 @@ async fn drills_verify_the_newest_complete_backup_and_report_what_they_tried() {
     assert!(recorded.message.contains("SHA-256"), "{}", recorded.message);
 
     // An empty prefix: nothing to drill, said plainly.
-    agent(
-        &args("verify", &drill, &bucket, "nothing-here", &["--latest"]),
-        &env(&bucket, &drill),
-    )
-    .await
-    .failed(5, "no complete backup");
+    bucket
+        .on(&drill, "nothing-here")
+        .run("verify", &["--latest"])
+        .await
+        .failed(5, "no complete backup");
 }

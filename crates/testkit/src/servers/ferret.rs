@@ -7,7 +7,7 @@ use anyhow::Result;
 use mongodb::bson::doc;
 
 use super::install::{self, Component};
-use super::process::{self, HOST, Instance, ServerDir, ServerProcess, Shutdown};
+use super::process::{self, Admin, HOST, Instance, ServerDir, ServerProcess, Shutdown};
 
 const ADMIN_USER: &str = "admin";
 const ADMIN_DATABASE: &str = "admin";
@@ -36,7 +36,6 @@ const ADMIN_DATABASE: &str = "admin";
 /// keeps it); the server also dies with the test process (PDEATHSIG).
 pub struct Ferret {
     instance: Instance,
-    password: String,
     binary: PathBuf,
 }
 
@@ -61,13 +60,13 @@ impl Ferret {
                 "ferretdb",
                 dir,
                 "ferretdb.log",
+                Admin::generated(ADMIN_USER),
                 Shutdown {
                     signal: libc::SIGTERM,
                     grace: Duration::from_secs(5),
                 },
                 None,
             )?,
-            password: process::password(),
             binary: install::ferretdb_bin(),
         };
         ferret.launch().await?;
@@ -90,7 +89,7 @@ impl Ferret {
             // Only used when the database does not exist yet (first start).
             format!("--setup-database={ADMIN_DATABASE}"),
             format!("--setup-username={ADMIN_USER}"),
-            format!("--setup-password={}", self.password),
+            format!("--setup-password={}", self.admin_password()),
             "--log-level=info".to_owned(),
         ];
         let command = self.dir.command(&self.binary, &args, &log)?;
@@ -129,15 +128,6 @@ impl Ferret {
         client_for(&self.uri()).await
     }
 
-    /// `admin`.
-    pub fn admin_user(&self) -> &str {
-        ADMIN_USER
-    }
-
-    pub fn admin_password(&self) -> &str {
-        &self.password
-    }
-
     /// `admin`: the database the admin user is defined in (authSource).
     pub fn admin_database(&self) -> &str {
         ADMIN_DATABASE
@@ -145,7 +135,7 @@ impl Ferret {
 
     /// `mongodb://admin:<password>@127.0.0.1:<port>/?authSource=admin&authMechanism=SCRAM-SHA-256&directConnection=true`.
     pub fn uri(&self) -> String {
-        self.uri_for(ADMIN_USER, &self.password, ADMIN_DATABASE)
+        self.uri_for(ADMIN_USER, self.admin_password(), ADMIN_DATABASE)
     }
 
     /// The URI for another user (alphanumeric names and passwords; others

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 
 use super::install::{self, Component};
-use super::process::{self, HOST, Instance, ServerDir, ServerProcess, Shutdown};
+use super::process::{self, Admin, HOST, Instance, ServerDir, ServerProcess, Shutdown};
 
 const ADMIN_USER: &str = "root";
 
@@ -24,7 +24,6 @@ const ADMIN_USER: &str = "root";
 /// keeps it); the server also dies with the test process (PDEATHSIG).
 pub struct Mariadb {
     instance: Instance,
-    password: String,
     mariadbd: PathBuf,
     bin_dir: PathBuf,
 }
@@ -55,13 +54,13 @@ impl Mariadb {
                 "mariadb",
                 dir,
                 "mariadbd.log",
+                Admin::generated(ADMIN_USER),
                 Shutdown {
                     signal: libc::SIGTERM,
                     grace: Duration::from_secs(10),
                 },
                 None,
             )?,
-            password: process::password(),
             mariadbd,
             bin_dir,
         };
@@ -93,7 +92,7 @@ impl Mariadb {
             ServerProcess::spawn(&self.supervisor, "mariadb-install-db", command, &log).await?;
         install_db.wait_success(Duration::from_secs(120)).await?;
         // Run by mariadbd at its first start, before it serves clients.
-        let password = &self.password;
+        let password = self.admin_password();
         let sql = format!(
             "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('{password}') OR unix_socket;\n\
              CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{password}';\n\
@@ -155,7 +154,7 @@ impl Mariadb {
             .ip_or_hostname(HOST)
             .tcp_port(self.port)
             .user(Some(ADMIN_USER))
-            .pass(Some(self.password.clone()))
+            .pass(Some(self.admin_password().to_owned()))
             .prefer_socket(false)
             .into()
     }
@@ -167,15 +166,6 @@ impl Mariadb {
             .with_context(|| format!("connecting to mariadb on {HOST}:{}", self.port))
     }
 
-    /// `root`.
-    pub fn admin_user(&self) -> &str {
-        ADMIN_USER
-    }
-
-    pub fn admin_password(&self) -> &str {
-        &self.password
-    }
-
     /// `mysql://root:<password>@127.0.0.1:<port>`. Note that mysql_async
     /// given this URL moves to the server's unix socket after connecting
     /// (its `prefer_socket` default; root@localhost accepts the password
@@ -184,7 +174,8 @@ impl Mariadb {
     pub fn url(&self) -> String {
         format!(
             "mysql://{ADMIN_USER}:{}@{HOST}:{}",
-            self.password, self.port
+            self.admin_password(),
+            self.port
         )
     }
 

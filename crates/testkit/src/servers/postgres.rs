@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::install::{self, Component};
-use super::process::{self, HOST, Instance, ServerDir, ServerProcess, Shutdown};
+use super::process::{self, Admin, HOST, Instance, ServerDir, ServerProcess, Shutdown};
 
 const ADMIN_USER: &str = "postgres";
 
@@ -26,7 +26,6 @@ const ADMIN_USER: &str = "postgres";
 /// sessions of their own, exit when they see the postmaster gone.
 pub struct Postgres {
     instance: Instance,
-    password: String,
     bin_dir: PathBuf,
 }
 
@@ -49,12 +48,12 @@ impl Postgres {
             )
         })?;
         let dir = ServerDir::create("postgres", install::server_user()?)?;
-        let password = process::password();
         let mut postgres = Postgres {
             instance: Instance::new(
                 "postgres",
                 dir,
                 "postgres.log",
+                Admin::generated(ADMIN_USER),
                 Shutdown {
                     signal: libc::SIGINT,
                     grace: Duration::from_secs(10),
@@ -64,7 +63,6 @@ impl Postgres {
                     grace: Duration::from_secs(5),
                 }),
             )?,
-            password,
             bin_dir,
         };
         postgres.init().await?;
@@ -75,7 +73,7 @@ impl Postgres {
 
     async fn init(&mut self) -> Result<()> {
         let root = self.dir.path().to_owned();
-        let pwfile = self.dir.write_private("pwfile", &self.password)?;
+        let pwfile = self.dir.write_private("pwfile", self.admin_password())?;
         let args: Vec<String> = [
             "--pgdata",
             &self.data_dir().to_string_lossy(),
@@ -172,7 +170,7 @@ impl Postgres {
             .host(HOST)
             .port(self.port)
             .user(ADMIN_USER)
-            .password(&self.password)
+            .password(self.admin_password())
             .dbname("postgres")
             .connect_timeout(Duration::from_secs(5));
         config
@@ -192,20 +190,12 @@ impl Postgres {
         Ok(client)
     }
 
-    /// `postgres` (superuser).
-    pub fn admin_user(&self) -> &str {
-        ADMIN_USER
-    }
-
-    pub fn admin_password(&self) -> &str {
-        &self.password
-    }
-
     /// `postgres://postgres:<password>@127.0.0.1:<port>/postgres`.
     pub fn url(&self) -> String {
         format!(
             "postgres://{ADMIN_USER}:{}@{HOST}:{}/postgres",
-            self.password, self.port
+            self.admin_password(),
+            self.port
         )
     }
 

@@ -55,18 +55,38 @@ pub struct Instance {
     pub(super) port: u16,
     pub(super) startup: Duration,
     log_name: &'static str,
+    admin: Admin,
     stop: Shutdown,
     /// How dropping it ends the server; `None`: SIGKILL at once.
     on_drop: Option<Shutdown>,
 }
 
+/// The login a server is set up with, which the tests (and the operator
+/// code they run) use as the server's administrator.
+pub(crate) struct Admin {
+    pub(crate) user: String,
+    pub(crate) password: String,
+}
+
+impl Admin {
+    /// `user` with a random password.
+    pub(crate) fn generated(user: &str) -> Admin {
+        Admin {
+            user: user.to_owned(),
+            password: password(),
+        }
+    }
+}
+
 impl Instance {
     /// A server named `name` (its supervisor thread), in `dir`, on a free
-    /// port, logging to `<dir>/<log_name>`, not started yet.
+    /// port, logging to `<dir>/<log_name>`, set up with `admin`, not
+    /// started yet.
     pub(super) fn new(
         name: &str,
         dir: ServerDir,
         log_name: &'static str,
+        admin: Admin,
         stop: Shutdown,
         on_drop: Option<Shutdown>,
     ) -> Result<Self> {
@@ -77,9 +97,20 @@ impl Instance {
             port: processes::free_port()?,
             startup: Duration::ZERO,
             log_name,
+            admin,
             stop,
             on_drop,
         })
+    }
+
+    /// The administrator login the server was set up with.
+    pub fn admin_user(&self) -> &str {
+        &self.admin.user
+    }
+
+    /// The administrator's password (random, letters and digits).
+    pub fn admin_password(&self) -> &str {
+        &self.admin.password
     }
 
     /// `127.0.0.1`.

@@ -12,7 +12,7 @@ use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 use rand::Rng;
 
 use super::install::{self, Component};
-use super::process::{self, HOST, Instance, ServerDir, ServerProcess, Shutdown};
+use super::process::{self, Admin, HOST, Instance, ServerDir, ServerProcess, Shutdown};
 
 const REGION: &str = "us-east-1";
 
@@ -37,8 +37,6 @@ const REGION: &str = "us-east-1";
 /// keeps it); the server also dies with the test process (PDEATHSIG).
 pub struct S3 {
     instance: Instance,
-    access_key: String,
-    secret_key: String,
     binary: PathBuf,
     /// `--sidecar` folder when the file system has no user xattrs.
     sidecar: Option<PathBuf>,
@@ -83,14 +81,16 @@ impl S3 {
                 "versitygw",
                 dir,
                 "versitygw.log",
+                Admin {
+                    user: access_key(),
+                    password: secret_key(),
+                },
                 Shutdown {
                     signal: libc::SIGTERM,
                     grace: Duration::from_secs(5),
                 },
                 None,
             )?,
-            access_key: access_key(),
-            secret_key: secret_key(),
             binary: install::versitygw_bin(),
             sidecar,
             http,
@@ -116,8 +116,8 @@ impl S3 {
         // any local user can read in /proc); versitygw also reads the
         // aliases ROOT_ACCESS_KEY and ROOT_SECRET_KEY, so those are dropped.
         command
-            .env("ROOT_ACCESS_KEY_ID", &self.access_key)
-            .env("ROOT_SECRET_ACCESS_KEY", &self.secret_key)
+            .env("ROOT_ACCESS_KEY_ID", self.access_key())
+            .env("ROOT_SECRET_ACCESS_KEY", self.secret_key())
             .env_remove("ROOT_ACCESS_KEY")
             .env_remove("ROOT_SECRET_KEY");
         let mut server = ServerProcess::spawn(&self.supervisor, "versitygw", command, &log).await?;
@@ -148,8 +148,8 @@ impl S3 {
             .body(HttpRequestBody::from(body))
             .with_context(|| format!("building {method} {url}"))?;
         let credential = AwsCredential {
-            key_id: self.access_key.clone(),
-            secret_key: self.secret_key.clone(),
+            key_id: self.access_key().to_owned(),
+            secret_key: self.secret_key().to_owned(),
             token: None,
         };
         AwsAuthorizer::new(&credential, "s3", REGION)
@@ -205,8 +205,8 @@ impl S3 {
             .with_endpoint(self.endpoint())
             .with_region(REGION)
             .with_bucket_name(bucket)
-            .with_access_key_id(&self.access_key)
-            .with_secret_access_key(&self.secret_key)
+            .with_access_key_id(self.access_key())
+            .with_secret_access_key(self.secret_key())
             .with_allow_http(true)
             .with_virtual_hosted_style_request(false)
             .with_retry(RetryConfig {
@@ -240,12 +240,12 @@ impl S3 {
     /// The root account's access key id (20 characters, `TK` + uppercase
     /// letters and digits).
     pub fn access_key(&self) -> &str {
-        &self.access_key
+        self.admin_user()
     }
 
     /// The root account's secret key (40 letters and digits).
     pub fn secret_key(&self) -> &str {
-        &self.secret_key
+        self.admin_password()
     }
 
     /// The posix backend's root: one folder per bucket.
