@@ -302,23 +302,23 @@ async fn wrong_credentials_are_named() {
     let on = bucket.on(&pg, "c");
     let backup = || on.args("backup", &["--key-name", "k"]);
 
-    let mut bad_secret = on.env();
-    bad_secret[1].1 = "wrong-secret-key-0123456789abcdefghijklm".into();
-    let run = agent(&backup(), &bad_secret)
-        .await
-        .failed(3, "S3 refused the credentials");
-    assert!(
-        run.stderr.contains("AWS_SECRET_ACCESS_KEY"),
-        "{}",
-        run.stderr
-    );
-
-    let mut bad_key = on.env();
-    bad_key[0].1 = "TKNOSUCHKEY000000000".into();
-    let run = agent(&backup(), &bad_key)
-        .await
-        .failed(3, "S3 refused the credentials");
-    assert!(run.stderr.contains("AWS_ACCESS_KEY_ID"), "{}", run.stderr);
+    // A wrong secret key, then an unknown access key: each named.
+    for (i, wrong, named) in [
+        (
+            1,
+            "wrong-secret-key-0123456789abcdefghijklm",
+            "AWS_SECRET_ACCESS_KEY",
+        ),
+        (0, "TKNOSUCHKEY000000000", "AWS_ACCESS_KEY_ID"),
+    ] {
+        let mut env = on.env();
+        assert_eq!(env[i].0, named);
+        env[i].1 = wrong.into();
+        let run = agent(&backup(), &env)
+            .await
+            .failed(3, "S3 refused the credentials");
+        assert!(run.stderr.contains(named), "{}", run.stderr);
+    }
 
     let bad_password = env_for(&bucket, pg.admin_user(), "not-the-password");
     let run = agent(&backup(), &bad_password)
@@ -373,6 +373,20 @@ async fn wait_for_upload_in_progress(
     }
 }
 
+/// Waits for the agent to fail, as it must once what it streams from or to
+/// is gone, and returns what it wrote to stderr (nothing goes to stdout).
+async fn gives_up(child: tokio::process::Child) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+        .await
+        .expect("the agent gives up")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{stderr}");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    stderr
+}
+
 #[tokio::test]
 async fn an_upload_that_fails_mid_stream_leaves_nothing_complete() {
     let mut bucket = Bucket::start().await;
@@ -388,14 +402,7 @@ async fn an_upload_that_fails_mid_stream_leaves_nothing_complete() {
     };
     wait_for_upload_in_progress(&bucket, &before, &mut child).await;
     bucket.s3.kill();
-    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
-        .await
-        .expect("the agent gives up")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    assert_ne!(out.status.code(), Some(0));
-    assert!(out.stdout.is_empty());
+    let stderr = gives_up(child).await;
     assert!(stderr.contains("error: S3"), "{stderr}");
     bucket.s3.start_again().await.unwrap();
     let keys = bucket.keys("f").await;
@@ -418,13 +425,7 @@ async fn an_upload_that_fails_mid_stream_leaves_nothing_complete() {
     };
     wait_for_upload_in_progress(&bucket, &before, &mut child).await;
     pg.stop();
-    let out = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
-        .await
-        .expect("the agent gives up")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    assert_ne!(out.status.code(), Some(0));
+    let stderr = gives_up(child).await;
     assert!(stderr.contains("pg_dumpall failed"), "{stderr}");
     assert!(stderr.contains("upload aborted"), "{stderr}");
     assert_eq!(bucket.keys("g").await, Vec::<String>::new());

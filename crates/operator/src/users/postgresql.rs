@@ -103,28 +103,21 @@ const TABLE_PRIVILEGES: &[&str] = &[
     "TRIGGER",
 ];
 
-/// Canonical order of keywords inside one statement.
-const ORDER: &[&str] = &[
-    "CONNECT",
-    "CREATE",
-    "TEMPORARY",
-    "USAGE",
-    "SELECT",
-    "INSERT",
-    "UPDATE",
-    "DELETE",
-    "TRUNCATE",
-    "REFERENCES",
-    "TRIGGER",
-    "MAINTAIN",
-    "EXECUTE",
+/// Canonical order of keywords inside one statement: database and schema
+/// privileges, the table privileges in their order, then the rest.
+const ORDER: [&[&str]; 3] = [
+    &["CONNECT", "CREATE", "TEMPORARY", "USAGE"],
+    TABLE_PRIVILEGES,
+    &["MAINTAIN", "EXECUTE"],
 ];
 
 fn rank(keyword: &str) -> usize {
     ORDER
         .iter()
+        .copied()
+        .flatten()
         .position(|k| *k == keyword)
-        .unwrap_or(ORDER.len())
+        .unwrap_or(usize::MAX)
 }
 
 /// The atoms a portable privilege stands for.

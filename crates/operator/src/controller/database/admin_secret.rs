@@ -53,7 +53,7 @@ mod tests {
     use kube::Client;
     use kube::api::PartialObjectMeta;
     use kube::client::Body;
-    use kube::runtime::reflector::{self, store::Writer};
+    use kube::runtime::reflector::{self, Store, store::Writer};
     use kube::runtime::watcher;
     use tower_test::mock;
 
@@ -94,31 +94,46 @@ mod tests {
             "metadata": {"name": "db-secret", "namespace": "default"}})
     }
 
+    /// Runs `ensure_admin_secret` for Database `db` of `engine` with
+    /// `cache`, while `api` answers the requests it sends and hands the
+    /// handle back; after that nothing more may be sent (`why` says why).
+    async fn ensure<F>(
+        engine: Engine,
+        cache: &Store<PartialObjectMeta<Secret>>,
+        api: impl FnOnce(Handle) -> F,
+        why: &str,
+    ) where
+        F: Future<Output = Handle> + Send + 'static,
+    {
+        let (client, handle) = mock_client();
+        let version = match engine {
+            Engine::Postgresql => "13.8",
+            Engine::Mysql => "8.4",
+            Engine::Mongodb => "7.0",
+        };
+        let db = crate::fixtures::database("db", engine, version, 1);
+        let server = tokio::spawn(api(handle));
+        ensure_admin_secret(&client, cache, &db, "default")
+            .await
+            .unwrap();
+        let mut handle = server.await.unwrap();
+        assert!(no_more_requests(&mut handle).await, "{why}");
+    }
+
     #[tokio::test]
     async fn a_cached_secret_means_no_request_at_all() {
-        let (client, mut handle) = mock_client();
         let (cache, mut writer): (_, Writer<PartialObjectMeta<Secret>>) = reflector::store();
         let mut meta: PartialObjectMeta<Secret> =
             serde_json::from_value(existing_metadata()).unwrap();
         meta.metadata.namespace = Some("default".into());
         writer.apply_watcher_event(&watcher::Event::Apply(meta));
-        let db = crate::fixtures::database("db", Engine::Postgresql, "13.8", 1);
-
-        ensure_admin_secret(&client, &cache, &db, "default")
-            .await
-            .unwrap();
-        assert!(
-            no_more_requests(&mut handle).await,
-            "no request may be sent"
-        );
+        let api = |handle| async { handle };
+        ensure(Engine::Postgresql, &cache, api, "no request may be sent").await;
     }
 
     #[tokio::test]
     async fn an_existing_uncached_secret_is_read_and_left_alone() {
-        let (client, mut handle) = mock_client();
-        let (cache, _writer) = reflector::store::<PartialObjectMeta<Secret>>();
-        let db = crate::fixtures::database("db", Engine::Postgresql, "13.8", 1);
-        let server = tokio::spawn(async move {
+        let api = |mut handle: Handle| async move {
             let (request, respond) = handle.next_request().await.unwrap();
             assert_eq!(request.method(), "GET");
             assert_eq!(
@@ -128,23 +143,14 @@ mod tests {
             respond.send_response(json(StatusCode::OK, existing_metadata()));
             // Any further request (a create, an update) is a regeneration.
             handle
-        });
-        ensure_admin_secret(&client, &cache, &db, "default")
-            .await
-            .unwrap();
-        let mut handle = server.await.unwrap();
-        assert!(
-            no_more_requests(&mut handle).await,
-            "the existing Secret must not be written"
-        );
+        };
+        let why = "the existing Secret must not be written";
+        ensure(Engine::Postgresql, &reflector::store().0, api, why).await;
     }
 
     #[tokio::test]
     async fn a_missing_secret_is_created_with_a_generated_password_once() {
-        let (client, mut handle) = mock_client();
-        let (cache, _writer) = reflector::store::<PartialObjectMeta<Secret>>();
-        let db = crate::fixtures::database("db", Engine::Mysql, "8.4", 1);
-        let server = tokio::spawn(async move {
+        let api = |mut handle: Handle| async move {
             let (request, respond) = handle.next_request().await.unwrap();
             assert_eq!(request.method(), "GET");
             respond.send_response(not_found());
@@ -159,19 +165,15 @@ mod tests {
                 StatusCode::CREATED,
                 serde_json::to_value(&secret).unwrap(),
             ));
-        });
-        ensure_admin_secret(&client, &cache, &db, "default")
-            .await
-            .unwrap();
-        server.await.unwrap();
+            handle
+        };
+        let why = "created once, nothing else";
+        ensure(Engine::Mysql, &reflector::store().0, api, why).await;
     }
 
     #[tokio::test]
     async fn losing_a_create_race_keeps_the_other_secret() {
-        let (client, mut handle) = mock_client();
-        let (cache, _writer) = reflector::store::<PartialObjectMeta<Secret>>();
-        let db = crate::fixtures::database("db", Engine::Mongodb, "7.0", 1);
-        let server = tokio::spawn(async move {
+        let api = |mut handle: Handle| async move {
             let (_, respond) = handle.next_request().await.unwrap();
             respond.send_response(not_found());
             let (request, respond) = handle.next_request().await.unwrap();
@@ -181,14 +183,8 @@ mod tests {
                 "message": "secrets \"db-secret\" already exists"
             })));
             handle
-        });
-        ensure_admin_secret(&client, &cache, &db, "default")
-            .await
-            .unwrap();
-        let mut handle = server.await.unwrap();
-        assert!(
-            no_more_requests(&mut handle).await,
-            "no retry may overwrite the winner"
-        );
+        };
+        let why = "no retry may overwrite the winner";
+        ensure(Engine::Mongodb, &reflector::store().0, api, why).await;
     }
 }
