@@ -359,3 +359,19 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Creates `object` through `api` and returns what the API server stored;
+/// a refusal fails the test with the API server's message.
+pub async fn create<K>(api: &Api<K>, object: &K) -> K
+where
+    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), object)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "creating {}: {e}",
+                object.meta().name.as_deref().unwrap_or("?")
+            )
+        })
+}

@@ -13,9 +13,9 @@ use std::time::Duration;
 use database_operator_api::v1::Database;
 use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
 use database_operator_api::v1::database::Phase;
-use harness::{env, eventually};
+use harness::{create, env, eventually};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -84,24 +84,17 @@ async fn on_demand_backup_of(engine: &str, version: &str, image: &str) {
     let client = env.client().await;
     let ns = env.namespace(&format!("backup-on-demand-{engine}")).await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(
-        &PostParams::default(),
+    create(
+        &dbs,
         &engine_with_destination("orders", &ns, "30d", engine, version),
     )
-    .await
-    .unwrap();
+    .await;
     eventually(env, "orders Running", WAIT, || async {
         (dbs.get("orders").await.ok()?.status?.phase == Some(Phase::Running)).then_some(())
     })
     .await;
     let backups = Api::<DatabaseBackup>::namespaced(client.clone(), &ns);
-    backups
-        .create(
-            &PostParams::default(),
-            &on_demand("orders-manual-1", &ns, "orders"),
-        )
-        .await
-        .unwrap();
+    create(&backups, &on_demand("orders-manual-1", &ns, "orders")).await;
 
     let job = eventually(env, "the backup Job", WAIT, || async {
         Api::<Job>::namespaced(client.clone(), &ns)
@@ -145,16 +138,7 @@ async fn on_demand_backup_of(engine: &str, version: &str, image: &str) {
         env_of_container(container, "ENGINE").value.as_deref(),
         Some(engine)
     );
-    let env_of = |name: &str| {
-        container
-            .env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|e| e.name == name)
-            .cloned()
-            .unwrap()
-    };
+    let env_of = |name: &str| env_of_container(container, name);
     assert_eq!(
         env_of("S3_PREFIX").value.as_deref(),
         Some(format!("team-a/{ns}/orders").as_str())
@@ -213,20 +197,9 @@ async fn a_backup_of_a_database_without_destination_fails_saying_why() {
     let client = env.client().await;
     let ns = env.namespace("backup-nowhere").await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(
-        &PostParams::default(),
-        &fixtures::sample_in("test-postgres.yaml", &ns),
-    )
-    .await
-    .unwrap();
+    create(&dbs, &fixtures::sample_in("test-postgres.yaml", &ns)).await;
     let backups = Api::<DatabaseBackup>::namespaced(client.clone(), &ns);
-    backups
-        .create(
-            &PostParams::default(),
-            &on_demand("nowhere", &ns, "test-postgres"),
-        )
-        .await
-        .unwrap();
+    create(&backups, &on_demand("nowhere", &ns, "test-postgres")).await;
     let failed = wait_backup(env, &backups, "nowhere", BackupPhase::Failed).await;
     let ready = v1::condition::find(&failed.status.as_ref().unwrap().conditions, "Ready")
         .unwrap()
@@ -245,12 +218,7 @@ async fn scheduled_runs_become_records_and_retention_keeps_the_newest() {
     let client = env.client().await;
     let ns = env.namespace("backup-scheduled").await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(
-        &PostParams::default(),
-        &database_with_destination("shop", &ns, "2"),
-    )
-    .await
-    .unwrap();
+    create(&dbs, &database_with_destination("shop", &ns, "2")).await;
     let cronjobs = Api::<CronJob>::namespaced(client.clone(), &ns);
     let cronjob = eventually(env, "the backup CronJob", WAIT, || async {
         cronjobs.get("shop-backup").await.ok()
@@ -306,10 +274,7 @@ async fn scheduled_runs_become_records_and_retention_keeps_the_newest() {
     .unwrap();
     for i in 1..=3 {
         let name = format!("shop-manual-{i}");
-        backups
-            .create(&PostParams::default(), &on_demand(&name, &ns, "shop"))
-            .await
-            .unwrap();
+        create(&backups, &on_demand(&name, &ns, "shop")).await;
         wait_backup(env, &backups, &name, BackupPhase::Completed).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }

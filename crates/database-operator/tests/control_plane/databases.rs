@@ -11,7 +11,7 @@ use std::time::Duration;
 use database_operator_api::v1::database::{DeletionPolicy, Phase};
 use database_operator_api::v1::{ConditionStatus, Database};
 use futures::StreamExt;
-use harness::{env, eventually};
+use harness::{create, env, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, PersistentVolumeClaim, Secret, Service};
@@ -77,12 +77,7 @@ async fn test_postgres_is_created_runs_scales_to_three_and_back_to_running() {
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
     let phases = record_phases(client.clone(), &ns, "test-postgres");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    dbs.create(
-        &PostParams::default(),
-        &sample_in("test-postgres.yaml", &ns),
-    )
-    .await
-    .unwrap();
+    create(&dbs, &sample_in("test-postgres.yaml", &ns)).await;
 
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
     let sts = eventually(env, "StatefulSet test-postgres", WAIT, || async {
@@ -198,9 +193,7 @@ async fn e2e_test_db_gets_its_backup_cronjob_with_the_schedule() {
     let client = env.client().await;
     let ns = env.namespace("backups").await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(&PostParams::default(), &sample_in("e2e-test-db.yaml", &ns))
-        .await
-        .unwrap();
+    create(&dbs, &sample_in("e2e-test-db.yaml", &ns)).await;
     let cronjobs = Api::<CronJob>::namespaced(client.clone(), &ns);
     let cronjob = eventually(env, "CronJob e2e-test-db-backup", WAIT, || async {
         cronjobs.get("e2e-test-db-backup").await.ok()
@@ -259,9 +252,7 @@ async fn every_engine_reaches_running() {
         "mongodb-sample.yaml",
         "postgres-sample.yaml",
     ] {
-        dbs.create(&PostParams::default(), &sample_in(file, &ns))
-            .await
-            .unwrap();
+        create(&dbs, &sample_in(file, &ns)).await;
     }
     for (name, image, config) in [
         ("postgresql-sample", "postgres:16.4", "postgresql.conf"),
@@ -431,7 +422,7 @@ async fn cleanup_that_cannot_finish_lets_go_after_the_deadline_and_says_what_was
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
     let mut db = sample_in("postgresql-sample.yaml", &ns);
     db.spec.deletion_policy = DeletionPolicy::Delete;
-    dbs.create(&PostParams::default(), &db).await.unwrap();
+    create(&dbs, &db).await;
     wait_for_phase(env, &dbs, "postgresql-sample", Phase::Running).await;
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
     eventually(env, "the data claim", WAIT, || async {
@@ -575,7 +566,7 @@ async fn children_deleted_or_edited_by_hand_are_put_back() {
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
     let mut db = sample_in("mysql-sample.yaml", &ns);
     db.spec.replicas = 2;
-    dbs.create(&PostParams::default(), &db).await.unwrap();
+    create(&dbs, &db).await;
     wait_for_phase(env, &dbs, "mysql-sample", Phase::Running).await;
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
     let services = Api::<Service>::namespaced(client.clone(), &ns);
@@ -662,7 +653,7 @@ async fn unsafe_changes_are_refused_at_admission_naming_the_field() {
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
     let mut db = sample_in("postgresql-sample.yaml", &ns);
     db.spec.storage.storage_class = Some("standard".into());
-    dbs.create(&PostParams::default(), &db).await.unwrap();
+    create(&dbs, &db).await;
     let cases = [
         (
             serde_json::json!({"spec": {"engine": "mysql"}}),

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use database_operator_api::v1::Database;
 use database_operator_api::v1::database::Phase;
-use harness::eventually;
+use harness::{create, eventually};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 
 const WAIT: Duration = Duration::from_secs(90);
 const RECONCILES: &str = "database_operator_reconciliations_total";
@@ -75,12 +75,7 @@ async fn a_follower_stands_by_ready_and_takes_over_when_the_leader_stops() {
 
     let ns = env.namespace("leader").await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(
-        &PostParams::default(),
-        &fixtures::sample_in("test-postgres.yaml", &ns),
-    )
-    .await
-    .unwrap();
+    create(&dbs, &fixtures::sample_in("test-postgres.yaml", &ns)).await;
     eventually(&env, "test-postgres Running", WAIT, || async {
         (dbs.get("test-postgres").await.ok()?.status?.phase == Some(Phase::Running)).then_some(())
     })
@@ -98,7 +93,7 @@ async fn a_follower_stands_by_ready_and_takes_over_when_the_leader_stops() {
     .await;
     let mut db = fixtures::sample_in("test-postgres.yaml", &ns);
     db.metadata.name = Some("after-failover".into());
-    dbs.create(&PostParams::default(), &db).await.unwrap();
+    create(&dbs, &db).await;
     eventually(&env, "after-failover Running", WAIT, || async {
         (dbs.get("after-failover").await.ok()?.status?.phase == Some(Phase::Running)).then_some(())
     })

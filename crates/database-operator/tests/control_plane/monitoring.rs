@@ -19,10 +19,10 @@ use std::time::Duration;
 use database_operator_api::v1::database::Phase;
 use database_operator_api::v1::monitor::{DatabaseMonitor, conditions};
 use database_operator_api::v1::{ConditionStatus, Database};
-use harness::eventually;
+use harness::{create, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use operator::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
 use serde_json::json;
@@ -101,16 +101,13 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
         "stringData": {"username": pg.admin_user(), "password": pg.admin_password()},
     }))
     .unwrap();
-    secrets
-        .create(&PostParams::default(), &admin)
-        .await
-        .unwrap();
+    create(&secrets, &admin).await;
     for db in [
         database("pgmon", "postgresql", "16.4"),
         database("mymon", "mysql", "8.0"),
         database("mongomon", "mongodb", "7.0"),
     ] {
-        dbs.create(&PostParams::default(), &db).await.unwrap();
+        create(&dbs, &db).await;
     }
 
     // --- Without the prometheus-operator CRDs ---------------------------
@@ -215,13 +212,7 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
             },
         )
         .await;
-        assert_eq!(
-            dashboard
-                .labels()
-                .get("grafana_dashboard")
-                .map(String::as_str),
-            Some("1")
-        );
+        assert_eq!(dashboard.labels()["grafana_dashboard"], "1");
         let json: serde_json::Value =
             serde_json::from_str(dashboard.data.as_ref().unwrap().values().next().unwrap())
                 .unwrap();
@@ -268,7 +259,7 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
     // for no Database at all, says so.
     let mut plain = database("plain", "postgresql", "16.4");
     plain.spec.monitoring = None;
-    dbs.create(&PostParams::default(), &plain).await.unwrap();
+    create(&dbs, &plain).await;
     for (monitor, database, reason) in [
         ("plain-mon", "plain", "ExporterNotEnabled"),
         ("ghost-mon", "ghost", "DatabaseNotFound"),
@@ -279,7 +270,7 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
             "spec": {"databaseRef": {"name": database}, "scrapeInterval": "15s"},
         }))
         .unwrap();
-        monitors.create(&PostParams::default(), &m).await.unwrap();
+        create(&monitors, &m).await;
         eventually(env, &format!("{monitor} says {reason}"), WAIT, || async {
             let m = monitors.get(monitor).await.ok()?;
             (condition(m.status.as_ref(), conditions::READY)?

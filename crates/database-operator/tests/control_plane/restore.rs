@@ -15,7 +15,7 @@ use database_operator_api::v1::Database;
 use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
 use database_operator_api::v1::database::Phase;
 use database_operator_api::v1::restore::{RestorePhase, VerificationResult};
-use harness::{env, eventually};
+use harness::{create, env, eventually};
 use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -194,10 +194,7 @@ async fn a_restore_from_a_database_backup_uses_its_bucket_settings_and_waits_for
         "spec": {"databaseRef": {"name": "shop"}}
     }))
     .unwrap();
-    backups
-        .create(&PostParams::default(), &backup)
-        .await
-        .unwrap();
+    create(&backups, &backup).await;
     eventually(env, "the backup to complete", WAIT, || async {
         let b = backups.get("shop-manual-1").await.ok()?;
         (b.status?.phase == Some(BackupPhase::Completed)).then_some(())
@@ -316,7 +313,7 @@ async fn restore_drills_run_on_their_schedule_and_their_outcome_reaches_status()
         }),
         ..Default::default()
     };
-    jobs.create(&PostParams::default(), &run).await.unwrap();
+    create(&jobs, &run).await;
 
     // KWOK completes the pod without a report: a drill that proves nothing
     // is recorded as failed, on the Database and in its condition.

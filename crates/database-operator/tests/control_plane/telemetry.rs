@@ -17,11 +17,9 @@ use database_operator_api::v1::Database;
 use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
 use database_operator_api::v1::database::Phase;
 use exposition::Exposition;
-use harness::{Env, eventually};
+use harness::{Env, create, eventually};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
@@ -142,12 +140,7 @@ async fn metrics_follow_databases_and_backups_as_they_come_and_go() {
     }
 
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(
-        &PostParams::default(),
-        &database("orders", &ns, "postgresql"),
-    )
-    .await
-    .unwrap();
+    create(&dbs, &database("orders", &ns, "postgresql")).await;
     eventually(env, "orders Running", WAIT, || async {
         (dbs.get("orders").await.ok()?.status?.phase == Some(Phase::Running)).then_some(())
     })
@@ -189,17 +182,8 @@ async fn metrics_follow_databases_and_backups_as_they_come_and_go() {
 
     // One backup completes (KWOK completes its Job), one fails.
     let backups = Api::<DatabaseBackup>::namespaced(client.clone(), &ns);
-    backups
-        .create(
-            &PostParams::default(),
-            &on_demand("orders-1", &ns, "orders"),
-        )
-        .await
-        .unwrap();
-    backups
-        .create(&PostParams::default(), &on_demand("ghost-1", &ns, "ghost"))
-        .await
-        .unwrap();
+    create(&backups, &on_demand("orders-1", &ns, "orders")).await;
+    create(&backups, &on_demand("ghost-1", &ns, "ghost")).await;
     wait_backup(env, &backups, "orders-1", BackupPhase::Completed).await;
     wait_backup(env, &backups, "ghost-1", BackupPhase::Failed).await;
     let completed = [
@@ -305,9 +289,7 @@ async fn json_logs_parse_line_by_line_and_hold_no_secret() {
     let client = env.client().await;
     let ns = env.namespace("telemetry-logs").await;
     let dbs = Api::<Database>::namespaced(client.clone(), &ns);
-    dbs.create(&PostParams::default(), &database("shop", &ns, "mysql"))
-        .await
-        .unwrap();
+    create(&dbs, &database("shop", &ns, "mysql")).await;
     eventually(env, "shop Running", WAIT, || async {
         (dbs.get("shop").await.ok()?.status?.phase == Some(Phase::Running)).then_some(())
     })
@@ -454,13 +436,7 @@ async fn the_packaging_parses_into_its_types_and_the_api_server_accepts_it() {
     let endpoint = &monitor["spec"]["endpoints"][0];
     assert_eq!(endpoint["port"].as_str(), service_port.name.as_deref());
     assert_eq!(endpoint["path"], "/metrics");
-    assert_eq!(
-        dashboard
-            .labels()
-            .get("grafana_dashboard")
-            .map(String::as_str),
-        Some("1")
-    );
+    assert_eq!(dashboard.labels()["grafana_dashboard"], "1");
 
     // The API server accepts every object as written: the namespace for
     // real, the rest as a strict server-side dry run (unknown or duplicate

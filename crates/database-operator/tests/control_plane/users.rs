@@ -6,7 +6,7 @@
 //! own admin password would.
 
 use database_operator_api::v1;
-use testkit::harness;
+use testkit::harness::{self, create};
 
 use std::time::Duration;
 
@@ -115,7 +115,7 @@ async fn running_database(w: &World, client: &Client, db: Database, admin: (&str
         .await
         .unwrap();
     let dbs = Api::<Database>::namespaced(client.clone(), &namespace);
-    dbs.create(&PostParams::default(), &db).await.unwrap();
+    create(&dbs, &db).await;
     harness::eventually(&w.env, &format!("{name} Running"), WAIT, || async {
         (dbs.get(&name).await.ok()?.status?.phase == Some(Phase::Running)).then_some(())
     })
@@ -288,13 +288,11 @@ async fn postgresql_users_get_exactly_their_privileges_rotate_and_are_dropped() 
 
     // A password from the user's own Secret; changing it rotates the login.
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
-    secrets
-        .create(
-            &PostParams::default(),
-            &secret("writer-password", &ns, &[("password", "first-Pass-123")]),
-        )
-        .await
-        .unwrap();
+    create(
+        &secrets,
+        &secret("writer-password", &ns, &[("password", "first-Pass-123")]),
+    )
+    .await;
     users
         .create(
             &PostParams::default(),
@@ -614,10 +612,7 @@ async fn mariadb_read_only_users_read_cannot_write_and_are_dropped() {
         "databaseRef": {"name": "maria"}, "username": "keeper", "deletionPolicy": "Keep",
         "privileges": [{"role": "readOnly", "database": "shop"}]
     });
-    users
-        .create(&PostParams::default(), &user("keeper", &ns, keeper))
-        .await
-        .unwrap();
+    create(&users, &user("keeper", &ns, keeper)).await;
     wait_user(w, &users, "keeper", UserPhase::Ready).await;
     users
         .delete("keeper", &DeleteParams::default())
@@ -655,10 +650,7 @@ async fn mongodb_users_are_created_can_authenticate_and_are_dropped() {
         "databaseRef": {"name": "mongo"}, "username": "reporting_app",
         "privileges": [{"role": "readWrite", "database": "events"}]
     });
-    users
-        .create(&PostParams::default(), &user("reporting", &ns, reporting))
-        .await
-        .unwrap();
+    create(&users, &user("reporting", &ns, reporting)).await;
     let refused = wait_user(w, &users, "reporting", UserPhase::Failed).await;
     let condition = v1::condition::find(&refused.status.as_ref().unwrap().conditions, "Ready")
         .unwrap()
@@ -668,10 +660,7 @@ async fn mongodb_users_are_created_can_authenticate_and_are_dropped() {
 
     // Without roles FerretDB proves the lifecycle: create, authenticate, drop.
     let events = serde_json::json!({"databaseRef": {"name": "mongo"}, "username": "events_app"});
-    users
-        .create(&PostParams::default(), &user("events", &ns, events))
-        .await
-        .unwrap();
+    create(&users, &user("events", &ns, events)).await;
     let ready = wait_user(w, &users, "events", UserPhase::Ready).await;
     assert_eq!(
         ready.status.unwrap().secret_name.as_deref(),

@@ -14,7 +14,7 @@ use std::time::Duration;
 use database_operator_api::v1::Database;
 use database_operator_api::v1::condition::{ConditionStatus, find, types};
 use database_operator_api::v1::database::Phase;
-use harness::{env, eventually};
+use harness::{create, env, eventually};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -92,9 +92,7 @@ async fn method_velero_waits_for_velero_then_keeps_a_schedule_and_removes_it_whe
         Api::<DynamicObject>::namespaced_with(client.clone(), "velero", &schedules_resource());
 
     // (a) Velero is not installed: the condition says so, the database runs anyway.
-    dbs.create(&PostParams::default(), &velero_database("orders", &ns))
-        .await
-        .unwrap();
+    create(&dbs, &velero_database("orders", &ns)).await;
     let db = eventually(
         env,
         "orders Running with BackupConfigured=False VeleroNotInstalled",
@@ -293,13 +291,8 @@ async fn method_velero_waits_for_velero_then_keeps_a_schedule_and_removes_it_whe
         "spec": {"schedule": "@weekly", "template": {"includedNamespaces": ["elsewhere"]}}
     }))
     .unwrap();
-    schedules
-        .create(&PostParams::default(), &foreign)
-        .await
-        .unwrap();
-    dbs.create(&PostParams::default(), &velero_database("invoices", &ns))
-        .await
-        .unwrap();
+    create(&schedules, &foreign).await;
+    create(&dbs, &velero_database("invoices", &ns)).await;
     let (_, _, message) = eventually(
         env,
         "BackupConfigured=False ScheduleNameTaken",

@@ -41,22 +41,21 @@ fn stored(mut monitor: DatabaseMonitor) -> DatabaseMonitor {
     monitor
 }
 
+/// The containers of the database's pod.
+fn containers(desired: &Desired) -> &[k8s_openapi::api::core::v1::Container] {
+    let pod = desired.statefulset.spec.template.spec.as_ref();
+    &pod.expect("a pod spec").containers
+}
+
 #[rstest]
 fn monitoring_children(
     #[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine,
 ) {
     let db = monitored(engine);
     let desired = Desired::build(&db);
-    let containers = &desired
-        .statefulset
-        .spec
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers;
+    let containers = containers(&desired);
     assert_eq!(containers.len(), 2, "database and exporter");
-    let monitoring = desired.monitoring.expect("monitoring children");
+    let monitoring = desired.monitoring.as_ref().expect("monitoring children");
     let monitor = stored(monitoring.monitor.clone());
     let input = RuleInput {
         namespace: "default",
@@ -88,18 +87,7 @@ fn without_monitoring_there_is_no_sidecar_and_no_monitoring_children() {
         alerting: true,
     });
     let desired = Desired::build(&db);
-    assert_eq!(
-        desired
-            .statefulset
-            .spec
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers
-            .len(),
-        1
-    );
+    assert_eq!(containers(&desired).len(), 1);
     assert!(desired.monitoring.is_none());
 }
 
