@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::engines::copy_count::CopyCounter;
-use super::engines::counting::{Counting, counts_in};
+use super::engines::counting::{counting, counts_in};
 use super::engines::insert_count::InsertCounter;
 use super::engines::{Inventory, Tool, mongodb, mysql, postgresql, tool_version};
 use super::manifest::{COMPRESSION, FORMAT_VERSION, Manifest};
@@ -71,7 +71,7 @@ pub async fn run(args: BackupArgs) -> Result<BackupReport> {
                 true,
             )?;
             let stdout = child.child.stdout.take().expect("stdout is piped");
-            let (stdout, counter) = Counting::<_, CopyCounter>::new(stdout);
+            let (stdout, counter) = counting::<_, CopyCounter>(stdout);
             let (uploaded, ()) =
                 pipeline::upload(&store, &dump_path, stdout, level, child.wait()).await?;
             inventory.row_counts = counts_in(&counter, &inventory.databases);
@@ -90,7 +90,7 @@ pub async fn run(args: BackupArgs) -> Result<BackupReport> {
                 true,
             )?;
             let stdout = child.child.stdout.take().expect("stdout is piped");
-            let (stdout, counter) = Counting::<_, InsertCounter>::new(stdout);
+            let (stdout, counter) = counting::<_, InsertCounter>(stdout);
             let (uploaded, ()) =
                 pipeline::upload(&store, &dump_path, stdout, level, child.wait()).await?;
             inventory.row_counts = counts_in(&counter, &inventory.databases);

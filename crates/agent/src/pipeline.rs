@@ -26,7 +26,7 @@ use async_compression::tokio::bufread::{ZstdDecoder, ZstdEncoder};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStoreExt, WriteMultipart};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader, ReadBuf};
 use tokio_util::io::StreamReader;
 
@@ -48,43 +48,68 @@ pub struct Compression {
     pub workers: u32,
 }
 
-/// Counts and optionally hashes what passes through a reader.
-pub struct Tap<R> {
+/// Something that sees every chunk a [`Tap`] passes on, in order.
+pub trait Watch {
+    fn watch(&mut self, bytes: &[u8]);
+}
+
+/// A reader that shows every chunk it passes on to its watcher: by default
+/// [`Seen`]: a count and optionally a hash.
+pub struct Tap<R, W = Seen> {
     inner: R,
+    watcher: W,
+}
+
+impl<R, W> Tap<R, W> {
+    pub fn with(inner: R, watcher: W) -> Tap<R, W> {
+        Tap { inner, watcher }
+    }
+}
+
+/// The bytes that passed, and their SHA-256 when asked for.
+pub struct Seen {
     hasher: Option<Sha256>,
     count: u64,
+}
+
+impl Watch for Seen {
+    fn watch(&mut self, bytes: &[u8]) {
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(bytes);
+        }
+        self.count += bytes.len() as u64;
+    }
 }
 
 impl<R> Tap<R> {
     /// Counts and hashes.
     pub fn new(inner: R) -> Tap<R> {
-        Tap {
-            inner,
-            hasher: Some(Sha256::new()),
-            count: 0,
-        }
+        let hasher = Some(Sha256::new());
+        Tap::with(inner, Seen { hasher, count: 0 })
     }
 
     /// Only counts (the dump before compression: its hash is not kept).
     pub fn counting(inner: R) -> Tap<R> {
-        Tap {
+        Tap::with(
             inner,
-            hasher: None,
-            count: 0,
-        }
+            Seen {
+                hasher: None,
+                count: 0,
+            },
+        )
     }
 
     pub fn count(&self) -> u64 {
-        self.count
+        self.watcher.count
     }
 
     pub fn sha256_hex(&self) -> String {
-        let hasher = self.hasher.clone().unwrap_or_default();
+        let hasher = self.watcher.hasher.clone().unwrap_or_default();
         hex::encode(hasher.finalize())
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
+impl<R: AsyncRead + Unpin, W: Watch + Unpin> AsyncRead for Tap<R, W> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -94,11 +119,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Tap<R> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &poll {
-            let new = &buf.filled()[before..];
-            if let Some(hasher) = &mut this.hasher {
-                hasher.update(new);
-            }
-            this.count += new.len() as u64;
+            this.watcher.watch(&buf.filled()[before..]);
         }
         poll
     }

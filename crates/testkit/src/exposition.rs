@@ -43,18 +43,7 @@ impl Exposition {
     /// The value of the one sample called `name` whose labels include `labels`;
     /// `None` when there is none, panics when several match.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let matching: Vec<f64> = self
-            .families
-            .iter()
-            .flat_map(|f| &f.samples)
-            .filter(|s| {
-                s.name == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.value)
-            .collect();
+        let matching: Vec<f64> = self.matching(name, labels).collect();
         assert!(
             matching.len() <= 1,
             "{name} {labels:?} matches {matching:?}"
@@ -64,17 +53,26 @@ impl Exposition {
 
     /// The sum of every sample called `name` whose labels include `labels`.
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels).sum()
+    }
+
+    /// The values of the samples called `name` whose labels include `labels`.
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = f64> + 'a {
+        let wanted = move |s: &&Sample| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        };
         self.families
             .iter()
             .flat_map(|f| &f.samples)
-            .filter(|s| {
-                s.name == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
+            .filter(wanted)
             .map(|s| s.value)
-            .sum()
     }
 }
 

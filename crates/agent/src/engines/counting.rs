@@ -1,11 +1,9 @@
 //! Counting rows in a dump while the upload reads it.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use crate::pipeline::{Tap, Watch};
 
 /// Something that reads a dump's bytes in order, in chunks of any size.
 pub trait Feed: Send + 'static {
@@ -14,41 +12,25 @@ pub trait Feed: Send + 'static {
     fn counts(&self) -> BTreeMap<String, u64>;
 }
 
-/// A reader that shows every byte it passes on to a [`Feed`].
-pub struct Counting<R, C> {
-    inner: R,
-    counter: Arc<Mutex<C>>,
-}
+/// A [`Feed`] shared between the reader that feeds it and whoever reads
+/// its counts.
+pub struct Shared<C>(Arc<Mutex<C>>);
 
-impl<R, C: Feed + Default> Counting<R, C> {
-    pub fn new(inner: R) -> (Counting<R, C>, Arc<Mutex<C>>) {
-        let counter = Arc::new(Mutex::new(C::default()));
-        (
-            Counting {
-                inner,
-                counter: counter.clone(),
-            },
-            counter,
-        )
-    }
-}
-
-impl<R: AsyncRead + Unpin, C: Feed> AsyncRead for Counting<R, C> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &poll
-            && let Ok(mut counter) = this.counter.lock()
-        {
-            counter.feed(&buf.filled()[before..]);
+impl<C: Feed> Watch for Shared<C> {
+    fn watch(&mut self, bytes: &[u8]) {
+        if let Ok(mut counter) = self.0.lock() {
+            counter.feed(bytes);
         }
-        poll
     }
+}
+
+/// A reader that shows every byte it passes on to a [`Feed`].
+pub type Counting<R, C> = Tap<R, Shared<C>>;
+
+/// `inner`, feeding a new `C`; and that `C`, to read the counts from.
+pub fn counting<R, C: Feed + Default>(inner: R) -> (Counting<R, C>, Arc<Mutex<C>>) {
+    let counter = Arc::new(Mutex::new(C::default()));
+    (Tap::with(inner, Shared(counter.clone())), counter)
 }
 
 /// The counts of the tables in `databases` (a dump also holds system

@@ -386,39 +386,27 @@ mod tests {
 
     #[test]
     fn mysql_8_flags_differ_from_mariadb() {
-        let mariadb = dump_args(ToolFlavor::MariaDb, ServerFlavor::MariaDb, "h", 1, "u");
-        assert!(!mariadb.iter().any(|a| a.starts_with("--set-gtid-purged")));
-        assert!(!mariadb.iter().any(|a| a.starts_with("--column-statistics")));
-
-        let mysql8 = dump_args(
-            ToolFlavor::MySql { major: 8 },
-            ServerFlavor::MySql { major: 8 },
-            "h",
-            1,
-            "u",
-        );
-        assert!(mysql8.contains(&"--set-gtid-purged=OFF".to_owned()));
-        assert!(!mysql8.iter().any(|a| a.starts_with("--column-statistics")));
-
-        let mysql8_on_mariadb = dump_args(
-            ToolFlavor::MySql { major: 8 },
-            ServerFlavor::MariaDb,
-            "h",
-            1,
-            "u",
-        );
-        assert!(mysql8_on_mariadb.contains(&"--set-gtid-purged=OFF".to_owned()));
-        assert!(mysql8_on_mariadb.contains(&"--column-statistics=0".to_owned()));
-
-        let mysql57 = dump_args(
-            ToolFlavor::MySql { major: 5 },
-            ServerFlavor::MySql { major: 5 },
-            "h",
-            1,
-            "u",
-        );
-        assert!(mysql57.contains(&"--set-gtid-purged=OFF".to_owned()));
-        assert!(!mysql57.iter().any(|a| a.starts_with("--column-statistics")));
+        let mysql = |major| ToolFlavor::MySql { major };
+        // (tool, server, --set-gtid-purged=OFF, --column-statistics=0)
+        let cases = [
+            (ToolFlavor::MariaDb, ServerFlavor::MariaDb, false, false),
+            (mysql(8), ServerFlavor::MySql { major: 8 }, true, false),
+            (mysql(8), ServerFlavor::MariaDb, true, true),
+            (mysql(5), ServerFlavor::MySql { major: 5 }, true, false),
+        ];
+        for (tool, server, gtid_off, no_column_statistics) in cases {
+            let args = dump_args(tool, server, "h", 1, "u");
+            let has = |prefix: &str| args.iter().any(|a| a.starts_with(prefix));
+            let case = format!("{tool:?} against {server:?}: {args:?}");
+            assert_eq!(has("--set-gtid-purged"), gtid_off, "{case}");
+            if gtid_off {
+                assert!(args.contains(&"--set-gtid-purged=OFF".to_owned()), "{case}");
+            }
+            assert_eq!(has("--column-statistics"), no_column_statistics, "{case}");
+            if no_column_statistics {
+                assert!(args.contains(&"--column-statistics=0".to_owned()), "{case}");
+            }
+        }
     }
 
     #[test]
