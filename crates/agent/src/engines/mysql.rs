@@ -224,13 +224,7 @@ fn not_system() -> String {
 pub async fn inventory(db: &DbArgs, secrets: &Secrets) -> Result<Inventory> {
     let mut conn = connect(db, secrets).await?;
     let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(db_err)?;
-    let databases: Vec<String> = conn
-        .query(format!(
-            "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ({}) ORDER BY 1",
-            not_system()
-        ))
-        .await
-        .map_err(db_err)?;
+    let databases = user_schemas(&mut conn).await?;
     let _ = conn.disconnect().await;
     Ok(Inventory {
         server_version: version.unwrap_or_default(),
@@ -239,6 +233,16 @@ pub async fn inventory(db: &DbArgs, secrets: &Secrets) -> Result<Inventory> {
         row_counts: BTreeMap::new(),
         row_count_method: ROW_COUNT_METHOD.into(),
     })
+}
+
+/// The schemas other than the server's own, sorted.
+async fn user_schemas(conn: &mut Conn) -> Result<Vec<String>> {
+    conn.query(format!(
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ({}) ORDER BY 1",
+        not_system()
+    ))
+    .await
+    .map_err(db_err)
 }
 
 async fn counts_on(conn: &mut Conn) -> Result<BTreeMap<String, u64>> {
@@ -282,13 +286,7 @@ pub async fn row_counts(db: &DbArgs, secrets: &Secrets) -> Result<BTreeMap<Strin
 /// Schemas other than the system ones.
 pub async fn user_data(db: &DbArgs, secrets: &Secrets) -> Result<Vec<String>> {
     let mut conn = connect(db, secrets).await?;
-    let schemas: Vec<String> = conn
-        .query(format!(
-            "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT IN ({}) ORDER BY 1",
-            not_system()
-        ))
-        .await
-        .map_err(db_err)?;
+    let schemas = user_schemas(&mut conn).await?;
     let _ = conn.disconnect().await;
     Ok(schemas
         .into_iter()
