@@ -48,6 +48,7 @@ pub mod nodes;
 pub mod paths;
 pub mod processes;
 pub mod provisioner;
+pub mod proxy;
 pub mod servers;
 
 pub use cluster::{Cluster, ClusterConfig};

@@ -433,7 +433,7 @@ pub fn verifier_matches(stored: &str, password: &str) -> bool {
 
 /// A statement's error as a UserError: the server's message (with detail)
 /// for a server error, Unreachable for a broken connection; secrets cut out.
-fn db_error(e: &tokio_postgres::Error, secrets: &[&str]) -> UserError {
+pub(crate) fn db_error(e: &tokio_postgres::Error, secrets: &[&str]) -> UserError {
     match e.as_db_error() {
         Some(db) => {
             let mut msg = format!("{} (SQLSTATE {})", db.message(), db.code().code());
@@ -447,7 +447,7 @@ fn db_error(e: &tokio_postgres::Error, secrets: &[&str]) -> UserError {
     }
 }
 
-async fn connect(target: &Target, dbname: &str) -> Result<Client, UserError> {
+pub(crate) async fn connect(target: &Target, dbname: &str) -> Result<Client, UserError> {
     let secrets = [target.admin_password.expose()];
     let mut config = tokio_postgres::Config::new();
     config
@@ -586,7 +586,7 @@ async fn execute_secret(client: &Client, sql: &str, secrets: &[&str]) -> Result<
     })
 }
 
-async fn ensure_role(
+pub(crate) async fn ensure_role(
     client: &Client,
     user: &UserSpec<'_>,
     secrets: &[&str],

@@ -53,6 +53,6 @@ pub use install::{
     mariadb_bin_dir, mariadbd_path, postgres_bin_dir,
 };
 pub use mariadb::Mariadb;
-pub use postgres::Postgres;
+pub use postgres::{Member, Postgres};
 pub use process::Instance;
 pub use s3::S3;

@@ -27,6 +27,22 @@ const ADMIN_USER: &str = "postgres";
 pub struct Postgres {
     instance: Instance,
     bin_dir: PathBuf,
+    /// Set when the server starts through the operator's instance script.
+    member: Option<Member>,
+}
+
+/// How a server of a replicated cluster starts: through the operator's
+/// instance script, as a pod's container command runs it, with the pod's
+/// role label in a file standing for the downward API volume.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// The script (the operator's `postgresql-instance.sh`).
+    pub script: PathBuf,
+    /// The pod's `example.com/role` label: `primary` or `replica`.
+    pub role: String,
+    /// Its environment besides `PGDATA`, `ROLE_FILE` and `PATH`, which
+    /// the server sets (`POD_NAME`, `PRIMARY_HOST`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 process::instance!(Postgres);
@@ -64,6 +80,7 @@ impl Postgres {
                 }),
             )?,
             bin_dir,
+            member: None,
         };
         postgres.init().await?;
         postgres.launch().await?;
@@ -133,15 +150,90 @@ impl Postgres {
         Ok(())
     }
 
+    /// A cluster member whose data directory starts empty: `member.script`
+    /// fills it (a replica copies its primary) and starts the server. Its
+    /// superuser is the primary's, `postgres` with `admin_password`, since
+    /// a replica's logins are the primary's.
+    pub async fn start_member(admin_password: &str, member: Member) -> Result<Postgres> {
+        install::ensure(&[Component::Postgres])?;
+        let started = Instant::now();
+        let bin_dir = install::postgres_bin_dir().context("PostgreSQL not installed")?;
+        let dir = ServerDir::create("postgres", install::server_user()?)?;
+        let mut postgres = Postgres {
+            instance: Instance::new(
+                "postgres",
+                dir,
+                "postgres.log",
+                Admin {
+                    user: ADMIN_USER.to_owned(),
+                    password: admin_password.to_owned(),
+                },
+                Shutdown {
+                    signal: libc::SIGINT,
+                    grace: Duration::from_secs(10),
+                },
+                Some(Shutdown {
+                    signal: libc::SIGQUIT,
+                    grace: Duration::from_secs(5),
+                }),
+            )?,
+            bin_dir,
+            member: None,
+        };
+        postgres.restart_as(member).await?;
+        postgres.startup = started.elapsed();
+        Ok(postgres)
+    }
+
+    /// Stops the server (fast shutdown) and starts it again through
+    /// `member`: a pod restarted, perhaps with another role.
+    pub async fn restart_as(&mut self, member: Member) -> Result<()> {
+        self.stop();
+        std::fs::write(
+            self.dir.path().join("labels"),
+            format!("example.com/role=\"{}\"\n", member.role),
+        )
+        .context("writing the role label")?;
+        self.member = Some(member);
+        self.launch().await
+    }
+
     async fn launch(&mut self) -> Result<()> {
         let log = self.log_path();
-        let args = vec![
+        let mut args = vec![
             "-D".to_owned(),
             self.data_dir().to_string_lossy().into_owned(),
         ];
-        let command = self
-            .dir
-            .command(&self.bin_dir.join("postgres"), &args, &log)?;
+        let command = if let Some(member) = &self.member {
+            // The copy of a primary's data has the primary's settings: the
+            // command line overrides them.
+            let socket = self.dir.path().display().to_string();
+            for setting in [
+                format!("port={}", self.port),
+                format!("listen_addresses={HOST}"),
+                format!("unix_socket_directories={socket}"),
+            ] {
+                args.extend(["-c".to_owned(), setting]);
+            }
+            let mut script_args = vec![
+                member.script.display().to_string(),
+                self.bin_dir.join("postgres").display().to_string(),
+            ];
+            script_args.extend(args);
+            let mut command = self
+                .dir
+                .command(Path::new("/bin/sh"), &script_args, &log)?;
+            let path = std::env::var("PATH").unwrap_or_default();
+            command
+                .env("PGDATA", self.data_dir())
+                .env("ROLE_FILE", self.dir.path().join("labels"))
+                .env("PATH", format!("{}:{path}", self.bin_dir.display()))
+                .envs(member.env.iter().map(|(k, v)| (k, v)));
+            command
+        } else {
+            self.dir
+                .command(&self.bin_dir.join("postgres"), &args, &log)?
+        };
         let mut server = ServerProcess::spawn(&self.supervisor, "postgres", command, &log).await?;
         let config = self.config();
         let port = self.port;

@@ -1,0 +1,226 @@
+//! PostgreSQL streaming replication on three real servers, started through
+//! the instance script the operator ships to every pod
+//! (`replication::postgresql::INSTANCE_SCRIPT`), with the operator's own
+//! functions for the replication login, the slots and the promotion. The
+//! primary Service is a loopback proxy the test points at the primary, as
+//! the operator's role label points the real Service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use operator::replication::{self, postgresql};
+use operator::users::{Password, Target};
+use testkit::proxy::Proxy;
+use testkit::servers::{Member, Postgres};
+use tokio_postgres::error::SqlState;
+
+const REPLICATION_PASSWORD: &str = "repl-Secret-2718";
+
+/// The shipped script, in a folder the servers' user can read.
+struct Script {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn script() -> Script {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = dir.path().join("instance.sh");
+    std::fs::write(&path, postgresql::INSTANCE_SCRIPT).unwrap();
+    Script { _dir: dir, path }
+}
+
+fn address(pg: &Postgres) -> SocketAddr {
+    format!("{}:{}", pg.host(), pg.port()).parse().unwrap()
+}
+
+fn target(pg: &Postgres) -> Target {
+    Target {
+        host: pg.host().to_owned(),
+        port: pg.port(),
+        admin_user: pg.admin_user().to_owned(),
+        admin_password: Password::new(pg.admin_password()),
+        default_database: "postgres".into(),
+    }
+}
+
+/// Pod `pod` of Database `db` in `role`, following the primary Service.
+fn member(script: &Script, service: &Proxy, pod: &str, role: &str) -> Member {
+    Member {
+        script: script.path.clone(),
+        role: role.into(),
+        env: vec![
+            ("POD_NAME".into(), pod.into()),
+            ("PRIMARY_HOST".into(), service.host().into()),
+            ("PRIMARY_PORT".into(), service.port().to_string()),
+            ("REPLICATION_USER".into(), replication::LOGIN.into()),
+            ("REPLICATION_PASSWORD".into(), REPLICATION_PASSWORD.into()),
+            ("ROLE_WAIT_SECONDS".into(), "5".into()),
+        ],
+    }
+}
+
+/// The names in `ledger`, in order.
+async fn ledger(pg: &Postgres) -> Result<Vec<String>> {
+    let client = pg.connect().await?;
+    let rows = client
+        .query("SELECT memo FROM ledger ORDER BY id", &[])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Waits until `pg` holds exactly `want` in `ledger`.
+async fn replicated(pg: &Postgres, want: &[&str]) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = ledger(pg).await.unwrap_or_default();
+        if got == want {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "server on port {} holds {got:?}, not {want:?}\nlog:\n{}",
+            pg.port(),
+            std::fs::read_to_string(pg.log_path()).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn write(pg: &Postgres, memo: &str) -> Result<()> {
+    pg.connect()
+        .await?
+        .execute("INSERT INTO ledger (memo) VALUES ($1)", &[&memo])
+        .await?;
+    Ok(())
+}
+
+/// A write on `pg` fails as a write on a standby does.
+async fn refuses_writes(pg: &Postgres) -> Result<()> {
+    let err = write(pg, "must not land")
+        .await
+        .err()
+        .context("a standby took a write")?;
+    let code = err
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code);
+    ensure!(
+        code == Some(&SqlState::READ_ONLY_SQL_TRANSACTION),
+        "unexpected error: {err:#}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_stream_fail_over_and_the_old_primary_is_fenced() -> Result<()> {
+    let script = script();
+    // Pod 0: the primary, as the operator bootstraps it.
+    let mut pod0 = Postgres::start().await?;
+    let service = Proxy::start(address(&pod0)).await?;
+    let password = Password::new(REPLICATION_PASSWORD);
+    postgresql::ensure_login(&target(&pod0), replication::LOGIN, &password).await?;
+    let pods = ["db-1".to_owned(), "db-2".to_owned()];
+    let slots = postgresql::ensure_slots(&target(&pod0), "db", &pods).await?;
+    assert_eq!(slots.created, ["db_1", "db_2"]);
+    pod0.connect()
+        .await?
+        .batch_execute(
+            "CREATE TABLE ledger (id serial PRIMARY KEY, memo text);
+             INSERT INTO ledger (memo) VALUES ('before the replicas');",
+        )
+        .await?;
+
+    // Pods 1 and 2 copy the primary and stream from it through their slots.
+    let admin = pod0.admin_password().to_owned();
+    let pod1 = Postgres::start_member(&admin, member(&script, &service, "db-1", "replica")).await?;
+    let mut pod2 =
+        Postgres::start_member(&admin, member(&script, &service, "db-2", "replica")).await?;
+    write(&pod0, "streamed").await?;
+    for replica in [&pod1, &pod2] {
+        replicated(replica, &["before the replicas", "streamed"]).await?;
+        refuses_writes(replica).await?;
+        let state = postgresql::member(&target(replica)).await?;
+        assert!(state.in_recovery && state.streaming, "{state:?}");
+    }
+    let active: i64 = pod0
+        .connect()
+        .await?
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name IN ('db_1', 'db_2')",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(active, 2, "both replicas stream through their slots");
+
+    // A write the replicas never receive: pod 2 is down and pod 1 is cut
+    // off, then the primary dies. Async replication may lose it; the
+    // operator says so in the failover event.
+    pod2.stop();
+    service.point_at("127.0.0.1:1".parse()?);
+    write(&pod0, "lost with the old primary").await?;
+    pod0.kill();
+
+    // Failover: pod 1 is promoted on a new timeline and takes writes; the
+    // Service follows it.
+    postgresql::promote(&target(&pod1)).await?;
+    let promoted = postgresql::member(&target(&pod1)).await?;
+    assert!(!promoted.in_recovery, "{promoted:?}");
+    assert!(promoted.timeline >= 2, "{promoted:?}");
+    service.point_at(address(&pod1));
+    write(&pod1, "after the failover").await?;
+    let slots = postgresql::ensure_slots(
+        &target(&pod1),
+        "db",
+        &["db-0".to_owned(), "db-2".to_owned()],
+    )
+    .await?;
+    assert_eq!(slots.created, ["db_0", "db_2"], "a promoted standby has no slots");
+
+    // The old primary comes back as a replica: rewound to the new
+    // primary's history, it loses the write nobody received, follows, and
+    // refuses writes.
+    let want = ["before the replicas", "streamed", "after the failover"];
+    pod0.restart_as(member(&script, &service, "db-0", "replica"))
+        .await?;
+    replicated(&pod0, &want).await?;
+    refuses_writes(&pod0).await?;
+    let log = std::fs::read_to_string(pod0.log_path())?;
+    assert!(log.contains("fencing it as a replica"), "{log}");
+    // Pod 2 was a standby of the old timeline: it follows the new one.
+    pod2.restart_as(member(&script, &service, "db-2", "replica"))
+        .await?;
+    replicated(&pod2, &want).await?;
+
+    write(&pod1, "everyone sees this").await?;
+    let want = [&want[..], &["everyone sees this"]].concat();
+    for replica in [&pod0, &pod2] {
+        replicated(replica, &want).await?;
+        let state = postgresql::member(&target(replica)).await?;
+        assert!(state.streaming && state.timeline == promoted.timeline, "{state:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_without_a_role_does_not_start() -> Result<()> {
+    let script = script();
+    let primary = Postgres::start().await?;
+    let service = Proxy::start(address(&primary)).await?;
+    let mut unlabelled = member(&script, &service, "db-1", "");
+    unlabelled
+        .env
+        .push(("ROLE_WAIT_SECONDS".into(), "1".into()));
+    let err = Postgres::start_member(primary.admin_password(), unlabelled)
+        .await
+        .err()
+        .context("a pod without a role label started a server")?;
+    assert!(
+        format!("{err:#}").contains("has not given this pod a role"),
+        "{err:#}"
+    );
+    Ok(())
+}

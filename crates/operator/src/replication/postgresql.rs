@@ -1,0 +1,267 @@
+//! PostgreSQL streaming replication, as the operator drives it: the
+//! replication login (which `pg_rewind` also uses, with the four functions
+//! it needs instead of superuser), one physical slot per replica on the
+//! primary, promotion with `pg_promote()`, and each member's state.
+//!
+//! What runs in the pods is [`INSTANCE_SCRIPT`].
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::error::SqlState;
+
+use crate::users::postgresql::{connect, db_error, ensure_role};
+use crate::users::quote::pg_ident;
+use crate::users::{Password, Target, UserError, UserSpec};
+
+/// The start of every server of a replicated PostgreSQL Database: seeding,
+/// fencing and standby settings (see the script's own comments).
+pub const INSTANCE_SCRIPT: &str = include_str!("../engine/scripts/postgresql-instance.sh");
+
+/// What `pg_rewind` calls on the source server: granted to the replication
+/// login so that it needs no superuser.
+pub const REWIND_FUNCTIONS: [&str; 4] = [
+    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+    "pg_catalog.pg_stat_file(text, boolean)",
+    "pg_catalog.pg_read_binary_file(text)",
+    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+];
+
+/// Connections the replication login may hold: one per replica streaming,
+/// plus seeding and rewinding ones.
+pub const LOGIN_CONNECTION_LIMIT: i32 = 20;
+
+/// The slot of `pod`: what the instance script names it (`[a-z0-9_]`, 63
+/// characters at most).
+pub fn slot_name(pod: &str) -> String {
+    pod.chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect()
+}
+
+/// Whether `slot` is one the operator keeps for a pod of the StatefulSet
+/// `statefulset` (`<name>_<ordinal>`), and so may drop.
+fn is_ours(slot: &str, statefulset: &str) -> bool {
+    slot.strip_prefix(&slot_name(statefulset))
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Statements that give `username` replication and what `pg_rewind` needs.
+pub fn login_grants(username: &str) -> Result<Vec<String>, UserError> {
+    let user = pg_ident(username)?;
+    let mut statements = vec![format!("ALTER ROLE {user} REPLICATION")];
+    statements.extend(
+        REWIND_FUNCTIONS
+            .iter()
+            .map(|f| format!("GRANT EXECUTE ON FUNCTION {f} TO {user}")),
+    );
+    Ok(statements)
+}
+
+/// Creates or updates the replication login on the primary (`target`):
+/// password, connection limit, REPLICATION and the rewind functions.
+pub async fn ensure_login(
+    target: &Target,
+    username: &str,
+    password: &Password,
+) -> Result<(), UserError> {
+    target.refuse_admin(username)?;
+    let secrets = [password.expose(), target.admin_password.expose()];
+    let client = connect(target, &target.default_database).await?;
+    let user = UserSpec {
+        username,
+        password,
+        connection_limit: Some(LOGIN_CONNECTION_LIMIT),
+        privileges: &[],
+        native_grants: &[],
+    };
+    ensure_role(&client, &user, &secrets).await?;
+    for sql in login_grants(username)? {
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+    }
+    Ok(())
+}
+
+/// What [`ensure_slots`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Slots {
+    pub created: Vec<String>,
+    pub dropped: Vec<String>,
+    /// Unwanted slots still in use (a replica streaming through them):
+    /// dropped by a later call.
+    pub busy: Vec<String>,
+}
+
+/// Makes the primary (`target`) keep exactly one physical slot per pod in
+/// `replicas` among the slots of the StatefulSet `statefulset`: creates the
+/// missing ones, drops the others once nothing streams through them.
+/// Other slots are not touched.
+pub async fn ensure_slots(
+    target: &Target,
+    statefulset: &str,
+    replicas: &[String],
+) -> Result<Slots, UserError> {
+    let secrets = [target.admin_password.expose()];
+    let client = connect(target, &target.default_database).await?;
+    let wanted: BTreeSet<String> = replicas.iter().map(|p| slot_name(p)).collect();
+    let rows = client
+        .query(
+            "SELECT slot_name::text, active FROM pg_replication_slots WHERE slot_type = 'physical'",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error(&e, &secrets))?;
+    let existing: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut changes = Slots::default();
+    for slot in &wanted {
+        if existing.iter().any(|(name, _)| name == slot) {
+            continue;
+        }
+        match client
+            .execute("SELECT pg_create_physical_replication_slot($1)", &[slot])
+            .await
+        {
+            Ok(_) => changes.created.push(slot.clone()),
+            // Created meanwhile.
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {}
+            Err(e) => return Err(db_error(&e, &secrets)),
+        }
+    }
+    for (slot, active) in existing {
+        if wanted.contains(&slot) || !is_ours(&slot, statefulset) {
+            continue;
+        }
+        if active {
+            changes.busy.push(slot);
+            continue;
+        }
+        match client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await
+        {
+            Ok(_) => changes.dropped.push(slot),
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => {}
+            Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) => changes.busy.push(slot),
+            Err(e) => return Err(db_error(&e, &secrets)),
+        }
+    }
+    Ok(changes)
+}
+
+/// Promotes the standby `target` and waits (up to a minute) until it takes
+/// writes on its new timeline. A server that is already a primary is left
+/// as it is.
+pub async fn promote(target: &Target) -> Result<(), UserError> {
+    let secrets = [target.admin_password.expose()];
+    let client = connect(target, &target.default_database).await?;
+    let row = client
+        .query_one(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN pg_promote(true, 60) ELSE true END",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error(&e, &secrets))?;
+    if row.get::<_, bool>(0) {
+        Ok(())
+    } else {
+        Err(UserError::Refused(format!(
+            "{}:{} did not finish its promotion within 60 s",
+            target.host, target.port
+        )))
+    }
+}
+
+/// What one member says of itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// A standby (in recovery), or a primary.
+    pub in_recovery: bool,
+    /// Its timeline.
+    pub timeline: u32,
+    /// WAL position: written (primary) or replayed (standby), in bytes.
+    pub lsn: u64,
+    /// WAL received from the primary (standby only).
+    pub received_lsn: Option<u64>,
+    /// Whether its WAL receiver is streaming from a primary (standby only).
+    pub streaming: bool,
+}
+
+/// Asks `target` what it is.
+pub async fn member(target: &Target) -> Result<Member, UserError> {
+    let secrets = [target.admin_password.expose()];
+    let client = connect(target, &target.default_database).await?;
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(),
+                    CASE WHEN pg_is_in_recovery()
+                         THEN (SELECT timeline_id FROM pg_control_checkpoint())::int4
+                         -- A new primary's checkpoint may still name its old timeline.
+                         ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int4
+                    END,
+                    ((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                           ELSE pg_current_wal_lsn() END) - '0/0'::pg_lsn)::text,
+                    (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::text,
+                    COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
+                    (SELECT received_tli FROM pg_stat_wal_receiver)::int4",
+            &[],
+        )
+        .await
+        .map_err(|e| db_error(&e, &secrets))?;
+    let bytes = |text: Option<String>| text.and_then(|t| t.parse::<u64>().ok());
+    let in_recovery: bool = row.get(0);
+    let checkpoint_timeline: i32 = row.get(1);
+    let receiving_timeline: Option<i32> = row.get(5);
+    Ok(Member {
+        in_recovery,
+        timeline: u32::try_from(receiving_timeline.unwrap_or(checkpoint_timeline)).unwrap_or(0),
+        lsn: bytes(row.get(2)).unwrap_or(0),
+        received_lsn: if in_recovery { bytes(row.get(3)) } else { None },
+        streaming: row.get(4),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_follow_the_instance_script() {
+        assert_eq!(slot_name("orders-1"), "orders_1");
+        assert_eq!(slot_name("a.b-C"), "a_b__");
+        assert_eq!(slot_name(&"x".repeat(80)).len(), 63);
+        // The script's own transformation.
+        assert!(INSTANCE_SCRIPT.contains("tr -c 'a-z0-9_' '_' | cut -c1-63"));
+    }
+
+    #[test]
+    fn only_our_slots_may_be_dropped() {
+        assert!(is_ours("orders_1", "orders"));
+        assert!(is_ours("my_db_12", "my-db"));
+        assert!(!is_ours("orders_", "orders"));
+        assert!(!is_ours("orders_x", "orders"));
+        assert!(!is_ours("orders_archive_1", "orders"));
+        assert!(!is_ours("barman", "orders"));
+    }
+
+    #[test]
+    fn the_login_gets_replication_and_the_rewind_functions_only() {
+        let sql = login_grants("dbop_replication").unwrap();
+        assert_eq!(sql[0], r#"ALTER ROLE "dbop_replication" REPLICATION"#);
+        assert_eq!(sql.len(), 5);
+        assert!(sql[1..].iter().all(|s| s.starts_with("GRANT EXECUTE ON FUNCTION pg_catalog.")));
+        assert_eq!(
+            login_grants("a\"b").unwrap()[0],
+            r#"ALTER ROLE "a""b" REPLICATION"#
+        );
+    }
+}
