@@ -17,6 +17,11 @@ pub enum Error {
     #[error("cleanup failed: {0}")]
     Cleanup(String),
 
+    /// A database server refused or failed what the operator asked of it
+    /// (passwords already cut out of the message).
+    #[error("the database: {0}")]
+    Engine(String),
+
     /// A failure in one step of a reconcile, naming the object it concerned
     /// (`applying StatefulSet shop/orders: …`). Its kind is its cause's.
     #[error("{step} {object}: {source}")]
@@ -30,7 +35,7 @@ pub enum Error {
 impl Error {
     /// Every value [`Error::kind`] can return: the `kind` label of the
     /// errors metric is this small, fixed set, so series never multiply.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 8] = [
         "api_conflict",
         "api_forbidden",
         "api_refused",
@@ -38,6 +43,7 @@ impl Error {
         "transport",
         "missing_field",
         "cleanup",
+        "engine",
     ];
 
     /// A short label for metrics and logs.
@@ -59,6 +65,7 @@ impl Error {
             Error::Kube(_) => "transport",
             Error::MissingField(_) => "missing_field",
             Error::Cleanup(_) => "cleanup",
+            Error::Engine(_) => "engine",
         }
     }
 }

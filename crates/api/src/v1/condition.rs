@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub mod types {
     /// The database accepts connections on every desired replica.
     pub const READY: &str = "Ready";
+    /// Every replica of a streaming Database streams from the primary.
+    pub const REPLICATING: &str = "Replicating";
     /// The operator is moving the world towards the spec (creating, scaling, updating).
     pub const PROGRESSING: &str = "Progressing";
     /// The database cannot reach or keep the desired state.

@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use crate::v1::condition::Condition;
+use crate::v1::replication::{ReplicationSpec, ReplicationStatus};
 use crate::v1::restore::{RestoreSpec, RestoreStatus, Verification, VerifySpec};
 
 /// The seed's pattern for `spec.version`.
@@ -111,6 +112,11 @@ pub struct DatabaseSpec {
     /// Fill the new Database from a backup once its server is up
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreSpec>,
+
+    /// How the members fail over, and whether a Database created before the
+    /// operator replicated re-seeds its independent members
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -452,6 +458,10 @@ pub struct DatabaseStatus {
     /// The latest restore drill (spec.backup.verify)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_verification: Option<Verification>,
+
+    /// The primary and each member's replication, for a streaming Database
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationStatus>,
 }
 
 /// Phase of a Database, the seed's enum.

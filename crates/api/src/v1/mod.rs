@@ -8,6 +8,7 @@ pub mod labels;
 pub mod monitor;
 pub mod quantity;
 pub mod reference;
+pub mod replication;
 pub mod restore;
 pub mod retention;
 pub mod user;

@@ -7,11 +7,16 @@ use testkit::fixtures;
 
 use database_operator_api::v1::Engine;
 use fixtures::{database, with_backup, with_storage_class};
-use operator::builders::Desired;
+use operator::builders::topology::Topology;
+use operator::builders::{DEFAULT_AGENT_IMAGE, Desired};
 use rstest::rstest;
 
 fn snapshot_of(db: &v1::Database) -> serde_json::Value {
-    let desired = Desired::build(db);
+    snapshot_as(db, Topology::of(db, None))
+}
+
+fn snapshot_as(db: &v1::Database, topology: Topology) -> serde_json::Value {
+    let desired = Desired::build_with(db, DEFAULT_AGENT_IMAGE, None, topology);
     serde_json::json!({
         "configMap": desired.config_map,
         "statefulSet": desired.statefulset,
@@ -23,9 +28,9 @@ fn snapshot_of(db: &v1::Database) -> serde_json::Value {
 
 /// Sorted keys: whether serde_json keeps insertion order depends on which
 /// other crates in the build enable its `preserve_order` feature.
-fn assert_snapshot(name: &str, db: &v1::Database) {
+fn assert_snapshot(name: &str, snapshot: serde_json::Value) {
     insta::with_settings!({sort_maps => true}, {
-        insta::assert_yaml_snapshot!(name, snapshot_of(db));
+        insta::assert_yaml_snapshot!(name, snapshot);
     });
 }
 
@@ -42,7 +47,19 @@ fn version(engine: Engine) -> &'static str {
 #[rstest]
 fn children(#[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine: Engine) {
     let db = database("orders", engine, version(engine), 3);
-    assert_snapshot(&format!("{engine}"), &db);
+    assert_snapshot(&format!("{engine}"), snapshot_of(&db));
+}
+
+/// A PostgreSQL Database created before the operator replicated keeps
+/// exactly the children it had: this snapshot is the one every new
+/// PostgreSQL Database had before (the file was renamed, not changed).
+#[test]
+fn an_independent_postgresql_database_keeps_its_children() {
+    let db = database("orders", Engine::Postgresql, version(Engine::Postgresql), 3);
+    assert_snapshot(
+        "postgresql_independent",
+        snapshot_as(&db, Topology::Independent),
+    );
 }
 
 /// With one replica there is no read-only Service and the StatefulSet asks
@@ -275,7 +292,7 @@ fn backup_cronjob_with_an_s3_destination_runs_the_agent(
     }
     assert_eq!(
         pod.init_containers.as_ref().unwrap()[0].image.as_deref(),
-        Some(operator::builders::DEFAULT_AGENT_IMAGE)
+        Some(DEFAULT_AGENT_IMAGE)
     );
 }
 

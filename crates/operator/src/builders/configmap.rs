@@ -1,4 +1,5 @@
-//! ConfigMap `<name>-config`: the engine's configuration file.
+//! ConfigMap `<name>-config`: the engine's configuration file and, for a
+//! streaming Database, the instance script its pods start through.
 
 use std::collections::BTreeMap;
 
@@ -7,15 +8,42 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 
 use super::meta::{Names, child_meta};
+use super::topology::Topology;
 use crate::engine::{Driver, Sizing};
 
-pub fn config_map(db: &Database, driver: &dyn Driver, sizing: &Sizing) -> ConfigMap {
+pub fn config_map(
+    db: &Database,
+    driver: &dyn Driver,
+    sizing: &Sizing,
+    topology: Topology,
+) -> ConfigMap {
+    let mut config = driver.render_config(sizing);
+    let mut data = BTreeMap::new();
+    if let Some(streaming) = driver.streaming().filter(|_| topology.is_streaming()) {
+        let volume = database_operator_api::v1::quantity::bytes(&db.spec.storage.size);
+        config.push_str(&streaming.config(volume.unwrap_or(1 << 30)));
+        data.extend(
+            streaming
+                .files()
+                .into_iter()
+                .map(|(name, contents)| (name.to_owned(), contents)),
+        );
+    }
+    data.insert(driver.config_file_name().to_owned(), config);
     ConfigMap {
         metadata: child_meta(db, Names(&db.name_any()).config(), "database"),
-        data: Some(BTreeMap::from([(
-            driver.config_file_name().to_owned(),
-            driver.render_config(sizing),
-        )])),
+        data: Some(data),
         ..Default::default()
     }
+}
+
+/// The hash of what the server reads, on the pod template: a change rolls
+/// the pods. The instance script is left out, so that a new operator's
+/// script never restarts a database by itself.
+pub fn config_hash(config_map: &ConfigMap, driver: &dyn Driver) -> String {
+    let mut data = config_map.data.clone().unwrap_or_default();
+    if let Some(streaming) = driver.streaming() {
+        data.remove(streaming.script_file());
+    }
+    super::hash_of(&Some(data))
 }

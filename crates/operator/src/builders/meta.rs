@@ -28,6 +28,10 @@ impl Names<'_> {
     pub fn secret(&self) -> String {
         format!("{}-secret", self.0)
     }
+    /// The replication login's credentials.
+    pub fn replication(&self) -> String {
+        format!("{}-replication", self.0)
+    }
     pub fn headless(&self) -> String {
         format!("{}-headless", self.0)
     }

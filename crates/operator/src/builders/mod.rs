@@ -14,6 +14,7 @@ pub mod secret;
 pub mod security;
 pub mod service;
 pub mod statefulset;
+pub mod topology;
 pub mod velero;
 
 use database_operator_api::v1;
@@ -25,12 +26,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use sha2::{Digest, Sha256};
 
 use crate::engine::{Driver, Sizing, driver};
+use topology::Topology;
 
 /// The image with the operator's binary, which backup pods copy the agent from.
 pub const DEFAULT_AGENT_IMAGE: &str = concat!("database-operator:", env!("CARGO_PKG_VERSION"));
 
-/// Everything a Database should own, except its admin Secret (which is
-/// created once and never rebuilt).
+/// Everything a Database should own, except its admin and replication
+/// Secrets (which are created once and never rebuilt).
 pub struct Desired {
     pub config_map: ConfigMap,
     pub statefulset: StatefulSet,
@@ -63,21 +65,28 @@ pub struct MonitoringChildren {
 }
 
 impl Desired {
+    /// What a new Database owns.
     pub fn build(db: &Database) -> Self {
-        Self::build_with(db, DEFAULT_AGENT_IMAGE, None)
+        Self::build_with(db, DEFAULT_AGENT_IMAGE, None, Topology::of(db, None))
     }
 
-    /// As [`Desired::build`], with the image that carries the backup agent
-    /// and, for `spec.restore`, the backup it resolved to.
-    pub fn build_with(db: &Database, agent_image: &str, restore: Option<RestoreFrom<'_>>) -> Self {
+    /// As [`Desired::build`], with the image that carries the backup agent,
+    /// for `spec.restore` the backup it resolved to, and the topology its
+    /// live StatefulSet has.
+    pub fn build_with(
+        db: &Database,
+        agent_image: &str,
+        restore: Option<RestoreFrom<'_>>,
+        topology: Topology,
+    ) -> Self {
         let driver: &dyn Driver = driver(db.spec.engine);
         let sizing = Sizing::from_spec(db.spec.resources.as_ref());
-        let config_map = configmap::config_map(db, driver, &sizing);
-        let config_hash = hash_of(&config_map.data);
+        let config_map = configmap::config_map(db, driver, &sizing, topology);
+        let config_hash = configmap::config_hash(&config_map, driver);
         Self {
-            statefulset: statefulset::statefulset(db, driver, &sizing, &config_hash),
+            statefulset: statefulset::statefulset(db, driver, &sizing, &config_hash, topology),
             config_map,
-            services: service::services(db, driver),
+            services: service::services(db, driver, topology),
             pdb: pdb::pod_disruption_budget(db),
             backup: cronjob::backup_cronjob(db, driver, agent_image),
             verify: drill::verify_cronjob(db, driver, agent_image),

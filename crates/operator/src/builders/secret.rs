@@ -1,4 +1,5 @@
-//! Secret `<name>-secret`: the admin credentials, generated once.
+//! Secrets `<name>-secret` (the admin credentials) and `<name>-replication`
+//! (the replication login), each generated once.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +34,20 @@ pub fn admin_secret(db: &Database, driver: &dyn Driver, password: String) -> Sec
         type_: Some("Opaque".to_owned()),
         string_data: Some(BTreeMap::from([
             (USERNAME_KEY.to_owned(), driver.admin_username().to_owned()),
+            (PASSWORD_KEY.to_owned(), password),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// The replication login's Secret (`<name>-replication`) with the given
+/// password: created once, like the admin Secret.
+pub fn replication_secret(db: &Database, password: String) -> Secret {
+    Secret {
+        metadata: child_meta(db, Names(&db.name_any()).replication(), "database"),
+        type_: Some("Opaque".to_owned()),
+        string_data: Some(BTreeMap::from([
+            (USERNAME_KEY.to_owned(), crate::replication::LOGIN.to_owned()),
             (PASSWORD_KEY.to_owned(), password),
         ])),
         ..Default::default()

@@ -1,5 +1,7 @@
 //! Services: `<name>-headless` for the StatefulSet's pod DNS, `<name>-primary`
-//! for writes, and `<name>-readonly` for reads when there is more than one replica.
+//! for writes, and `<name>-readonly` for reads from the replicas when there
+//! is more than one member. A streaming Database's Services select by the
+//! role label the operator keeps on its pods.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::meta::{Names, POD_INDEX_LABEL, child_meta, selector_labels};
+use super::topology::Topology;
 use crate::engine::Driver;
+use crate::replication;
 
 /// Which Services a Database should have. Each is `Some` when it should exist.
 pub struct Services {
@@ -18,26 +22,29 @@ pub struct Services {
     pub readonly: Option<Service>,
 }
 
-pub fn services(db: &Database, driver: &dyn Driver) -> Services {
+pub fn services(db: &Database, driver: &dyn Driver, topology: Topology) -> Services {
     let names = Names(&db.name_any());
-    let mut primary_selector = selector_labels(db);
-    // The first pod is the one that takes writes.
-    primary_selector.insert(POD_INDEX_LABEL.to_owned(), "0".to_owned());
+    let with = |key: &str, value: &str| {
+        let mut selector = selector_labels(db);
+        selector.insert(key.to_owned(), value.to_owned());
+        selector
+    };
+    let (primary, readonly) = match topology {
+        // The operator keeps the role labels true.
+        Topology::Streaming => (
+            with(replication::ROLE_LABEL, replication::PRIMARY),
+            with(replication::ROLE_LABEL, replication::REPLICA),
+        ),
+        // Members beyond the first hold data of their own, so reads go to
+        // the first too: a read-only endpoint answering from another
+        // server would be worse than none.
+        Topology::Independent => (with(POD_INDEX_LABEL, "0"), with(POD_INDEX_LABEL, "0")),
+    };
     Services {
         headless: service(db, driver, names.headless(), selector_labels(db), true),
-        // Replicas beyond the first are not fed by replication yet (see the
-        // README), so reads go to the primary until they are: a read-only
-        // endpoint answering from an empty server would be worse than none.
-        readonly: (db.spec.replicas > 1).then(|| {
-            service(
-                db,
-                driver,
-                names.readonly(),
-                primary_selector.clone(),
-                false,
-            )
-        }),
-        primary: service(db, driver, names.primary(), primary_selector, false),
+        readonly: (db.spec.replicas > 1)
+            .then(|| service(db, driver, names.readonly(), readonly, false)),
+        primary: service(db, driver, names.primary(), primary, false),
     }
 }
 

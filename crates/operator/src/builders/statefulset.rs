@@ -9,7 +9,8 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, PersistentVolumeClaim,
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
+    DownwardAPIVolumeSource, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
     PodTemplateSpec, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
@@ -19,10 +20,12 @@ use kube::ResourceExt;
 
 use super::meta::{CONFIG_HASH, Names, child_meta, labels, selector_labels};
 use super::security::{restricted_container_with_seccomp, restricted_pod};
-use crate::engine::{Driver, Sizing};
+use super::topology::{STREAMING, TOPOLOGY_ANNOTATION, Topology};
+use crate::engine::{Driver, PODINFO_DIR, Sizing, Streaming};
 
 const DATA_VOLUME: &str = "data";
 const CONFIG_VOLUME: &str = "config";
+const PODINFO_VOLUME: &str = "podinfo";
 
 /// The StatefulSet for `db`. `config_hash` lands on the pod template so a
 /// configuration change rolls the pods.
@@ -31,6 +34,7 @@ pub fn statefulset(
     driver: &dyn Driver,
     sizing: &Sizing,
     config_hash: &str,
+    topology: Topology,
 ) -> StatefulSet {
     let names = Names(&db.name_any());
     StatefulSet {
@@ -58,7 +62,7 @@ pub fn statefulset(
                     when_scaled: Some("Retain".into()),
                 },
             ),
-            template: pod_template(db, driver, sizing, config_hash),
+            template: pod_template(db, driver, sizing, config_hash, topology),
             volume_claim_templates: Some(vec![volume_claim_template(&db.spec.storage)]),
             ..Default::default()
         },
@@ -71,33 +75,38 @@ fn pod_template(
     driver: &dyn Driver,
     sizing: &Sizing,
     config_hash: &str,
+    topology: Topology,
 ) -> PodTemplateSpec {
     let names = Names(&db.name_any());
     let uid = driver.run_as_user();
+    let streaming = driver.streaming().filter(|_| topology.is_streaming());
+    let mut annotations = BTreeMap::from([(CONFIG_HASH.to_owned(), config_hash.to_owned())]);
+    let mut volumes = vec![Volume {
+        name: CONFIG_VOLUME.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names.config(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if streaming.is_some() {
+        annotations.insert(TOPOLOGY_ANNOTATION.to_owned(), STREAMING.to_owned());
+        volumes.push(podinfo_volume());
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(db, "database")),
-            annotations: Some(BTreeMap::from([(
-                CONFIG_HASH.to_owned(),
-                config_hash.to_owned(),
-            )])),
+            annotations: Some(annotations),
             ..Default::default()
         }),
         spec: Some(PodSpec {
-            containers: std::iter::once(container(db, driver, sizing))
+            containers: std::iter::once(container(db, driver, sizing, streaming))
                 .chain(
                     db.enabled_monitoring()
                         .map(|_| super::monitoring::sidecar(db, driver.port())),
                 )
                 .collect(),
-            volumes: Some(vec![Volume {
-                name: CONFIG_VOLUME.into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names.config(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
+            volumes: Some(volumes),
             security_context: Some(PodSecurityContext {
                 fs_group: Some(uid),
                 fs_group_change_policy: Some("OnRootMismatch".into()),
@@ -114,34 +123,70 @@ fn pod_template(
     }
 }
 
-fn container(db: &Database, driver: &dyn Driver, sizing: &Sizing) -> Container {
+/// The pod's labels as a file, where the instance script reads its role.
+fn podinfo_volume() -> Volume {
+    Volume {
+        name: PODINFO_VOLUME.into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: "labels".into(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.labels".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container(
+    db: &Database,
+    driver: &dyn Driver,
+    sizing: &Sizing,
+    streaming: Option<&dyn Streaming>,
+) -> Container {
     let names = Names(&db.name_any());
     let args = driver.args();
+    let mut env = driver.env(&db.name_any(), &names.secret());
+    let mut mounts = vec![
+        VolumeMount {
+            name: DATA_VOLUME.into(),
+            mount_path: driver.data_mount_path().into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: CONFIG_VOLUME.into(),
+            mount_path: driver.config_mount_path().into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
+    ];
+    if let Some(streaming) = streaming {
+        env.extend(streaming.env(&db.name_any(), &names.replication()));
+        mounts.push(VolumeMount {
+            name: PODINFO_VOLUME.into(),
+            mount_path: PODINFO_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     Container {
         name: driver.container_name().into(),
         image: Some(driver.image(&db.spec.version)),
         image_pull_policy: Some("IfNotPresent".into()),
+        command: streaming.map(Streaming::command),
         args: (!args.is_empty()).then_some(args),
-        env: Some(driver.env(&db.name_any(), &names.secret())),
+        env: Some(env),
         ports: Some(vec![ContainerPort {
             name: Some(driver.container_name().into()),
             container_port: driver.port(),
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: DATA_VOLUME.into(),
-                mount_path: driver.data_mount_path().into(),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: CONFIG_VOLUME.into(),
-                mount_path: driver.config_mount_path().into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         readiness_probe: Some(driver.readiness_probe()),
         liveness_probe: Some(driver.liveness_probe()),
         resources: Some(sizing.resources.clone()),

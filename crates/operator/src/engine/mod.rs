@@ -59,6 +59,33 @@ pub trait Driver: Send + Sync {
     fn tools_image(&self, version: &str) -> String {
         self.image(version)
     }
+    /// How the engine replicates, when the operator runs its replication
+    /// (`None`: every member is a server of its own, as before).
+    fn streaming(&self) -> Option<&dyn Streaming> {
+        None
+    }
+}
+
+/// What the members of a replicated Database need besides a plain server:
+/// the instance script that starts each one as the primary or as a replica
+/// of it, and what that script reads.
+pub trait Streaming: Send + Sync {
+    /// Settings added to the configuration file. `volume_bytes` is the data
+    /// volume's size, which bounds the WAL a lost replica may pin.
+    fn config(&self, volume_bytes: u64) -> String;
+    /// The instance script's file name in `<name>-config`. It is not part of
+    /// the configuration hash: a new operator's script takes effect when a
+    /// pod restarts, and never restarts one by itself.
+    fn script_file(&self) -> &'static str;
+    /// Files in `<name>-config` besides the configuration: the instance
+    /// script and what the server reads.
+    fn files(&self) -> Vec<(&'static str, String)>;
+    /// The container's command: the instance script, then the image's own
+    /// start command, which the script runs once the member is prepared.
+    fn command(&self) -> Vec<String>;
+    /// The member's environment: which pod it is, where the primary is, the
+    /// replication login (from `replication_secret`).
+    fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar>;
 }
 
 /// The driver for an engine.
@@ -85,6 +112,27 @@ pub(crate) fn secret_env(name: &str, secret_name: &str, key: &str) -> EnvVar {
         ..Default::default()
     }
 }
+
+/// An env var holding a field of the pod (`metadata.name`, ...).
+pub(crate) fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(k8s_openapi::api::core::v1::ObjectFieldSelector {
+                field_path: field_path.to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Where the downward API volume with the pod's labels is mounted, and the
+/// file in it: the instance scripts read the pod's role there.
+pub const PODINFO_DIR: &str = "/etc/podinfo";
+/// See [`PODINFO_DIR`].
+pub const LABELS_FILE: &str = "/etc/podinfo/labels";
 
 /// A plain env var.
 pub(crate) fn plain_env(name: &str, value: &str) -> EnvVar {

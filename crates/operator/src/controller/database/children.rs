@@ -43,6 +43,8 @@ pub(crate) struct Applied {
     pub statefulset: Option<Arc<StatefulSet>>,
     /// The restore's progress, when spec.restore asks for one.
     pub restore: Option<RestoreStatus>,
+    /// What the replication step found (filled in after the apply).
+    pub replication: Option<super::replication::Report>,
 }
 
 /// Applies `desired`: children, orphans, the Velero Schedule, the restore.
@@ -91,6 +93,7 @@ pub(crate) async fn apply(
         velero,
         statefulset,
         restore,
+        replication: None,
     })
 }
 

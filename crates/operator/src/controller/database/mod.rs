@@ -2,12 +2,15 @@
 //! one step a file, and only the first, third and fourth touch the API:
 //!
 //! 1. **dereference** — what the spec points at: the backup `spec.restore`
-//!    names ([`restore::dereference`]).
+//!    names ([`restore::dereference`]), and whether the pods stream from a
+//!    primary ([`crate::builders::topology`]).
 //! 2. **build** — every child the spec asks for, from the spec and what
 //!    step 1 found ([`crate::builders::Desired`]; pure).
 //! 3. **apply** — make each child match ([`children`]), delete the children
 //!    the spec no longer asks for ([`orphans`]), keep the Velero Schedule
-//!    ([`velero`]), start and follow the restore Job ([`restore::progress`]).
+//!    ([`velero`]), start and follow the restore Job ([`restore::progress`]);
+//!    for a streaming Database, keep the pods' roles and fail over
+//!    ([`replication`]).
 //! 4. **status** — computed from what step 3 observed and written only when
 //!    it changed ([`status`]).
 //!
@@ -18,6 +21,7 @@ pub(crate) mod children;
 pub(crate) mod cleanup;
 pub(crate) mod monitoring;
 pub(crate) mod orphans;
+pub(crate) mod replication;
 pub(crate) mod restore;
 pub(crate) mod status;
 pub(crate) mod velero;
@@ -33,6 +37,9 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::builders::Desired;
+use crate::builders::topology::Topology;
+use crate::controller::shared::stores::cached_or_fetch;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use crate::controller::Context;
 use crate::controller::shared::reconcile::{drive, error_policy, finalized};
 use crate::controller::shared::stores::Streams;
@@ -88,10 +95,21 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         .ok_or(Error::MissingField("metadata.namespace"))?;
     // 1. Dereference.
     let restore = restore::dereference(db, ctx, &namespace).await?;
+    let topology = observe_topology(db, ctx, &namespace).await?;
     // 2. Build.
-    let desired = Desired::build_with(db, &ctx.settings.agent_image, restore.source());
+    let desired = Desired::build_with(db, &ctx.settings.agent_image, restore.source(), topology);
     // 3. Apply.
-    let applied = children::apply(db, ctx, &namespace, desired, restore).await?;
+    let mut applied = children::apply(db, ctx, &namespace, desired, restore).await?;
+    applied.replication = Some(replication::reconcile(db, ctx, &namespace, topology).await?);
     // 4. Status.
     status::update(db, ctx, &namespace, applied).await
+}
+
+/// Whether the Database's pods stream from a primary or are servers of
+/// their own, from its live StatefulSet ([`Topology::of`]).
+async fn observe_topology(db: &Database, ctx: &Context, namespace: &str) -> Result<Topology> {
+    let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace);
+    let live = cached_or_fetch(&ctx.stores.statefulsets, &statefulsets, &db.name_any(), namespace)
+        .await?;
+    Ok(Topology::of(db, live.as_deref()))
 }

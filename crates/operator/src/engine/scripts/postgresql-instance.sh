@@ -90,10 +90,14 @@ seed() {
     done
     mkdir -p "$PGDATA"
     chmod 700 "$PGDATA"
-    find "$PGDATA" -mindepth 1 -delete
     say "copying the primary (pg_basebackup)"
-    pg_basebackup --pgdata="$PGDATA" --dbname="$conninfo" --wal-method=stream \
-        --checkpoint=fast --no-password
+    # The replication login may not exist yet on a new primary: retry.
+    until find "$PGDATA" -mindepth 1 -delete &&
+        pg_basebackup --pgdata="$PGDATA" --dbname="$conninfo" --wal-method=stream \
+            --checkpoint=fast --no-password; do
+        say "pg_basebackup failed; retrying"
+        sleep 5
+    done
 }
 
 # Keeps what the volume held, then copies the primary.
@@ -123,7 +127,7 @@ elif [ ! -f "$PGDATA/standby.signal" ]; then
         say "data of a former primary and no primary to rewind to yet: waiting"
         sleep 2
     done
-    exec "$0" "$@"
+    exec sh "$0" "$@"
 else
     say "the primary is not reachable: starting as a standby, which reconnects by itself"
 fi

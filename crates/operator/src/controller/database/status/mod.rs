@@ -140,6 +140,7 @@ pub(crate) fn desired_status(
         },
         restore,
         backup_verification: previous.backup_verification.clone(),
+        replication: previous.replication.clone(),
     };
     let generation = db.metadata.generation;
     let ready = phase == Phase::Running;
@@ -309,6 +310,7 @@ pub(crate) async fn update(
         velero,
         statefulset,
         restore,
+        replication,
     } = applied;
     let now = now();
     let mut status = desired_status(
@@ -329,6 +331,16 @@ pub(crate) async fn update(
         None if restoring => requeue::WHILE_RESTORING,
         None => ctx.settings.resync,
     };
+    if let Some(report) = replication {
+        status.replication = report.status;
+        match report.condition {
+            Some(condition) => set_condition(&mut status.conditions, condition, &now),
+            None => status.conditions.retain(|c| c.type_ != types::REPLICATING),
+        }
+        if let Some(at) = report.requeue {
+            next = next.min(at);
+        }
+    }
     match velero {
         velero::Report::Untouched => {}
         velero::Report::Condition(condition, retry) => {

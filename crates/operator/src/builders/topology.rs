@@ -1,0 +1,109 @@
+//! Which members a Database's pods are: one primary with streaming
+//! replicas, or servers of their own.
+//!
+//! New Databases of an engine the operator replicates stream. A Database
+//! whose StatefulSet was created before (its pod template lacks
+//! [`TOPOLOGY_ANNOTATION`]) keeps its independent servers, and its pods
+//! are left exactly as they are, until the user sets
+//! `spec.replication.reseedIndependentReplicas`: converting re-seeds every
+//! member but the first from it, and changes the pod template, which
+//! restarts the pods.
+
+use database_operator_api::v1::Database;
+use k8s_openapi::api::apps::v1::StatefulSet;
+
+use crate::engine::driver;
+
+/// Pod-template annotation of a streaming Database's StatefulSet.
+pub const TOPOLOGY_ANNOTATION: &str = "example.com/topology";
+/// The value of [`TOPOLOGY_ANNOTATION`].
+pub const STREAMING: &str = "streaming";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// The pod labelled primary takes writes; every other member is its
+    /// replica. The Services select by role.
+    Streaming,
+    /// Every member is a server of its own; the first takes reads and
+    /// writes. Databases created before the operator replicated, and
+    /// engines whose replication it does not run yet.
+    Independent,
+}
+
+impl Topology {
+    /// The topology of `db`, whose StatefulSet is `live` (`None` before it
+    /// is created).
+    pub fn of(db: &Database, live: Option<&StatefulSet>) -> Topology {
+        if driver(db.spec.engine).streaming().is_none() {
+            return Topology::Independent;
+        }
+        let reseed = db
+            .spec
+            .replication
+            .as_ref()
+            .is_some_and(|r| r.reseed_independent_replicas);
+        match live {
+            None => Topology::Streaming,
+            Some(_) if reseed => Topology::Streaming,
+            Some(statefulset) if streams(statefulset) => Topology::Streaming,
+            Some(_) => Topology::Independent,
+        }
+    }
+
+    pub fn is_streaming(self) -> bool {
+        self == Topology::Streaming
+    }
+}
+
+/// Whether `statefulset`'s pods run as a streaming cluster.
+fn streams(statefulset: &StatefulSet) -> bool {
+    statefulset
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(TOPOLOGY_ANNOTATION))
+        .is_some_and(|v| v == STREAMING)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use database_operator_api::v1::Engine;
+    use database_operator_api::v1::replication::ReplicationSpec;
+
+    use crate::builders::Desired;
+    use crate::fixtures::database;
+
+    #[test]
+    fn new_postgresql_databases_stream_and_keep_streaming() {
+        let db = database("orders", Engine::Postgresql, "16.4", 3);
+        assert_eq!(Topology::of(&db, None), Topology::Streaming);
+        let created = Desired::build(&db).statefulset;
+        assert_eq!(Topology::of(&db, Some(&created)), Topology::Streaming);
+    }
+
+    #[test]
+    fn engines_without_replication_yet_stay_independent() {
+        for engine in [Engine::Mysql, Engine::Mongodb] {
+            let db = database("orders", engine, "8.4", 3);
+            assert_eq!(Topology::of(&db, None), Topology::Independent);
+        }
+    }
+
+    #[test]
+    fn an_existing_independent_database_converts_only_when_asked() {
+        let mut db = database("orders", Engine::Postgresql, "16.4", 3);
+        let mut before = Desired::build(&db).statefulset;
+        // A StatefulSet of an operator that did not replicate.
+        let template = before.spec.template.metadata.as_mut().unwrap();
+        template.annotations.as_mut().unwrap().remove(TOPOLOGY_ANNOTATION);
+        assert_eq!(Topology::of(&db, Some(&before)), Topology::Independent);
+        db.spec.replication = Some(ReplicationSpec {
+            reseed_independent_replicas: true,
+            ..ReplicationSpec::default()
+        });
+        assert_eq!(Topology::of(&db, Some(&before)), Topology::Streaming);
+    }
+}

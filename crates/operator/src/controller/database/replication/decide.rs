@@ -1,0 +1,371 @@
+//! The replication decisions of a streaming Database, as pure functions of
+//! what the operator observed: which pod is the primary, which role labels
+//! pods need, what each member is doing, and whether to fail over.
+//!
+//! The primary is the operator's decision, recorded in
+//! `status.replication.primary` and followed by the pods' role labels (and
+//! so by the Services). Before any decision it is pod 0, labelled from the
+//! first reconcile that sees it, before any server answers. It changes only
+//! by a failover.
+
+use std::time::Duration;
+
+use database_operator_api::v1::replication::{
+    MemberState, MemberStatus, ReplicationSpec, lag_bound, lag_step,
+};
+
+use crate::replication::postgresql::Member;
+use crate::replication::{PRIMARY, REPLICA};
+
+/// A pod of the Database, as its labels say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Pod {
+    pub name: String,
+    /// Its `example.com/role` label.
+    pub role: Option<String>,
+}
+
+/// What a member's server said of itself (`None`: it did not answer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Seen {
+    pub pod: String,
+    pub answer: Option<Member>,
+}
+
+/// The primary: the recorded decision; else the pod labelled primary (a
+/// Database from before the decision was recorded); else pod 0.
+pub(crate) fn primary(database: &str, recorded: Option<&str>, pods: &[Pod]) -> String {
+    if let Some(recorded) = recorded {
+        return recorded.to_owned();
+    }
+    pods.iter()
+        .filter(|p| p.role.as_deref() == Some(PRIMARY))
+        .map(|p| p.name.clone())
+        .min()
+        .unwrap_or_else(|| format!("{database}-0"))
+}
+
+/// The labels pods need so that exactly `primary` is labelled primary:
+/// (pod, role) for each pod whose label differs.
+pub(crate) fn relabel(pods: &[Pod], primary: &str) -> Vec<(String, &'static str)> {
+    pods.iter()
+        .filter_map(|pod| {
+            let want = if pod.name == primary { PRIMARY } else { REPLICA };
+            (pod.role.as_deref() != Some(want)).then(|| (pod.name.clone(), want))
+        })
+        .collect()
+}
+
+/// Each member's status: the primary's position is what replicas lag
+/// behind. Without an answer from the primary a replica's lag is the one
+/// last recorded in `previous` (it cannot be measured, and is what a
+/// failover judges).
+pub(crate) fn members(primary: &str, seen: &[Seen], previous: &[MemberStatus]) -> Vec<MemberStatus> {
+    let head = seen
+        .iter()
+        .find(|s| s.pod == primary)
+        .and_then(|s| s.answer.as_ref())
+        .filter(|m| !m.in_recovery)
+        .map(|m| m.lsn);
+    seen.iter()
+        .map(|s| {
+            let role = if s.pod == primary { PRIMARY } else { REPLICA };
+            let recorded = || {
+                previous
+                    .iter()
+                    .find(|p| p.pod == s.pod)
+                    .and_then(|p| p.lag.clone())
+            };
+            let (state, lag) = match (&s.answer, head) {
+                (None, _) => (MemberState::Unreachable, (role == REPLICA).then(recorded).flatten()),
+                (Some(m), _) if !m.in_recovery => (MemberState::Primary, None),
+                (Some(m), Some(head)) => {
+                    let lag = head.saturating_sub(m.received_lsn.unwrap_or(m.lsn));
+                    let state = if m.streaming && lag < 16 << 20 {
+                        MemberState::Streaming
+                    } else {
+                        MemberState::CatchingUp
+                    };
+                    (state, Some(lag_step(lag).to_owned()))
+                }
+                (Some(m), None) => {
+                    let state = if m.streaming {
+                        MemberState::Streaming
+                    } else {
+                        MemberState::CatchingUp
+                    };
+                    (state, recorded())
+                }
+            };
+            MemberStatus {
+                pod: s.pod.clone(),
+                role: role.to_owned(),
+                state,
+                lag,
+            }
+        })
+        .collect()
+}
+
+/// What to do about the primary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// It answers and takes writes.
+    Healthy,
+    /// It answers as a standby: the operator's choice has not been promoted
+    /// (an interrupted failover). Promote it.
+    Finish,
+    /// It has not answered since `since` (seconds, as the caller counts
+    /// them); look again at `since + delay`.
+    Waiting { unanswered_for: Duration, delay: Duration },
+    /// Promote `pod`, the most advanced replica; `lag` is how far behind
+    /// the old primary it last was.
+    Promote { pod: String, lag: Option<String> },
+    /// A failover is due but no replica may be promoted: why.
+    Stuck(String),
+}
+
+/// Whether and whom to promote, with the primary unanswered for
+/// `unanswered_for` (`None`: it answered).
+pub(crate) fn decide(
+    primary: &str,
+    seen: &[Seen],
+    members: &[MemberStatus],
+    unanswered_for: Option<Duration>,
+    spec: &ReplicationSpec,
+) -> Decision {
+    match seen.iter().find(|s| s.pod == primary).and_then(|s| s.answer.as_ref()) {
+        Some(m) if m.in_recovery => return Decision::Finish,
+        Some(_) => return Decision::Healthy,
+        None => {}
+    }
+    let delay = spec.failover_delay();
+    let unanswered_for = unanswered_for.unwrap_or_default();
+    if unanswered_for < delay {
+        return Decision::Waiting {
+            unanswered_for,
+            delay,
+        };
+    }
+    // The most advanced replica that answers as a standby.
+    let best = seen
+        .iter()
+        .filter(|s| s.pod != primary)
+        .filter_map(|s| Some((s, s.answer.as_ref().filter(|m| m.in_recovery)?)))
+        .max_by_key(|(s, m)| (m.received_lsn.unwrap_or(m.lsn).max(m.lsn), std::cmp::Reverse(s.pod.clone())));
+    let Some((best, _)) = best else {
+        return Decision::Stuck("no replica answers".into());
+    };
+    let lag = members
+        .iter()
+        .find(|m| m.pod == best.pod)
+        .and_then(|m| m.lag.clone());
+    let within = lag
+        .as_deref()
+        .and_then(lag_bound)
+        .is_some_and(|bound| bound <= spec.max_failover_lag_bytes());
+    if within || spec.allow_lagging_failover {
+        Decision::Promote {
+            pod: best.pod.clone(),
+            lag,
+        }
+    } else {
+        Decision::Stuck(format!(
+            "the most advanced replica, {}, lagged {} behind the primary, beyond maxFailoverLag ({} bytes); set spec.replication.allowLaggingFailover to promote it anyway",
+            best.pod,
+            lag.as_deref().unwrap_or("an unknown amount"),
+            spec.max_failover_lag_bytes()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, role: Option<&str>) -> Pod {
+        Pod {
+            name: name.into(),
+            role: role.map(Into::into),
+        }
+    }
+
+    fn primary_at(lsn: u64) -> Option<Member> {
+        Some(Member {
+            in_recovery: false,
+            timeline: 1,
+            lsn,
+            received_lsn: None,
+            streaming: false,
+        })
+    }
+
+    fn standby(received: u64, streaming: bool) -> Option<Member> {
+        Some(Member {
+            in_recovery: true,
+            timeline: 1,
+            lsn: received.saturating_sub(100),
+            received_lsn: Some(received),
+            streaming,
+        })
+    }
+
+    fn answer(pod: &str, answer: Option<Member>) -> Seen {
+        Seen {
+            pod: pod.into(),
+            answer,
+        }
+    }
+
+    #[test]
+    fn pod_0_is_the_first_primary_and_a_recorded_decision_wins() {
+        let pods = [pod("db-0", None), pod("db-1", None)];
+        assert_eq!(primary("db", None, &pods), "db-0");
+        assert_eq!(primary("db", None, &[]), "db-0", "before any pod exists");
+        let labelled = [pod("db-0", Some(REPLICA)), pod("db-1", Some(PRIMARY))];
+        assert_eq!(primary("db", None, &labelled), "db-1");
+        // A recreated primary pod has lost its label: the record stands.
+        let recreated = [pod("db-0", Some(REPLICA)), pod("db-1", None)];
+        assert_eq!(primary("db", Some("db-1"), &recreated), "db-1");
+    }
+
+    #[test]
+    fn only_labels_that_differ_are_written() {
+        let pods = [
+            pod("db-0", Some(PRIMARY)),
+            pod("db-1", None),
+            pod("db-2", Some(REPLICA)),
+        ];
+        assert_eq!(relabel(&pods, "db-0"), [("db-1".to_owned(), REPLICA)]);
+        assert_eq!(
+            relabel(&pods, "db-2"),
+            [
+                ("db-0".to_owned(), REPLICA),
+                ("db-1".to_owned(), REPLICA),
+                ("db-2".to_owned(), PRIMARY)
+            ]
+        );
+        let settled = [pod("db-0", Some(PRIMARY)), pod("db-1", Some(REPLICA))];
+        assert!(relabel(&settled, "db-0").is_empty());
+    }
+
+    #[test]
+    fn member_states_and_coarse_lag() {
+        let seen = [
+            answer("db-0", primary_at(100 << 20)),
+            answer("db-1", standby(100 << 20, true)),
+            answer("db-2", standby(50 << 20, true)),
+            answer("db-3", standby(100 << 20, false)),
+            answer("db-4", None),
+        ];
+        let got = members("db-0", &seen, &[]);
+        let states: Vec<_> = got.iter().map(|m| (m.state, m.lag.as_deref())).collect();
+        assert_eq!(
+            states,
+            [
+                (MemberState::Primary, None),
+                (MemberState::Streaming, Some("0")),
+                (MemberState::CatchingUp, Some("<256Mi")),
+                (MemberState::CatchingUp, Some("0")),
+                (MemberState::Unreachable, None),
+            ]
+        );
+        // Small movements keep the same text: no status write at rest.
+        let moved = [answer("db-0", primary_at((100 << 20) + 4096)), answer("db-1", standby(100 << 20, true))];
+        assert_eq!(members("db-0", &moved, &[])[1].lag.as_deref(), Some("<1Mi"));
+        // With the primary gone, a replica keeps its recorded lag.
+        let gone = [answer("db-0", None), answer("db-1", standby(1, true))];
+        assert_eq!(members("db-0", &gone, &got)[1].lag.as_deref(), Some("0"));
+    }
+
+    fn spec() -> ReplicationSpec {
+        ReplicationSpec::default()
+    }
+
+    #[test]
+    fn a_primary_that_answers_is_kept() {
+        let seen = [answer("db-0", primary_at(10)), answer("db-1", standby(10, true))];
+        assert_eq!(decide("db-0", &seen, &[], None, &spec()), Decision::Healthy);
+        // Chosen but not promoted yet (the operator stopped half-way).
+        let seen = [answer("db-1", standby(10, false))];
+        assert_eq!(decide("db-1", &seen, &[], None, &spec()), Decision::Finish);
+    }
+
+    #[test]
+    fn failover_waits_for_the_delay_then_promotes_the_most_advanced_replica() {
+        let before = [
+            answer("db-0", primary_at(500)),
+            answer("db-1", standby(400, true)),
+            answer("db-2", standby(500, true)),
+        ];
+        let recorded = members("db-0", &before, &[]);
+        let now = [
+            answer("db-0", None),
+            answer("db-1", standby(400, false)),
+            answer("db-2", standby(500, false)),
+        ];
+        let status = members("db-0", &now, &recorded);
+        let wait = decide("db-0", &now, &status, Some(Duration::from_secs(10)), &spec());
+        assert_eq!(
+            wait,
+            Decision::Waiting {
+                unanswered_for: Duration::from_secs(10),
+                delay: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(
+            decide("db-0", &now, &status, Some(Duration::from_secs(30)), &spec()),
+            Decision::Promote {
+                pod: "db-2".into(),
+                lag: Some("0".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_ready_pod_whose_server_is_dead_counts_as_down() {
+        // Only the servers' answers count: pods are not even an input.
+        let now = [answer("db-0", None), answer("db-1", standby(5, false))];
+        let decision = decide("db-0", &now, &[], Some(Duration::from_secs(31)), &spec());
+        assert!(matches!(decision, Decision::Stuck(_)), "{decision:?}: lag unknown");
+    }
+
+    #[test]
+    fn lagging_replicas_are_not_promoted_unless_allowed() {
+        let before = [answer("db-0", primary_at(1 << 30)), answer("db-1", standby(1 << 20, true))];
+        let recorded = members("db-0", &before, &[]);
+        assert_eq!(recorded[1].lag.as_deref(), Some("<4Gi"));
+        let now = [answer("db-0", None), answer("db-1", standby(1 << 20, false))];
+        let status = members("db-0", &now, &recorded);
+        let after = Some(Duration::from_secs(60));
+        let Decision::Stuck(why) = decide("db-0", &now, &status, after, &spec()) else {
+            panic!("a replica 1 GiB behind was promoted");
+        };
+        assert!(why.contains("maxFailoverLag") && why.contains("db-1"), "{why}");
+        let allow = ReplicationSpec {
+            allow_lagging_failover: true,
+            ..spec()
+        };
+        assert!(matches!(
+            decide("db-0", &now, &status, after, &allow),
+            Decision::Promote { .. }
+        ));
+        let generous = ReplicationSpec {
+            max_failover_lag: Some("4Gi".into()),
+            ..spec()
+        };
+        assert!(matches!(
+            decide("db-0", &now, &status, after, &generous),
+            Decision::Promote { .. }
+        ));
+    }
+
+    #[test]
+    fn nobody_is_promoted_when_no_replica_answers() {
+        let now = [answer("db-0", None), answer("db-1", None)];
+        assert_eq!(
+            decide("db-0", &now, &[], Some(Duration::from_secs(600)), &spec()),
+            Decision::Stuck("no replica answers".into())
+        );
+    }
+}

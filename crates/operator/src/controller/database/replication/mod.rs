@@ -1,0 +1,412 @@
+//! The replication step of the Database controller, for a streaming
+//! Database: the replication Secret, the role labels on the pods, the
+//! replication login and slots on the primary, each member's state, and
+//! failover. The decisions are [`decide`]'s pure functions; this file only
+//! observes and acts.
+//!
+//! A failover promotes the most advanced replica (`pg_promote()`, a new
+//! timeline), records the new primary in `status.replication.primary`
+//! before anything else, moves the role labels (and so the Services), and
+//! deletes the old primary's pod: whatever its server was doing, it
+//! restarts through the instance script, which rewinds it to the new
+//! primary's history and starts it as a replica.
+
+pub(crate) mod decide;
+
+use std::time::Duration;
+
+use database_operator_api::v1::{Database, Engine};
+use database_operator_api::v1::condition::{Condition, types};
+use database_operator_api::v1::replication::{MemberState, ReplicationStatus};
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PostParams};
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use tracing::{info, warn};
+
+use crate::apply::patch_params;
+use crate::builders::meta::{Names, selector_labels};
+use crate::builders::secret::{generate_password, replication_secret};
+use crate::builders::topology::Topology;
+use crate::controller::Context;
+use crate::controller::shared::clock::now;
+use crate::controller::shared::events::publish;
+use crate::controller::shared::stores::lookup;
+use crate::controller::user::secret_value;
+use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver};
+use crate::error::{Error, Result, StepContext, is_conflict};
+use crate::replication::{self, ROLE_LABEL, postgresql};
+use crate::users::{Password, Target};
+use decide::{Decision, Pod as PodView, Seen};
+
+/// How often a streaming Database with replicas is looked at when nothing
+/// else wakes it: the failover delay is judged at this resolution.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// What the replication step found, for the status step.
+pub(crate) struct Report {
+    pub status: Option<ReplicationStatus>,
+    pub condition: Option<Condition>,
+    /// When to look again at the latest.
+    pub requeue: Option<Duration>,
+}
+
+/// The replication step of `db`, whose pods run as `topology`.
+pub(crate) async fn reconcile(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    topology: Topology,
+) -> Result<Report> {
+    let generation = db.metadata.generation;
+    if !topology.is_streaming() {
+        // An engine that replicates, on a Database from before it did.
+        let independent =
+            db.spec.replicas > 1 && driver(db.spec.engine).streaming().is_some();
+        return Ok(Report {
+            status: None,
+            condition: independent.then(|| {
+                Condition::new(
+                    types::REPLICATING,
+                    false,
+                    "IndependentMembers",
+                    "this Database was created before the operator replicated: its members beyond the first are servers of their own, with their own data, and the Services send every client to the first; set spec.replication.reseedIndependentReplicas to re-seed them as replicas, which discards what they hold",
+                    generation,
+                )
+            }),
+            requeue: None,
+        });
+    }
+    let name = db.name_any();
+    let names = Names(&name);
+    ensure_replication_secret(db, ctx, namespace)
+        .await
+        .step("creating the replication Secret", names.replication())?;
+
+    let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), namespace);
+    let selector = selector_labels(db)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut pods: Vec<PodView> = pods_api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .map(|p| PodView {
+            role: p.labels().get(ROLE_LABEL).cloned(),
+            name: p.name_any(),
+        })
+        .collect();
+    pods.sort_by(|a, b| a.name.cmp(&b.name));
+    let previous = db
+        .status
+        .as_ref()
+        .and_then(|s| s.replication.clone())
+        .unwrap_or_default();
+    let primary = decide::primary(&name, previous.primary.as_deref(), &pods);
+    label(&pods_api, &pods, &primary).await?;
+
+    if db.spec.replicas < 2 && pods.len() < 2 {
+        return Ok(Report {
+            status: Some(ReplicationStatus {
+                primary: Some(primary),
+                ..ReplicationStatus::default()
+            }),
+            condition: None,
+            requeue: None,
+        });
+    }
+
+    // What each member's server says of itself.
+    let Some(admin) = admin_target(db, ctx, namespace).await? else {
+        return Ok(Report {
+            status: Some(ReplicationStatus {
+                primary: Some(primary),
+                ..previous
+            }),
+            condition: None,
+            requeue: Some(CHECK_EVERY),
+        });
+    };
+    let seen: Vec<Seen> = join_all(pods.iter().map(|pod| {
+        let target = member_target(ctx, &admin, &name, namespace, &pod.name);
+        async move {
+            let answer = postgresql::member(&target).await;
+            if let Err(e) = &answer {
+                info!(pod = %pod.name, error = %e, "member did not answer");
+            }
+            Seen {
+                pod: pod.name.clone(),
+                answer: answer.ok(),
+            }
+        }
+    }))
+    .await;
+    let members = decide::members(&primary, &seen, &previous.members);
+    let now = now();
+    let answered = seen
+        .iter()
+        .any(|s| s.pod == primary && s.answer.is_some());
+    let since = (!answered).then(|| previous.primary_unreachable_since.clone().unwrap_or(now.clone()));
+    let unanswered_for = since
+        .as_ref()
+        .map(|s| Duration::try_from(now.0.duration_since(s.0)).unwrap_or_default());
+    let spec = db.spec.replication.clone().unwrap_or_default();
+    let decision = decide::decide(&primary, &seen, &members, unanswered_for, &spec);
+
+    let mut status = ReplicationStatus {
+        primary: Some(primary.clone()),
+        primary_unreachable_since: since,
+        members,
+    };
+    let mut requeue = CHECK_EVERY;
+    let condition = match decision {
+        Decision::Healthy => {
+            let primary_target = member_target(ctx, &admin, &name, namespace, &primary);
+            let replicas: Vec<String> = pods
+                .iter()
+                .filter(|p| p.name != primary)
+                .map(|p| p.name.clone())
+                .collect();
+            let lagging: Vec<String> = status
+                .members
+                .iter()
+                .filter(|m| m.role == replication::REPLICA && m.state != MemberState::Streaming)
+                .map(|m| format!("{} is {:?}", m.pod, m.state))
+                .collect();
+            if !lagging.is_empty() {
+                // A replica that cannot stream may be waiting for its login.
+                ensure_login(ctx, namespace, &names, &primary_target).await?;
+            }
+            let slots = postgresql::ensure_slots(&primary_target, &name, &replicas)
+                .await
+                .map_err(|e| Error::Engine(e.to_string()))
+                .step("keeping the replication slots on", primary.clone())?;
+            if !slots.created.is_empty() || !slots.dropped.is_empty() {
+                info!(database = %name, created = ?slots.created, dropped = ?slots.dropped, "replication slots");
+            }
+            if lagging.is_empty() {
+                Condition::new(
+                    types::REPLICATING,
+                    true,
+                    "AllReplicasStreaming",
+                    format!("every replica streams from {primary}"),
+                    generation,
+                )
+            } else {
+                Condition::new(
+                    types::REPLICATING,
+                    false,
+                    "ReplicasNotStreaming",
+                    lagging.join("; "),
+                    generation,
+                )
+            }
+        }
+        Decision::Finish => {
+            promote(ctx, &admin, &name, namespace, &primary).await?;
+            requeue = Duration::from_secs(2);
+            Condition::new(
+                types::REPLICATING,
+                false,
+                "Promoting",
+                format!("promoting {primary}, the chosen primary"),
+                generation,
+            )
+        }
+        Decision::Waiting {
+            unanswered_for,
+            delay,
+        } => {
+            requeue = requeue.min(delay.saturating_sub(unanswered_for).max(Duration::from_secs(1)));
+            // No running count in the message: the status stays as it is
+            // while the delay runs.
+            let since = status
+                .primary_unreachable_since
+                .as_ref()
+                .map_or_else(String::new, |t| format!(" since {}", t.0));
+            Condition::new(
+                types::REPLICATING,
+                false,
+                "PrimaryUnreachable",
+                format!(
+                    "the primary {primary} has not answered{since}; the most advanced replica is promoted once it has not for {}s",
+                    delay.as_secs()
+                ),
+                generation,
+            )
+        }
+        Decision::Promote { pod, lag } => {
+            fail_over(db, ctx, namespace, &admin, &primary, &pod, lag.as_deref(), &pods_api, &pods)
+                .await?;
+            status.primary = Some(pod.clone());
+            status.primary_unreachable_since = None;
+            requeue = Duration::from_secs(2);
+            Condition::new(
+                types::REPLICATING,
+                false,
+                "FailedOver",
+                format!("{primary} stopped answering; promoted {pod}"),
+                generation,
+            )
+        }
+        Decision::Stuck(why) => Condition::new(
+            types::REPLICATING,
+            false,
+            "NoFailoverCandidate",
+            format!("the primary {primary} does not answer and {why}"),
+            generation,
+        ),
+    };
+    Ok(Report {
+        status: Some(status),
+        condition: Some(condition),
+        requeue: Some(requeue),
+    })
+}
+
+/// Creates `<name>-replication` once, like the admin Secret.
+async fn ensure_replication_secret(db: &Database, ctx: &Context, namespace: &str) -> Result<()> {
+    let name = Names(&db.name_any()).replication();
+    if lookup(&ctx.stores.secrets, &name, namespace).is_some() {
+        return Ok(());
+    }
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    if secrets.get_metadata_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    match secrets
+        .create(&PostParams::default(), &replication_secret(db, generate_password()))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_conflict(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sets the role label of every pod whose label differs.
+async fn label(pods_api: &Api<Pod>, pods: &[PodView], primary: &str) -> Result<()> {
+    for (pod, role) in decide::relabel(pods, primary) {
+        let patch = serde_json::json!({ "metadata": { "labels": { ROLE_LABEL: role } } });
+        match pods_api
+            .patch_metadata(&pod, &patch_params(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => info!(pod = %pod, role, "labelled"),
+            // Gone meanwhile: its successor is labelled next time.
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::from(e)).step("labelling pod", pod),
+        }
+    }
+    Ok(())
+}
+
+/// The admin login, at the primary Service (the host is replaced per member).
+async fn admin_target(db: &Database, ctx: &Context, namespace: &str) -> Result<Option<Target>> {
+    let names = Names(&db.name_any());
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(&names.secret())
+        .await?;
+    let Some((user, password)) = secret.as_ref().and_then(|s| {
+        Some((secret_value(s, USERNAME_KEY)?, secret_value(s, PASSWORD_KEY)?))
+    }) else {
+        return Ok(None);
+    };
+    let engine = driver(db.spec.engine);
+    Ok(Some(Target {
+        host: String::new(),
+        port: 0,
+        admin_user: user,
+        admin_password: Password::new(password),
+        default_database: engine.maintenance_database().to_owned(),
+    }))
+}
+
+/// `admin` at `pod`'s own address: `<pod>.<name>-headless.<namespace>`.
+fn member_target(ctx: &Context, admin: &Target, name: &str, namespace: &str, pod: &str) -> Target {
+    // PostgreSQL is the engine that streams so far.
+    let port = u16::try_from(driver(Engine::Postgresql).port()).expect("engine ports fit in u16");
+    let (host, port) = ctx.settings.resolver.resolve(
+        &format!("{pod}.{}", Names(name).headless()),
+        namespace,
+        port,
+    );
+    Target {
+        host,
+        port,
+        ..admin.clone()
+    }
+}
+
+/// Creates or updates the replication login on the primary, with the
+/// password of `<name>-replication`.
+async fn ensure_login(ctx: &Context, namespace: &str, names: &Names<'_>, primary: &Target) -> Result<()> {
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(&names.replication())
+        .await?;
+    let Some(password) = secret.as_ref().and_then(|s| secret_value(s, PASSWORD_KEY)) else {
+        return Ok(());
+    };
+    postgresql::ensure_login(primary, replication::LOGIN, &Password::new(password))
+        .await
+        .map_err(|e| Error::Engine(e.to_string()))
+        .step("keeping the replication login on", primary.host.clone())
+}
+
+async fn promote(ctx: &Context, admin: &Target, name: &str, namespace: &str, pod: &str) -> Result<()> {
+    let target = member_target(ctx, admin, name, namespace, pod);
+    postgresql::promote(&target)
+        .await
+        .map_err(|e| Error::Engine(e.to_string()))
+        .step("promoting", pod.to_owned())
+}
+
+/// Promotes `new`, records it as the primary, moves the labels and deletes
+/// the old primary's pod, which restarts as a rewound replica.
+#[allow(clippy::too_many_arguments)]
+async fn fail_over(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    admin: &Target,
+    old: &str,
+    new: &str,
+    lag: Option<&str>,
+    pods_api: &Api<Pod>,
+    pods: &[PodView],
+) -> Result<()> {
+    let name = db.name_any();
+    warn!(database = %name, old, new, "failing over");
+    promote(ctx, admin, &name, namespace, new).await?;
+    // The decision first: labels and Services follow it, even if the
+    // operator stops right here.
+    let patch = serde_json::json!({
+        "status": { "replication": { "primary": new, "primaryUnreachableSince": null } }
+    });
+    Api::<Database>::namespaced(ctx.client.clone(), namespace)
+        .patch_status(&name, &patch_params(), &Patch::Merge(&patch))
+        .await
+        .step("recording the new primary of", name.clone())?;
+    label(pods_api, pods, new).await?;
+    match pods_api.delete(old, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(Error::from(e)).step("fencing the old primary's pod", old.to_owned()),
+    }
+    publish(
+        ctx,
+        db,
+        EventType::Warning,
+        "FailedOver",
+        format!(
+            "the primary {old} stopped answering; promoted {new}, which lagged {} behind it: with asynchronous replication the writes in that lag are lost. {old} restarts as a replica, rewound to {new}'s history",
+            lag.unwrap_or("an unknown amount")
+        ),
+    )
+    .await;
+    Ok(())
+}
