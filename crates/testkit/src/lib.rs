@@ -49,6 +49,7 @@ pub mod paths;
 pub mod processes;
 pub mod provisioner;
 pub mod proxy;
+pub mod replication;
 pub mod servers;
 
 pub use cluster::{Cluster, ClusterConfig};

@@ -164,7 +164,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
             _ => return None,
         };
         // Each unit once, in order.
-        if number.is_empty() || units.contains(c) || units.chars().any(|u| "hms".find(u) > "hms".find(c)) {
+        if number.is_empty()
+            || units.contains(c)
+            || units.chars().any(|u| "hms".find(u) > "hms".find(c))
+        {
             return None;
         }
         units.push(c);

@@ -13,6 +13,7 @@ mod databases;
 mod leader_election;
 mod monitoring;
 mod rbac;
+mod replication;
 mod restore;
 mod steady_state;
 mod telemetry;

@@ -6,32 +6,17 @@
 //! the operator's role label points the real Service.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use operator::replication::{self, postgresql};
 use operator::users::{Password, Target};
 use testkit::proxy::Proxy;
+use testkit::replication::InstanceScript;
 use testkit::servers::{Member, Postgres};
 use tokio_postgres::error::SqlState;
 
 const REPLICATION_PASSWORD: &str = "repl-Secret-2718";
-
-/// The shipped script, in a folder the servers' user can read.
-struct Script {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn script() -> Script {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.path().join("instance.sh");
-    std::fs::write(&path, postgresql::INSTANCE_SCRIPT).unwrap();
-    Script { _dir: dir, path }
-}
 
 fn address(pg: &Postgres) -> SocketAddr {
     format!("{}:{}", pg.host(), pg.port()).parse().unwrap()
@@ -47,20 +32,14 @@ fn target(pg: &Postgres) -> Target {
     }
 }
 
-/// Pod `pod` of Database `db` in `role`, following the primary Service.
-fn member(script: &Script, service: &Proxy, pod: &str, role: &str) -> Member {
-    Member {
-        script: script.path.clone(),
-        role: role.into(),
-        env: vec![
-            ("POD_NAME".into(), pod.into()),
-            ("PRIMARY_HOST".into(), service.host().into()),
-            ("PRIMARY_PORT".into(), service.port().to_string()),
-            ("REPLICATION_USER".into(), replication::LOGIN.into()),
-            ("REPLICATION_PASSWORD".into(), REPLICATION_PASSWORD.into()),
-            ("ROLE_WAIT_SECONDS".into(), "5".into()),
-        ],
-    }
+/// Pod `pod` in `role`, following the primary Service.
+fn member(script: &InstanceScript, service: &Proxy, pod: &str, role: &str) -> Member {
+    script.member(
+        pod,
+        role,
+        (service.host(), service.port()),
+        REPLICATION_PASSWORD,
+    )
 }
 
 /// The names in `ledger`, in order.
@@ -116,9 +95,9 @@ async fn refuses_writes(pg: &Postgres) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_stream_fail_over_and_the_old_primary_is_fenced() -> Result<()> {
-    let script = script();
+    let script = InstanceScript::postgresql()?;
     // Pod 0: the primary, as the operator bootstraps it.
-    let mut pod0 = Postgres::start().await?;
+    let mut pod0 = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
     let service = Proxy::start(address(&pod0)).await?;
     let password = Password::new(REPLICATION_PASSWORD);
     postgresql::ensure_login(&target(&pod0), replication::LOGIN, &password).await?;
@@ -178,7 +157,11 @@ async fn replicas_stream_fail_over_and_the_old_primary_is_fenced() -> Result<()>
         &["db-0".to_owned(), "db-2".to_owned()],
     )
     .await?;
-    assert_eq!(slots.created, ["db_0", "db_2"], "a promoted standby has no slots");
+    assert_eq!(
+        slots.created,
+        ["db_0", "db_2"],
+        "a promoted standby has no slots"
+    );
 
     // The old primary comes back as a replica: rewound to the new
     // primary's history, it loses the write nobody received, follows, and
@@ -190,6 +173,9 @@ async fn replicas_stream_fail_over_and_the_old_primary_is_fenced() -> Result<()>
     refuses_writes(&pod0).await?;
     let log = std::fs::read_to_string(pod0.log_path())?;
     assert!(log.contains("fencing it as a replica"), "{log}");
+    // Rewound, not copied afresh: only the diverged pages were replaced.
+    assert!(log.contains("pg_rewind: Done!"), "{log}");
+    assert!(!log.contains("copying the primary afresh"), "{log}");
     // Pod 2 was a standby of the old timeline: it follows the new one.
     pod2.restart_as(member(&script, &service, "db-2", "replica"))
         .await?;
@@ -200,15 +186,18 @@ async fn replicas_stream_fail_over_and_the_old_primary_is_fenced() -> Result<()>
     for replica in [&pod0, &pod2] {
         replicated(replica, &want).await?;
         let state = postgresql::member(&target(replica)).await?;
-        assert!(state.streaming && state.timeline == promoted.timeline, "{state:?}");
+        assert!(
+            state.streaming && state.timeline == promoted.timeline,
+            "{state:?}"
+        );
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_without_a_role_does_not_start() -> Result<()> {
-    let script = script();
-    let primary = Postgres::start().await?;
+    let script = InstanceScript::postgresql()?;
+    let primary = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
     let service = Proxy::start(address(&primary)).await?;
     let mut unlabelled = member(&script, &service, "db-1", "");
     unlabelled

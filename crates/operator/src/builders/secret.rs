@@ -47,7 +47,10 @@ pub fn replication_secret(db: &Database, password: String) -> Secret {
         metadata: child_meta(db, Names(&db.name_any()).replication(), "database"),
         type_: Some("Opaque".to_owned()),
         string_data: Some(BTreeMap::from([
-            (USERNAME_KEY.to_owned(), crate::replication::LOGIN.to_owned()),
+            (
+                USERNAME_KEY.to_owned(),
+                crate::replication::LOGIN.to_owned(),
+            ),
             (PASSWORD_KEY.to_owned(), password),
         ])),
         ..Default::default()

@@ -98,7 +98,11 @@ mod tests {
         let mut before = Desired::build(&db).statefulset;
         // A StatefulSet of an operator that did not replicate.
         let template = before.spec.template.metadata.as_mut().unwrap();
-        template.annotations.as_mut().unwrap().remove(TOPOLOGY_ANNOTATION);
+        template
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(TOPOLOGY_ANNOTATION);
         assert_eq!(Topology::of(&db, Some(&before)), Topology::Independent);
         db.spec.replication = Some(ReplicationSpec {
             reseed_independent_replicas: true,

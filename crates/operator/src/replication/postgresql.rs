@@ -26,6 +26,30 @@ pub const REWIND_FUNCTIONS: [&str; 4] = [
     "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
 ];
 
+/// The server settings streaming replication needs, for a data volume of
+/// `volume_bytes`:
+/// - `wal_log_hints` and `full_page_writes` (the default, stated), without
+///   which `pg_rewind` cannot fence a former primary;
+/// - `wal_keep_size`, so that the WAL a replica needs after a failover
+///   outlives the new primary's first checkpoints (a promoted standby has
+///   no slots until the operator makes them);
+/// - `max_slot_wal_keep_size`, so that a lost replica's slot cannot fill
+///   the primary's disk;
+/// - `hot_standby_feedback`, so that queries on replicas are not cancelled
+///   by vacuum on the primary.
+pub fn settings(volume_bytes: u64) -> String {
+    let mib = volume_bytes / (1024 * 1024);
+    let keep = (mib / 8).clamp(64, 1024);
+    let slot_keep = (mib / 4).max(keep * 2);
+    format!(
+        "wal_log_hints = on\n\
+         full_page_writes = on\n\
+         wal_keep_size = {keep}MB\n\
+         max_slot_wal_keep_size = {slot_keep}MB\n\
+         hot_standby_feedback = on\n"
+    )
+}
+
 /// Connections the replication login may hold: one per replica streaming,
 /// plus seeding and rewinding ones.
 pub const LOGIN_CONNECTION_LIMIT: i32 = 20;
@@ -128,7 +152,9 @@ pub async fn ensure_slots(
             continue;
         }
         match client
-            .execute("SELECT pg_create_physical_replication_slot($1)", &[slot])
+            // Reserving at once: the slot keeps WAL from now on, not from
+            // its replica's first connection.
+            .execute("SELECT pg_create_physical_replication_slot($1, true)", &[slot])
             .await
         {
             Ok(_) => changes.created.push(slot.clone()),
@@ -158,9 +184,11 @@ pub async fn ensure_slots(
     Ok(changes)
 }
 
-/// Promotes the standby `target` and waits (up to a minute) until it takes
-/// writes on its new timeline. A server that is already a primary is left
-/// as it is.
+/// Promotes the standby `target`, waits (up to a minute) until it takes
+/// writes on its new timeline, and checkpoints it: until that checkpoint
+/// its control file still names the old timeline, and `pg_rewind` run
+/// against it would find nothing to rewind in a former primary that
+/// diverged. A server that is already a primary is only checkpointed.
 pub async fn promote(target: &Target) -> Result<(), UserError> {
     let secrets = [target.admin_password.expose()];
     let client = connect(target, &target.default_database).await?;
@@ -171,14 +199,16 @@ pub async fn promote(target: &Target) -> Result<(), UserError> {
         )
         .await
         .map_err(|e| db_error(&e, &secrets))?;
-    if row.get::<_, bool>(0) {
-        Ok(())
-    } else {
-        Err(UserError::Refused(format!(
+    if !row.get::<_, bool>(0) {
+        return Err(UserError::Refused(format!(
             "{}:{} did not finish its promotion within 60 s",
             target.host, target.port
-        )))
+        )));
     }
+    client
+        .batch_execute("CHECKPOINT")
+        .await
+        .map_err(|e| db_error(&e, &secrets))
 }
 
 /// What one member says of itself.
@@ -258,7 +288,11 @@ mod tests {
         let sql = login_grants("dbop_replication").unwrap();
         assert_eq!(sql[0], r#"ALTER ROLE "dbop_replication" REPLICATION"#);
         assert_eq!(sql.len(), 5);
-        assert!(sql[1..].iter().all(|s| s.starts_with("GRANT EXECUTE ON FUNCTION pg_catalog.")));
+        assert!(
+            sql[1..]
+                .iter()
+                .all(|s| s.starts_with("GRANT EXECUTE ON FUNCTION pg_catalog."))
+        );
         assert_eq!(
             login_grants("a\"b").unwrap()[0],
             r#"ALTER ROLE "a""b" REPLICATION"#

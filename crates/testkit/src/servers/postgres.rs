@@ -52,10 +52,20 @@ impl Postgres {
     /// with its password. Runs `hack/servers/install.sh` first if PostgreSQL
     /// (or, as root, the `dbtest` user) is missing.
     pub async fn start() -> Result<Postgres> {
-        process::install_and_start(Component::Postgres, "postgres", Postgres::start_once).await
+        Postgres::start_configured("").await
     }
 
-    async fn start_once() -> Result<Postgres> {
+    /// As [`Postgres::start`], with `settings` added to `postgresql.conf`
+    /// (the operator's replication settings, which replicas copy).
+    pub async fn start_configured(settings: &str) -> Result<Postgres> {
+        let settings = settings.to_owned();
+        process::install_and_start(Component::Postgres, "postgres", async move || {
+            Postgres::start_once(&settings).await
+        })
+        .await
+    }
+
+    async fn start_once(extra_settings: &str) -> Result<Postgres> {
         let started = Instant::now();
         let bin_dir = install::postgres_bin_dir().with_context(|| {
             format!(
@@ -82,13 +92,13 @@ impl Postgres {
             bin_dir,
             member: None,
         };
-        postgres.init().await?;
+        postgres.init(extra_settings).await?;
         postgres.launch().await?;
         postgres.startup = started.elapsed();
         Ok(postgres)
     }
 
-    async fn init(&mut self) -> Result<()> {
+    async fn init(&mut self, extra_settings: &str) -> Result<()> {
         let root = self.dir.path().to_owned();
         let pwfile = self.dir.write_private("pwfile", self.admin_password())?;
         let args: Vec<String> = [
@@ -138,7 +148,8 @@ impl Postgres {
              full_page_writes = off\n\
              logging_collector = off\n\
              max_connections = 50\n\
-             shared_buffers = 32MB\n",
+             shared_buffers = 32MB\n\
+             {extra_settings}",
             port = self.port,
             socket = root.display(),
         );
@@ -155,11 +166,21 @@ impl Postgres {
     /// superuser is the primary's, `postgres` with `admin_password`, since
     /// a replica's logins are the primary's.
     pub async fn start_member(admin_password: &str, member: Member) -> Result<Postgres> {
-        install::ensure(&[Component::Postgres])?;
+        let mut postgres = Postgres::prepare_member(admin_password)?;
         let started = Instant::now();
+        postgres.restart_as(member).await?;
+        postgres.startup = started.elapsed();
+        Ok(postgres)
+    }
+
+    /// A member not started yet, with its port: for a test that must name
+    /// the address (`--resolve`) before the operator gives the pod a role.
+    /// [`Postgres::restart_as`] starts it.
+    pub fn prepare_member(admin_password: &str) -> Result<Postgres> {
+        install::ensure(&[Component::Postgres])?;
         let bin_dir = install::postgres_bin_dir().context("PostgreSQL not installed")?;
         let dir = ServerDir::create("postgres", install::server_user()?)?;
-        let mut postgres = Postgres {
+        Ok(Postgres {
             instance: Instance::new(
                 "postgres",
                 dir,
@@ -179,10 +200,7 @@ impl Postgres {
             )?,
             bin_dir,
             member: None,
-        };
-        postgres.restart_as(member).await?;
-        postgres.startup = started.elapsed();
-        Ok(postgres)
+        })
     }
 
     /// Stops the server (fast shutdown) and starts it again through
@@ -220,9 +238,7 @@ impl Postgres {
                 self.bin_dir.join("postgres").display().to_string(),
             ];
             script_args.extend(args);
-            let mut command = self
-                .dir
-                .command(Path::new("/bin/sh"), &script_args, &log)?;
+            let mut command = self.dir.command(Path::new("/bin/sh"), &script_args, &log)?;
             let path = std::env::var("PATH").unwrap_or_default();
             command
                 .env("PGDATA", self.data_dir())

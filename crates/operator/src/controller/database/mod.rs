@@ -38,12 +38,12 @@ use kube::{Api, ResourceExt};
 
 use crate::builders::Desired;
 use crate::builders::topology::Topology;
-use crate::controller::shared::stores::cached_or_fetch;
-use k8s_openapi::api::apps::v1::StatefulSet;
 use crate::controller::Context;
 use crate::controller::shared::reconcile::{drive, error_policy, finalized};
 use crate::controller::shared::stores::Streams;
+use crate::controller::shared::stores::cached_or_fetch;
 use crate::error::{Error, Result};
+use k8s_openapi::api::apps::v1::StatefulSet;
 
 /// The finalizer on every Database; the seed's name.
 pub(crate) const FINALIZER: &str = "database.example.com/finalizer";
@@ -109,7 +109,12 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
 /// their own, from its live StatefulSet ([`Topology::of`]).
 async fn observe_topology(db: &Database, ctx: &Context, namespace: &str) -> Result<Topology> {
     let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace);
-    let live = cached_or_fetch(&ctx.stores.statefulsets, &statefulsets, &db.name_any(), namespace)
-        .await?;
+    let live = cached_or_fetch(
+        &ctx.stores.statefulsets,
+        &statefulsets,
+        &db.name_any(),
+        namespace,
+    )
+    .await?;
     Ok(Topology::of(db, live.as_deref()))
 }

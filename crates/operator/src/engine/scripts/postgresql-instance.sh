@@ -116,7 +116,7 @@ elif primary_up; then
     else
         say "data of a former primary: fencing it as a replica (pg_rewind)"
     fi
-    if ! pg_rewind --target-pgdata="$PGDATA" --source-server="$conninfo dbname=postgres" --no-password; then
+    if ! pg_rewind --target-pgdata="$PGDATA" --source-server="$conninfo dbname=postgres"; then
         say "pg_rewind failed: copying the primary afresh"
         replace
     fi

@@ -50,7 +50,11 @@ pub(crate) fn primary(database: &str, recorded: Option<&str>, pods: &[Pod]) -> S
 pub(crate) fn relabel(pods: &[Pod], primary: &str) -> Vec<(String, &'static str)> {
     pods.iter()
         .filter_map(|pod| {
-            let want = if pod.name == primary { PRIMARY } else { REPLICA };
+            let want = if pod.name == primary {
+                PRIMARY
+            } else {
+                REPLICA
+            };
             (pod.role.as_deref() != Some(want)).then(|| (pod.name.clone(), want))
         })
         .collect()
@@ -60,7 +64,11 @@ pub(crate) fn relabel(pods: &[Pod], primary: &str) -> Vec<(String, &'static str)
 /// behind. Without an answer from the primary a replica's lag is the one
 /// last recorded in `previous` (it cannot be measured, and is what a
 /// failover judges).
-pub(crate) fn members(primary: &str, seen: &[Seen], previous: &[MemberStatus]) -> Vec<MemberStatus> {
+pub(crate) fn members(
+    primary: &str,
+    seen: &[Seen],
+    previous: &[MemberStatus],
+) -> Vec<MemberStatus> {
     let head = seen
         .iter()
         .find(|s| s.pod == primary)
@@ -77,7 +85,10 @@ pub(crate) fn members(primary: &str, seen: &[Seen], previous: &[MemberStatus]) -
                     .and_then(|p| p.lag.clone())
             };
             let (state, lag) = match (&s.answer, head) {
-                (None, _) => (MemberState::Unreachable, (role == REPLICA).then(recorded).flatten()),
+                (None, _) => (
+                    MemberState::Unreachable,
+                    (role == REPLICA).then(recorded).flatten(),
+                ),
                 (Some(m), _) if !m.in_recovery => (MemberState::Primary, None),
                 (Some(m), Some(head)) => {
                     let lag = head.saturating_sub(m.received_lsn.unwrap_or(m.lsn));
@@ -117,7 +128,10 @@ pub(crate) enum Decision {
     Finish,
     /// It has not answered since `since` (seconds, as the caller counts
     /// them); look again at `since + delay`.
-    Waiting { unanswered_for: Duration, delay: Duration },
+    Waiting {
+        unanswered_for: Duration,
+        delay: Duration,
+    },
     /// Promote `pod`, the most advanced replica; `lag` is how far behind
     /// the old primary it last was.
     Promote { pod: String, lag: Option<String> },
@@ -134,7 +148,11 @@ pub(crate) fn decide(
     unanswered_for: Option<Duration>,
     spec: &ReplicationSpec,
 ) -> Decision {
-    match seen.iter().find(|s| s.pod == primary).and_then(|s| s.answer.as_ref()) {
+    match seen
+        .iter()
+        .find(|s| s.pod == primary)
+        .and_then(|s| s.answer.as_ref())
+    {
         Some(m) if m.in_recovery => return Decision::Finish,
         Some(_) => return Decision::Healthy,
         None => {}
@@ -152,7 +170,12 @@ pub(crate) fn decide(
         .iter()
         .filter(|s| s.pod != primary)
         .filter_map(|s| Some((s, s.answer.as_ref().filter(|m| m.in_recovery)?)))
-        .max_by_key(|(s, m)| (m.received_lsn.unwrap_or(m.lsn).max(m.lsn), std::cmp::Reverse(s.pod.clone())));
+        .max_by_key(|(s, m)| {
+            (
+                m.received_lsn.unwrap_or(m.lsn).max(m.lsn),
+                std::cmp::Reverse(s.pod.clone()),
+            )
+        });
     let Some((best, _)) = best else {
         return Decision::Stuck("no replica answers".into());
     };
@@ -271,7 +294,10 @@ mod tests {
             ]
         );
         // Small movements keep the same text: no status write at rest.
-        let moved = [answer("db-0", primary_at((100 << 20) + 4096)), answer("db-1", standby(100 << 20, true))];
+        let moved = [
+            answer("db-0", primary_at((100 << 20) + 4096)),
+            answer("db-1", standby(100 << 20, true)),
+        ];
         assert_eq!(members("db-0", &moved, &[])[1].lag.as_deref(), Some("<1Mi"));
         // With the primary gone, a replica keeps its recorded lag.
         let gone = [answer("db-0", None), answer("db-1", standby(1, true))];
@@ -284,7 +310,10 @@ mod tests {
 
     #[test]
     fn a_primary_that_answers_is_kept() {
-        let seen = [answer("db-0", primary_at(10)), answer("db-1", standby(10, true))];
+        let seen = [
+            answer("db-0", primary_at(10)),
+            answer("db-1", standby(10, true)),
+        ];
         assert_eq!(decide("db-0", &seen, &[], None, &spec()), Decision::Healthy);
         // Chosen but not promoted yet (the operator stopped half-way).
         let seen = [answer("db-1", standby(10, false))];
@@ -305,7 +334,13 @@ mod tests {
             answer("db-2", standby(500, false)),
         ];
         let status = members("db-0", &now, &recorded);
-        let wait = decide("db-0", &now, &status, Some(Duration::from_secs(10)), &spec());
+        let wait = decide(
+            "db-0",
+            &now,
+            &status,
+            Some(Duration::from_secs(10)),
+            &spec(),
+        );
         assert_eq!(
             wait,
             Decision::Waiting {
@@ -314,7 +349,13 @@ mod tests {
             }
         );
         assert_eq!(
-            decide("db-0", &now, &status, Some(Duration::from_secs(30)), &spec()),
+            decide(
+                "db-0",
+                &now,
+                &status,
+                Some(Duration::from_secs(30)),
+                &spec()
+            ),
             Decision::Promote {
                 pod: "db-2".into(),
                 lag: Some("0".into())
@@ -327,21 +368,33 @@ mod tests {
         // Only the servers' answers count: pods are not even an input.
         let now = [answer("db-0", None), answer("db-1", standby(5, false))];
         let decision = decide("db-0", &now, &[], Some(Duration::from_secs(31)), &spec());
-        assert!(matches!(decision, Decision::Stuck(_)), "{decision:?}: lag unknown");
+        assert!(
+            matches!(decision, Decision::Stuck(_)),
+            "{decision:?}: lag unknown"
+        );
     }
 
     #[test]
     fn lagging_replicas_are_not_promoted_unless_allowed() {
-        let before = [answer("db-0", primary_at(1 << 30)), answer("db-1", standby(1 << 20, true))];
+        let before = [
+            answer("db-0", primary_at(1 << 30)),
+            answer("db-1", standby(1 << 20, true)),
+        ];
         let recorded = members("db-0", &before, &[]);
         assert_eq!(recorded[1].lag.as_deref(), Some("<4Gi"));
-        let now = [answer("db-0", None), answer("db-1", standby(1 << 20, false))];
+        let now = [
+            answer("db-0", None),
+            answer("db-1", standby(1 << 20, false)),
+        ];
         let status = members("db-0", &now, &recorded);
         let after = Some(Duration::from_secs(60));
         let Decision::Stuck(why) = decide("db-0", &now, &status, after, &spec()) else {
             panic!("a replica 1 GiB behind was promoted");
         };
-        assert!(why.contains("maxFailoverLag") && why.contains("db-1"), "{why}");
+        assert!(
+            why.contains("maxFailoverLag") && why.contains("db-1"),
+            "{why}"
+        );
         let allow = ReplicationSpec {
             allow_lagging_failover: true,
             ..spec()

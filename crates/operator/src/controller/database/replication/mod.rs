@@ -15,9 +15,9 @@ pub(crate) mod decide;
 
 use std::time::Duration;
 
-use database_operator_api::v1::{Database, Engine};
 use database_operator_api::v1::condition::{Condition, types};
 use database_operator_api::v1::replication::{MemberState, ReplicationStatus};
+use database_operator_api::v1::{Database, Engine};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{DeleteParams, ListParams, Patch, PostParams};
@@ -62,8 +62,7 @@ pub(crate) async fn reconcile(
     let generation = db.metadata.generation;
     if !topology.is_streaming() {
         // An engine that replicates, on a Database from before it did.
-        let independent =
-            db.spec.replicas > 1 && driver(db.spec.engine).streaming().is_some();
+        let independent = db.spec.replicas > 1 && driver(db.spec.engine).streaming().is_some();
         return Ok(Report {
             status: None,
             condition: independent.then(|| {
@@ -147,10 +146,13 @@ pub(crate) async fn reconcile(
     .await;
     let members = decide::members(&primary, &seen, &previous.members);
     let now = now();
-    let answered = seen
-        .iter()
-        .any(|s| s.pod == primary && s.answer.is_some());
-    let since = (!answered).then(|| previous.primary_unreachable_since.clone().unwrap_or(now.clone()));
+    let answered = seen.iter().any(|s| s.pod == primary && s.answer.is_some());
+    let since = (!answered).then(|| {
+        previous
+            .primary_unreachable_since
+            .clone()
+            .unwrap_or(now.clone())
+    });
     let unanswered_for = since
         .as_ref()
         .map(|s| Duration::try_from(now.0.duration_since(s.0)).unwrap_or_default());
@@ -221,7 +223,11 @@ pub(crate) async fn reconcile(
             unanswered_for,
             delay,
         } => {
-            requeue = requeue.min(delay.saturating_sub(unanswered_for).max(Duration::from_secs(1)));
+            requeue = requeue.min(
+                delay
+                    .saturating_sub(unanswered_for)
+                    .max(Duration::from_secs(1)),
+            );
             // No running count in the message: the status stays as it is
             // while the delay runs.
             let since = status
@@ -240,8 +246,18 @@ pub(crate) async fn reconcile(
             )
         }
         Decision::Promote { pod, lag } => {
-            fail_over(db, ctx, namespace, &admin, &primary, &pod, lag.as_deref(), &pods_api, &pods)
-                .await?;
+            fail_over(
+                db,
+                ctx,
+                namespace,
+                &admin,
+                &primary,
+                &pod,
+                lag.as_deref(),
+                &pods_api,
+                &pods,
+            )
+            .await?;
             status.primary = Some(pod.clone());
             status.primary_unreachable_since = None;
             requeue = Duration::from_secs(2);
@@ -279,7 +295,10 @@ async fn ensure_replication_secret(db: &Database, ctx: &Context, namespace: &str
         return Ok(());
     }
     match secrets
-        .create(&PostParams::default(), &replication_secret(db, generate_password()))
+        .create(
+            &PostParams::default(),
+            &replication_secret(db, generate_password()),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -312,7 +331,10 @@ async fn admin_target(db: &Database, ctx: &Context, namespace: &str) -> Result<O
         .get_opt(&names.secret())
         .await?;
     let Some((user, password)) = secret.as_ref().and_then(|s| {
-        Some((secret_value(s, USERNAME_KEY)?, secret_value(s, PASSWORD_KEY)?))
+        Some((
+            secret_value(s, USERNAME_KEY)?,
+            secret_value(s, PASSWORD_KEY)?,
+        ))
     }) else {
         return Ok(None);
     };
@@ -344,7 +366,12 @@ fn member_target(ctx: &Context, admin: &Target, name: &str, namespace: &str, pod
 
 /// Creates or updates the replication login on the primary, with the
 /// password of `<name>-replication`.
-async fn ensure_login(ctx: &Context, namespace: &str, names: &Names<'_>, primary: &Target) -> Result<()> {
+async fn ensure_login(
+    ctx: &Context,
+    namespace: &str,
+    names: &Names<'_>,
+    primary: &Target,
+) -> Result<()> {
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
         .get_opt(&names.replication())
         .await?;
@@ -357,7 +384,13 @@ async fn ensure_login(ctx: &Context, namespace: &str, names: &Names<'_>, primary
         .step("keeping the replication login on", primary.host.clone())
 }
 
-async fn promote(ctx: &Context, admin: &Target, name: &str, namespace: &str, pod: &str) -> Result<()> {
+async fn promote(
+    ctx: &Context,
+    admin: &Target,
+    name: &str,
+    namespace: &str,
+    pod: &str,
+) -> Result<()> {
     let target = member_target(ctx, admin, name, namespace, pod);
     postgresql::promote(&target)
         .await

@@ -1,0 +1,47 @@
+//! Servers of a replicated Database on loopback: the instance script the
+//! operator ships to every PostgreSQL pod, in a file the servers' user can
+//! read, and the environment a pod gives it.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::servers::Member;
+
+/// `replication::postgresql::INSTANCE_SCRIPT` in a world-readable file.
+pub struct InstanceScript {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl InstanceScript {
+    pub fn postgresql() -> Result<InstanceScript> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let path = dir.path().join("instance.sh");
+        std::fs::write(&path, operator::replication::postgresql::INSTANCE_SCRIPT)?;
+        Ok(InstanceScript { _dir: dir, path })
+    }
+
+    /// Pod `pod` in `role`, following the primary Service at
+    /// `primary` (host, port), replicating as the operator's login with
+    /// `password`.
+    pub fn member(&self, pod: &str, role: &str, primary: (&str, u16), password: &str) -> Member {
+        Member {
+            script: self.path.clone(),
+            role: role.into(),
+            env: vec![
+                ("POD_NAME".into(), pod.into()),
+                ("PRIMARY_HOST".into(), primary.0.into()),
+                ("PRIMARY_PORT".into(), primary.1.to_string()),
+                (
+                    "REPLICATION_USER".into(),
+                    operator::replication::LOGIN.into(),
+                ),
+                ("REPLICATION_PASSWORD".into(), password.into()),
+                ("ROLE_WAIT_SECONDS".into(), "5".into()),
+            ],
+        }
+    }
+}
