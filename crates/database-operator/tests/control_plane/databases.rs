@@ -711,3 +711,99 @@ async fn unsafe_changes_are_refused_at_admission_naming_the_field() {
     .await
     .unwrap();
 }
+
+/// A PostgreSQL Database from before the operator replicated: its
+/// StatefulSet (as that operator applied it, without the streaming
+/// template) is left exactly as it is and the Database says why, until
+/// `spec.replication.reseedIndependentReplicas` converts it.
+#[tokio::test]
+async fn a_database_from_before_replication_is_left_alone_until_converted() {
+    use operator::builders::meta::APPLIED_HASH;
+    use operator::builders::topology::{TOPOLOGY_ANNOTATION, Topology};
+    use operator::builders::{DEFAULT_AGENT_IMAGE, Desired, hash_of};
+
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("db-legacy").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let mut db = sample_in("postgresql-sample.yaml", &ns);
+    db.spec.replicas = 2;
+    let db = create(&dbs, &db).await;
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), &ns);
+    let name = db.name_any();
+    eventually(env, "the StatefulSet", WAIT, || async {
+        statefulsets.get_opt(&name).await.ok()?
+    })
+    .await;
+
+    // What the operator of the previous release applied.
+    let mut old =
+        Desired::build_with(&db, DEFAULT_AGENT_IMAGE, None, Topology::Independent).statefulset;
+    let hash = hash_of(&old);
+    old.annotations_mut().insert(APPLIED_HASH.to_owned(), hash);
+    statefulsets
+        .patch(
+            &name,
+            &PatchParams::apply("database-operator").force(),
+            &Patch::Apply(&old),
+        )
+        .await
+        .unwrap();
+    let condition = eventually(env, "the IndependentMembers condition", WAIT, || async {
+        let status = dbs.get(&name).await.ok()?.status?;
+        v1::condition::find(&status.conditions, "Replicating")
+            .filter(|c| c.reason == "IndependentMembers")
+            .cloned()
+    })
+    .await;
+    assert_eq!(condition.status, ConditionStatus::False);
+    assert!(condition.message.contains("reseedIndependentReplicas"));
+    let before = statefulsets.get(&name).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = statefulsets.get(&name).await.unwrap();
+    // The StatefulSet controller writes its status; nobody writes its spec.
+    assert_eq!(
+        after.metadata.generation, before.metadata.generation,
+        "the old StatefulSet's spec was rewritten"
+    );
+    let template = after.spec.template;
+    assert!(
+        !template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()
+            .contains_key(TOPOLOGY_ANNOTATION)
+    );
+    assert!(template.spec.unwrap().containers[0].command.is_none());
+    let services = Api::<Service>::namespaced(client.clone(), &ns);
+    let readonly = services.get(&format!("{name}-readonly")).await.unwrap();
+    assert_eq!(
+        readonly.spec.unwrap().selector.unwrap()["apps.kubernetes.io/pod-index"],
+        "0",
+        "reads still go to the first member"
+    );
+
+    // Opting in converts it: the streaming template, role-selecting Services.
+    dbs.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"spec": {"replication": {"reseedIndependentReplicas": true}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually(env, "the streaming template", WAIT, || async {
+        let sts = statefulsets.get(&name).await.ok()?;
+        let annotations = sts.spec.template.metadata?.annotations?;
+        (annotations.get(TOPOLOGY_ANNOTATION).map(String::as_str) == Some("streaming"))
+            .then_some(())
+    })
+    .await;
+    let readonly = services.get(&format!("{name}-readonly")).await.unwrap();
+    assert_eq!(
+        readonly.spec.unwrap().selector.unwrap()["example.com/role"],
+        "replica"
+    );
+}
