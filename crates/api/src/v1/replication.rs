@@ -43,6 +43,17 @@ pub struct ReplicationSpec {
     #[serde(default)]
     pub allow_lagging_failover: bool,
 
+    /// The pod that should be the primary, such as `orders-1`. Setting it to
+    /// a streaming replica moves the primary there in a planned switchover:
+    /// writes on the old primary stop (its open sessions end), the replica
+    /// replays everything the old primary acknowledged, and only then is it
+    /// promoted, so no acknowledged write is lost. The old primary rejoins
+    /// as a replica. While this is set, the operator keeps the primary there
+    /// and switches back to it after a failover once it streams again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub primary: Option<String>,
+
     /// A Database created before the operator replicated runs its members
     /// beyond the first as independent servers, each with its own data.
     /// Setting this re-seeds them as replicas of the first, which

@@ -14,6 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use database_operator_api::v1::Database;
@@ -50,22 +52,26 @@ fn secret(name: &str, user: &str, password: &str) -> Secret {
     .unwrap()
 }
 
+/// Each pod's role label (empty when the API does not answer, as when the
+/// control plane stops at the end of the test).
 async fn roles(client: &Client) -> BTreeMap<String, String> {
-    Api::<Pod>::namespaced(client.clone(), NS)
+    let pods = Api::<Pod>::namespaced(client.clone(), NS)
         .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={NAME}")))
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|p| {
-            let role = p
-                .labels()
-                .get("example.com/role")
-                .cloned()
-                .unwrap_or_default();
-            (p.name_any(), role)
-        })
-        .collect()
+        .await;
+    pods.map(|pods| {
+        pods.items
+            .iter()
+            .map(|p| {
+                let role = p
+                    .labels()
+                    .get("example.com/role")
+                    .cloned()
+                    .unwrap_or_default();
+                (p.name_any(), role)
+            })
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Waits until pod `name` exists with `role`, and returns its uid.
@@ -107,6 +113,73 @@ async fn write(pg: &Postgres, memo: &str) -> Result<u64, tokio_postgres::Error> 
         .await
 }
 
+/// As kube-proxy: keeps the primary Service pointed at the server of the
+/// pod labelled primary.
+fn follow_primary(
+    client: Client,
+    service: Arc<Proxy>,
+    servers: BTreeMap<String, SocketAddr>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut current = None;
+        loop {
+            let primary = roles(&client)
+                .await
+                .into_iter()
+                .find(|(_, role)| role == "primary")
+                .map(|(pod, _)| pod);
+            if let Some(pod) = primary
+                && current.as_ref() != Some(&pod)
+            {
+                service.point_at(servers[&pod]);
+                current = Some(pod);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// Writes rows through the primary Service until `stop`, reconnecting after
+/// errors, and returns the ids of the writes the server acknowledged.
+fn writer(
+    service: (String, u16),
+    password: String,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<i32>> {
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&service.0)
+            .port(service.1)
+            .user("postgres")
+            .password(&password)
+            .dbname("postgres")
+            .connect_timeout(Duration::from_secs(2));
+        while !stop.load(Ordering::SeqCst) {
+            let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            tokio::spawn(connection);
+            while !stop.load(Ordering::SeqCst) {
+                match client
+                    .query_one(
+                        "INSERT INTO ledger (memo) VALUES ('writer') RETURNING id",
+                        &[],
+                    )
+                    .await
+                {
+                    Ok(row) => acked.push(row.get(0)),
+                    Err(_) => break,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        acked
+    })
+}
+
 /// The pods the Service's EndpointSlices name.
 async fn endpoints(client: &Client, service: &str) -> Vec<String> {
     let slices = Api::<EndpointSlice>::namespaced(client.clone(), NS)
@@ -132,7 +205,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     for _ in 1..3 {
         servers.push(Postgres::prepare_member(&admin_password).unwrap());
     }
-    let service = Proxy::start(address(&servers[0])).await.unwrap();
+    let service = Arc::new(Proxy::start(address(&servers[0])).await.unwrap());
     servers[0]
         .connect()
         .await
@@ -160,6 +233,12 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     ]);
     let env = harness::start(args).await.unwrap();
     let client = env.client().await;
+    let addresses = servers
+        .iter()
+        .enumerate()
+        .map(|(i, pg)| (pod(i), address(pg)))
+        .collect();
+    let _kube_proxy = follow_primary(client.clone(), service.clone(), addresses);
     env.namespace(NS).await;
     let secrets = Api::<Secret>::namespaced(client.clone(), NS);
     create(
@@ -259,8 +338,6 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         .parse::<usize>()
         .unwrap();
     labelled(&env, &client, &promoted, "primary").await;
-    // As kube-proxy: the primary Service now reaches the new primary.
-    service.point_at(address(&servers[new]));
     write(&servers[new], "after the failover").await.unwrap();
     eventually(&env, "the primary Service to follow", WAIT, || async {
         (endpoints(&client, &format!("{NAME}-primary")).await == [promoted.clone()]).then_some(())
@@ -324,4 +401,119 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
             .any(|m| m.contains(&promoted) && m.contains("lost")),
         "{failed_over:?}"
     );
+    switch_back_with_a_writer(
+        &env,
+        &client,
+        &dbs,
+        &script,
+        &service,
+        &mut servers,
+        &promoted,
+        &admin_password,
+    )
+    .await;
+}
+
+/// A planned switchover back to pod 0, with a writer running throughout
+/// through the primary Service: no acknowledged write is lost, and the old
+/// primary (`from`) rejoins as a replica.
+#[allow(clippy::too_many_arguments)]
+async fn switch_back_with_a_writer(
+    env: &Env,
+    client: &Client,
+    dbs: &Api<Database>,
+    script: &InstanceScript,
+    service: &Proxy,
+    servers: &mut [Postgres],
+    from: &str,
+    admin_password: &str,
+) {
+    let old = from
+        .trim_start_matches(&format!("{NAME}-"))
+        .parse::<usize>()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(
+        (service.host().to_owned(), service.port()),
+        admin_password.to_owned(),
+        stop.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    dbs.patch(
+        NAME,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"replication": {"primary": pod(0)}}})),
+    )
+    .await
+    .unwrap();
+    eventually(env, "the switchover", WAIT, || async {
+        let status = dbs.get(NAME).await.ok()?.status?;
+        (status.replication?.primary? == pod(0)).then_some(())
+    })
+    .await;
+    labelled(env, client, &pod(0), "primary").await;
+    // Writes go on, now on pod 0, through the Service.
+    let switched_at = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writing.await.unwrap();
+    let stored: std::collections::BTreeSet<i32> = servers[0]
+        .connect()
+        .await
+        .unwrap()
+        .query("SELECT id FROM ledger", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<&i32> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(acked.len() > 10, "the writer wrote little: {}", acked.len());
+    let newest_acked = acked.iter().max().copied().unwrap();
+    let written_on_pod0: i64 = servers[0]
+        .connect()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM ledger WHERE memo = 'writer' AND id = $1",
+            &[&newest_acked],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(written_on_pod0, 1, "writes resumed on pod 0");
+    assert!(switched_at.elapsed() >= Duration::from_secs(3));
+
+    // The old primary restarts as a replica and follows.
+    labelled(env, client, from, "replica").await;
+    let member = script.member(
+        from,
+        "replica",
+        (service.host(), service.port()),
+        REPLICATION_PASSWORD,
+    );
+    servers[old].restart_as(member).await.unwrap();
+    let rows = stored.len();
+    let follower = &servers[old];
+    eventually(env, "the old primary to follow", WAIT, || async {
+        (ledger(follower).await.len() == rows).then_some(())
+    })
+    .await;
+    let refused = write(follower, "must not land").await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
+        "{refused}"
+    );
+    let switched: Vec<String> = Api::<Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("SwitchedOver"))
+        .filter_map(|e| e.message)
+        .collect();
+    assert_eq!(switched.len(), 1, "{switched:?}");
 }

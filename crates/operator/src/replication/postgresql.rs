@@ -205,10 +205,117 @@ pub async fn promote(target: &Target) -> Result<(), UserError> {
             target.host, target.port
         )));
     }
-    client
-        .batch_execute("CHECKPOINT")
+    // A former primary fenced by a switchover carries its fence in
+    // postgresql.auto.conf: a primary takes writes.
+    // One statement at a time: ALTER SYSTEM refuses to run inside the
+    // transaction a multi-statement string becomes.
+    for sql in [
+        "ALTER SYSTEM RESET default_transaction_read_only",
+        "SELECT pg_reload_conf()",
+        "CHECKPOINT",
+    ] {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+    }
+    Ok(())
+}
+
+/// Stops writes on the primary `target` for a switchover: new transactions
+/// are read-only (`default_transaction_read_only`, reloaded), and every
+/// other client session ends, so a transaction in flight aborts rather than
+/// commits. Returns the WAL position after which nothing more is written:
+/// once a replica has replayed it, it holds every acknowledged write.
+pub async fn fence(target: &Target) -> Result<u64, UserError> {
+    let secrets = [target.admin_password.expose()];
+    let client = connect(target, &target.default_database).await?;
+    for sql in [
+        "ALTER SYSTEM SET default_transaction_read_only = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+    }
+    // The reload reaches new sessions once the postmaster has read it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let fresh = connect(target, &target.default_database).await?;
+        let on: String = fresh
+            .query_one("SHOW default_transaction_read_only", &[])
+            .await
+            .map_err(|e| db_error(&e, &secrets))?
+            .get(0);
+        if on == "on" {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(UserError::Refused(
+                "the primary did not reload default_transaction_read_only".into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let row = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
         .await
-        .map_err(|e| db_error(&e, &secrets))
+        .map_err(|e| db_error(&e, &secrets))?;
+    let _ended: i64 = row.get(0);
+    let lsn: String = client
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text", &[])
+        .await
+        .map_err(|e| db_error(&e, &secrets))?
+        .get(0);
+    lsn.parse()
+        .map_err(|_| UserError::Refused(format!("unexpected WAL position {lsn:?}")))
+}
+
+/// Lifts a [`fence`]: the switchover did not happen.
+pub async fn unfence(target: &Target) -> Result<(), UserError> {
+    let secrets = [target.admin_password.expose()];
+    let client = connect(target, &target.default_database).await?;
+    for sql in [
+        "ALTER SYSTEM RESET default_transaction_read_only",
+        "SELECT pg_reload_conf()",
+    ] {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+    }
+    Ok(())
+}
+
+/// Waits until the standby `target` has replayed WAL up to `lsn`, for at
+/// most `timeout`.
+pub async fn wait_replayed(
+    target: &Target,
+    lsn: u64,
+    timeout: std::time::Duration,
+) -> Result<(), UserError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let state = member(target).await?;
+        if state.in_recovery && state.lsn >= lsn {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(UserError::Refused(format!(
+                "{}:{} replayed up to {} of {lsn} within {}s",
+                target.host,
+                target.port,
+                state.lsn,
+                timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// What one member says of itself.

@@ -123,6 +123,9 @@ pub(crate) fn members(
 pub(crate) enum Decision {
     /// It answers and takes writes.
     Healthy,
+    /// It answers, and `spec.replication.primary` names `to`, a streaming
+    /// replica: move the primary there.
+    Switchover { to: String },
     /// It answers as a standby: the operator's choice has not been promoted
     /// (an interrupted failover). Promote it.
     Finish,
@@ -137,6 +140,9 @@ pub(crate) enum Decision {
     Promote { pod: String, lag: Option<String> },
     /// A failover is due but no replica may be promoted: why.
     Stuck(String),
+    /// The primary answers, and so do these other members as primaries
+    /// (they take writes): restart them as replicas.
+    Fence { pods: Vec<String> },
 }
 
 /// Whether and whom to promote, with the primary unanswered for
@@ -148,14 +154,63 @@ pub(crate) fn decide(
     unanswered_for: Option<Duration>,
     spec: &ReplicationSpec,
 ) -> Decision {
+    // Members other than the primary that take writes: a promotion the
+    // operator made and could not record, or a server that was never fenced.
+    let mut promoted: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.pod != primary)
+        .filter(|s| s.answer.as_ref().is_some_and(|m| !m.in_recovery))
+        .collect();
+    promoted.sort_by_key(|s| std::cmp::Reverse(s.answer.as_ref().map_or(0, |m| m.lsn)));
+    let recorded_lag = |pod: &str| {
+        members
+            .iter()
+            .find(|m| m.pod == pod)
+            .and_then(|m| m.lag.clone())
+    };
     match seen
         .iter()
         .find(|s| s.pod == primary)
         .and_then(|s| s.answer.as_ref())
     {
-        Some(m) if m.in_recovery => return Decision::Finish,
-        Some(_) => return Decision::Healthy,
+        // Chosen, not promoted yet; unless another member already was, which
+        // must then stay the only one.
+        Some(m) if m.in_recovery => {
+            return match promoted.first() {
+                Some(other) => Decision::Promote {
+                    pod: other.pod.clone(),
+                    lag: recorded_lag(&other.pod),
+                },
+                None => Decision::Finish,
+            };
+        }
+        Some(_) if !promoted.is_empty() => {
+            return Decision::Fence {
+                pods: promoted.iter().map(|s| s.pod.clone()).collect(),
+            };
+        }
+        Some(_) => {
+            // A switchover only to a replica that streams: it can catch up.
+            let wanted = spec.primary.as_deref().filter(|w| *w != primary);
+            let streams = |to: &str| {
+                members
+                    .iter()
+                    .any(|m| m.pod == to && m.state == MemberState::Streaming)
+            };
+            return match wanted {
+                Some(to) if streams(to) => Decision::Switchover { to: to.to_owned() },
+                _ => Decision::Healthy,
+            };
+        }
         None => {}
+    }
+    // A member promoted already is the new primary, whatever its lag and
+    // however short the wait: any other choice would make two.
+    if let Some(done) = promoted.first() {
+        return Decision::Promote {
+            pod: done.pod.clone(),
+            lag: recorded_lag(&done.pod),
+        };
     }
     let delay = spec.failover_delay();
     let unanswered_for = unanswered_for.unwrap_or_default();
@@ -321,6 +376,56 @@ mod tests {
     }
 
     #[test]
+    fn a_switchover_goes_to_the_named_replica_once_it_streams() {
+        let seen = [
+            answer("db-0", primary_at(10)),
+            answer("db-1", standby(10, true)),
+            answer("db-2", standby(10, false)),
+        ];
+        let status = members("db-0", &seen, &[]);
+        let to = |pod: &str| ReplicationSpec {
+            primary: Some(pod.into()),
+            ..spec()
+        };
+        assert_eq!(
+            decide("db-0", &seen, &status, None, &to("db-1")),
+            Decision::Switchover { to: "db-1".into() }
+        );
+        // Not streaming: wait (the primary stays, and is kept healthy).
+        assert_eq!(
+            decide("db-0", &seen, &status, None, &to("db-2")),
+            Decision::Healthy
+        );
+        // Already there.
+        assert_eq!(
+            decide("db-0", &seen, &status, None, &to("db-0")),
+            Decision::Healthy
+        );
+        // A switchover never replaces a failover: with the primary gone the
+        // most advanced replica wins, named or not.
+        let gone = [
+            answer("db-0", None),
+            answer("db-1", standby(5, false)),
+            answer("db-2", standby(9, false)),
+        ];
+        let recorded = members("db-0", &seen, &[]);
+        let decision = decide(
+            "db-0",
+            &gone,
+            &recorded,
+            Some(Duration::from_secs(60)),
+            &to("db-1"),
+        );
+        assert_eq!(
+            decision,
+            Decision::Promote {
+                pod: "db-2".into(),
+                lag: Some("0".into())
+            }
+        );
+    }
+
+    #[test]
     fn failover_waits_for_the_delay_then_promotes_the_most_advanced_replica() {
         let before = [
             answer("db-0", primary_at(500)),
@@ -411,6 +516,45 @@ mod tests {
             decide("db-0", &now, &status, after, &generous),
             Decision::Promote { .. }
         ));
+    }
+
+    #[test]
+    fn a_promotion_that_was_not_recorded_is_adopted_never_repeated() {
+        // The operator promoted db-1 and stopped before recording it: the
+        // next pass must not promote db-2 as well.
+        let now = [
+            answer("db-0", None),
+            answer("db-1", primary_at(900)),
+            answer("db-2", standby(950, false)),
+        ];
+        let after = Some(Duration::from_secs(60));
+        assert_eq!(
+            decide("db-0", &now, &[], after, &spec()),
+            Decision::Promote {
+                pod: "db-1".into(),
+                lag: None
+            }
+        );
+        // However short the wait so far.
+        assert!(matches!(
+            decide("db-0", &now, &[], Some(Duration::from_secs(1)), &spec()),
+            Decision::Promote { pod, .. } if pod == "db-1"
+        ));
+    }
+
+    #[test]
+    fn a_second_member_taking_writes_is_fenced() {
+        let now = [
+            answer("db-0", primary_at(900)),
+            answer("db-1", primary_at(100)),
+            answer("db-2", standby(900, true)),
+        ];
+        assert_eq!(
+            decide("db-0", &now, &[], None, &spec()),
+            Decision::Fence {
+                pods: vec!["db-1".into()]
+            }
+        );
     }
 
     #[test]

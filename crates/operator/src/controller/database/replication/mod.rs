@@ -208,6 +208,20 @@ pub(crate) async fn reconcile(
                 )
             }
         }
+        Decision::Switchover { to } => {
+            switch_over(db, ctx, namespace, &admin, &primary, &to, &pods_api, &pods).await?;
+            status.primary = Some(to.clone());
+            requeue = Duration::from_secs(2);
+            Condition::new(
+                types::REPLICATING,
+                false,
+                "SwitchedOver",
+                format!(
+                    "moved the primary from {primary} to {to}, as spec.replication.primary asks"
+                ),
+                generation,
+            )
+        }
         Decision::Finish => {
             promote(ctx, &admin, &name, namespace, &primary).await?;
             requeue = Duration::from_secs(2);
@@ -268,6 +282,23 @@ pub(crate) async fn reconcile(
                 format!("{primary} stopped answering; promoted {pod}"),
                 generation,
             )
+        }
+        Decision::Fence { pods: extra } => {
+            for pod in &extra {
+                match pods_api.delete(pod, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(Error::from(e)).step("fencing pod", pod.clone()),
+                }
+            }
+            let note = format!(
+                "{} took writes beside the primary {primary}: restarted as replicas, rewound to {primary}'s history",
+                extra.join(", ")
+            );
+            warn!(database = %name, %note, "fencing");
+            publish(ctx, db, EventType::Warning, "Fenced", note.clone()).await;
+            requeue = Duration::from_secs(2);
+            Condition::new(types::REPLICATING, false, "Fenced", note, generation)
         }
         Decision::Stuck(why) => Condition::new(
             types::REPLICATING,
@@ -398,6 +429,79 @@ async fn promote(
         .step("promoting", pod.to_owned())
 }
 
+/// The planned move of the primary from `old` to `new`: writes on `old`
+/// stop, `new` replays everything `old` wrote, and only then is it
+/// promoted; then as a failover: recorded, relabelled, the old pod
+/// restarted as a replica. If `new` does not catch up in time, `old` takes
+/// writes again and nothing changed.
+#[allow(clippy::too_many_arguments)]
+async fn switch_over(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    admin: &Target,
+    old: &str,
+    new: &str,
+    pods_api: &Api<Pod>,
+    pods: &[PodView],
+) -> Result<()> {
+    let name = db.name_any();
+    info!(database = %name, old, new, "switching over");
+    let old_target = member_target(ctx, admin, &name, namespace, old);
+    let new_target = member_target(ctx, admin, &name, namespace, new);
+    let engine = |e: crate::users::UserError| Error::Engine(e.to_string());
+    let lsn = postgresql::fence(&old_target)
+        .await
+        .map_err(engine)
+        .step("stopping writes on", old.to_owned())?;
+    if let Err(e) = postgresql::wait_replayed(&new_target, lsn, Duration::from_secs(60)).await {
+        let _ = postgresql::unfence(&old_target).await;
+        return Err(engine(e)).step("waiting for the switchover target", new.to_owned());
+    }
+    promote(ctx, admin, &name, namespace, new).await?;
+    record_and_fence(db, ctx, namespace, old, new, pods_api, pods).await?;
+    publish(
+        ctx,
+        db,
+        EventType::Normal,
+        "SwitchedOver",
+        format!(
+            "moved the primary from {old} to {new}: {new} replayed every write {old} acknowledged before it was promoted; {old} restarts as a replica"
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// Records `new` as the primary, moves the labels, and deletes `old`'s pod
+/// so that its server restarts as a replica, rewound to `new`'s history.
+async fn record_and_fence(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    old: &str,
+    new: &str,
+    pods_api: &Api<Pod>,
+    pods: &[PodView],
+) -> Result<()> {
+    let name = db.name_any();
+    // The decision first: labels and Services follow it, even if the
+    // operator stops right here.
+    let patch = serde_json::json!({
+        "status": { "replication": { "primary": new, "primaryUnreachableSince": null } }
+    });
+    Api::<Database>::namespaced(ctx.client.clone(), namespace)
+        .patch_status(&name, &patch_params(), &Patch::Merge(&patch))
+        .await
+        .step("recording the new primary of", name.clone())?;
+    label(pods_api, pods, new).await?;
+    match pods_api.delete(old, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::from(e)).step("restarting the old primary's pod", old.to_owned()),
+    }
+}
+
 /// Promotes `new`, records it as the primary, moves the labels and deletes
 /// the old primary's pod, which restarts as a rewound replica.
 #[allow(clippy::too_many_arguments)]
@@ -415,21 +519,7 @@ async fn fail_over(
     let name = db.name_any();
     warn!(database = %name, old, new, "failing over");
     promote(ctx, admin, &name, namespace, new).await?;
-    // The decision first: labels and Services follow it, even if the
-    // operator stops right here.
-    let patch = serde_json::json!({
-        "status": { "replication": { "primary": new, "primaryUnreachableSince": null } }
-    });
-    Api::<Database>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(&name, &patch_params(), &Patch::Merge(&patch))
-        .await
-        .step("recording the new primary of", name.clone())?;
-    label(pods_api, pods, new).await?;
-    match pods_api.delete(old, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => return Err(Error::from(e)).step("fencing the old primary's pod", old.to_owned()),
-    }
+    record_and_fence(db, ctx, namespace, old, new, pods_api, pods).await?;
     publish(
         ctx,
         db,
