@@ -11,7 +11,7 @@ use super::engines::{Inventory, Tool, mongodb, mysql, postgresql, tool_version};
 use super::manifest::{COMPRESSION, FORMAT_VERSION, Manifest};
 use super::pipeline::{self, Uploaded};
 use super::store::{Store, s3_error, validate_key_name};
-use super::{AgentError, BackupArgs, Result, Secrets, now_rfc3339, progress};
+use super::{AgentError, BackupArgs, DbArgs, Result, Secrets, now_rfc3339, progress};
 use database_operator_api::v1::Engine;
 
 /// `YYYYMMDDTHHMMSSZ`, UTC: sorts like time.
@@ -38,6 +38,19 @@ pub async fn run(args: BackupArgs) -> Result<BackupReport> {
         )));
     }
     let start_time = now_rfc3339();
+    // A replica when one answers, so that the dump does not load the
+    // primary; else the fallback, the primary.
+    let mut db = args.db.clone();
+    if let Some(fallback) = db.fallback_host.take()
+        && let Err(e) = answers(&db, &secrets).await
+    {
+        progress(format!(
+            "{} does not answer ({e}); backing up from {fallback} instead",
+            db.host
+        ));
+        db.host = fallback;
+    }
+    let args = BackupArgs { db, ..args.clone() };
     progress(format!(
         "backing up {engine} at {}:{} to {}",
         args.db.host,
@@ -184,5 +197,14 @@ mod tests {
         assert_eq!(k.len(), 16, "{k}");
         assert!(k.ends_with('Z') && k.as_bytes()[8] == b'T');
         validate_key_name(&k).unwrap();
+    }
+}
+
+/// Whether the server at `db` accepts the backup's login.
+async fn answers(db: &DbArgs, secrets: &Secrets) -> Result<()> {
+    match db.engine {
+        Engine::Postgresql => postgresql::connect(db, secrets, "postgres").await.map(drop),
+        Engine::Mysql => mysql::connect(db, secrets).await.map(drop),
+        Engine::Mongodb => mongodb::connect(db, secrets).await.map(drop),
     }
 }

@@ -80,6 +80,10 @@ pub struct DbArgs {
     /// Host of the database server.
     #[arg(long, env = "DB_HOST", default_value = "127.0.0.1")]
     pub host: String,
+    /// `backup` only: where to dump from when `--host` does not answer (the
+    /// primary, when `--host` is the replicas' Service).
+    #[arg(long, env = "DB_FALLBACK_HOST")]
+    pub fallback_host: Option<String>,
     /// Port (the engine's default when absent).
     #[arg(long, env = "DB_PORT")]
     pub port: Option<u16>,

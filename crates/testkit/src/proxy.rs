@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 /// connections go to a new target, open ones are cut when it changes, as
 /// they are when a Service's pod goes away.
 pub struct Proxy {
+    host: String,
     port: u16,
     target: Arc<Mutex<(SocketAddr, u64)>>,
     accept: JoinHandle<()>,
@@ -22,9 +23,17 @@ pub struct Proxy {
 impl Proxy {
     /// Listens on a free loopback port and forwards to `target`.
     pub async fn start(target: SocketAddr) -> Result<Proxy> {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Proxy::start_at("127.0.0.1:0".parse()?, target).await
+    }
+
+    /// Listens on `listen` (another loopback address, such as
+    /// `127.0.0.2:<port>`, gives two Services the same port, as in a
+    /// cluster) and forwards to `target`.
+    pub async fn start_at(listen: SocketAddr, target: SocketAddr) -> Result<Proxy> {
+        let listener = TcpListener::bind(listen)
             .await
-            .context("binding the proxy")?;
+            .with_context(|| format!("binding the proxy to {listen}"))?;
+        let host = listen.ip().to_string();
         let port = listener.local_addr()?.port();
         let target = Arc::new(Mutex::new((target, 0)));
         let shared = target.clone();
@@ -50,15 +59,16 @@ impl Proxy {
             }
         });
         Ok(Proxy {
+            host,
             port,
             target,
             accept,
         })
     }
 
-    /// `127.0.0.1`.
+    /// The loopback address it listens on.
     pub fn host(&self) -> &str {
-        "127.0.0.1"
+        &self.host
     }
 
     pub fn port(&self) -> u16 {

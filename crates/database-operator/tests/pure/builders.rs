@@ -282,6 +282,28 @@ fn backup_cronjob_with_an_s3_destination_runs_the_agent(
     assert_eq!(plain("ENGINE"), engine.as_str());
     assert_eq!(plain("S3_PREFIX"), "team/default/orders");
     assert_eq!(plain("RETENTION"), "7d");
+    // One member: the primary, with nowhere else to go.
+    assert_eq!(plain("DB_HOST"), "orders-primary.default.svc");
+    assert!(env.iter().all(|e| e.name != "DB_FALLBACK_HOST"));
+    // With replicas: a replica through the read-only Service, the primary
+    // when none answers.
+    db.spec.replicas = 3;
+    let cron = Desired::build(&db).backup.expect("a CronJob");
+    let pod = cron.spec.job_template.spec.unwrap().template.spec.unwrap();
+    let env = pod.containers[0].env.clone().unwrap();
+    let value = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(
+        value("DB_HOST").as_deref(),
+        Some("orders-readonly.default.svc")
+    );
+    assert_eq!(
+        value("DB_FALLBACK_HOST").as_deref(),
+        Some("orders-primary.default.svc")
+    );
     // Nothing the user wrote is in the script itself.
     let script = container.command.as_ref().unwrap().join(" ");
     for value in ["backups", "eu-west-1", "s3:7070", "team", "s3-keys"] {

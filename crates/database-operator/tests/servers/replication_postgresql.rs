@@ -213,3 +213,92 @@ async fn a_pod_without_a_role_does_not_start() -> Result<()> {
     );
     Ok(())
 }
+
+/// A backup of a Database with replicas dumps a replica (the read-only
+/// Service), so that it does not load the primary, and the primary (the
+/// fallback host) when no replica answers. The two Services share a port on
+/// two loopback addresses, as they share 5432 in a cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_read_from_a_replica_and_fall_back_to_the_primary() -> Result<()> {
+    use testkit::agent_cli::{Bucket, agent, env_for, with};
+
+    let script = InstanceScript::postgresql()?;
+    let primary = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
+    let primary_service = Proxy::start(address(&primary)).await?;
+    postgresql::ensure_login(
+        &target(&primary),
+        replication::LOGIN,
+        &Password::new(REPLICATION_PASSWORD),
+    )
+    .await?;
+    postgresql::ensure_slots(&target(&primary), "db", &["db-1".to_owned()]).await?;
+    primary
+        .connect()
+        .await?
+        .batch_execute(
+            "CREATE TABLE ledger (id serial PRIMARY KEY, memo text);
+             INSERT INTO ledger (memo) SELECT 'row ' || i FROM generate_series(1, 500) i;",
+        )
+        .await?;
+    let replica = Postgres::start_member(
+        primary.admin_password(),
+        member(&script, &primary_service, "db-1", "replica"),
+    )
+    .await?;
+    replicated(
+        &replica,
+        &ledger(&primary)
+            .await?
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    )
+    .await?;
+
+    // The Services, on one port at two addresses.
+    let port = testkit::processes::free_port()?;
+    let readonly = Proxy::start_at(format!("127.0.0.2:{port}").parse()?, address(&replica)).await?;
+    let primary_at =
+        Proxy::start_at(format!("127.0.0.3:{port}").parse()?, address(&primary)).await?;
+    let bucket = Bucket::start().await;
+    let backup = |key: &str| {
+        let mut args = bucket
+            .on(&primary, "db")
+            .args("backup", &["--key-name", key]);
+        // --host/--port as the backup Job gives them: the read-only Service.
+        for (flag, value) in [("--host", readonly.host()), ("--port", &port.to_string())] {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1] = value.to_owned();
+        }
+        with(args, &["--fallback-host", primary_at.host()])
+    };
+    let env = env_for(&bucket, primary.admin_user(), primary.admin_password());
+
+    let from_replica = agent(&backup("from-replica"), &env).await.ok();
+    assert!(
+        from_replica
+            .stderr
+            .contains(&format!("at 127.0.0.2:{port}")),
+        "{}",
+        from_replica.stderr
+    );
+    assert!(!from_replica.stderr.contains("does not answer"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&bucket.get("db/from-replica/manifest.json").await)?;
+    assert_eq!(manifest["rowCounts"]["postgres.public.ledger"], 500);
+
+    // No replica answers: the primary is dumped.
+    readonly.point_at("127.0.0.1:1".parse()?);
+    let from_primary = agent(&backup("from-primary"), &env).await.ok();
+    assert!(
+        from_primary.stderr.contains("does not answer")
+            && from_primary.stderr.contains("backing up from 127.0.0.3"),
+        "{}",
+        from_primary.stderr
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&bucket.get("db/from-primary/manifest.json").await)?;
+    assert_eq!(manifest["rowCounts"]["postgres.public.ledger"], 500);
+    drop(primary_at);
+    Ok(())
+}

@@ -174,17 +174,29 @@ pub fn backup_pod(
     )
 }
 
-/// The host the agent reaches the database at: the primary Service, or the
-/// throwaway server in the same pod for a drill.
+/// The host the agent reaches the database at: for a backup of a Database
+/// with replicas, the read-only Service (the dump then loads a replica, not
+/// the primary); otherwise the primary Service; for a drill, the throwaway
+/// server in the same pod.
 fn database_host(db: &Database, task: AgentTask) -> String {
-    match task {
-        AgentTask::Verify => "127.0.0.1".into(),
-        _ => format!(
+    let names = Names(&db.name_any());
+    let service = match task {
+        AgentTask::Verify => return "127.0.0.1".into(),
+        AgentTask::Backup { .. } if db.spec.replicas > 1 => names.readonly(),
+        _ => names.primary(),
+    };
+    format!("{service}.{}.svc", db.namespace().unwrap_or_default())
+}
+
+/// Where a backup goes when no replica answers: the primary.
+fn fallback_host(db: &Database, task: AgentTask) -> Option<String> {
+    (matches!(task, AgentTask::Backup { .. }) && db.spec.replicas > 1).then(|| {
+        format!(
             "{}.{}.svc",
             Names(&db.name_any()).primary(),
             db.namespace().unwrap_or_default()
-        ),
-    }
+        )
+    })
 }
 
 /// A pod running one agent task against `db` and `target`.
@@ -261,6 +273,7 @@ pub fn agent_container(
             },
         ),
     ];
+    env.extend(fallback_host(db, task).map(|host| plain_env("DB_FALLBACK_HOST", &host)));
     env.extend(task.env());
     if let Some(credentials) = &target.credentials {
         env.push(secret_env(
