@@ -187,6 +187,15 @@ fn manifest(
     }
 }
 
+/// Whether the server at `db` accepts the backup's login.
+async fn answers(db: &DbArgs, secrets: &Secrets) -> Result<()> {
+    match db.engine {
+        Engine::Postgresql => postgresql::connect(db, secrets, "postgres").await.map(drop),
+        Engine::Mysql => mysql::connect(db, secrets).await.map(drop),
+        Engine::Mongodb => mongodb::connect(db, secrets).await.map(drop),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,14 +206,5 @@ mod tests {
         assert_eq!(k.len(), 16, "{k}");
         assert!(k.ends_with('Z') && k.as_bytes()[8] == b'T');
         validate_key_name(&k).unwrap();
-    }
-}
-
-/// Whether the server at `db` accepts the backup's login.
-async fn answers(db: &DbArgs, secrets: &Secrets) -> Result<()> {
-    match db.engine {
-        Engine::Postgresql => postgresql::connect(db, secrets, "postgres").await.map(drop),
-        Engine::Mysql => mysql::connect(db, secrets).await.map(drop),
-        Engine::Mongodb => mongodb::connect(db, secrets).await.map(drop),
     }
 }
