@@ -285,6 +285,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     assert_eq!(primary_selector["example.com/role"], "primary");
     let readonly_selector = selector(services.get(&format!("{NAME}-readonly")).await.unwrap());
     assert_eq!(readonly_selector["example.com/role"], "replica");
+    assert_eq!(readonly_selector["example.com/caught-up"], "true");
 
     // The operator made the replication login and the slots: every replica
     // streams, and the status says so.
@@ -313,10 +314,17 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         endpoints(&client, &format!("{NAME}-primary")).await,
         ["ledger-0"]
     );
-    assert_eq!(
-        endpoints(&client, &format!("{NAME}-readonly")).await,
-        ["ledger-1", "ledger-2"]
-    );
+    // Caught-up replicas only serve reads (they are labelled once streaming).
+    eventually(
+        &env,
+        "the caught-up replicas behind the read-only Service",
+        WAIT,
+        || async {
+            let pods = endpoints(&client, &format!("{NAME}-readonly")).await;
+            (pods == ["ledger-1", "ledger-2"]).then_some(())
+        },
+    )
+    .await;
 
     // The primary's server dies; its KWOK pod stays Ready. Beyond the
     // failover delay the operator promotes a real replica.

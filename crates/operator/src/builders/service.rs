@@ -31,10 +31,11 @@ pub fn services(db: &Database, driver: &dyn Driver, topology: Topology) -> Servi
     };
     let (primary, readonly) = match topology {
         // The operator keeps the role labels true.
-        Topology::Streaming => (
-            with(replication::ROLE_LABEL, replication::PRIMARY),
-            with(replication::ROLE_LABEL, replication::REPLICA),
-        ),
+        Topology::Streaming => (with(replication::ROLE_LABEL, replication::PRIMARY), {
+            let mut caught_up = with(replication::ROLE_LABEL, replication::REPLICA);
+            caught_up.insert(replication::CAUGHT_UP_LABEL.to_owned(), "true".to_owned());
+            caught_up
+        }),
         // Members beyond the first hold data of their own, so reads go to
         // the first too: a read-only endpoint answering from another
         // server would be worse than none.

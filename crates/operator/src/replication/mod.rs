@@ -23,3 +23,7 @@ pub const ROLE_LABEL: &str = "example.com/role";
 pub const PRIMARY: &str = "primary";
 /// [`ROLE_LABEL`] of every other member.
 pub const REPLICA: &str = "replica";
+/// The pod label that says a replica has caught up with the primary
+/// (`"true"`): `<name>-readonly` selects only such replicas, so that a new
+/// or lagging replica answers no reads.
+pub const CAUGHT_UP_LABEL: &str = "example.com/caught-up";

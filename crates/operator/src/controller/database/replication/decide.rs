@@ -23,6 +23,8 @@ pub(crate) struct Pod {
     pub name: String,
     /// Its `example.com/role` label.
     pub role: Option<String>,
+    /// Its `example.com/caught-up` label is `"true"`.
+    pub caught_up: bool,
 }
 
 /// What a member's server said of itself (`None`: it did not answer).
@@ -56,6 +58,22 @@ pub(crate) fn relabel(pods: &[Pod], primary: &str) -> Vec<(String, &'static str)
                 REPLICA
             };
             (pod.role.as_deref() != Some(want)).then(|| (pod.name.clone(), want))
+        })
+        .collect()
+}
+
+/// The replicas whose `example.com/caught-up` label must change: (pod,
+/// caught up) for each replica that is streaming within 16Mi of the primary
+/// but not labelled so, or labelled so but no longer streaming. The
+/// primary's label does not matter: the read-only Service selects replicas.
+pub(crate) fn caught_up(pods: &[Pod], members: &[MemberStatus]) -> Vec<(String, bool)> {
+    members
+        .iter()
+        .filter(|m| m.role == REPLICA)
+        .filter_map(|m| {
+            let want = m.state == MemberState::Streaming;
+            let pod = pods.iter().find(|p| p.name == m.pod)?;
+            (pod.caught_up != want).then(|| (m.pod.clone(), want))
         })
         .collect()
 }
@@ -265,6 +283,7 @@ mod tests {
         Pod {
             name: name.into(),
             role: role.map(Into::into),
+            caught_up: false,
         }
     }
 
@@ -325,6 +344,30 @@ mod tests {
         );
         let settled = [pod("db-0", Some(PRIMARY)), pod("db-1", Some(REPLICA))];
         assert!(relabel(&settled, "db-0").is_empty());
+    }
+
+    #[test]
+    fn only_streaming_replicas_serve_reads() {
+        let seen = [
+            answer("db-0", primary_at(100 << 20)),
+            answer("db-1", standby(100 << 20, true)),
+            answer("db-2", standby(1, false)),
+            answer("db-3", standby(100 << 20, true)),
+        ];
+        let status = members("db-0", &seen, &[]);
+        let mut pods: Vec<Pod> = ["db-0", "db-1", "db-2", "db-3"]
+            .iter()
+            .map(|n| pod(n, None))
+            .collect();
+        pods[3].caught_up = true;
+        // A new replica copying the primary is not labelled; one already
+        // labelled keeps its label (no write).
+        assert_eq!(caught_up(&pods, &status), [("db-1".to_owned(), true)]);
+        pods[2].caught_up = true;
+        assert_eq!(
+            caught_up(&pods, &status),
+            [("db-1".to_owned(), true), ("db-2".to_owned(), false)]
+        );
     }
 
     #[test]

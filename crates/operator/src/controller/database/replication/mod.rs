@@ -36,7 +36,7 @@ use crate::controller::shared::stores::lookup;
 use crate::controller::user::secret_value;
 use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver};
 use crate::error::{Error, Result, StepContext, is_conflict};
-use crate::replication::{self, ROLE_LABEL, postgresql};
+use crate::replication::{self, CAUGHT_UP_LABEL, ROLE_LABEL, postgresql};
 use crate::users::{Password, Target};
 use decide::{Decision, Pod as PodView, Seen};
 
@@ -96,6 +96,7 @@ pub(crate) async fn reconcile(
         .into_iter()
         .map(|p| PodView {
             role: p.labels().get(ROLE_LABEL).cloned(),
+            caught_up: p.labels().get(CAUGHT_UP_LABEL).map(String::as_str) == Some("true"),
             name: p.name_any(),
         })
         .collect();
@@ -145,6 +146,18 @@ pub(crate) async fn reconcile(
     }))
     .await;
     let members = decide::members(&primary, &seen, &previous.members);
+    for (pod, caught_up) in decide::caught_up(&pods, &members) {
+        let value = if caught_up { "true" } else { "false" };
+        let patch = serde_json::json!({ "metadata": { "labels": { CAUGHT_UP_LABEL: value } } });
+        match pods_api
+            .patch_metadata(&pod, &patch_params(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => info!(pod = %pod, caught_up, "read-only Service membership"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::from(e)).step("labelling pod", pod),
+        }
+    }
     let now = now();
     let answered = seen.iter().any(|s| s.pod == primary && s.answer.is_some());
     let since = (!answered).then(|| {
