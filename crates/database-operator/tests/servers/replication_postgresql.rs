@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use operator::replication::{self, postgresql};
+use operator::replication::postgresql;
 use operator::users::{Password, Target};
 use testkit::proxy::Proxy;
 use testkit::replication::InstanceScript;
@@ -100,7 +100,7 @@ async fn replicas_stream_fail_over_and_the_old_primary_is_fenced() -> Result<()>
     let mut pod0 = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
     let service = Proxy::start(address(&pod0)).await?;
     let password = Password::new(REPLICATION_PASSWORD);
-    postgresql::ensure_login(&target(&pod0), replication::LOGIN, &password).await?;
+    postgresql::ensure_login(&target(&pod0), &password).await?;
     let pods = ["db-1".to_owned(), "db-2".to_owned()];
     let slots = postgresql::ensure_slots(&target(&pod0), "db", &pods).await?;
     assert_eq!(slots.created, ["db_1", "db_2"]);
@@ -225,12 +225,7 @@ async fn backups_read_from_a_replica_and_fall_back_to_the_primary() -> Result<()
     let script = InstanceScript::postgresql()?;
     let primary = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
     let primary_service = Proxy::start(address(&primary)).await?;
-    postgresql::ensure_login(
-        &target(&primary),
-        replication::LOGIN,
-        &Password::new(REPLICATION_PASSWORD),
-    )
-    .await?;
+    postgresql::ensure_login(&target(&primary), &Password::new(REPLICATION_PASSWORD)).await?;
     postgresql::ensure_slots(&target(&primary), "db", &["db-1".to_owned()]).await?;
     primary
         .connect()

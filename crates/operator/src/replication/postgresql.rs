@@ -89,23 +89,15 @@ pub fn login_grants(username: &str) -> Result<Vec<String>, UserError> {
     Ok(statements)
 }
 
-/// Creates or updates the replication login on the primary (`target`):
-/// password, connection limit, REPLICATION and the rewind functions.
-pub async fn ensure_login(
-    target: &Target,
-    username: &str,
-    password: &Password,
-) -> Result<(), UserError> {
+/// Creates or updates the replication login ([`super::LOGIN`]) on the
+/// primary (`target`) with `password`: connection limit, REPLICATION and
+/// the rewind functions.
+pub async fn ensure_login(target: &Target, password: &Password) -> Result<(), UserError> {
+    let username = super::LOGIN;
     target.refuse_admin(username)?;
-    let secrets = [password.expose(), target.admin_password.expose()];
     let client = connect(target, &target.default_database).await?;
-    let user = UserSpec {
-        username,
-        password,
-        connection_limit: Some(LOGIN_CONNECTION_LIMIT),
-        privileges: &[],
-        native_grants: &[],
-    };
+    let secrets = [password.expose(), target.admin_password.expose()];
+    let user = UserSpec::operator_login(username, password, LOGIN_CONNECTION_LIMIT);
     ensure_role(&client, &user, &secrets).await?;
     for sql in login_grants(username)? {
         client

@@ -87,7 +87,20 @@ pub struct UserSpec<'a> {
     pub native_grants: &'a [NativeGrant],
 }
 
-impl UserSpec<'_> {
+impl<'a> UserSpec<'a> {
+    /// A login with no privileges of its own and at most `limit`
+    /// connections: the operator's own logins (monitoring, replication),
+    /// whose rights are granted separately.
+    pub fn operator_login(username: &'a str, password: &'a Password, limit: i32) -> Self {
+        UserSpec {
+            username,
+            password,
+            connection_limit: Some(limit),
+            privileges: &[],
+            native_grants: &[],
+        }
+    }
+
     /// Every database a privilege or a native grant names, repeats included.
     pub fn databases(&self) -> impl Iterator<Item = &str> {
         let privileges = self.privileges.iter().map(|p| p.database.as_str());
@@ -293,13 +306,11 @@ pub(crate) trait Logins {
     ) -> Result<(), UserError> {
         target.refuse_admin(username)?;
         let secrets = [password.expose(), target.admin_password.expose()];
-        let user = UserSpec {
+        let user = UserSpec::operator_login(
             username,
             password,
-            connection_limit: Some(crate::builders::monitoring::MONITORING_CONNECTION_LIMIT),
-            privileges: &[],
-            native_grants: &[],
-        };
+            crate::builders::monitoring::MONITORING_CONNECTION_LIMIT,
+        );
         let access = Access {
             target,
             secrets: &secrets,

@@ -47,6 +47,26 @@ pub struct Member {
 
 process::instance!(Postgres);
 
+/// A PostgreSQL server's folder and process, not started: fast shutdown
+/// (SIGINT) to stop it, immediate shutdown (SIGQUIT) when dropped.
+fn instance(admin: Admin) -> Result<Instance> {
+    let dir = ServerDir::create("postgres", install::server_user()?)?;
+    Instance::new(
+        "postgres",
+        dir,
+        "postgres.log",
+        admin,
+        Shutdown {
+            signal: libc::SIGINT,
+            grace: Duration::from_secs(10),
+        },
+        Some(Shutdown {
+            signal: libc::SIGQUIT,
+            grace: Duration::from_secs(5),
+        }),
+    )
+}
+
 impl Postgres {
     /// initdb + postgres; returns once the superuser can log in over TCP
     /// with its password. Runs `hack/servers/install.sh` first if PostgreSQL
@@ -73,22 +93,8 @@ impl Postgres {
                 install::install_script().display()
             )
         })?;
-        let dir = ServerDir::create("postgres", install::server_user()?)?;
         let mut postgres = Postgres {
-            instance: Instance::new(
-                "postgres",
-                dir,
-                "postgres.log",
-                Admin::generated(ADMIN_USER),
-                Shutdown {
-                    signal: libc::SIGINT,
-                    grace: Duration::from_secs(10),
-                },
-                Some(Shutdown {
-                    signal: libc::SIGQUIT,
-                    grace: Duration::from_secs(5),
-                }),
-            )?,
+            instance: instance(Admin::generated(ADMIN_USER))?,
             bin_dir,
             member: None,
         };
@@ -179,25 +185,11 @@ impl Postgres {
     pub fn prepare_member(admin_password: &str) -> Result<Postgres> {
         install::ensure(&[Component::Postgres])?;
         let bin_dir = install::postgres_bin_dir().context("PostgreSQL not installed")?;
-        let dir = ServerDir::create("postgres", install::server_user()?)?;
         Ok(Postgres {
-            instance: Instance::new(
-                "postgres",
-                dir,
-                "postgres.log",
-                Admin {
-                    user: ADMIN_USER.to_owned(),
-                    password: admin_password.to_owned(),
-                },
-                Shutdown {
-                    signal: libc::SIGINT,
-                    grace: Duration::from_secs(10),
-                },
-                Some(Shutdown {
-                    signal: libc::SIGQUIT,
-                    grace: Duration::from_secs(5),
-                }),
-            )?,
+            instance: instance(Admin {
+                user: ADMIN_USER.to_owned(),
+                password: admin_password.to_owned(),
+            })?,
             bin_dir,
             member: None,
         })

@@ -131,8 +131,16 @@ pub(crate) async fn reconcile(
             requeue: Some(CHECK_EVERY),
         });
     };
+    let members_of = Members {
+        db,
+        ctx,
+        namespace,
+        admin: &admin,
+        pods_api: &pods_api,
+        pods: &pods,
+    };
     let seen: Vec<Seen> = join_all(pods.iter().map(|pod| {
-        let target = member_target(ctx, &admin, &name, namespace, &pod.name);
+        let target = members_of.target(&pod.name);
         async move {
             let answer = postgresql::member(&target).await;
             if let Err(e) = &answer {
@@ -148,15 +156,7 @@ pub(crate) async fn reconcile(
     let members = decide::members(&primary, &seen, &previous.members);
     for (pod, caught_up) in decide::caught_up(&pods, &members) {
         let value = if caught_up { "true" } else { "false" };
-        let patch = serde_json::json!({ "metadata": { "labels": { CAUGHT_UP_LABEL: value } } });
-        match pods_api
-            .patch_metadata(&pod, &patch_params(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => info!(pod = %pod, caught_up, "read-only Service membership"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(Error::from(e)).step("labelling pod", pod),
-        }
+        set_label(&pods_api, &pod, CAUGHT_UP_LABEL, value).await?;
     }
     let now = now();
     let answered = seen.iter().any(|s| s.pod == primary && s.answer.is_some());
@@ -180,7 +180,7 @@ pub(crate) async fn reconcile(
     let mut requeue = CHECK_EVERY;
     let condition = match decision {
         Decision::Healthy => {
-            let primary_target = member_target(ctx, &admin, &name, namespace, &primary);
+            let primary_target = members_of.target(&primary);
             let replicas: Vec<String> = pods
                 .iter()
                 .filter(|p| p.name != primary)
@@ -222,7 +222,7 @@ pub(crate) async fn reconcile(
             }
         }
         Decision::Switchover { to } => {
-            switch_over(db, ctx, namespace, &admin, &primary, &to, &pods_api, &pods).await?;
+            members_of.switch_over(&primary, &to).await?;
             status.primary = Some(to.clone());
             requeue = Duration::from_secs(2);
             Condition::new(
@@ -236,7 +236,7 @@ pub(crate) async fn reconcile(
             )
         }
         Decision::Finish => {
-            promote(ctx, &admin, &name, namespace, &primary).await?;
+            members_of.promote(&primary).await?;
             requeue = Duration::from_secs(2);
             Condition::new(
                 types::REPLICATING,
@@ -273,18 +273,7 @@ pub(crate) async fn reconcile(
             )
         }
         Decision::Promote { pod, lag } => {
-            fail_over(
-                db,
-                ctx,
-                namespace,
-                &admin,
-                &primary,
-                &pod,
-                lag.as_deref(),
-                &pods_api,
-                &pods,
-            )
-            .await?;
+            members_of.fail_over(&primary, &pod, lag.as_deref()).await?;
             status.primary = Some(pod.clone());
             status.primary_unreachable_since = None;
             requeue = Duration::from_secs(2);
@@ -298,11 +287,7 @@ pub(crate) async fn reconcile(
         }
         Decision::Fence { pods: extra } => {
             for pod in &extra {
-                match pods_api.delete(pod, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 404 => {}
-                    Err(e) => return Err(Error::from(e)).step("fencing pod", pod.clone()),
-                }
+                members_of.restart(pod).await?;
             }
             let note = format!(
                 "{} took writes beside the primary {primary}: restarted as replicas, rewound to {primary}'s history",
@@ -354,18 +339,26 @@ async fn ensure_replication_secret(db: &Database, ctx: &Context, namespace: &str
 /// Sets the role label of every pod whose label differs.
 async fn label(pods_api: &Api<Pod>, pods: &[PodView], primary: &str) -> Result<()> {
     for (pod, role) in decide::relabel(pods, primary) {
-        let patch = serde_json::json!({ "metadata": { "labels": { ROLE_LABEL: role } } });
-        match pods_api
-            .patch_metadata(&pod, &patch_params(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => info!(pod = %pod, role, "labelled"),
-            // Gone meanwhile: its successor is labelled next time.
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(Error::from(e)).step("labelling pod", pod),
-        }
+        set_label(pods_api, &pod, ROLE_LABEL, role).await?;
     }
     Ok(())
+}
+
+/// Sets one label on `pod`; a pod gone meanwhile is left to its successor,
+/// which the next pass labels.
+async fn set_label(pods_api: &Api<Pod>, pod: &str, key: &str, value: &str) -> Result<()> {
+    let patch = serde_json::json!({ "metadata": { "labels": { key: value } } });
+    match pods_api
+        .patch_metadata(pod, &patch_params(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            info!(pod, label = key, value, "labelled");
+            Ok(())
+        }
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(Error::from(e)).step("labelling pod", pod.to_owned()),
+    }
 }
 
 /// The admin login, at the primary Service (the host is replaced per member).
@@ -392,19 +385,112 @@ async fn admin_target(db: &Database, ctx: &Context, namespace: &str) -> Result<O
     }))
 }
 
-/// `admin` at `pod`'s own address: `<pod>.<name>-headless.<namespace>`.
-fn member_target(ctx: &Context, admin: &Target, name: &str, namespace: &str, pod: &str) -> Target {
-    // PostgreSQL is the engine that streams so far.
-    let port = u16::try_from(driver(Engine::Postgresql).port()).expect("engine ports fit in u16");
-    let (host, port) = ctx.settings.resolver.resolve(
-        &format!("{pod}.{}", Names(name).headless()),
-        namespace,
-        port,
-    );
-    Target {
-        host,
-        port,
-        ..admin.clone()
+/// What the acting steps need: the Database, its pods, and the admin login
+/// to reach each member's server.
+struct Members<'a> {
+    db: &'a Database,
+    ctx: &'a Context,
+    namespace: &'a str,
+    admin: &'a Target,
+    pods_api: &'a Api<Pod>,
+    pods: &'a [PodView],
+}
+
+impl Members<'_> {
+    /// The admin login at `pod`'s own address:
+    /// `<pod>.<name>-headless.<namespace>`.
+    fn target(&self, pod: &str) -> Target {
+        // PostgreSQL is the engine that streams so far.
+        let port =
+            u16::try_from(driver(Engine::Postgresql).port()).expect("engine ports fit in u16");
+        let name = self.db.name_any();
+        let (host, port) = self.ctx.settings.resolver.resolve(
+            &format!("{pod}.{}", Names(&name).headless()),
+            self.namespace,
+            port,
+        );
+        Target {
+            host,
+            port,
+            ..self.admin.clone()
+        }
+    }
+
+    async fn promote(&self, pod: &str) -> Result<()> {
+        postgresql::promote(&self.target(pod))
+            .await
+            .map_err(|e| Error::Engine(e.to_string()))
+            .step("promoting", pod.to_owned())
+    }
+
+    /// The planned move of the primary from `old` to `new`: writes on `old`
+    /// stop, `new` replays everything `old` wrote, and only then is it
+    /// promoted; then as a failover: recorded, relabelled, the old pod
+    /// restarted as a replica. If `new` does not catch up in time, `old`
+    /// takes writes again and nothing changed.
+    async fn switch_over(&self, old: &str, new: &str) -> Result<()> {
+        info!(database = %self.db.name_any(), old, new, "switching over");
+        let engine = |e: crate::users::UserError| Error::Engine(e.to_string());
+        let old_target = self.target(old);
+        let lsn = postgresql::fence(&old_target)
+            .await
+            .map_err(engine)
+            .step("stopping writes on", old.to_owned())?;
+        let new_target = self.target(new);
+        let caught_up = postgresql::wait_replayed(&new_target, lsn, Duration::from_secs(60));
+        if let Err(e) = caught_up.await {
+            let _ = postgresql::unfence(&old_target).await;
+            return Err(engine(e)).step("waiting for the switchover target", new.to_owned());
+        }
+        self.promote(new).await?;
+        self.record_and_fence(old, new).await?;
+        let note = format!(
+            "moved the primary from {old} to {new}: {new} replayed every write {old} acknowledged before it was promoted; {old} restarts as a replica"
+        );
+        publish(self.ctx, self.db, EventType::Normal, "SwitchedOver", note).await;
+        Ok(())
+    }
+
+    /// Promotes `new`, records it as the primary, moves the labels and
+    /// deletes the old primary's pod, which restarts as a rewound replica.
+    async fn fail_over(&self, old: &str, new: &str, lag: Option<&str>) -> Result<()> {
+        warn!(database = %self.db.name_any(), old, new, "failing over");
+        self.promote(new).await?;
+        self.record_and_fence(old, new).await?;
+        let note = format!(
+            "the primary {old} stopped answering; promoted {new}, which lagged {} behind it: with asynchronous replication the writes in that lag are lost. {old} restarts as a replica, rewound to {new}'s history",
+            lag.unwrap_or("an unknown amount")
+        );
+        publish(self.ctx, self.db, EventType::Warning, "FailedOver", note).await;
+        Ok(())
+    }
+
+    /// Records `new` as the primary, moves the labels, and deletes `old`'s
+    /// pod so that its server restarts as a replica, rewound to `new`'s
+    /// history.
+    async fn record_and_fence(&self, old: &str, new: &str) -> Result<()> {
+        let name = self.db.name_any();
+        // The decision first: labels and Services follow it, even if the
+        // operator stops right here.
+        let patch = serde_json::json!({
+            "status": { "replication": { "primary": new, "primaryUnreachableSince": null } }
+        });
+        Api::<Database>::namespaced(self.ctx.client.clone(), self.namespace)
+            .patch_status(&name, &patch_params(), &Patch::Merge(&patch))
+            .await
+            .step("recording the new primary of", name.clone())?;
+        label(self.pods_api, self.pods, new).await?;
+        self.restart(old).await
+    }
+
+    /// Deletes `pod`, whose server then restarts through the instance script
+    /// as what its label says.
+    async fn restart(&self, pod: &str) -> Result<()> {
+        match self.pods_api.delete(pod, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(Error::from(e)).step("restarting pod", pod.to_owned()),
+        }
     }
 }
 
@@ -422,127 +508,8 @@ async fn ensure_login(
     let Some(password) = secret.as_ref().and_then(|s| secret_value(s, PASSWORD_KEY)) else {
         return Ok(());
     };
-    postgresql::ensure_login(primary, replication::LOGIN, &Password::new(password))
+    postgresql::ensure_login(primary, &Password::new(password))
         .await
         .map_err(|e| Error::Engine(e.to_string()))
         .step("keeping the replication login on", primary.host.clone())
-}
-
-async fn promote(
-    ctx: &Context,
-    admin: &Target,
-    name: &str,
-    namespace: &str,
-    pod: &str,
-) -> Result<()> {
-    let target = member_target(ctx, admin, name, namespace, pod);
-    postgresql::promote(&target)
-        .await
-        .map_err(|e| Error::Engine(e.to_string()))
-        .step("promoting", pod.to_owned())
-}
-
-/// The planned move of the primary from `old` to `new`: writes on `old`
-/// stop, `new` replays everything `old` wrote, and only then is it
-/// promoted; then as a failover: recorded, relabelled, the old pod
-/// restarted as a replica. If `new` does not catch up in time, `old` takes
-/// writes again and nothing changed.
-#[allow(clippy::too_many_arguments)]
-async fn switch_over(
-    db: &Database,
-    ctx: &Context,
-    namespace: &str,
-    admin: &Target,
-    old: &str,
-    new: &str,
-    pods_api: &Api<Pod>,
-    pods: &[PodView],
-) -> Result<()> {
-    let name = db.name_any();
-    info!(database = %name, old, new, "switching over");
-    let old_target = member_target(ctx, admin, &name, namespace, old);
-    let new_target = member_target(ctx, admin, &name, namespace, new);
-    let engine = |e: crate::users::UserError| Error::Engine(e.to_string());
-    let lsn = postgresql::fence(&old_target)
-        .await
-        .map_err(engine)
-        .step("stopping writes on", old.to_owned())?;
-    if let Err(e) = postgresql::wait_replayed(&new_target, lsn, Duration::from_secs(60)).await {
-        let _ = postgresql::unfence(&old_target).await;
-        return Err(engine(e)).step("waiting for the switchover target", new.to_owned());
-    }
-    promote(ctx, admin, &name, namespace, new).await?;
-    record_and_fence(db, ctx, namespace, old, new, pods_api, pods).await?;
-    publish(
-        ctx,
-        db,
-        EventType::Normal,
-        "SwitchedOver",
-        format!(
-            "moved the primary from {old} to {new}: {new} replayed every write {old} acknowledged before it was promoted; {old} restarts as a replica"
-        ),
-    )
-    .await;
-    Ok(())
-}
-
-/// Records `new` as the primary, moves the labels, and deletes `old`'s pod
-/// so that its server restarts as a replica, rewound to `new`'s history.
-async fn record_and_fence(
-    db: &Database,
-    ctx: &Context,
-    namespace: &str,
-    old: &str,
-    new: &str,
-    pods_api: &Api<Pod>,
-    pods: &[PodView],
-) -> Result<()> {
-    let name = db.name_any();
-    // The decision first: labels and Services follow it, even if the
-    // operator stops right here.
-    let patch = serde_json::json!({
-        "status": { "replication": { "primary": new, "primaryUnreachableSince": null } }
-    });
-    Api::<Database>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(&name, &patch_params(), &Patch::Merge(&patch))
-        .await
-        .step("recording the new primary of", name.clone())?;
-    label(pods_api, pods, new).await?;
-    match pods_api.delete(old, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(Error::from(e)).step("restarting the old primary's pod", old.to_owned()),
-    }
-}
-
-/// Promotes `new`, records it as the primary, moves the labels and deletes
-/// the old primary's pod, which restarts as a rewound replica.
-#[allow(clippy::too_many_arguments)]
-async fn fail_over(
-    db: &Database,
-    ctx: &Context,
-    namespace: &str,
-    admin: &Target,
-    old: &str,
-    new: &str,
-    lag: Option<&str>,
-    pods_api: &Api<Pod>,
-    pods: &[PodView],
-) -> Result<()> {
-    let name = db.name_any();
-    warn!(database = %name, old, new, "failing over");
-    promote(ctx, admin, &name, namespace, new).await?;
-    record_and_fence(db, ctx, namespace, old, new, pods_api, pods).await?;
-    publish(
-        ctx,
-        db,
-        EventType::Warning,
-        "FailedOver",
-        format!(
-            "the primary {old} stopped answering; promoted {new}, which lagged {} behind it: with asynchronous replication the writes in that lag are lost. {old} restarts as a replica, rewound to {new}'s history",
-            lag.unwrap_or("an unknown amount")
-        ),
-    )
-    .await;
-    Ok(())
 }
