@@ -162,15 +162,12 @@ fn writer(
                 continue;
             };
             tokio::spawn(connection);
+            let mut client = client;
             while !stop.load(Ordering::SeqCst) {
-                match client
-                    .query_one(
-                        "INSERT INTO ledger (memo) VALUES ('writer') RETURNING id",
-                        &[],
-                    )
-                    .await
-                {
-                    Ok(row) => acked.push(row.get(0)),
+                // Acknowledged means COMMIT answered: an implicit
+                // transaction commits only after the statement's reply.
+                match insert_committed(&mut client).await {
+                    Ok(id) => acked.push(id),
                     Err(_) => break,
                 }
             }
@@ -178,6 +175,23 @@ fn writer(
         }
         acked
     })
+}
+
+/// Inserts a row in a transaction of its own and returns its id once
+/// COMMIT has answered.
+async fn insert_committed(
+    client: &mut tokio_postgres::Client,
+) -> Result<i32, tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    let id = transaction
+        .query_one(
+            "INSERT INTO ledger (memo) VALUES ('writer') RETURNING id",
+            &[],
+        )
+        .await?
+        .get(0);
+    transaction.commit().await?;
+    Ok(id)
 }
 
 /// The pods the Service's EndpointSlices name.

@@ -297,3 +297,87 @@ async fn backups_read_from_a_replica_and_fall_back_to_the_primary() -> Result<()
     drop(primary_at);
     Ok(())
 }
+
+/// The switchover's fence, under load: while writers commit as fast as they
+/// can, `fence` stops them and returns a WAL position; once the replica has
+/// replayed it, it holds every write the primary acknowledged. Three writers
+/// make a commit racing the fence likely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_primary_acknowledges_nothing_its_replica_lacks() -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let script = InstanceScript::postgresql()?;
+    let primary = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
+    let service = Proxy::start(address(&primary)).await?;
+    let password = Password::new(REPLICATION_PASSWORD);
+    postgresql::ensure_login(&target(&primary), &password).await?;
+    postgresql::ensure_slots(&target(&primary), "db", &["db-1".to_owned()]).await?;
+    primary
+        .connect()
+        .await?
+        .batch_execute("CREATE TABLE ledger (id serial PRIMARY KEY, memo text)")
+        .await?;
+    let replica = Postgres::start_member(
+        primary.admin_password(),
+        member(&script, &service, "db-1", "replica"),
+    )
+    .await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            let config = primary.config();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut acked: Vec<i32> = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await
+                    else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    tokio::spawn(connection);
+                    while let Ok(row) = client
+                        .query_one("INSERT INTO ledger (memo) VALUES ('w') RETURNING id", &[])
+                        .await
+                    {
+                        acked.push(row.get(0));
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let lsn = postgresql::fence(&target(&primary)).await?;
+    postgresql::wait_replayed(&target(&replica), lsn, Duration::from_secs(30)).await?;
+    postgresql::promote(&target(&replica)).await?;
+    // The writers go on trying the fenced primary: it refuses them all.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await?);
+    }
+    ensure!(
+        acked.len() > 50,
+        "the writers wrote little: {}",
+        acked.len()
+    );
+    let stored: std::collections::BTreeSet<i32> = replica
+        .connect()
+        .await?
+        .query("SELECT id FROM ledger", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<i32> = acked
+        .into_iter()
+        .filter(|id| !stored.contains(id))
+        .collect();
+    ensure!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    refuses_writes(&primary).await?;
+    Ok(())
+}

@@ -232,7 +232,7 @@ pub async fn fence(target: &Target) -> Result<u64, UserError> {
             .map_err(|e| db_error(&e, &secrets))?;
     }
     // The reload reaches new sessions once the postmaster has read it.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let fresh = connect(target, &target.default_database).await?;
         let on: String = fresh
@@ -250,15 +250,45 @@ pub async fn fence(target: &Target) -> Result<u64, UserError> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let row = client
-        .query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+    // pg_terminate_backend only signals: a session may still commit until
+    // it has ended, so the WAL position is read once every one has.
+    let sessions: Vec<i32> = client
+        .query(
+            "SELECT pid FROM pg_stat_activity
               WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
             &[],
         )
         .await
+        .map_err(|e| db_error(&e, &secrets))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM unnest($1::int4[]) AS pid",
+            &[&sessions],
+        )
+        .await
         .map_err(|e| db_error(&e, &secrets))?;
-    let _ended: i64 = row.get(0);
+    loop {
+        let left: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int4[])",
+                &[&sessions],
+            )
+            .await
+            .map_err(|e| db_error(&e, &secrets))?
+            .get(0);
+        if left == 0 {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(UserError::Refused(format!(
+                "{left} session(s) of the old primary did not end"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let lsn: String = client
         .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::text", &[])
         .await
