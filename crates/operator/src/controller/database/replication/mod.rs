@@ -144,7 +144,8 @@ pub(crate) async fn reconcile(
         async move {
             let answer = postgresql::member(&target).await;
             if let Err(e) = &answer {
-                info!(pod = %pod.name, error = %e, "member did not answer");
+                // Every check: the state is in status.replication, not the log.
+                tracing::debug!(pod = %pod.name, error = %e, "member did not answer");
             }
             Seen {
                 pod: pod.name.clone(),
