@@ -20,7 +20,7 @@ use kube::ResourceExt;
 
 use super::meta::{CONFIG_HASH, Names, child_meta, labels, selector_labels};
 use super::security::{restricted_container_with_seccomp, restricted_pod};
-use super::topology::{STREAMING, TOPOLOGY_ANNOTATION, Topology};
+use super::topology::{STREAMING, TOPOLOGY_ANNOTATION, Topology, statefulset_replicas};
 use crate::engine::{Driver, PODINFO_DIR, Sizing, Streaming};
 
 const DATA_VOLUME: &str = "data";
@@ -40,7 +40,7 @@ pub fn statefulset(
     StatefulSet {
         metadata: child_meta(db, names.statefulset(), "database"),
         spec: StatefulSetSpec {
-            replicas: Some(db.spec.replicas),
+            replicas: Some(statefulset_replicas(db, topology)),
             service_name: Some(names.headless()),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(db)),

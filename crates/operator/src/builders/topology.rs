@@ -55,6 +55,27 @@ impl Topology {
     }
 }
 
+/// The pods the StatefulSet keeps: `spec.replicas`, except that a scale-down
+/// never removes the primary's pod before the primary has moved (the
+/// replication step switches over to a remaining replica first).
+pub fn statefulset_replicas(db: &Database, topology: Topology) -> i32 {
+    let primary = db
+        .status
+        .as_ref()
+        .and_then(|s| s.replication.as_ref())
+        .and_then(|r| r.primary.as_deref())
+        .and_then(ordinal);
+    match primary {
+        Some(n) if topology.is_streaming() => db.spec.replicas.max(n + 1),
+        _ => db.spec.replicas,
+    }
+}
+
+/// The ordinal of a StatefulSet pod's name (`orders-2` → 2).
+pub fn ordinal(pod: &str) -> Option<i32> {
+    pod.rsplit_once('-')?.1.parse().ok()
+}
+
 /// Whether `statefulset`'s pods run as a streaming cluster.
 fn streams(statefulset: &StatefulSet) -> bool {
     statefulset
@@ -82,6 +103,34 @@ mod tests {
         assert_eq!(Topology::of(&db, None), Topology::Streaming);
         let created = Desired::build(&db).statefulset;
         assert_eq!(Topology::of(&db, Some(&created)), Topology::Streaming);
+    }
+
+    #[test]
+    fn a_scale_down_keeps_the_primary_until_it_moved() {
+        use database_operator_api::v1::database::DatabaseStatus;
+        use database_operator_api::v1::replication::ReplicationStatus;
+        let mut db = database("orders", Engine::Postgresql, "16.4", 2);
+        assert_eq!(statefulset_replicas(&db, Topology::Streaming), 2);
+        db.status = Some(DatabaseStatus {
+            replication: Some(ReplicationStatus {
+                primary: Some("orders-3".into()),
+                ..ReplicationStatus::default()
+            }),
+            ..DatabaseStatus::default()
+        });
+        assert_eq!(statefulset_replicas(&db, Topology::Streaming), 4);
+        assert_eq!(Desired::build(&db).statefulset.spec.replicas, Some(4));
+        assert_eq!(statefulset_replicas(&db, Topology::Independent), 2);
+        db.status
+            .as_mut()
+            .unwrap()
+            .replication
+            .as_mut()
+            .unwrap()
+            .primary = Some("orders-1".into());
+        assert_eq!(statefulset_replicas(&db, Topology::Streaming), 2);
+        assert_eq!(ordinal("my-db-12"), Some(12));
+        assert_eq!(ordinal("x"), None);
     }
 
     #[test]

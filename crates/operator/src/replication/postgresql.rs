@@ -353,6 +353,9 @@ pub struct Member {
     pub received_lsn: Option<u64>,
     /// Whether its WAL receiver is streaming from a primary (standby only).
     pub streaming: bool,
+    /// New transactions are read-only (`default_transaction_read_only`):
+    /// a primary fenced by a switchover, which takes no writes.
+    pub read_only: bool,
 }
 
 /// Asks `target` what it is.
@@ -371,7 +374,8 @@ pub async fn member(target: &Target) -> Result<Member, UserError> {
                            ELSE pg_current_wal_lsn() END) - '0/0'::pg_lsn)::text,
                     (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::text,
                     COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
-                    (SELECT received_tli FROM pg_stat_wal_receiver)::int4",
+                    (SELECT received_tli FROM pg_stat_wal_receiver)::int4,
+                    current_setting('default_transaction_read_only') = 'on'",
             &[],
         )
         .await
@@ -386,6 +390,7 @@ pub async fn member(target: &Target) -> Result<Member, UserError> {
         lsn: bytes(row.get(2)).unwrap_or(0),
         received_lsn: if in_recovery { bytes(row.get(3)) } else { None },
         streaming: row.get(4),
+        read_only: row.get(6),
     })
 }
 

@@ -14,6 +14,7 @@ use database_operator_api::v1::replication::{
     MemberState, MemberStatus, ReplicationSpec, lag_bound, lag_step,
 };
 
+use crate::builders::topology::ordinal;
 use crate::replication::postgresql::Member;
 use crate::replication::{PRIMARY, REPLICA};
 
@@ -164,20 +165,28 @@ pub(crate) enum Decision {
 }
 
 /// Whether and whom to promote, with the primary unanswered for
-/// `unanswered_for` (`None`: it answered).
+/// `unanswered_for` (`None`: it answered), for a Database of `replicas`
+/// members.
 pub(crate) fn decide(
     primary: &str,
     seen: &[Seen],
     members: &[MemberStatus],
     unanswered_for: Option<Duration>,
     spec: &ReplicationSpec,
+    replicas: i32,
 ) -> Decision {
     // Members other than the primary that take writes: a promotion the
     // operator made and could not record, or a server that was never fenced.
+    // A primary fenced by a switchover (read-only, its pod restarting) takes
+    // none.
     let mut promoted: Vec<&Seen> = seen
         .iter()
         .filter(|s| s.pod != primary)
-        .filter(|s| s.answer.as_ref().is_some_and(|m| !m.in_recovery))
+        .filter(|s| {
+            s.answer
+                .as_ref()
+                .is_some_and(|m| !m.in_recovery && !m.read_only)
+        })
         .collect();
     promoted.sort_by_key(|s| std::cmp::Reverse(s.answer.as_ref().map_or(0, |m| m.lsn)));
     let recorded_lag = |pod: &str| {
@@ -209,14 +218,29 @@ pub(crate) fn decide(
         }
         Some(_) => {
             // A switchover only to a replica that streams: it can catch up.
-            let wanted = spec.primary.as_deref().filter(|w| *w != primary);
             let streams = |to: &str| {
                 members
                     .iter()
                     .any(|m| m.pod == to && m.state == MemberState::Streaming)
             };
+            // A scale-down that removes the primary's pod moves the primary
+            // to the most advanced remaining replica first.
+            let leaving = ordinal(primary).is_some_and(|n| n >= replicas);
+            let remaining = || {
+                seen.iter()
+                    .filter(|s| ordinal(&s.pod).is_some_and(|n| n < replicas))
+                    .filter(|s| streams(&s.pod))
+                    .filter_map(|s| Some((s.answer.as_ref()?.received_lsn?, &s.pod)))
+                    .max_by_key(|(lsn, pod)| (*lsn, std::cmp::Reverse((*pod).clone())))
+                    .map(|(_, pod)| pod.clone())
+            };
+            let wanted = match spec.primary.as_deref() {
+                Some(w) if w != primary => Some(w.to_owned()),
+                _ if leaving => remaining(),
+                _ => None,
+            };
             return match wanted {
-                Some(to) if streams(to) => Decision::Switchover { to: to.to_owned() },
+                Some(to) if streams(&to) => Decision::Switchover { to },
                 _ => Decision::Healthy,
             };
         }
@@ -294,6 +318,7 @@ mod tests {
             lsn,
             received_lsn: None,
             streaming: false,
+            read_only: false,
         })
     }
 
@@ -304,6 +329,7 @@ mod tests {
             lsn: received.saturating_sub(100),
             received_lsn: Some(received),
             streaming,
+            read_only: false,
         })
     }
 
@@ -412,10 +438,16 @@ mod tests {
             answer("db-0", primary_at(10)),
             answer("db-1", standby(10, true)),
         ];
-        assert_eq!(decide("db-0", &seen, &[], None, &spec()), Decision::Healthy);
+        assert_eq!(
+            decide("db-0", &seen, &[], None, &spec(), 3),
+            Decision::Healthy
+        );
         // Chosen but not promoted yet (the operator stopped half-way).
         let seen = [answer("db-1", standby(10, false))];
-        assert_eq!(decide("db-1", &seen, &[], None, &spec()), Decision::Finish);
+        assert_eq!(
+            decide("db-1", &seen, &[], None, &spec(), 3),
+            Decision::Finish
+        );
     }
 
     #[test]
@@ -431,17 +463,17 @@ mod tests {
             ..spec()
         };
         assert_eq!(
-            decide("db-0", &seen, &status, None, &to("db-1")),
+            decide("db-0", &seen, &status, None, &to("db-1"), 3),
             Decision::Switchover { to: "db-1".into() }
         );
         // Not streaming: wait (the primary stays, and is kept healthy).
         assert_eq!(
-            decide("db-0", &seen, &status, None, &to("db-2")),
+            decide("db-0", &seen, &status, None, &to("db-2"), 3),
             Decision::Healthy
         );
         // Already there.
         assert_eq!(
-            decide("db-0", &seen, &status, None, &to("db-0")),
+            decide("db-0", &seen, &status, None, &to("db-0"), 3),
             Decision::Healthy
         );
         // A switchover never replaces a failover: with the primary gone the
@@ -458,6 +490,7 @@ mod tests {
             &recorded,
             Some(Duration::from_secs(60)),
             &to("db-1"),
+            3,
         );
         assert_eq!(
             decision,
@@ -465,6 +498,38 @@ mod tests {
                 pod: "db-2".into(),
                 lag: Some("0".into())
             }
+        );
+    }
+
+    #[test]
+    fn a_scale_down_moves_the_primary_off_a_leaving_pod_first() {
+        // Scaling from 3 to 2 with the primary on db-2.
+        let seen = [
+            answer("db-0", standby(90, true)),
+            answer("db-1", standby(100, true)),
+            answer("db-2", primary_at(100)),
+        ];
+        let status = members("db-2", &seen, &[]);
+        assert_eq!(
+            decide("db-2", &seen, &status, None, &spec(), 2),
+            Decision::Switchover { to: "db-1".into() }
+        );
+        // Staying at 3: nothing moves.
+        assert_eq!(
+            decide("db-2", &seen, &status, None, &spec(), 3),
+            Decision::Healthy
+        );
+        // No remaining replica streams: the primary stays (and its pod too,
+        // see topology::statefulset_replicas) until one does.
+        let lagging = [
+            answer("db-0", standby(1, false)),
+            answer("db-1", None),
+            answer("db-2", primary_at(100)),
+        ];
+        let status = members("db-2", &lagging, &[]);
+        assert_eq!(
+            decide("db-2", &lagging, &status, None, &spec(), 2),
+            Decision::Healthy
         );
     }
 
@@ -488,6 +553,7 @@ mod tests {
             &status,
             Some(Duration::from_secs(10)),
             &spec(),
+            3,
         );
         assert_eq!(
             wait,
@@ -502,7 +568,8 @@ mod tests {
                 &now,
                 &status,
                 Some(Duration::from_secs(30)),
-                &spec()
+                &spec(),
+                3
             ),
             Decision::Promote {
                 pod: "db-2".into(),
@@ -515,7 +582,7 @@ mod tests {
     fn a_ready_pod_whose_server_is_dead_counts_as_down() {
         // Only the servers' answers count: pods are not even an input.
         let now = [answer("db-0", None), answer("db-1", standby(5, false))];
-        let decision = decide("db-0", &now, &[], Some(Duration::from_secs(31)), &spec());
+        let decision = decide("db-0", &now, &[], Some(Duration::from_secs(31)), &spec(), 3);
         assert!(
             matches!(decision, Decision::Stuck(_)),
             "{decision:?}: lag unknown"
@@ -536,7 +603,7 @@ mod tests {
         ];
         let status = members("db-0", &now, &recorded);
         let after = Some(Duration::from_secs(60));
-        let Decision::Stuck(why) = decide("db-0", &now, &status, after, &spec()) else {
+        let Decision::Stuck(why) = decide("db-0", &now, &status, after, &spec(), 3) else {
             panic!("a replica 1 GiB behind was promoted");
         };
         assert!(
@@ -548,7 +615,7 @@ mod tests {
             ..spec()
         };
         assert!(matches!(
-            decide("db-0", &now, &status, after, &allow),
+            decide("db-0", &now, &status, after, &allow, 3),
             Decision::Promote { .. }
         ));
         let generous = ReplicationSpec {
@@ -556,7 +623,7 @@ mod tests {
             ..spec()
         };
         assert!(matches!(
-            decide("db-0", &now, &status, after, &generous),
+            decide("db-0", &now, &status, after, &generous, 3),
             Decision::Promote { .. }
         ));
     }
@@ -572,7 +639,7 @@ mod tests {
         ];
         let after = Some(Duration::from_secs(60));
         assert_eq!(
-            decide("db-0", &now, &[], after, &spec()),
+            decide("db-0", &now, &[], after, &spec(), 3),
             Decision::Promote {
                 pod: "db-1".into(),
                 lag: None
@@ -580,7 +647,7 @@ mod tests {
         );
         // However short the wait so far.
         assert!(matches!(
-            decide("db-0", &now, &[], Some(Duration::from_secs(1)), &spec()),
+            decide("db-0", &now, &[], Some(Duration::from_secs(1)), &spec(), 3),
             Decision::Promote { pod, .. } if pod == "db-1"
         ));
     }
@@ -593,7 +660,7 @@ mod tests {
             answer("db-2", standby(900, true)),
         ];
         assert_eq!(
-            decide("db-0", &now, &[], None, &spec()),
+            decide("db-0", &now, &[], None, &spec(), 3),
             Decision::Fence {
                 pods: vec!["db-1".into()]
             }
@@ -601,10 +668,32 @@ mod tests {
     }
 
     #[test]
+    fn a_primary_fenced_by_a_switchover_is_left_to_restart() {
+        let mut fenced = primary_at(100);
+        fenced.as_mut().unwrap().read_only = true;
+        let now = [
+            answer("db-0", primary_at(200)),
+            answer("db-1", fenced),
+            answer("db-2", standby(200, true)),
+        ];
+        assert_eq!(
+            decide("db-0", &now, &[], None, &spec(), 3),
+            Decision::Healthy
+        );
+    }
+
+    #[test]
     fn nobody_is_promoted_when_no_replica_answers() {
         let now = [answer("db-0", None), answer("db-1", None)];
         assert_eq!(
-            decide("db-0", &now, &[], Some(Duration::from_secs(600)), &spec()),
+            decide(
+                "db-0",
+                &now,
+                &[],
+                Some(Duration::from_secs(600)),
+                &spec(),
+                3
+            ),
             Decision::Stuck("no replica answers".into())
         );
     }

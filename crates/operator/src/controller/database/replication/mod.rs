@@ -171,7 +171,14 @@ pub(crate) async fn reconcile(
         .as_ref()
         .map(|s| Duration::try_from(now.0.duration_since(s.0)).unwrap_or_default());
     let spec = db.spec.replication.clone().unwrap_or_default();
-    let decision = decide::decide(&primary, &seen, &members, unanswered_for, &spec);
+    let decision = decide::decide(
+        &primary,
+        &seen,
+        &members,
+        unanswered_for,
+        &spec,
+        db.spec.replicas,
+    );
 
     let mut status = ReplicationStatus {
         primary: Some(primary.clone()),
