@@ -195,6 +195,28 @@ async fn insert_committed(
     Ok(id)
 }
 
+/// What the later steps of the test share.
+#[derive(Clone, Copy)]
+struct World<'a> {
+    env: &'a Env,
+    client: &'a Client,
+    dbs: &'a Api<Database>,
+    script: &'a InstanceScript,
+    service: &'a Proxy,
+}
+
+/// Sets `spec.replication.primary`: a switchover to `pod`.
+async fn ask_for_primary(dbs: &Api<Database>, pod: &str) {
+    let patch = serde_json::json!({"spec": {"replication": {"primary": pod}}});
+    dbs.patch(
+        NAME,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(patch),
+    )
+    .await
+    .unwrap();
+}
+
 /// The pods the Service's EndpointSlices name.
 async fn endpoints(client: &Client, service: &str) -> Vec<String> {
     let slices = Api::<EndpointSlice>::namespaced(client.clone(), NS)
@@ -424,31 +446,28 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
             .any(|m| m.contains(&promoted) && m.contains("lost")),
         "{failed_over:?}"
     );
-    switch_back_with_a_writer(
-        &env,
-        &client,
-        &dbs,
-        &script,
-        &service,
-        &mut servers,
-        &promoted,
-        &admin_password,
-    )
-    .await;
-    scale_down_off_the_primary(&env, &client, &dbs, &script, &service, &mut servers).await;
+    let world = World {
+        env: &env,
+        client: &client,
+        dbs: &dbs,
+        script: &script,
+        service: &service,
+    };
+    switch_back_with_a_writer(world, &mut servers, &promoted, &admin_password).await;
+    scale_down_off_the_primary(world, &mut servers).await;
 }
 
 /// The primary moves to pod 2, then the Database scales to 2 members: the
 /// operator keeps pod 2 until the primary has moved to a remaining replica,
 /// then the StatefulSet removes it. The primary is never removed.
-async fn scale_down_off_the_primary(
-    env: &Env,
-    client: &Client,
-    dbs: &Api<Database>,
-    script: &InstanceScript,
-    service: &Proxy,
-    servers: &mut [Postgres],
-) {
+async fn scale_down_off_the_primary(world: World<'_>, servers: &mut [Postgres]) {
+    let World {
+        env,
+        client,
+        dbs,
+        script,
+        service,
+    } = world;
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
     let primary_is = |pod: String| async move {
         let status = dbs.get(NAME).await.ok()?.status?;
@@ -471,13 +490,7 @@ async fn scale_down_off_the_primary(
         (replicating.status == condition::ConditionStatus::True).then_some(())
     })
     .await;
-    dbs.patch(
-        NAME,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(serde_json::json!({"spec": {"replication": {"primary": pod(2)}}})),
-    )
-    .await
-    .unwrap();
+    ask_for_primary(dbs, &pod(2)).await;
     eventually(env, "the primary on pod 2", WAIT, || primary_is(pod(2))).await;
     labelled(env, client, &pod(2), "primary").await;
     restart_as_replica(servers, 0).await;
@@ -563,17 +576,19 @@ async fn scale_down_off_the_primary(
 /// A planned switchover back to pod 0, with a writer running throughout
 /// through the primary Service: no acknowledged write is lost, and the old
 /// primary (`from`) rejoins as a replica.
-#[allow(clippy::too_many_arguments)]
 async fn switch_back_with_a_writer(
-    env: &Env,
-    client: &Client,
-    dbs: &Api<Database>,
-    script: &InstanceScript,
-    service: &Proxy,
+    world: World<'_>,
     servers: &mut [Postgres],
     from: &str,
     admin_password: &str,
 ) {
+    let World {
+        env,
+        client,
+        dbs,
+        script,
+        service,
+    } = world;
     let old = from
         .trim_start_matches(&format!("{NAME}-"))
         .parse::<usize>()
@@ -585,13 +600,7 @@ async fn switch_back_with_a_writer(
         stop.clone(),
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    dbs.patch(
-        NAME,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(serde_json::json!({"spec": {"replication": {"primary": pod(0)}}})),
-    )
-    .await
-    .unwrap();
+    ask_for_primary(dbs, &pod(0)).await;
     eventually(env, "the switchover", WAIT, || async {
         let status = dbs.get(NAME).await.ok()?.status?;
         (status.replication?.primary? == pod(0)).then_some(())
