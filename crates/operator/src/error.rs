@@ -70,6 +70,13 @@ impl Error {
     }
 }
 
+/// A database server's refusal or failure, its message already redacted.
+impl From<crate::users::UserError> for Error {
+    fn from(error: crate::users::UserError) -> Self {
+        Error::Engine(error.to_string())
+    }
+}
+
 /// The finalizer helper's error, as ours.
 impl From<kube::runtime::finalizer::Error<Error>> for Error {
     fn from(error: kube::runtime::finalizer::Error<Error>) -> Self {

@@ -1,4 +1,5 @@
-//! The admin Secret: generated once, never regenerated.
+//! The admin Secret (and the replication Secret, through [`create_once`]):
+//! generated once, never regenerated.
 
 use database_operator_api::v1::Database;
 use k8s_openapi::api::core::v1::Secret;
@@ -23,17 +24,31 @@ pub(crate) async fn ensure_admin_secret(
     namespace: &str,
 ) -> Result<()> {
     let name = Names(&db.name_any()).secret();
-    if lookup(cache, &name, namespace).is_some() {
+    create_once(client, cache, namespace, &name, || {
+        admin_secret(db, driver(db.spec.engine), generate_password())
+    })
+    .await
+}
+
+/// Creates the Secret `name` that `build` makes if, and only if, no Secret
+/// of that name exists: generated credentials are never regenerated.
+pub(crate) async fn create_once(
+    client: &Client,
+    cache: &Store<PartialObjectMeta<Secret>>,
+    namespace: &str,
+    name: &str,
+    build: impl FnOnce() -> Secret,
+) -> Result<()> {
+    if lookup(cache, name, namespace).is_some() {
         return Ok(());
     }
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
     // The cache may lag behind a Secret we just created, or the Secret may be
     // the user's own (unlabelled, so not cached): ask the API server.
-    if secrets.get_metadata_opt(&name).await?.is_some() {
+    if secrets.get_metadata_opt(name).await?.is_some() {
         return Ok(());
     }
-    let secret = admin_secret(db, driver(db.spec.engine), generate_password());
-    match secrets.create(&PostParams::default(), &secret).await {
+    match secrets.create(&PostParams::default(), &build()).await {
         Ok(_) => Ok(()),
         // Someone created it between our read and our write: theirs stands.
         Err(e) if is_conflict(&e) => Ok(()),

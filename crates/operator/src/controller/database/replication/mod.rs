@@ -20,22 +20,22 @@ use database_operator_api::v1::replication::{MemberState, ReplicationStatus};
 use database_operator_api::v1::{Database, Engine};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{DeleteParams, ListParams, Patch, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use crate::apply::patch_params;
-use crate::builders::meta::{Names, selector_labels};
+use crate::builders::meta::{Names, selector_string};
 use crate::builders::secret::{generate_password, replication_secret};
 use crate::builders::topology::Topology;
 use crate::controller::Context;
+use crate::controller::database::admin_secret::create_once;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
-use crate::controller::shared::stores::lookup;
-use crate::controller::user::secret_value;
-use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver};
-use crate::error::{Error, Result, StepContext, is_conflict};
+use crate::controller::user::{admin_target, secret_value};
+use crate::engine::{PASSWORD_KEY, driver};
+use crate::error::{Error, Result, StepContext};
 use crate::replication::{self, CAUGHT_UP_LABEL, ROLE_LABEL, postgresql};
 use crate::users::{Password, Target};
 use decide::{Decision, Pod as PodView, Seen};
@@ -79,18 +79,19 @@ pub(crate) async fn reconcile(
     }
     let name = db.name_any();
     let names = Names(&name);
-    ensure_replication_secret(db, ctx, namespace)
-        .await
-        .step("creating the replication Secret", names.replication())?;
+    create_once(
+        &ctx.client,
+        &ctx.stores.secrets,
+        namespace,
+        &names.replication(),
+        || replication_secret(db, generate_password()),
+    )
+    .await
+    .step("creating the replication Secret", names.replication())?;
 
     let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), namespace);
-    let selector = selector_labels(db)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
     let mut pods: Vec<PodView> = pods_api
-        .list_metadata(&ListParams::default().labels(&selector))
+        .list_metadata(&ListParams::default().labels(&selector_string(db)))
         .await?
         .items
         .into_iter()
@@ -120,7 +121,8 @@ pub(crate) async fn reconcile(
         });
     }
 
-    // What each member's server says of itself.
+    // What each member's server says of itself, asked as the admin login
+    // (found at the primary Service; `Members::target` points it at each pod).
     let Some(admin) = admin_target(db, ctx, namespace).await? else {
         return Ok(Report {
             status: Some(ReplicationStatus {
@@ -206,7 +208,6 @@ pub(crate) async fn reconcile(
             }
             let slots = postgresql::ensure_slots(&primary_target, &name, &replicas)
                 .await
-                .map_err(|e| Error::Engine(e.to_string()))
                 .step("keeping the replication slots on", primary.clone())?;
             if !slots.created.is_empty() || !slots.dropped.is_empty() {
                 info!(database = %name, created = ?slots.created, dropped = ?slots.dropped, "replication slots");
@@ -321,29 +322,6 @@ pub(crate) async fn reconcile(
     })
 }
 
-/// Creates `<name>-replication` once, like the admin Secret.
-async fn ensure_replication_secret(db: &Database, ctx: &Context, namespace: &str) -> Result<()> {
-    let name = Names(&db.name_any()).replication();
-    if lookup(&ctx.stores.secrets, &name, namespace).is_some() {
-        return Ok(());
-    }
-    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
-    if secrets.get_metadata_opt(&name).await?.is_some() {
-        return Ok(());
-    }
-    match secrets
-        .create(
-            &PostParams::default(),
-            &replication_secret(db, generate_password()),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_conflict(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Sets the role label of every pod whose label differs.
 async fn label(pods_api: &Api<Pod>, pods: &[PodView], primary: &str) -> Result<()> {
     for (pod, role) in decide::relabel(pods, primary) {
@@ -367,30 +345,6 @@ async fn set_label(pods_api: &Api<Pod>, pod: &str, key: &str, value: &str) -> Re
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(Error::from(e)).step("labelling pod", pod.to_owned()),
     }
-}
-
-/// The admin login, at the primary Service (the host is replaced per member).
-async fn admin_target(db: &Database, ctx: &Context, namespace: &str) -> Result<Option<Target>> {
-    let names = Names(&db.name_any());
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(&names.secret())
-        .await?;
-    let Some((user, password)) = secret.as_ref().and_then(|s| {
-        Some((
-            secret_value(s, USERNAME_KEY)?,
-            secret_value(s, PASSWORD_KEY)?,
-        ))
-    }) else {
-        return Ok(None);
-    };
-    let engine = driver(db.spec.engine);
-    Ok(Some(Target {
-        host: String::new(),
-        port: 0,
-        admin_user: user,
-        admin_password: Password::new(password),
-        default_database: engine.maintenance_database().to_owned(),
-    }))
 }
 
 /// What the acting steps need: the Database, its pods, and the admin login
@@ -427,7 +381,6 @@ impl Members<'_> {
     async fn promote(&self, pod: &str) -> Result<()> {
         postgresql::promote(&self.target(pod))
             .await
-            .map_err(|e| Error::Engine(e.to_string()))
             .step("promoting", pod.to_owned())
     }
 
@@ -438,17 +391,15 @@ impl Members<'_> {
     /// takes writes again and nothing changed.
     async fn switch_over(&self, old: &str, new: &str) -> Result<()> {
         info!(database = %self.db.name_any(), old, new, "switching over");
-        let engine = |e: crate::users::UserError| Error::Engine(e.to_string());
         let old_target = self.target(old);
         let lsn = postgresql::fence(&old_target)
             .await
-            .map_err(engine)
             .step("stopping writes on", old.to_owned())?;
         let new_target = self.target(new);
         let caught_up = postgresql::wait_replayed(&new_target, lsn, Duration::from_secs(60));
         if let Err(e) = caught_up.await {
             let _ = postgresql::unfence(&old_target).await;
-            return Err(engine(e)).step("waiting for the switchover target", new.to_owned());
+            return Err(e).step("waiting for the switchover target", new.to_owned());
         }
         self.promote(new).await?;
         self.record_and_fence(old, new).await?;
@@ -518,6 +469,5 @@ async fn ensure_login(
     };
     postgresql::ensure_login(primary, &Password::new(password))
         .await
-        .map_err(|e| Error::Engine(e.to_string()))
         .step("keeping the replication login on", primary.host.clone())
 }
