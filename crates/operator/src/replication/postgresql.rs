@@ -199,17 +199,32 @@ pub async fn promote(target: &Target) -> Result<(), UserError> {
     }
     // A former primary fenced by a switchover carries its fence in
     // postgresql.auto.conf: a primary takes writes.
+    set_read_only(&client, false, &secrets).await?;
+    client
+        .batch_execute("CHECKPOINT")
+        .await
+        .map_err(|e| db_error(&e, &secrets))
+}
+
+/// Makes new transactions on `client`'s server read-only by default (`on`),
+/// or not, through `postgresql.auto.conf` and a reload.
+async fn set_read_only(
+    client: &tokio_postgres::Client,
+    on: bool,
+    secrets: &[&str],
+) -> Result<(), UserError> {
+    let set = if on {
+        "ALTER SYSTEM SET default_transaction_read_only = on"
+    } else {
+        "ALTER SYSTEM RESET default_transaction_read_only"
+    };
     // One statement at a time: ALTER SYSTEM refuses to run inside the
     // transaction a multi-statement string becomes.
-    for sql in [
-        "ALTER SYSTEM RESET default_transaction_read_only",
-        "SELECT pg_reload_conf()",
-        "CHECKPOINT",
-    ] {
+    for sql in [set, "SELECT pg_reload_conf()"] {
         client
             .batch_execute(sql)
             .await
-            .map_err(|e| db_error(&e, &secrets))?;
+            .map_err(|e| db_error(&e, secrets))?;
     }
     Ok(())
 }
@@ -222,15 +237,7 @@ pub async fn promote(target: &Target) -> Result<(), UserError> {
 pub async fn fence(target: &Target) -> Result<u64, UserError> {
     let secrets = [target.admin_password.expose()];
     let client = connect(target, &target.default_database).await?;
-    for sql in [
-        "ALTER SYSTEM SET default_transaction_read_only = on",
-        "SELECT pg_reload_conf()",
-    ] {
-        client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| db_error(&e, &secrets))?;
-    }
+    set_read_only(&client, true, &secrets).await?;
     // The reload reaches new sessions once the postmaster has read it.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -302,16 +309,7 @@ pub async fn fence(target: &Target) -> Result<u64, UserError> {
 pub async fn unfence(target: &Target) -> Result<(), UserError> {
     let secrets = [target.admin_password.expose()];
     let client = connect(target, &target.default_database).await?;
-    for sql in [
-        "ALTER SYSTEM RESET default_transaction_read_only",
-        "SELECT pg_reload_conf()",
-    ] {
-        client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| db_error(&e, &secrets))?;
-    }
-    Ok(())
+    set_read_only(&client, false, &secrets).await
 }
 
 /// Waits until the standby `target` has replayed WAL up to `lsn`, for at
