@@ -40,17 +40,16 @@ pub async fn run(args: BackupArgs) -> Result<BackupReport> {
     let start_time = now_rfc3339();
     // A replica when one answers, so that the dump does not load the
     // primary; else the fallback, the primary.
-    let mut db = args.db.clone();
-    if let Some(fallback) = db.fallback_host.take()
-        && let Err(e) = answers(&db, &secrets).await
+    let mut args = args;
+    if let Some(fallback) = args.db.fallback_host.take()
+        && let Err(e) = answers(&args.db, &secrets).await
     {
         progress(format!(
             "{} does not answer ({e}); backing up from {fallback} instead",
-            db.host
+            args.db.host
         ));
-        db.host = fallback;
+        args.db.host = fallback;
     }
-    let args = BackupArgs { db, ..args.clone() };
     progress(format!(
         "backing up {engine} at {}:{} to {}",
         args.db.host,
