@@ -741,15 +741,29 @@ async fn a_database_from_before_replication_is_left_alone_until_converted() {
         Desired::build_with(&db, DEFAULT_AGENT_IMAGE, None, Topology::Independent).statefulset;
     let hash = hash_of(&old);
     old.annotations_mut().insert(APPLIED_HASH.to_owned(), hash);
-    statefulsets
-        .patch(
-            &name,
-            &PatchParams::apply("database-operator").force(),
-            &Patch::Apply(&old),
-        )
-        .await
-        .unwrap();
+    // A reconcile already under way (its cache still holding the new
+    // operator's StatefulSet) may apply the streaming template over it: the
+    // old release's StatefulSet is put back until the operator has seen it.
+    // In a real upgrade it is there before the new operator starts.
     let condition = eventually(env, "the IndependentMembers condition", WAIT, || async {
+        let live = statefulsets.get(&name).await.ok()?;
+        let streams = live
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .is_some_and(|a| a.contains_key(TOPOLOGY_ANNOTATION));
+        if streams {
+            statefulsets
+                .patch(
+                    &name,
+                    &PatchParams::apply("database-operator").force(),
+                    &Patch::Apply(&old),
+                )
+                .await
+                .ok()?;
+            return None;
+        }
         let status = dbs.get(&name).await.ok()?.status?;
         v1::condition::find(&status.conditions, "Replicating")
             .filter(|c| c.reason == "IndependentMembers")
