@@ -58,6 +58,9 @@ pub const RETENTION_PATTERN: &str = r"^[0-9]+[hdw]?$";
     validation = Rule::new("!has(self.spec.replication) || !has(self.spec.replication.primary) || (self.spec.replication.primary.startsWith(self.metadata.name + '-') && self.spec.replication.primary.substring(size(self.metadata.name) + 1).matches('^(0|[1-9][0-9]?)$') && int(self.spec.replication.primary.substring(size(self.metadata.name) + 1)) < self.spec.replicas)")
         .message("spec.replication.primary must name one of this Database's pods, <name>-<ordinal> with an ordinal below spec.replicas")
         .field_path(".spec.replication.primary"),
+    validation = Rule::new("!has(self.spec.replication) || !has(self.spec.replication.mode) || self.spec.replication.mode != 'sync' || self.spec.replicas >= 2")
+        .message("spec.replication.mode: sync needs spec.replicas of 2 or more, or every commit would wait for a replica that does not exist")
+        .field_path(".spec.replication.mode"),
 )]
 #[x_kube(
     validation = Rule::new("self.engine == oldSelf.engine")

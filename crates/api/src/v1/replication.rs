@@ -38,8 +38,23 @@ pub struct ReplicationSpec {
     #[schemars(regex(pattern = r"^[0-9]+(Ki|Mi|Gi)?$"), length(max = 16))]
     pub max_failover_lag: Option<String>,
 
+    /// `async` (the default): a commit returns once the primary has it; a
+    /// failover may lose the writes a promoted replica had not received
+    /// (at most maxFailoverLag). `sync`: a commit returns only once at
+    /// least one replica has it on disk as well (PostgreSQL
+    /// `synchronous_standby_names = 'ANY 1 (…)'`), so a failover loses no
+    /// acknowledged write. PostgreSQL never falls back to asynchronous
+    /// commits: while no replica confirms, commits wait (the Replicating
+    /// condition says so). A failover in sync mode waits until every
+    /// replica answers, since only one of them may hold the latest
+    /// acknowledged writes, unless allowLaggingFailover is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ReplicationMode>,
+
     /// Promote the most advanced replica even when it lags beyond
-    /// maxFailoverLag: availability over the writes in that lag.
+    /// maxFailoverLag (or, in sync mode, while a replica that may hold the
+    /// latest writes does not answer): availability over the writes in
+    /// that lag.
     #[serde(default)]
     pub allow_lagging_failover: bool,
 
@@ -64,7 +79,30 @@ pub struct ReplicationSpec {
     pub reseed_independent_replicas: bool,
 }
 
+/// How a commit waits for replicas: see [`ReplicationSpec::mode`].
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// A commit waits for the primary only.
+    #[default]
+    Async,
+    /// A commit waits for one replica as well.
+    Sync,
+}
+
 impl ReplicationSpec {
+    /// `mode`, or its default.
+    pub fn mode(&self) -> ReplicationMode {
+        self.mode.unwrap_or_default()
+    }
+
+    /// Whether commits wait for a replica.
+    pub fn is_sync(&self) -> bool {
+        self.mode() == ReplicationMode::Sync
+    }
+
     /// `failoverDelay`, or its default.
     pub fn failover_delay(&self) -> Duration {
         self.failover_delay
@@ -116,6 +154,10 @@ pub struct MemberStatus {
     /// cluster at rest writes nothing
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<String>,
+    /// Since when the member is in this state, for a replica that is not
+    /// streaming (absent for the primary and for streaming replicas)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// What a member is doing.

@@ -536,10 +536,82 @@ async fn the_api_server_refuses_the_seeds_invalid_inputs_naming_the_field() {
             "spec.storage.size",
         ),
     ];
+    refused_naming_the_field(&dbs, &ns, "bad", cases).await;
+}
+
+/// Invalid `spec.replication` settings: each is refused with the field
+/// named. The Databases are named `<prefix>-<i>`, so a switchover target
+/// for case `i` is `<prefix>-<i>-<ordinal>`.
+#[tokio::test]
+async fn invalid_replication_settings_are_refused_naming_the_field() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("invalid-replication").await;
+    let resource = kube::core::ApiResource::erase::<Database>(&());
+    let dbs = Api::<kube::core::DynamicObject>::namespaced_with(client.clone(), &ns, &resource);
+    let pg = |replicas: i32, replication: serde_json::Value| {
+        serde_json::json!({"engine": "postgresql", "version": "16.4", "replicas": replicas,
+                           "storage": {"size": "1Gi"}, "replication": replication})
+    };
+    let cases = [
+        (
+            pg(3, serde_json::json!({"failoverDelay": "1s"})),
+            "failoverDelay",
+        ),
+        (
+            pg(3, serde_json::json!({"failoverDelay": "2h"})),
+            "failoverDelay",
+        ),
+        (
+            pg(3, serde_json::json!({"failoverDelay": "1d"})),
+            "failoverDelay",
+        ),
+        (
+            pg(3, serde_json::json!({"maxFailoverLag": "16MB"})),
+            "maxFailoverLag",
+        ),
+        (pg(3, serde_json::json!({"mode": "semi"})), "mode"),
+        (
+            pg(1, serde_json::json!({"mode": "sync"})),
+            "spec.replication.mode",
+        ),
+        (
+            pg(3, serde_json::json!({"primary": "elsewhere-1"})),
+            "spec.replication.primary",
+        ),
+        (
+            pg(3, serde_json::json!({"primary": "repl-7-3"})),
+            "spec.replication.primary",
+        ),
+        (
+            serde_json::json!({"engine": "mysql", "version": "8.4", "replicas": 3,
+                               "storage": {"size": "1Gi"}, "replication": {"failoverDelay": "30s"}}),
+            "spec.replication",
+        ),
+    ];
+    refused_naming_the_field(&dbs, &ns, "repl", cases).await;
+    // The valid twin of case 7 is accepted: the rule is not refusing all.
+    let valid: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "example.com/v1", "kind": "Database",
+        "metadata": {"name": "repl-ok", "namespace": ns},
+        "spec": pg(3, serde_json::json!({"primary": "repl-ok-2", "mode": "sync", "failoverDelay": "1m30s"}))
+    }))
+    .unwrap();
+    dbs.create(&PostParams::default(), &valid).await.unwrap();
+}
+
+/// Creates a Database named `<prefix>-<i>` for each case and asserts the API
+/// server refuses it with a message naming the field.
+async fn refused_naming_the_field(
+    dbs: &Api<kube::core::DynamicObject>,
+    ns: &str,
+    prefix: &str,
+    cases: impl IntoIterator<Item = (serde_json::Value, &str)>,
+) {
     for (i, (spec, field)) in cases.into_iter().enumerate() {
         let db: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": "example.com/v1", "kind": "Database",
-            "metadata": {"name": format!("bad-{i}"), "namespace": ns}, "spec": spec
+            "metadata": {"name": format!("{prefix}-{i}"), "namespace": ns}, "spec": spec
         }))
         .unwrap();
         let error = dbs

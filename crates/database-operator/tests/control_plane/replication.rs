@@ -8,9 +8,11 @@
 //! restarts a server whose pod was deleted.
 //!
 //! The operator's failover acts on a real server: the primary's server is
-//! killed while its KWOK pod stays Ready, and the operator promotes the most
-//! advanced real replica, moves the labels, the Services follow, and the old
-//! primary comes back as a replica that refuses writes.
+//! killed while its KWOK pod stays Ready and a writer commits through the
+//! primary Service, and the operator promotes the most advanced real
+//! replica (sync mode: every acknowledged write survives), moves the
+//! labels, the Services follow, and the old primary comes back as a
+//! replica that refuses writes.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -166,10 +168,14 @@ fn writer(
             let mut client = client;
             while !stop.load(Ordering::SeqCst) {
                 // Acknowledged means COMMIT answered: an implicit
-                // transaction commits only after the statement's reply.
-                match insert_committed(&mut client).await {
-                    Ok(id) => acked.push(id),
-                    Err(_) => break,
+                // transaction commits only after the statement's reply. In
+                // sync mode a commit waits while no replica confirms: one
+                // that has not answered in 5 s is given up (not counted).
+                let commit =
+                    tokio::time::timeout(Duration::from_secs(5), insert_committed(&mut client));
+                match commit.await {
+                    Ok(Ok(id)) => acked.push(id),
+                    _ => break,
                 }
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -205,6 +211,46 @@ struct World<'a> {
     service: &'a Proxy,
 }
 
+/// As the kubelet, until every replica streams: restarts the server of a
+/// replica whose pod the operator replaced (one that could not follow a
+/// new primary), as the new pod's role label says.
+async fn settle(world: World<'_>, servers: &mut [Postgres], uids: &mut BTreeMap<String, String>) {
+    let pods = Api::<Pod>::namespaced(world.client.clone(), NS);
+    let deadline = tokio::time::Instant::now() + WAIT + Duration::from_secs(60);
+    loop {
+        let status = world.dbs.get(NAME).await.ok().and_then(|d| d.status);
+        if status
+            .as_ref()
+            .and_then(|s| condition::find(&s.conditions, types::REPLICATING))
+            .is_some_and(|c| c.status == condition::ConditionStatus::True)
+        {
+            return;
+        }
+        for (i, server) in servers.iter_mut().enumerate() {
+            let Ok(Some(p)) = pods.get_opt(&pod(i)).await else {
+                continue;
+            };
+            let uid = p.uid().unwrap_or_default();
+            let replica = p.labels().get("example.com/role").map(String::as_str) == Some("replica");
+            if replica && uids.get(&pod(i)) != Some(&uid) {
+                let member = world.script.member(
+                    &pod(i),
+                    "replica",
+                    (world.service.host(), world.service.port()),
+                    REPLICATION_PASSWORD,
+                );
+                server.restart_as(member).await.unwrap();
+                uids.insert(pod(i), uid);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replicas did not all stream: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Sets `spec.replication.primary`: a switchover to `pod`.
 async fn ask_for_primary(dbs: &Api<Database>, pod: &str) {
     let patch = serde_json::json!({"spec": {"replication": {"primary": pod}}});
@@ -236,7 +282,12 @@ async fn endpoints(client: &Client, service: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() {
     let script = InstanceScript::postgresql().unwrap();
-    let settings = operator::replication::postgresql::settings(1 << 30);
+    // The test servers lower synchronous_commit; a product server keeps
+    // PostgreSQL's default, on, which sync mode relies on.
+    let settings = format!(
+        "{}synchronous_commit = on\n",
+        operator::replication::postgresql::settings(1 << 30)
+    );
     let mut servers = vec![Postgres::start_configured(&settings).await.unwrap()];
     let admin_password = servers[0].admin_password().to_owned();
     for _ in 1..3 {
@@ -298,7 +349,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         "metadata": {"name": NAME, "namespace": NS},
         "spec": {"engine": "postgresql", "version": "16.4", "replicas": 3,
                  "storage": {"size": "1Gi"},
-                 "replication": {"failoverDelay": "5s"}}
+                 "replication": {"failoverDelay": "5s", "mode": "sync"}}
     }))
     .unwrap();
     create(&dbs, &db).await;
@@ -306,8 +357,11 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     // Pod 0 is the primary from the start; the others replicas. The test,
     // as the kubelet, starts each replica's server with its label.
     labelled(&env, &client, &pod(0), "primary").await;
+    // The uid of each pod when its server last (re)started, as the kubelet
+    // knows which containers it runs.
+    let mut uids = BTreeMap::new();
     for (i, server) in servers.iter_mut().enumerate().skip(1) {
-        labelled(&env, &client, &pod(i), "replica").await;
+        uids.insert(pod(i), labelled(&env, &client, &pod(i), "replica").await);
         let member = script.member(
             &pod(i),
             "replica",
@@ -363,14 +417,42 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     )
     .await;
 
-    // The primary's server dies; its KWOK pod stays Ready. Beyond the
-    // failover delay the operator promotes a real replica.
+    // In sync mode every member waits for one replica.
+    for pg in &servers {
+        eventually(
+            &env,
+            "synchronous_standby_names on every member",
+            WAIT,
+            || async {
+                let row = pg
+                    .connect()
+                    .await
+                    .ok()?
+                    .query_one("SHOW synchronous_standby_names", &[])
+                    .await
+                    .ok()?;
+                (row.get::<_, String>(0) == r#"ANY 1 ("ledger_0", "ledger_1", "ledger_2")"#)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
+    // The primary's server dies under a writer; its KWOK pod stays Ready.
+    // Beyond the failover delay the operator promotes a real replica.
     let old_uid = Api::<Pod>::namespaced(client.clone(), NS)
         .get(&pod(0))
         .await
         .unwrap()
         .uid()
         .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(
+        (service.host().to_owned(), service.port()),
+        admin_password.clone(),
+        stop.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
     servers[0].kill();
     let promoted = eventually(&env, "a failover", WAIT, || async {
         let status = dbs.get(NAME).await.ok()?.status?;
@@ -383,6 +465,29 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         .parse::<usize>()
         .unwrap();
     labelled(&env, &client, &promoted, "primary").await;
+    // Sync mode: every write the old primary acknowledged is on the new one.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writing.await.unwrap();
+    assert!(acked.len() > 10, "the writer wrote little: {}", acked.len());
+    let new_primary = servers[new].connect().await.unwrap();
+    let stored: std::collections::BTreeSet<i32> = new_primary
+        .query("SELECT id FROM ledger", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<&i32> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost in sync mode: {lost:?}"
+    );
+    // The writer's rows have served; the ledger reads as the story again.
+    new_primary
+        .execute("DELETE FROM ledger WHERE memo = 'writer'", &[])
+        .await
+        .unwrap();
     write(&servers[new], "after the failover").await.unwrap();
     eventually(&env, "the primary Service to follow", WAIT, || async {
         (endpoints(&client, &format!("{NAME}-primary")).await == [promoted.clone()]).then_some(())
@@ -393,6 +498,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     // server restarts through the script, rewound, and refuses writes.
     let new_uid = labelled(&env, &client, &pod(0), "replica").await;
     assert_ne!(new_uid, old_uid, "the old primary's pod was replaced");
+    uids.insert(pod(0), new_uid);
     let member = script.member(
         &pod(0),
         "replica",
@@ -443,7 +549,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     assert!(
         failed_over
             .iter()
-            .any(|m| m.contains(&promoted) && m.contains("lost")),
+            .any(|m| m.contains(&promoted) && m.contains("in sync mode")),
         "{failed_over:?}"
     );
     let world = World {
@@ -453,14 +559,18 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         script: &script,
         service: &service,
     };
-    switch_back_with_a_writer(world, &mut servers, &promoted, &admin_password).await;
-    scale_down_off_the_primary(world, &mut servers).await;
+    switch_back_with_a_writer(world, &mut servers, &mut uids, &promoted, &admin_password).await;
+    scale_down_off_the_primary(world, &mut servers, &mut uids).await;
 }
 
 /// The primary moves to pod 2, then the Database scales to 2 members: the
 /// operator keeps pod 2 until the primary has moved to a remaining replica,
 /// then the StatefulSet removes it. The primary is never removed.
-async fn scale_down_off_the_primary(world: World<'_>, servers: &mut [Postgres]) {
+async fn scale_down_off_the_primary(
+    world: World<'_>,
+    servers: &mut [Postgres],
+    uids: &mut BTreeMap<String, String>,
+) {
     let World {
         env,
         client,
@@ -473,40 +583,26 @@ async fn scale_down_off_the_primary(world: World<'_>, servers: &mut [Postgres]) 
         let status = dbs.get(NAME).await.ok()?.status?;
         (status.replication?.primary? == pod).then_some(())
     };
-    let restart_as_replica = async |servers: &mut [Postgres], i: usize| {
-        labelled(env, client, &pod(i), "replica").await;
-        let member = script.member(
-            &pod(i),
-            "replica",
-            (service.host(), service.port()),
-            REPLICATION_PASSWORD,
-        );
-        servers[i].restart_as(member).await.unwrap();
-    };
+    let restart_as_replica =
+        async |servers: &mut [Postgres], uids: &mut BTreeMap<String, String>, i: usize| {
+            uids.insert(pod(i), labelled(env, client, &pod(i), "replica").await);
+            let member = script.member(
+                &pod(i),
+                "replica",
+                (service.host(), service.port()),
+                REPLICATION_PASSWORD,
+            );
+            servers[i].restart_as(member).await.unwrap();
+        };
     // Every replica streams (the old primary just rejoined).
-    eventually(env, "every replica streaming", WAIT, || async {
-        let status = dbs.get(NAME).await.ok()?.status?;
-        let replicating = condition::find(&status.conditions, types::REPLICATING)?;
-        (replicating.status == condition::ConditionStatus::True).then_some(())
-    })
-    .await;
+    settle(world, servers, uids).await;
     ask_for_primary(dbs, &pod(2)).await;
     eventually(env, "the primary on pod 2", WAIT, || primary_is(pod(2))).await;
     labelled(env, client, &pod(2), "primary").await;
-    restart_as_replica(servers, 0).await;
-    // Pod 0, rewound, streams from pod 2. (Pod 1 may have received WAL from
-    // pod 0 after the fence that pod 2 never had: it then cannot follow
-    // until its pod restarts, which the operator does not do by itself yet.)
-    eventually(env, "pod 0 streaming from pod 2", WAIT, || async {
-        let status = dbs.get(NAME).await.ok()?.status?;
-        status
-            .replication?
-            .members
-            .iter()
-            .any(|m| m.pod == pod(0) && m.state == MemberState::Streaming)
-            .then_some(())
-    })
-    .await;
+    restart_as_replica(servers, uids, 0).await;
+    // Pod 0, rewound, streams from pod 2; so does pod 1, restarted by the
+    // operator if it received WAL from pod 0 that pod 2 never had.
+    settle(world, servers, uids).await;
 
     // Scale to 2 (and let the operator choose): pod 2 stays until the
     // primary has left it. A watcher samples the StatefulSet's size and the
@@ -579,6 +675,7 @@ async fn scale_down_off_the_primary(world: World<'_>, servers: &mut [Postgres]) 
 async fn switch_back_with_a_writer(
     world: World<'_>,
     servers: &mut [Postgres],
+    uids: &mut BTreeMap<String, String>,
     from: &str,
     admin_password: &str,
 ) {
@@ -607,6 +704,19 @@ async fn switch_back_with_a_writer(
     })
     .await;
     labelled(env, client, &pod(0), "primary").await;
+    // The old primary restarts as a replica (in sync mode pod 0's commits
+    // wait for it or for the third member).
+    uids.insert(
+        from.to_owned(),
+        labelled(env, client, from, "replica").await,
+    );
+    let member = script.member(
+        from,
+        "replica",
+        (service.host(), service.port()),
+        REPLICATION_PASSWORD,
+    );
+    servers[old].restart_as(member).await.unwrap();
     // Writes go on, now on pod 0, through the Service.
     let switched_at = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -640,15 +750,7 @@ async fn switch_back_with_a_writer(
     assert_eq!(written_on_pod0, 1, "writes resumed on pod 0");
     assert!(switched_at.elapsed() >= Duration::from_secs(3));
 
-    // The old primary restarts as a replica and follows.
-    labelled(env, client, from, "replica").await;
-    let member = script.member(
-        from,
-        "replica",
-        (service.host(), service.port()),
-        REPLICATION_PASSWORD,
-    );
-    servers[old].restart_as(member).await.unwrap();
+    // The old primary follows as a replica.
     let rows = stored.len();
     let follower = &servers[old];
     eventually(env, "the old primary to follow", WAIT, || async {

@@ -381,3 +381,134 @@ async fn a_fenced_primary_acknowledges_nothing_its_replica_lacks() -> Result<()>
     refuses_writes(&primary).await?;
     Ok(())
 }
+
+/// Inserts a row in a transaction of its own and returns its id once
+/// COMMIT has answered: an implicit transaction commits only after the
+/// statement's reply, so a returned row is not yet an acknowledged write.
+async fn insert_committed(client: &mut tokio_postgres::Client) -> Result<i32> {
+    let transaction = client.transaction().await?;
+    let id = transaction
+        .query_one("INSERT INTO ledger (memo) VALUES ('w') RETURNING id", &[])
+        .await?
+        .get(0);
+    transaction.commit().await?;
+    Ok(id)
+}
+
+/// Sync mode as the operator sets it (`synchronous_standby_names` on every
+/// member): a commit waits while no replica confirms it, and when the
+/// primary dies under writers, the most advanced replica, promoted, holds
+/// every write the primary acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_sync_mode_a_failover_loses_no_acknowledged_write() -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let script = InstanceScript::postgresql()?;
+    // The test servers lower synchronous_commit; a product server keeps
+    // PostgreSQL's default, on.
+    let settings = format!("{}synchronous_commit = on\n", postgresql::settings(1 << 30));
+    let mut pod0 = Postgres::start_configured(&settings).await?;
+    let service = Proxy::start(address(&pod0)).await?;
+    let password = Password::new(REPLICATION_PASSWORD);
+    postgresql::ensure_login(&target(&pod0), &password).await?;
+    let replicas = ["db-1".to_owned(), "db-2".to_owned()];
+    postgresql::ensure_slots(&target(&pod0), "db", &replicas).await?;
+    pod0.connect()
+        .await?
+        .batch_execute("CREATE TABLE ledger (id serial PRIMARY KEY, memo text)")
+        .await?;
+    let admin = pod0.admin_password().to_owned();
+    let pod1 = Postgres::start_member(&admin, member(&script, &service, "db-1", "replica")).await?;
+    let mut pod2 =
+        Postgres::start_member(&admin, member(&script, &service, "db-2", "replica")).await?;
+    let pods = ["db-0".to_owned(), "db-1".to_owned(), "db-2".to_owned()];
+    let names = postgresql::synchronous_standby_names(&pods, true);
+    for pg in [&pod0, &pod1, &pod2] {
+        postgresql::set_synchronous_standby_names(&target(pg), &names).await?;
+        let state = postgresql::member(&target(pg)).await?;
+        assert_eq!(state.synchronous_standby_names, names);
+    }
+
+    // No replica confirms (pod 2 down, pod 1 cut off): a commit waits.
+    pod2.stop();
+    service.point_at("127.0.0.1:1".parse()?);
+    let mut client = pod0.connect().await?;
+    let waiting = tokio::time::timeout(Duration::from_secs(3), insert_committed(&mut client)).await;
+    ensure!(
+        waiting.is_err(),
+        "a commit returned while no replica confirmed it: {waiting:?}"
+    );
+    // The replicas come back: commits return again.
+    service.point_at(address(&pod0));
+    drop(client);
+    pod2.restart_as(member(&script, &service, "db-2", "replica"))
+        .await?;
+    let mut client = pod0.connect().await?;
+    tokio::time::timeout(Duration::from_secs(30), insert_committed(&mut client))
+        .await
+        .context("a commit waited with both replicas back")??;
+
+    // Writers commit as fast as they can; the primary dies among them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            let config = pod0.config();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut acked: Vec<i32> = Vec::new();
+                let Ok((mut client, connection)) = config.connect(tokio_postgres::NoTls).await
+                else {
+                    return acked;
+                };
+                tokio::spawn(connection);
+                while !stop.load(Ordering::SeqCst) {
+                    match insert_committed(&mut client).await {
+                        Ok(id) => acked.push(id),
+                        Err(_) => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pod0.kill();
+    stop.store(true, Ordering::SeqCst);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await?);
+    }
+    ensure!(
+        acked.len() > 20,
+        "the writers wrote little: {}",
+        acked.len()
+    );
+
+    // As the operator's failover: every replica answers, the most advanced
+    // one is promoted.
+    let mut best = None;
+    for pg in [&pod1, &pod2] {
+        let state = postgresql::member(&target(pg)).await?;
+        let position = state.received_lsn.unwrap_or(state.lsn).max(state.lsn);
+        if best.as_ref().is_none_or(|(p, _)| position > *p) {
+            best = Some((position, pg));
+        }
+    }
+    let (_, promoted) = best.context("no replica")?;
+    postgresql::promote(&target(promoted)).await?;
+    let stored: std::collections::BTreeSet<i32> = promoted
+        .connect()
+        .await?
+        .query("SELECT id FROM ledger", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<&i32> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    ensure!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // The promoted standby waits for the others from its first commit.
+    let state = postgresql::member(&target(promoted)).await?;
+    assert_eq!(state.synchronous_standby_names, names);
+    Ok(())
+}

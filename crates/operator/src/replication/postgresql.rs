@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use tokio_postgres::error::SqlState;
 
 use crate::users::postgresql::{connect, db_error, ensure_role};
-use crate::users::quote::pg_ident;
+use crate::users::quote::{pg_ident, pg_literal};
 use crate::users::{Password, Target, UserError, UserSpec};
 
 /// The start of every server of a replicated PostgreSQL Database: seeding,
@@ -37,6 +37,10 @@ pub const REWIND_FUNCTIONS: [&str; 4] = [
 ///   the primary's disk;
 /// - `hot_standby_feedback`, so that queries on replicas are not cancelled
 ///   by vacuum on the primary.
+///
+/// Sync mode relies on `synchronous_commit = on`, PostgreSQL's default,
+/// which these settings leave alone (a session that lowers it for its own
+/// transactions waits for no replica).
 pub fn settings(volume_bytes: u64) -> String {
     let mib = volume_bytes / (1024 * 1024);
     let keep = (mib / 8).clamp(64, 1024);
@@ -97,6 +101,12 @@ pub async fn ensure_login(target: &Target, password: &Password) -> Result<(), Us
     target.refuse_admin(username)?;
     let client = connect(target, &target.default_database).await?;
     let secrets = [password.expose(), target.admin_password.expose()];
+    // In sync mode a commit waits for a replica, and no replica can copy
+    // the primary before this login exists: these commits wait for none.
+    client
+        .batch_execute("SET synchronous_commit = local")
+        .await
+        .map_err(|e| db_error(&e, &secrets))?;
     let user = UserSpec::operator_login(username, password, LOGIN_CONNECTION_LIMIT);
     ensure_role(&client, &user, &secrets).await?;
     for sql in login_grants(username)? {
@@ -234,6 +244,13 @@ async fn set_read_only(
 /// other client session ends, so a transaction in flight aborts rather than
 /// commits. Returns the WAL position after which nothing more is written:
 /// once a replica has replayed it, it holds every acknowledged write.
+///
+/// The fenced server still writes a little WAL (running-transactions
+/// records, its shutdown checkpoint when its pod restarts) that another
+/// replica still streaming from it may receive and the promoted one never
+/// has: that replica cannot follow the new primary until it is rewound,
+/// which the operator does by restarting it
+/// (`decide::cannot_follow`).
 pub async fn fence(target: &Target) -> Result<u64, UserError> {
     let secrets = [target.admin_password.expose()];
     let client = connect(target, &target.default_database).await?;
@@ -305,6 +322,49 @@ pub async fn fence(target: &Target) -> Result<u64, UserError> {
         .map_err(|_| UserError::Refused(format!("unexpected WAL position {lsn:?}")))
 }
 
+/// The `synchronous_standby_names` of every member of a Database whose
+/// pods are `pods`: in sync mode a commit waits until any one of them (by
+/// the application name the instance script gives each replica, its slot
+/// name) has flushed it; in async mode nothing waits (`""`).
+///
+/// Every member carries the same list, the primary's own name included
+/// (it never streams from itself), so that a standby promoted by a failover
+/// waits for the others from its first commit: the list is a property of
+/// the Database, not of the current primary. A new replica copying the
+/// primary (`pg_basebackup`, without a slot) never counts as confirming.
+pub fn synchronous_standby_names(pods: &[String], sync: bool) -> String {
+    if !sync || pods.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = pods
+        .iter()
+        .map(|p| format!("\"{}\"", slot_name(p)))
+        .collect();
+    format!("ANY 1 ({})", names.join(", "))
+}
+
+/// Sets `synchronous_standby_names` on `target` (a primary or a standby,
+/// which keeps it for when it is promoted) and reloads it.
+pub async fn set_synchronous_standby_names(target: &Target, names: &str) -> Result<(), UserError> {
+    let secrets = [target.admin_password.expose()];
+    let client = connect(target, &target.default_database).await?;
+    let set = if names.is_empty() {
+        "ALTER SYSTEM RESET synchronous_standby_names".to_owned()
+    } else {
+        format!(
+            "ALTER SYSTEM SET synchronous_standby_names = {}",
+            pg_literal(names)?
+        )
+    };
+    for sql in [set.as_str(), "SELECT pg_reload_conf()"] {
+        client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+    }
+    Ok(())
+}
+
 /// Lifts a [`fence`]: the switchover did not happen.
 pub async fn unfence(target: &Target) -> Result<(), UserError> {
     let secrets = [target.admin_password.expose()];
@@ -354,6 +414,8 @@ pub struct Member {
     /// New transactions are read-only (`default_transaction_read_only`):
     /// a primary fenced by a switchover, which takes no writes.
     pub read_only: bool,
+    /// Its `synchronous_standby_names`.
+    pub synchronous_standby_names: String,
 }
 
 /// Asks `target` what it is.
@@ -373,7 +435,8 @@ pub async fn member(target: &Target) -> Result<Member, UserError> {
                     (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::text,
                     COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),
                     (SELECT received_tli FROM pg_stat_wal_receiver)::int4,
-                    current_setting('default_transaction_read_only') = 'on'",
+                    current_setting('default_transaction_read_only') = 'on',
+                    current_setting('synchronous_standby_names')",
             &[],
         )
         .await
@@ -389,6 +452,7 @@ pub async fn member(target: &Target) -> Result<Member, UserError> {
         received_lsn: if in_recovery { bytes(row.get(3)) } else { None },
         streaming: row.get(4),
         read_only: row.get(6),
+        synchronous_standby_names: row.get(7),
     })
 }
 
@@ -403,6 +467,21 @@ mod tests {
         assert_eq!(slot_name(&"x".repeat(80)).len(), 63);
         // The script's own transformation.
         assert!(INSTANCE_SCRIPT.contains("tr -c 'a-z0-9_' '_' | cut -c1-63"));
+    }
+
+    #[test]
+    fn sync_mode_waits_for_any_one_member_by_its_slot_name() {
+        let pods = [
+            "orders-0".to_owned(),
+            "orders-1".to_owned(),
+            "orders-2".to_owned(),
+        ];
+        assert_eq!(
+            synchronous_standby_names(&pods, true),
+            r#"ANY 1 ("orders_0", "orders_1", "orders_2")"#
+        );
+        assert_eq!(synchronous_standby_names(&pods, false), "");
+        assert_eq!(synchronous_standby_names(&[], true), "");
     }
 
     #[test]

@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use database_operator_api::v1::replication::{
     MemberState, MemberStatus, ReplicationSpec, lag_bound, lag_step,
 };
@@ -132,8 +134,75 @@ pub(crate) fn members(
                 role: role.to_owned(),
                 state,
                 lag,
+                since: None,
             }
         })
+        .collect()
+}
+
+/// Records since when each replica that is not streaming has been in its
+/// state: the time recorded in `previous` while the state is the same, else
+/// `now`. The primary and streaming replicas carry none, so a healthy
+/// cluster's status does not change with time.
+pub(crate) fn stamp(members: &mut [MemberStatus], previous: &[MemberStatus], now: &Time) {
+    for member in members {
+        member.since =
+            (member.role == REPLICA && member.state != MemberState::Streaming).then(|| {
+                previous
+                    .iter()
+                    .find(|p| p.pod == member.pod && p.state == member.state)
+                    .and_then(|p| p.since.clone())
+                    .unwrap_or_else(|| now.clone())
+            });
+    }
+}
+
+/// How long a replica on an older timeline than the primary's may go
+/// without streaming before it is restarted: following a promotion takes
+/// a standby a few seconds (it reconnects and reads the new timeline's
+/// history); one that has not after this received WAL the new primary never
+/// had, and cannot follow until it is rewound.
+pub(crate) const FOLLOW_GRACE: Duration = Duration::from_secs(30);
+
+/// The replicas that cannot follow the primary: they answer as standbys on
+/// an older timeline than the primary's, and have not streamed for
+/// [`FOLLOW_GRACE`]. Restarting one runs the instance script, which rewinds
+/// it to the primary's history (or copies the primary afresh).
+pub(crate) fn cannot_follow(
+    primary: &str,
+    seen: &[Seen],
+    members: &[MemberStatus],
+    now: &Time,
+) -> Vec<String> {
+    let Some(timeline) = seen
+        .iter()
+        .find(|s| s.pod == primary)
+        .and_then(|s| s.answer.as_ref())
+        .filter(|m| !m.in_recovery)
+        .map(|m| m.timeline)
+    else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .filter(|m| m.role == REPLICA && m.state == MemberState::CatchingUp)
+        .filter(|m| {
+            m.since.as_ref().is_some_and(|since| {
+                now.0
+                    .duration_since(since.0)
+                    .try_into()
+                    .is_ok_and(|d: Duration| d >= FOLLOW_GRACE)
+            })
+        })
+        .filter(|m| {
+            seen.iter().any(|s| {
+                s.pod == m.pod
+                    && s.answer
+                        .as_ref()
+                        .is_some_and(|a| a.in_recovery && !a.streaming && a.timeline < timeline)
+            })
+        })
+        .map(|m| m.pod.clone())
         .collect()
 }
 
@@ -276,6 +345,28 @@ pub(crate) fn decide(
     let Some((best, _)) = best else {
         return Decision::Stuck("no replica answers".into());
     };
+    // In sync mode each acknowledged write is on at least one replica, not
+    // necessarily on every one: the most advanced of them holds them all
+    // only when every replica answered.
+    if spec.is_sync() && !spec.allow_lagging_failover {
+        let database = primary.rsplit_once('-').map_or(primary, |(name, _)| name);
+        let silent: Vec<String> = (0..replicas)
+            .map(|n| format!("{database}-{n}"))
+            .filter(|pod| pod != primary)
+            .filter(|pod| {
+                !seen
+                    .iter()
+                    .any(|s| &s.pod == pod && s.answer.as_ref().is_some_and(|m| m.in_recovery))
+            })
+            .collect();
+        if !silent.is_empty() {
+            return Decision::Stuck(format!(
+                "in sync mode a failover waits until every replica answers, since only one of them may hold the latest acknowledged writes: {} does not; set spec.replication.allowLaggingFailover to promote {} anyway",
+                silent.join(", "),
+                best.pod
+            ));
+        }
+    }
     let lag = members
         .iter()
         .find(|m| m.pod == best.pod)
@@ -302,6 +393,7 @@ pub(crate) fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use database_operator_api::v1::replication::ReplicationMode;
 
     fn pod(name: &str, role: Option<&str>) -> Pod {
         Pod {
@@ -319,6 +411,7 @@ mod tests {
             received_lsn: None,
             streaming: false,
             read_only: false,
+            synchronous_standby_names: String::new(),
         })
     }
 
@@ -330,6 +423,7 @@ mod tests {
             received_lsn: Some(received),
             streaming,
             read_only: false,
+            synchronous_standby_names: String::new(),
         })
     }
 
@@ -625,6 +719,117 @@ mod tests {
         assert!(matches!(
             decide("db-0", &now, &status, after, &generous, 3),
             Decision::Promote { .. }
+        ));
+    }
+
+    fn at(seconds: i64) -> Time {
+        Time(jiff::Timestamp::from_second(1_800_000_000 + seconds).unwrap())
+    }
+
+    #[test]
+    fn a_replica_that_cannot_follow_a_new_timeline_is_restarted_after_a_grace() {
+        let on = |timeline: u32, member: Option<Member>| member.map(|m| Member { timeline, ..m });
+        // db-2 received WAL of timeline 1 that db-1, promoted on timeline 2,
+        // never had: it answers, but does not stream.
+        let seen = [
+            answer("db-0", on(1, standby(1 << 20, true))),
+            answer("db-1", on(2, primary_at(2 << 20))),
+            answer("db-2", on(1, standby(1 << 20, false))),
+        ];
+        let mut first = members("db-1", &seen, &[]);
+        stamp(&mut first, &[], &at(0));
+        assert_eq!(first[2].since, Some(at(0)));
+        assert_eq!(first[1].since, None, "the primary carries no time");
+        assert!(
+            cannot_follow("db-1", &seen, &first, &at(5)).is_empty(),
+            "within the grace"
+        );
+        // Later passes keep the first time (no status write while nothing changes).
+        let mut later = members("db-1", &seen, &first);
+        stamp(&mut later, &first, &at(40));
+        assert_eq!(later, first);
+        assert_eq!(cannot_follow("db-1", &seen, &later, &at(40)), ["db-2"]);
+        // db-0, streaming on the old timeline a moment after the promotion,
+        // is following: it is never restarted. Nor is a replica on the
+        // primary's timeline (a restart would not help it).
+        let same = [
+            answer("db-1", on(2, primary_at(2 << 20))),
+            answer("db-2", on(2, standby(1 << 20, false))),
+        ];
+        let mut status = members("db-1", &same, &[]);
+        stamp(&mut status, &[], &at(0));
+        assert!(cannot_follow("db-1", &same, &status, &at(100)).is_empty());
+        // Without a primary that answers, nothing is judged.
+        let headless = [answer("db-2", on(1, standby(1 << 20, false)))];
+        assert!(cannot_follow("db-1", &headless, &later, &at(100)).is_empty());
+        // Once it streams, its time is gone.
+        let streaming = [
+            answer("db-1", on(2, primary_at(2 << 20))),
+            answer("db-2", on(2, standby(2 << 20, true))),
+        ];
+        let mut healed = members("db-1", &streaming, &later);
+        stamp(&mut healed, &later, &at(60));
+        assert_eq!(healed[1].since, None);
+    }
+
+    #[test]
+    fn in_sync_mode_a_failover_waits_for_every_replica() {
+        let sync = ReplicationSpec {
+            mode: Some(ReplicationMode::Sync),
+            ..spec()
+        };
+        let before = [
+            answer("db-0", primary_at(1 << 20)),
+            answer("db-1", standby(1 << 20, true)),
+            answer("db-2", standby(1 << 20, true)),
+        ];
+        let recorded = members("db-0", &before, &[]);
+        let after = Some(Duration::from_secs(60));
+        // db-2 may be the one replica that confirmed the last commits.
+        let now = [
+            answer("db-0", None),
+            answer("db-1", standby(1 << 20, false)),
+            answer("db-2", None),
+        ];
+        let status = members("db-0", &now, &recorded);
+        let Decision::Stuck(why) = decide("db-0", &now, &status, after, &sync, 3) else {
+            panic!("promoted while a replica that may hold acknowledged writes was silent");
+        };
+        assert!(why.contains("db-2") && why.contains("sync"), "{why}");
+        // Async mode promotes db-1 (its lag is within the bound).
+        assert!(matches!(
+            decide("db-0", &now, &status, after, &spec(), 3),
+            Decision::Promote { pod, .. } if pod == "db-1"
+        ));
+        // A pod that does not exist is as silent as one that does not answer.
+        let gone = [
+            answer("db-0", None),
+            answer("db-1", standby(1 << 20, false)),
+        ];
+        assert!(matches!(
+            decide("db-0", &gone, &status, after, &sync, 3),
+            Decision::Stuck(_)
+        ));
+        // Once every replica answers, the most advanced one holds every
+        // acknowledged write.
+        let all = [
+            answer("db-0", None),
+            answer("db-1", standby(1 << 20, false)),
+            answer("db-2", standby((1 << 20) + 10, false)),
+        ];
+        let status = members("db-0", &all, &recorded);
+        assert!(matches!(
+            decide("db-0", &all, &status, after, &sync, 3),
+            Decision::Promote { pod, .. } if pod == "db-2"
+        ));
+        // The user may choose availability.
+        let allow = ReplicationSpec {
+            allow_lagging_failover: true,
+            ..sync
+        };
+        assert!(matches!(
+            decide("db-0", &now, &status, after, &allow, 3),
+            Decision::Promote { pod, .. } if pod == "db-1"
         ));
     }
 

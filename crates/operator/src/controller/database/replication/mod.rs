@@ -156,12 +156,15 @@ pub(crate) async fn reconcile(
         }
     }))
     .await;
-    let members = decide::members(&primary, &seen, &previous.members);
+    let spec = db.spec.replication.clone().unwrap_or_default();
+    keep_commit_mode(&members_of, &seen, spec.is_sync()).await?;
+    let now = now();
+    let mut members = decide::members(&primary, &seen, &previous.members);
+    decide::stamp(&mut members, &previous.members, &now);
     for (pod, caught_up) in decide::caught_up(&pods, &members) {
         let value = if caught_up { "true" } else { "false" };
         set_label(&pods_api, &pod, CAUGHT_UP_LABEL, value).await?;
     }
-    let now = now();
     let answered = seen.iter().any(|s| s.pod == primary && s.answer.is_some());
     let since = (!answered).then(|| {
         previous
@@ -172,7 +175,6 @@ pub(crate) async fn reconcile(
     let unanswered_for = since
         .as_ref()
         .map(|s| Duration::try_from(now.0.duration_since(s.0)).unwrap_or_default());
-    let spec = db.spec.replication.clone().unwrap_or_default();
     let decision = decide::decide(
         &primary,
         &seen,
@@ -206,6 +208,15 @@ pub(crate) async fn reconcile(
                 // A replica that cannot stream may be waiting for its login.
                 ensure_login(ctx, namespace, &names, &primary_target).await?;
             }
+            for pod in decide::cannot_follow(&primary, &seen, &status.members, &now) {
+                members_of.restart(&pod).await?;
+                let note = format!(
+                    "{pod} has not followed {primary}'s timeline for {}s: it received WAL that {primary} never had; restarted, to be rewound to {primary}'s history",
+                    decide::FOLLOW_GRACE.as_secs()
+                );
+                warn!(database = %name, %note, "rewinding a replica");
+                publish(ctx, db, EventType::Warning, "RewindingReplica", note).await;
+            }
             let slots = postgresql::ensure_slots(&primary_target, &name, &replicas)
                 .await
                 .step("keeping the replication slots on", primary.clone())?;
@@ -221,11 +232,21 @@ pub(crate) async fn reconcile(
                     generation,
                 )
             } else {
+                let mut message = lagging.join("; ");
+                let streaming = status
+                    .members
+                    .iter()
+                    .any(|m| m.state == MemberState::Streaming);
+                if spec.is_sync() && !streaming {
+                    message.push_str(
+                        "; in sync mode commits wait until a replica confirms them, and none streams",
+                    );
+                }
                 Condition::new(
                     types::REPLICATING,
                     false,
                     "ReplicasNotStreaming",
-                    lagging.join("; "),
+                    message,
                     generation,
                 )
             }
@@ -282,7 +303,9 @@ pub(crate) async fn reconcile(
             )
         }
         Decision::Promote { pod, lag } => {
-            members_of.fail_over(&primary, &pod, lag.as_deref()).await?;
+            members_of
+                .fail_over(&primary, &pod, lag.as_deref(), spec.is_sync())
+                .await?;
             status.primary = Some(pod.clone());
             status.primary_unreachable_since = None;
             requeue = Duration::from_secs(2);
@@ -320,6 +343,27 @@ pub(crate) async fn reconcile(
         condition: Some(condition),
         requeue: Some(requeue),
     })
+}
+
+/// Gives every member that answered the Database's
+/// `synchronous_standby_names` where it differs: the standbys keep it for
+/// when one of them is promoted.
+async fn keep_commit_mode(members: &Members<'_>, seen: &[Seen], sync: bool) -> Result<()> {
+    let pods: Vec<String> = (0..members.db.spec.replicas)
+        .map(|n| format!("{}-{n}", members.db.name_any()))
+        .collect();
+    let wanted = postgresql::synchronous_standby_names(&pods, sync);
+    for s in seen {
+        let Some(answer) = &s.answer else { continue };
+        if answer.synchronous_standby_names == wanted {
+            continue;
+        }
+        postgresql::set_synchronous_standby_names(&members.target(&s.pod), &wanted)
+            .await
+            .step("setting synchronous_standby_names on", s.pod.clone())?;
+        info!(pod = %s.pod, synchronous_standby_names = %wanted, "commit mode");
+    }
+    Ok(())
 }
 
 /// Sets the role label of every pod whose label differs.
@@ -412,13 +456,20 @@ impl Members<'_> {
 
     /// Promotes `new`, records it as the primary, moves the labels and
     /// deletes the old primary's pod, which restarts as a rewound replica.
-    async fn fail_over(&self, old: &str, new: &str, lag: Option<&str>) -> Result<()> {
+    async fn fail_over(&self, old: &str, new: &str, lag: Option<&str>, sync: bool) -> Result<()> {
         warn!(database = %self.db.name_any(), old, new, "failing over");
         self.promote(new).await?;
         self.record_and_fence(old, new).await?;
+        let loss = if sync {
+            "in sync mode every replica answered, and the most advanced one holds every acknowledged write: none is lost (writes the old primary had not acknowledged may be)".to_owned()
+        } else {
+            format!(
+                "which lagged {} behind it: with asynchronous replication the writes in that lag are lost",
+                lag.unwrap_or("an unknown amount")
+            )
+        };
         let note = format!(
-            "the primary {old} stopped answering; promoted {new}, which lagged {} behind it: with asynchronous replication the writes in that lag are lost. {old} restarts as a replica, rewound to {new}'s history",
-            lag.unwrap_or("an unknown amount")
+            "the primary {old} stopped answering; promoted {new}, {loss}. {old} restarts as a replica, rewound to {new}'s history"
         );
         publish(self.ctx, self.db, EventType::Warning, "FailedOver", note).await;
         Ok(())
