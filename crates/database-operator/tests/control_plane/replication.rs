@@ -290,7 +290,8 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     );
     let mut servers = vec![Postgres::start_configured(&settings).await.unwrap()];
     let admin_password = servers[0].admin_password().to_owned();
-    for _ in 1..3 {
+    // Pods 0-2 first; pods 3 and 4 when the Database scales to 5.
+    for _ in 1..5 {
         servers.push(Postgres::prepare_member(&admin_password).unwrap());
     }
     let service = Arc::new(Proxy::start(address(&servers[0])).await.unwrap());
@@ -360,7 +361,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     // The uid of each pod when its server last (re)started, as the kubelet
     // knows which containers it runs.
     let mut uids = BTreeMap::new();
-    for (i, server) in servers.iter_mut().enumerate().skip(1) {
+    for (i, server) in servers.iter_mut().enumerate().skip(1).take(2) {
         uids.insert(pod(i), labelled(&env, &client, &pod(i), "replica").await);
         let member = script.member(
             &pod(i),
@@ -398,7 +399,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         ]
     );
     write(&servers[0], "replicated").await.unwrap();
-    for replica in &servers[1..] {
+    for replica in &servers[1..3] {
         holds(&env, replica, &["first", "replicated"]).await;
     }
     assert_eq!(
@@ -418,7 +419,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     .await;
 
     // In sync mode every member waits for one replica.
-    for pg in &servers {
+    for pg in &servers[..3] {
         eventually(
             &env,
             "synchronous_standby_names on every member",
@@ -512,7 +513,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         "rewound, not copied afresh:\n{log}"
     );
     let want = ["first", "replicated", "after the failover"];
-    for pg in &servers {
+    for pg in &servers[..3] {
         holds(&env, pg, &want).await;
     }
     let refused = write(&servers[0], "must not land").await.unwrap_err();
@@ -563,9 +564,11 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     scale_down_off_the_primary(world, &mut servers, &mut uids).await;
 }
 
-/// The primary moves to pod 2, then the Database scales to 2 members: the
-/// operator keeps pod 2 until the primary has moved to a remaining replica,
-/// then the StatefulSet removes it. The primary is never removed.
+/// The Database scales from 3 to 5 members (the new ones copy the primary
+/// and stream), the primary moves to pod 2, then the Database scales to 2
+/// members: the operator keeps pod 2 until the primary has moved to a
+/// remaining replica, then the StatefulSet removes pods 2 to 4. The primary
+/// is never removed, and `<name>-readonly` never sends reads to it.
 async fn scale_down_off_the_primary(
     world: World<'_>,
     servers: &mut [Postgres],
@@ -596,6 +599,28 @@ async fn scale_down_off_the_primary(
         };
     // Every replica streams (the old primary just rejoined).
     settle(world, servers, uids).await;
+    // 3 -> 5: pods 3 and 4 copy the primary (the test kubelet starts their
+    // servers) and stream.
+    dbs.patch(
+        NAME,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
+    )
+    .await
+    .unwrap();
+    for i in [3, 4] {
+        labelled(env, client, &pod(i), "replica").await;
+    }
+    settle(world, servers, uids).await;
+    let first_rows = ledger(&servers[0]).await;
+    for pg in &servers[3..] {
+        holds(
+            env,
+            pg,
+            &first_rows.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await;
+    }
     ask_for_primary(dbs, &pod(2)).await;
     eventually(env, "the primary on pod 2", WAIT, || primary_is(pod(2))).await;
     labelled(env, client, &pod(2), "primary").await;
@@ -605,14 +630,17 @@ async fn scale_down_off_the_primary(
     settle(world, servers, uids).await;
 
     // Scale to 2 (and let the operator choose): pod 2 stays until the
-    // primary has left it. A watcher samples the StatefulSet's size and the
-    // recorded primary throughout.
+    // primary has left it. A watcher samples the StatefulSet's size, the
+    // recorded primary and the read-only Service's endpoints throughout.
     let watching = Arc::new(AtomicBool::new(true));
     let samples = {
         let (statefulsets, dbs, watching) = (statefulsets.clone(), dbs.clone(), watching.clone());
+        let client = client.clone();
         tokio::spawn(async move {
             let mut seen = Vec::new();
+            let mut readers = Vec::new();
             while watching.load(Ordering::SeqCst) {
+                readers.push(endpoints(&client, &format!("{NAME}-readonly")).await);
                 let size = statefulsets
                     .get(NAME)
                     .await
@@ -626,7 +654,7 @@ async fn scale_down_off_the_primary(
                 seen.push((size, primary));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            seen
+            (seen, readers)
         })
     };
     dbs.patch(
@@ -650,7 +678,20 @@ async fn scale_down_off_the_primary(
     })
     .await;
     watching.store(false, Ordering::SeqCst);
-    let samples = samples.await.unwrap();
+    let (samples, readers) = samples.await.unwrap();
+    // Reads never went to a settled primary: no endpoint list names the
+    // primary recorded in its sample and in the one before (EndpointSlices
+    // follow the labels a moment after a move).
+    for (i, pods) in readers.iter().enumerate().skip(1) {
+        if let (Some(primary), Some(before)) = (&samples[i].1, &samples[i - 1].1)
+            && primary == before
+        {
+            assert!(
+                !pods.contains(primary),
+                "sample {i}: {pods:?} includes the primary {primary}"
+            );
+        }
+    }
     assert!(
         !samples
             .iter()
@@ -658,7 +699,7 @@ async fn scale_down_off_the_primary(
         "the StatefulSet shrank while pod 2 was the primary: {samples:?}"
     );
     assert!(
-        samples.iter().any(|(size, _)| *size == Some(3)),
+        samples.iter().any(|(size, _)| *size == Some(5)),
         "{samples:?}"
     );
     let new = moved_to

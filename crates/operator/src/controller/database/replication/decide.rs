@@ -28,6 +28,8 @@ pub(crate) struct Pod {
     pub role: Option<String>,
     /// Its `example.com/caught-up` label is `"true"`.
     pub caught_up: bool,
+    /// When the pod was created.
+    pub created: Option<Time>,
 }
 
 /// What a member's server said of itself (`None`: it did not answer).
@@ -167,13 +169,22 @@ pub(crate) const FOLLOW_GRACE: Duration = Duration::from_secs(30);
 /// The replicas that cannot follow the primary: they answer as standbys on
 /// an older timeline than the primary's, and have not streamed for
 /// [`FOLLOW_GRACE`]. Restarting one runs the instance script, which rewinds
-/// it to the primary's history (or copies the primary afresh).
+/// it to the primary's history (or copies the primary afresh). A pod
+/// younger than the grace is left alone: its server may be the one the
+/// last restart is still stopping.
 pub(crate) fn cannot_follow(
     primary: &str,
     seen: &[Seen],
     members: &[MemberStatus],
+    pods: &[Pod],
     now: &Time,
 ) -> Vec<String> {
+    let older_than_grace = |t: &Time| {
+        now.0
+            .duration_since(t.0)
+            .try_into()
+            .is_ok_and(|d: Duration| d >= FOLLOW_GRACE)
+    };
     let Some(timeline) = seen
         .iter()
         .find(|s| s.pod == primary)
@@ -186,13 +197,10 @@ pub(crate) fn cannot_follow(
     members
         .iter()
         .filter(|m| m.role == REPLICA && m.state == MemberState::CatchingUp)
+        .filter(|m| m.since.as_ref().is_some_and(older_than_grace))
         .filter(|m| {
-            m.since.as_ref().is_some_and(|since| {
-                now.0
-                    .duration_since(since.0)
-                    .try_into()
-                    .is_ok_and(|d: Duration| d >= FOLLOW_GRACE)
-            })
+            pods.iter()
+                .any(|p| p.name == m.pod && p.created.as_ref().is_some_and(older_than_grace))
         })
         .filter(|m| {
             seen.iter().any(|s| {
@@ -400,6 +408,7 @@ mod tests {
             name: name.into(),
             role: role.map(Into::into),
             caught_up: false,
+            created: Some(at(-3600)),
         }
     }
 
@@ -736,19 +745,31 @@ mod tests {
             answer("db-1", on(2, primary_at(2 << 20))),
             answer("db-2", on(1, standby(1 << 20, false))),
         ];
+        let mut pods: Vec<Pod> = ["db-0", "db-1", "db-2"]
+            .iter()
+            .map(|n| pod(n, None))
+            .collect();
         let mut first = members("db-1", &seen, &[]);
         stamp(&mut first, &[], &at(0));
         assert_eq!(first[2].since, Some(at(0)));
         assert_eq!(first[1].since, None, "the primary carries no time");
         assert!(
-            cannot_follow("db-1", &seen, &first, &at(5)).is_empty(),
+            cannot_follow("db-1", &seen, &first, &pods, &at(5)).is_empty(),
             "within the grace"
         );
         // Later passes keep the first time (no status write while nothing changes).
         let mut later = members("db-1", &seen, &first);
         stamp(&mut later, &first, &at(40));
         assert_eq!(later, first);
-        assert_eq!(cannot_follow("db-1", &seen, &later, &at(40)), ["db-2"]);
+        assert_eq!(
+            cannot_follow("db-1", &seen, &later, &pods, &at(40)),
+            ["db-2"]
+        );
+        // Its pod, just recreated by that restart, is not restarted again
+        // while its old server may still be stopping.
+        pods[2].created = Some(at(39));
+        assert!(cannot_follow("db-1", &seen, &later, &pods, &at(40)).is_empty());
+        pods[2].created = Some(at(-3600));
         // db-0, streaming on the old timeline a moment after the promotion,
         // is following: it is never restarted. Nor is a replica on the
         // primary's timeline (a restart would not help it).
@@ -758,10 +779,10 @@ mod tests {
         ];
         let mut status = members("db-1", &same, &[]);
         stamp(&mut status, &[], &at(0));
-        assert!(cannot_follow("db-1", &same, &status, &at(100)).is_empty());
+        assert!(cannot_follow("db-1", &same, &status, &pods, &at(100)).is_empty());
         // Without a primary that answers, nothing is judged.
         let headless = [answer("db-2", on(1, standby(1 << 20, false)))];
-        assert!(cannot_follow("db-1", &headless, &later, &at(100)).is_empty());
+        assert!(cannot_follow("db-1", &headless, &later, &pods, &at(100)).is_empty());
         // Once it streams, its time is gone.
         let streaming = [
             answer("db-1", on(2, primary_at(2 << 20))),

@@ -98,6 +98,7 @@ pub(crate) async fn reconcile(
         .map(|p| PodView {
             role: p.labels().get(ROLE_LABEL).cloned(),
             caught_up: p.labels().get(CAUGHT_UP_LABEL).map(String::as_str) == Some("true"),
+            created: p.metadata.creation_timestamp.clone(),
             name: p.name_any(),
         })
         .collect();
@@ -208,7 +209,7 @@ pub(crate) async fn reconcile(
                 // A replica that cannot stream may be waiting for its login.
                 ensure_login(ctx, namespace, &names, &primary_target).await?;
             }
-            for pod in decide::cannot_follow(&primary, &seen, &status.members, &now) {
+            for pod in decide::cannot_follow(&primary, &seen, &status.members, &pods, &now) {
                 members_of.restart(&pod).await?;
                 let note = format!(
                     "{pod} has not followed {primary}'s timeline for {}s: it received WAL that {primary} never had; restarted, to be rewound to {primary}'s history",
