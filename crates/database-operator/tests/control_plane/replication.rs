@@ -184,6 +184,22 @@ fn writer(
     })
 }
 
+/// Starts a [`writer`] through the primary Service and lets it write for
+/// two seconds.
+async fn writing_for_2s(
+    service: &Proxy,
+    password: &str,
+) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Vec<i32>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(
+        (service.host().to_owned(), service.port()),
+        password.to_owned(),
+        stop.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (stop, writing)
+}
+
 /// Inserts a row in a transaction of its own and returns its id once
 /// COMMIT has answered.
 async fn insert_committed(
@@ -447,13 +463,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         .unwrap()
         .uid()
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writing = writer(
-        (service.host().to_owned(), service.port()),
-        admin_password.clone(),
-        stop.clone(),
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (stop, writing) = writing_for_2s(&service, &admin_password).await;
     servers[0].kill();
     let promoted = eventually(&env, "a failover", WAIT, || async {
         let status = dbs.get(NAME).await.ok()?.status?;
@@ -731,13 +741,7 @@ async fn switch_back_with_a_writer(
         .trim_start_matches(&format!("{NAME}-"))
         .parse::<usize>()
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writing = writer(
-        (service.host().to_owned(), service.port()),
-        admin_password.to_owned(),
-        stop.clone(),
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (stop, writing) = writing_for_2s(service, admin_password).await;
     ask_for_primary(dbs, &pod(0)).await;
     eventually(env, "the switchover", WAIT, || async {
         let status = dbs.get(NAME).await.ok()?.status?;

@@ -5,7 +5,10 @@
 //! primary Service is a loopback proxy the test points at the primary, as
 //! the operator's role label points the real Service.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -298,15 +301,95 @@ async fn backups_read_from_a_replica_and_fall_back_to_the_primary() -> Result<()
     Ok(())
 }
 
+/// Inserts a row in a transaction of its own and returns its id once
+/// COMMIT has answered: an implicit transaction commits only after the
+/// statement's reply, so a returned row is not yet an acknowledged write.
+async fn insert_committed(client: &mut tokio_postgres::Client) -> Result<i32> {
+    let transaction = client.transaction().await?;
+    let id = transaction
+        .query_one("INSERT INTO ledger (memo) VALUES ('w') RETURNING id", &[])
+        .await?
+        .get(0);
+    transaction.commit().await?;
+    Ok(id)
+}
+
+/// Writers committing as fast as they can on `pg` until [`Writers::stop`],
+/// reconnecting after errors, each counting the writes it saw acknowledged.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<i32>>>,
+}
+
+impl Writers {
+    fn start(pg: &Postgres, count: usize) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..count)
+            .map(|_| {
+                let config = pg.config();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok((mut client, connection)) =
+                            config.connect(tokio_postgres::NoTls).await
+                        else {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        };
+                        tokio::spawn(connection);
+                        while !stop.load(Ordering::SeqCst) {
+                            match insert_committed(&mut client).await {
+                                Ok(id) => acked.push(id),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    acked
+                })
+            })
+            .collect();
+        Writers { stop, tasks }
+    }
+
+    /// Stops them and returns every acknowledged id, once there are more
+    /// than `at_least`.
+    async fn stop(self, at_least: usize) -> Result<Vec<i32>> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut acked = Vec::new();
+        for task in self.tasks {
+            acked.extend(task.await?);
+        }
+        ensure!(
+            acked.len() > at_least,
+            "the writers wrote little: {}",
+            acked.len()
+        );
+        Ok(acked)
+    }
+}
+
+/// The acknowledged ids `pg` lacks must be none.
+async fn holds_every(pg: &Postgres, acked: &[i32]) -> Result<()> {
+    let stored: BTreeSet<i32> = pg
+        .connect()
+        .await?
+        .query("SELECT id FROM ledger", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<&i32> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    ensure!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    Ok(())
+}
+
 /// The switchover's fence, under load: while writers commit as fast as they
 /// can, `fence` stops them and returns a WAL position; once the replica has
 /// replayed it, it holds every write the primary acknowledged. Three writers
 /// make a commit racing the fence likely.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_primary_acknowledges_nothing_its_replica_lacks() -> Result<()> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     let script = InstanceScript::postgresql()?;
     let primary = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
     let service = Proxy::start(address(&primary)).await?;
@@ -324,75 +407,17 @@ async fn a_fenced_primary_acknowledges_nothing_its_replica_lacks() -> Result<()>
     )
     .await?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..3)
-        .map(|_| {
-            let config = primary.config();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut acked: Vec<i32> = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    let Ok((client, connection)) = config.connect(tokio_postgres::NoTls).await
-                    else {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    };
-                    tokio::spawn(connection);
-                    while let Ok(row) = client
-                        .query_one("INSERT INTO ledger (memo) VALUES ('w') RETURNING id", &[])
-                        .await
-                    {
-                        acked.push(row.get(0));
-                    }
-                }
-                acked
-            })
-        })
-        .collect();
+    let writers = Writers::start(&primary, 3);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let lsn = postgresql::fence(&target(&primary)).await?;
     postgresql::wait_replayed(&target(&replica), lsn, Duration::from_secs(30)).await?;
     postgresql::promote(&target(&replica)).await?;
     // The writers go on trying the fenced primary: it refuses them all.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    let mut acked = Vec::new();
-    for writer in writers {
-        acked.extend(writer.await?);
-    }
-    ensure!(
-        acked.len() > 50,
-        "the writers wrote little: {}",
-        acked.len()
-    );
-    let stored: std::collections::BTreeSet<i32> = replica
-        .connect()
-        .await?
-        .query("SELECT id FROM ledger", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let lost: Vec<i32> = acked
-        .into_iter()
-        .filter(|id| !stored.contains(id))
-        .collect();
-    ensure!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    let acked = writers.stop(50).await?;
+    holds_every(&replica, &acked).await?;
     refuses_writes(&primary).await?;
     Ok(())
-}
-
-/// Inserts a row in a transaction of its own and returns its id once
-/// COMMIT has answered: an implicit transaction commits only after the
-/// statement's reply, so a returned row is not yet an acknowledged write.
-async fn insert_committed(client: &mut tokio_postgres::Client) -> Result<i32> {
-    let transaction = client.transaction().await?;
-    let id = transaction
-        .query_one("INSERT INTO ledger (memo) VALUES ('w') RETURNING id", &[])
-        .await?
-        .get(0);
-    transaction.commit().await?;
-    Ok(id)
 }
 
 /// Sync mode as the operator sets it (`synchronous_standby_names` on every
@@ -401,9 +426,6 @@ async fn insert_committed(client: &mut tokio_postgres::Client) -> Result<i32> {
 /// every write the primary acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_sync_mode_a_failover_loses_no_acknowledged_write() -> Result<()> {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     let script = InstanceScript::postgresql()?;
     // The test servers lower synchronous_commit; a product server keeps
     // PostgreSQL's default, on.
@@ -450,40 +472,10 @@ async fn in_sync_mode_a_failover_loses_no_acknowledged_write() -> Result<()> {
         .context("a commit waited with both replicas back")??;
 
     // Writers commit as fast as they can; the primary dies among them.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..3)
-        .map(|_| {
-            let config = pod0.config();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut acked: Vec<i32> = Vec::new();
-                let Ok((mut client, connection)) = config.connect(tokio_postgres::NoTls).await
-                else {
-                    return acked;
-                };
-                tokio::spawn(connection);
-                while !stop.load(Ordering::SeqCst) {
-                    match insert_committed(&mut client).await {
-                        Ok(id) => acked.push(id),
-                        Err(_) => break,
-                    }
-                }
-                acked
-            })
-        })
-        .collect();
+    let writers = Writers::start(&pod0, 3);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     pod0.kill();
-    stop.store(true, Ordering::SeqCst);
-    let mut acked = Vec::new();
-    for writer in writers {
-        acked.extend(writer.await?);
-    }
-    ensure!(
-        acked.len() > 20,
-        "the writers wrote little: {}",
-        acked.len()
-    );
+    let acked = writers.stop(20).await?;
 
     // As the operator's failover: every replica answers, the most advanced
     // one is promoted.
@@ -497,16 +489,7 @@ async fn in_sync_mode_a_failover_loses_no_acknowledged_write() -> Result<()> {
     }
     let (_, promoted) = best.context("no replica")?;
     postgresql::promote(&target(promoted)).await?;
-    let stored: std::collections::BTreeSet<i32> = promoted
-        .connect()
-        .await?
-        .query("SELECT id FROM ledger", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let lost: Vec<&i32> = acked.iter().filter(|id| !stored.contains(id)).collect();
-    ensure!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    holds_every(promoted, &acked).await?;
     // The promoted standby waits for the others from its first commit.
     let state = postgresql::member(&target(promoted)).await?;
     assert_eq!(state.synchronous_standby_names, names);
