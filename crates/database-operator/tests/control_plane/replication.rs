@@ -184,6 +184,25 @@ fn writer(
     })
 }
 
+/// Asserts that `pg` holds every acknowledged id in `acked` (of which there
+/// must be more than 10), and returns the ids it holds.
+async fn holds_every(pg: &Postgres, acked: &[i32]) -> std::collections::BTreeSet<i32> {
+    assert!(acked.len() > 10, "the writer wrote little: {}", acked.len());
+    let stored: std::collections::BTreeSet<i32> = pg
+        .connect()
+        .await
+        .unwrap()
+        .query("SELECT id FROM ledger", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let lost: Vec<&i32> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    stored
+}
+
 /// Starts a [`writer`] through the primary Service and lets it write for
 /// two seconds.
 async fn writing_for_2s(
@@ -480,22 +499,12 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::SeqCst);
     let acked = writing.await.unwrap();
-    assert!(acked.len() > 10, "the writer wrote little: {}", acked.len());
-    let new_primary = servers[new].connect().await.unwrap();
-    let stored: std::collections::BTreeSet<i32> = new_primary
-        .query("SELECT id FROM ledger", &[])
+    holds_every(&servers[new], &acked).await;
+    // The writer's rows have served; the ledger reads as the story again.
+    servers[new]
+        .connect()
         .await
         .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let lost: Vec<&i32> = acked.iter().filter(|id| !stored.contains(id)).collect();
-    assert!(
-        lost.is_empty(),
-        "acknowledged writes lost in sync mode: {lost:?}"
-    );
-    // The writer's rows have served; the ledger reads as the story again.
-    new_primary
         .execute("DELETE FROM ledger WHERE memo = 'writer'", &[])
         .await
         .unwrap();
@@ -767,19 +776,7 @@ async fn switch_back_with_a_writer(
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
     let acked = writing.await.unwrap();
-    let stored: std::collections::BTreeSet<i32> = servers[0]
-        .connect()
-        .await
-        .unwrap()
-        .query("SELECT id FROM ledger", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let lost: Vec<&i32> = acked.iter().filter(|id| !stored.contains(id)).collect();
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-    assert!(acked.len() > 10, "the writer wrote little: {}", acked.len());
+    let stored = holds_every(&servers[0], &acked).await;
     let newest_acked = acked.iter().max().copied().unwrap();
     let written_on_pod0: i64 = servers[0]
         .connect()
