@@ -12,6 +12,7 @@ pub fn database(name: &str, engine: Engine, version: &str, replicas: i32) -> Dat
         name,
         DatabaseSpec {
             engine,
+            flavor: None,
             version: version.into(),
             replicas,
             storage: StorageSpec {
@@ -34,6 +35,13 @@ pub fn database(name: &str, engine: Engine, version: &str, replicas: i32) -> Dat
         generation: Some(1),
         ..Default::default()
     };
+    db
+}
+
+/// A MariaDB Database: the mysql engine's `mariadb` flavor.
+pub fn mariadb(name: &str, version: &str, replicas: i32) -> Database {
+    let mut db = database(name, Engine::Mysql, version, replicas);
+    db.spec.flavor = Some(database_operator_api::v1::database::Flavor::Mariadb);
     db
 }
 

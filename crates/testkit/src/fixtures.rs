@@ -4,7 +4,7 @@
 
 use database_operator_api::v1::Database;
 use k8s_openapi::api::core::v1::Container;
-pub use operator::fixtures::{database, with_backup, with_storage_class};
+pub use operator::fixtures::{database, mariadb, with_backup, with_storage_class};
 
 /// Reads a sample from deploy/samples into `namespace`.
 pub fn sample_in(file: &str, namespace: &str) -> Database {

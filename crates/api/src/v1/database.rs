@@ -63,6 +63,12 @@ pub const RETENTION_PATTERN: &str = r"^[0-9]+[hdw]?$";
         .field_path(".spec.replication.mode"),
 )]
 #[x_kube(
+    validation = Rule::new("!has(self.flavor) || self.engine == 'mysql'")
+        .message("flavor: only the mysql engine has flavors (mysql, mariadb)")
+        .field_path(".flavor"),
+    validation = Rule::new("(has(self.flavor) ? self.flavor : 'mysql') == (has(oldSelf.flavor) ? oldSelf.flavor : 'mysql')")
+        .message("flavor is immutable: MySQL and MariaDB data directories are not interchangeable; create a new Database and restore a backup into it")
+        .field_path(".flavor"),
     validation = Rule::new("self.engine == oldSelf.engine")
         .message("engine is immutable: create a new Database and restore a backup into it")
         .field_path(".engine"),
@@ -80,6 +86,13 @@ pub const RETENTION_PATTERN: &str = r"^[0-9]+[hdw]?$";
 pub struct DatabaseSpec {
     /// Database engine type
     pub engine: Engine,
+
+    /// Which server runs the mysql engine: `mysql` (the default, image
+    /// `mysql:<version>`) or `mariadb` (image `mariadb:<version>`, with its
+    /// own client tools and environment). Only for `engine: mysql`; fixed
+    /// once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<Flavor>,
 
     /// Database version
     #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+(\.[0-9]+)?$"), length(max = 32))]
@@ -142,6 +155,27 @@ pub enum Engine {
     Mysql,
     /// MongoDB, image `mongo:<version>`.
     Mongodb,
+}
+
+/// The servers of the mysql engine.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// MySQL, image `mysql:<version>`.
+    #[default]
+    Mysql,
+    /// MariaDB, image `mariadb:<version>`.
+    Mariadb,
+}
+
+impl DatabaseSpec {
+    /// The flavor of a mysql Database (`Mysql` when unset); `None` for the
+    /// other engines.
+    pub fn mysql_flavor(&self) -> Option<Flavor> {
+        (self.engine == Engine::Mysql).then(|| self.flavor.unwrap_or_default())
+    }
 }
 
 impl Engine {

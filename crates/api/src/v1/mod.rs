@@ -15,7 +15,7 @@ pub mod user;
 
 pub use backup::{DatabaseBackup, DatabaseBackupSpec, DatabaseBackupStatus};
 pub use condition::{Condition, ConditionStatus};
-pub use database::{Database, DatabaseSpec, DatabaseStatus, Engine, Phase};
+pub use database::{Database, DatabaseSpec, DatabaseStatus, Engine, Flavor, Phase};
 pub use monitor::{DatabaseMonitor, DatabaseMonitorSpec, DatabaseMonitorStatus};
 pub use reference::DatabaseRef;
 pub use user::{DatabaseUser, DatabaseUserSpec, DatabaseUserStatus};

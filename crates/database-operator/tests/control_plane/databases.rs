@@ -249,6 +249,7 @@ async fn every_engine_reaches_running() {
     for file in [
         "postgresql-sample.yaml",
         "mysql-sample.yaml",
+        "mariadb-sample.yaml",
         "mongodb-sample.yaml",
         "postgres-sample.yaml",
     ] {
@@ -257,6 +258,7 @@ async fn every_engine_reaches_running() {
     for (name, image, config) in [
         ("postgresql-sample", "postgres:16.4", "postgresql.conf"),
         ("mysql-sample", "mysql:8.4", "my.cnf"),
+        ("mariadb-sample", "mariadb:11.4", "my.cnf"),
         ("mongodb-sample", "mongo:7.0", "mongod.conf"),
         ("postgres-sample", "postgres:13.8", "postgresql.conf"),
     ] {
@@ -752,14 +754,25 @@ async fn unsafe_changes_are_refused_at_admission_naming_the_field() {
             "spec.version",
             "pg_upgrade",
         ),
+        (
+            serde_json::json!({"spec": {"flavor": "mariadb"}}),
+            "spec.flavor",
+            "only the mysql engine",
+        ),
     ];
-    for (patch, field, words) in cases {
+    let mysql = sample_in("mysql-sample.yaml", &ns);
+    create(&dbs, &mysql).await;
+    let cases = cases.into_iter().map(|c| ("postgresql-sample", c)).chain([(
+        "mysql-sample",
+        (
+            serde_json::json!({"spec": {"flavor": "mariadb"}}),
+            "spec.flavor",
+            "immutable",
+        ),
+    )]);
+    for (name, (patch, field, words)) in cases {
         let error = dbs
-            .patch(
-                "postgresql-sample",
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .expect_err(&format!("{patch} was accepted"));
         let kube::Error::Api(status) = error else {
@@ -779,6 +792,14 @@ async fn unsafe_changes_are_refused_at_admission_naming_the_field() {
         &Patch::Merge(
             serde_json::json!({"spec": {"storage": {"size": "10Gi"}, "version": "16.6"}}),
         ),
+    )
+    .await
+    .unwrap();
+    // Naming the default flavor changes nothing, so it is allowed.
+    dbs.patch(
+        "mysql-sample",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"flavor": "mysql"}})),
     )
     .await
     .unwrap();

@@ -50,6 +50,23 @@ fn children(#[values(Engine::Postgresql, Engine::Mysql, Engine::Mongodb)] engine
     assert_snapshot(&format!("{engine}"), snapshot_of(&db));
 }
 
+/// The mysql engine's `mariadb` flavor: the `mariadb` image, its
+/// environment (`MARIADB_*`) and its client tools (`mariadb-admin` in the
+/// probes); the rest is the MySQL snapshot's.
+#[test]
+fn children_of_the_mariadb_flavor() {
+    let db = fixtures::mariadb("orders", "11.4", 3);
+    let snapshot = snapshot_of(&db);
+    assert_snapshot("mariadb", snapshot.clone());
+    let text = snapshot.to_string();
+    for gone in ["mysql:", "MYSQL_ROOT_PASSWORD", "mysqladmin"] {
+        assert!(
+            !text.contains(gone),
+            "{gone} in a MariaDB Database's children"
+        );
+    }
+}
+
 /// A PostgreSQL Database created before the operator replicated keeps
 /// exactly the children it had: this snapshot is the one every new
 /// PostgreSQL Database had before (the file was renamed, not changed).

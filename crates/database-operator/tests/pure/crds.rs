@@ -212,6 +212,7 @@ fn seed_samples_parse_and_match_the_seed_patterns() {
         "e2e-test-db.yaml",
         "postgresql-sample.yaml",
         "mysql-sample.yaml",
+        "mariadb-sample.yaml",
         "mongodb-sample.yaml",
     ] {
         let db = fixtures::sample(file);

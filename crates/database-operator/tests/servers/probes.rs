@@ -79,3 +79,28 @@ async fn mysql_probes_pass_while_the_server_answers_and_fail_when_it_is_gone() {
         );
     }
 }
+
+/// The `mariadb` flavor's probes (`mariadb-admin`, the name MariaDB 11's
+/// image keeps) against a real MariaDB server.
+#[tokio::test]
+async fn mariadb_probes_pass_while_the_server_answers_and_fail_when_it_is_gone() {
+    let mut maria = Mariadb::start().await.unwrap();
+    let bin = maria.bin_dir().to_owned();
+    let db = testkit::fixtures::mariadb("orders", "11.4", 1);
+    let d = operator::engine::driver_of(&db.spec);
+    let script = |probe: k8s_openapi::api::core::v1::Probe, port: u16| {
+        let command = probe.exec.unwrap().command.unwrap();
+        assert!(command[2].contains("mariadb-admin"), "{command:?}");
+        command[2].replace(&d.port().to_string(), &port.to_string())
+    };
+    for probe in [d.readiness_probe(), d.liveness_probe()] {
+        assert!(run(&script(probe, maria.port()), &bin, &[]));
+    }
+    maria.stop();
+    for probe in [d.readiness_probe(), d.liveness_probe()] {
+        assert!(
+            !run(&script(probe, maria.port()), &bin, &[]),
+            "passed with the server down"
+        );
+    }
+}

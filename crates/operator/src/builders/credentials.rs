@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use super::meta::Names;
-use crate::engine::driver;
+use crate::engine::driver_of;
 use crate::users::{Password, login_admin};
 
 /// Label on every credentials Secret naming its DatabaseUser as
@@ -48,7 +48,7 @@ pub fn credentials_secret(
     namespace: &str,
     password: &Password,
 ) -> Secret {
-    let engine = driver(db.spec.engine);
+    let engine = driver_of(&db.spec);
     let host = format!(
         "{}.{}.svc",
         Names(&db.name_any()).primary(),

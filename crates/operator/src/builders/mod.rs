@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Driver, Sizing, driver};
+use crate::engine::{Driver, Sizing, driver_of};
 use topology::Topology;
 
 /// The image with the operator's binary, which backup pods copy the agent from.
@@ -79,7 +79,7 @@ impl Desired {
         restore: Option<RestoreFrom<'_>>,
         topology: Topology,
     ) -> Self {
-        let driver: &dyn Driver = driver(db.spec.engine);
+        let driver: &dyn Driver = driver_of(&db.spec);
         let sizing = Sizing::from_spec(db.spec.resources.as_ref());
         let config_map = configmap::config_map(db, driver, &sizing, topology);
         let config_hash = configmap::config_hash(&config_map, driver);

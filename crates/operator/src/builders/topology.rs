@@ -12,7 +12,7 @@
 use database_operator_api::v1::Database;
 use k8s_openapi::api::apps::v1::StatefulSet;
 
-use crate::engine::driver;
+use crate::engine::driver_of;
 
 /// Pod-template annotation of a streaming Database's StatefulSet.
 pub const TOPOLOGY_ANNOTATION: &str = "example.com/topology";
@@ -34,7 +34,7 @@ impl Topology {
     /// The topology of `db`, whose StatefulSet is `live` (`None` before it
     /// is created).
     pub fn of(db: &Database, live: Option<&StatefulSet>) -> Topology {
-        if driver(db.spec.engine).streaming().is_none() {
+        if driver_of(&db.spec).streaming().is_none() {
             return Topology::Independent;
         }
         let reseed = db

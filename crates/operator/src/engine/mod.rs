@@ -88,12 +88,21 @@ pub trait Streaming: Send + Sync {
     fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar>;
 }
 
-/// The driver for an engine.
+/// The driver for an engine, in its default flavor. Code that has a
+/// Database uses [`driver_of`], which honours `spec.flavor`.
 pub fn driver(engine: v1::Engine) -> &'static dyn Driver {
     match engine {
         v1::Engine::Postgresql => &postgresql::Postgresql,
         v1::Engine::Mysql => &mysql::Mysql,
         v1::Engine::Mongodb => &mongodb::Mongodb,
+    }
+}
+
+/// The driver that runs `spec`: its engine, in its flavor.
+pub fn driver_of(spec: &v1::DatabaseSpec) -> &'static dyn Driver {
+    match spec.mysql_flavor() {
+        Some(v1::Flavor::Mariadb) => &mysql::Mariadb,
+        _ => driver(spec.engine),
     }
 }
 

@@ -36,7 +36,7 @@ use crate::controller::shared::clock::now;
 use crate::controller::shared::jobs::{self, Outcome};
 use crate::controller::shared::reconcile::{drive, error_policy, instrumented, key};
 use crate::controller::shared::requeue;
-use crate::engine::driver;
+use crate::engine::driver_of;
 use crate::error::is_conflict;
 use crate::error::{Error, Result};
 
@@ -231,7 +231,7 @@ async fn start_job(
                 // On-demand backups do not prune: retention is the schedule's.
                 spec: Some(backup_pod(
                     &db,
-                    driver(db.spec.engine),
+                    driver_of(&db.spec),
                     s3,
                     &ctx.settings.agent_image,
                     None,

@@ -10,7 +10,7 @@ use kube::{Api, Client, ResourceExt};
 use crate::builders::meta::Names;
 use crate::builders::secret::{admin_secret, generate_password};
 use crate::controller::shared::stores::lookup;
-use crate::engine::driver;
+use crate::engine::driver_of;
 use crate::error::Result;
 use crate::error::is_conflict;
 
@@ -25,7 +25,7 @@ pub(crate) async fn ensure_admin_secret(
 ) -> Result<()> {
     let name = Names(&db.name_any()).secret();
     create_once(client, cache, namespace, &name, || {
-        admin_secret(db, driver(db.spec.engine), generate_password())
+        admin_secret(db, driver_of(&db.spec), generate_password())
     })
     .await
 }

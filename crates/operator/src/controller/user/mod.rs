@@ -31,7 +31,7 @@ use crate::controller::shared::events::publish;
 use crate::controller::shared::reconcile::{drive, error_policy, finalized, key};
 use crate::controller::shared::requeue;
 use crate::controller::shared::stores::referencing;
-use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver};
+use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver_of};
 use crate::error::{Error, Result, describe};
 use crate::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
 
@@ -396,7 +396,7 @@ async fn target_of(
             format!("Secret {} has no admin credentials yet", names.secret()),
         )));
     };
-    let engine = driver(db.spec.engine);
+    let engine = driver_of(&db.spec);
     let port = u16::try_from(engine.port()).expect("engine ports fit in u16");
     let (host, port) = ctx
         .settings

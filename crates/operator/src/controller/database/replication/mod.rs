@@ -34,7 +34,7 @@ use crate::controller::database::admin_secret::create_once;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
 use crate::controller::user::{admin_target, secret_value};
-use crate::engine::{PASSWORD_KEY, driver};
+use crate::engine::{PASSWORD_KEY, driver, driver_of};
 use crate::error::{Error, Result, StepContext};
 use crate::replication::{self, CAUGHT_UP_LABEL, ROLE_LABEL, postgresql};
 use crate::users::{Password, Target};
@@ -62,7 +62,7 @@ pub(crate) async fn reconcile(
     let generation = db.metadata.generation;
     if !topology.is_streaming() {
         // An engine that replicates, on a Database from before it did.
-        let independent = db.spec.replicas > 1 && driver(db.spec.engine).streaming().is_some();
+        let independent = db.spec.replicas > 1 && driver_of(&db.spec).streaming().is_some();
         return Ok(Report {
             status: None,
             condition: independent.then(|| {

@@ -28,7 +28,7 @@ use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
 use crate::controller::shared::requeue;
-use crate::engine::driver;
+use crate::engine::driver_of;
 use crate::error::Result;
 use crate::error::is_conflict;
 
@@ -285,7 +285,7 @@ fn phase_from(
 }
 
 fn endpoints(db: &Database) -> Endpoints {
-    let engine = driver(db.spec.engine);
+    let engine = driver_of(&db.spec);
     let names = Names(&db.name_any());
     Endpoints {
         primary: Some(endpoint(db, engine, &names.primary())),
