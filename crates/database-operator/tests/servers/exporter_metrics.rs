@@ -282,3 +282,191 @@ async fn mongodb_exporter_against_ferretdb_emits_the_listed_metrics() {
     .await;
     check_or_update(Engine::Mongodb, &live.0);
 }
+
+/// The metric the shipped `DatabaseReplicationLagging` alert of `engine`
+/// reads.
+fn lag_alert_metric(engine: Engine) -> String {
+    let alerting = database_operator_api::v1::monitor::AlertingSpec::default();
+    let groups = operator::builders::monitoring::rules::rule_groups(
+        &operator::builders::monitoring::rules::RuleInput {
+            namespace: "ns",
+            database: "db",
+            engine,
+            backups: false,
+            alerting: &alerting,
+            runbook_base: "https://example.test/",
+        },
+    );
+    let expr = groups
+        .iter()
+        .flat_map(|g| g.rules.iter())
+        .find(|r| r.alert == "DatabaseReplicationLagging")
+        .map(|r| r.expr.clone())
+        .expect("a replication lag alert");
+    let names = operator::builders::monitoring::promql::metric_names(&expr);
+    assert_eq!(names.len(), 1, "{expr}");
+    names.into_iter().next().unwrap()
+}
+
+/// The lag series of `metric` in an exposition, with their values.
+fn series<'a>(body: &'a str, metric: &str) -> Vec<&'a str> {
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{metric} ")) || l.starts_with(&format!("{metric}{{")))
+        .collect()
+}
+
+/// The replication lag alert's metric, live: postgres_exporter, as the
+/// monitoring login, against a real streaming replica that the instance
+/// script started.
+#[tokio::test]
+async fn the_lag_alert_metric_comes_from_a_real_postgresql_replica() {
+    use operator::replication::postgresql;
+    let script = testkit::replication::InstanceScript::postgresql().unwrap();
+    let primary = Postgres::start_configured(&postgresql::settings(1 << 30))
+        .await
+        .unwrap();
+    let service = testkit::proxy::Proxy::start(
+        format!("{}:{}", primary.host(), primary.port())
+            .parse()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let admin = target(
+        primary.host(),
+        primary.port(),
+        primary.admin_user(),
+        primary.admin_password(),
+        "postgres",
+    );
+    postgresql::ensure_login(&admin, &Password::new("replPassw0rd"))
+        .await
+        .unwrap();
+    postgresql::ensure_slots(&admin, "db", &["db-1".to_owned()])
+        .await
+        .unwrap();
+    let password = Password::new("monitorPassw0rd");
+    login_admin(Engine::Postgresql)
+        .ensure_monitoring_user(&admin, MONITORING_USERNAME, &password)
+        .await
+        .unwrap();
+    let member = script.member(
+        "db-1",
+        "replica",
+        (service.host(), service.port()),
+        "replPassw0rd",
+    );
+    let replica = Postgres::start_member(primary.admin_password(), member)
+        .await
+        .unwrap();
+    let (_, body) = capture(
+        Engine::Postgresql,
+        replica.port(),
+        &[
+            (
+                "DATA_SOURCE_URI",
+                format!("127.0.0.1:{}/postgres?sslmode=disable", replica.port()),
+            ),
+            ("DATA_SOURCE_USER", MONITORING_USERNAME.into()),
+            ("DATA_SOURCE_PASS", password.expose().into()),
+        ],
+    )
+    .await;
+    let metric = lag_alert_metric(Engine::Postgresql);
+    let lag = series(&body, &metric);
+    assert!(!lag.is_empty(), "no {metric} from the replica");
+    assert!(
+        body.lines().any(|l| l == "pg_replication_is_replica 1"),
+        "the exporter does not see a replica"
+    );
+}
+
+/// The replication lag alert's metric, live: mysqld_exporter, as the
+/// least-privilege monitoring login (SLAVE MONITOR on MariaDB), against a
+/// real MariaDB replica streaming from a real source by GTID.
+#[tokio::test]
+async fn the_lag_alert_metric_comes_from_a_real_mariadb_replica() {
+    use mysql_async::prelude::Queryable;
+    let source = Mariadb::start_with(&[
+        "--log-bin=source-bin",
+        "--server-id=1",
+        "--binlog-format=ROW",
+    ])
+    .await
+    .unwrap();
+    let replica = Mariadb::start_with(&["--server-id=2"]).await.unwrap();
+    let mut on_source = source.connect().await.unwrap();
+    on_source
+        .query_drop(
+            "CREATE USER 'repl'@'%' IDENTIFIED BY 'replPassw0rd';
+             GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'",
+        )
+        .await
+        .unwrap();
+    let position: String = on_source
+        .query_first("SELECT @@gtid_current_pos")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut on_replica = replica.connect().await.unwrap();
+    on_replica
+        .query_drop(format!(
+            "SET GLOBAL gtid_slave_pos = '{position}';
+             CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'repl',
+               MASTER_PASSWORD = 'replPassw0rd', MASTER_USE_GTID = slave_pos;
+             START SLAVE",
+            source.port()
+        ))
+        .await
+        .unwrap();
+    // The monitoring login, made on the source as the operator makes it on
+    // a primary, reaches the replica by replication.
+    let admin = target(
+        source.host(),
+        source.port(),
+        source.admin_user(),
+        source.admin_password(),
+        "mysql",
+    );
+    let password = Password::new("monitorPassw0rd");
+    login_admin(Engine::Mysql)
+        .ensure_monitoring_user(&admin, MONITORING_USERNAME, &password)
+        .await
+        .unwrap();
+    let mut replicated = false;
+    for _ in 0..100 {
+        let found: Option<String> = on_replica
+            .query_first(format!(
+                "SELECT User FROM mysql.user WHERE User = '{MONITORING_USERNAME}'"
+            ))
+            .await
+            .unwrap();
+        if found.is_some() {
+            replicated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(replicated, "the monitoring login did not replicate");
+    let (_, body) = capture(
+        Engine::Mysql,
+        replica.port(),
+        &[
+            ("MONITORING_USERNAME", MONITORING_USERNAME.into()),
+            ("MYSQLD_EXPORTER_PASSWORD", password.expose().into()),
+        ],
+    )
+    .await;
+    let metric = lag_alert_metric(Engine::Mysql);
+    let lag = series(&body, &metric);
+    assert!(
+        !lag.is_empty(),
+        "no {metric} from the replica:\n{}",
+        series(&body, "mysql_slave_status_slave_io_running").join("\n")
+    );
+    assert!(
+        lag.iter().all(|l| l.ends_with(" 0")),
+        "a replica at rest lags: {lag:?}"
+    );
+    assert_all_succeed(&body, "mysql_exporter_collector_success");
+}

@@ -26,6 +26,8 @@ pub struct Mariadb {
     instance: Instance,
     mariadbd: PathBuf,
     bin_dir: PathBuf,
+    /// Server options after the testkit's own (a later option wins).
+    extra_args: Vec<String>,
 }
 
 process::instance!(Mariadb);
@@ -35,10 +37,21 @@ impl Mariadb {
     /// with its password. Runs `hack/servers/install.sh` first if MariaDB
     /// (or, as root, the `dbtest` user) is missing.
     pub async fn start() -> Result<Mariadb> {
-        process::install_and_start(Component::Mariadb, "mariadb", Mariadb::start_once).await
+        Mariadb::start_with(&[]).await
     }
 
-    async fn start_once() -> Result<Mariadb> {
+    /// As [`Mariadb::start`], with server options added after the
+    /// testkit's own, such as `--log-bin` and `--server-id=2` for a
+    /// replication source or replica.
+    pub async fn start_with(extra_args: &[&str]) -> Result<Mariadb> {
+        let extra: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        process::install_and_start(Component::Mariadb, "mariadb", async || {
+            Mariadb::start_once(extra.clone()).await
+        })
+        .await
+    }
+
+    async fn start_once(extra_args: Vec<String>) -> Result<Mariadb> {
         let started = Instant::now();
         let missing = || {
             format!(
@@ -63,6 +76,7 @@ impl Mariadb {
             )?,
             mariadbd,
             bin_dir,
+            extra_args,
         };
         mariadb.init().await?;
         mariadb.launch(true).await?;
@@ -122,6 +136,7 @@ impl Mariadb {
             "--innodb-buffer-pool-size=64M".to_owned(),
             "--max-connections=50".to_owned(),
         ];
+        args.extend(self.extra_args.iter().cloned());
         if first {
             args.push(format!("--init-file={}", root.join("init.sql").display()));
         }
