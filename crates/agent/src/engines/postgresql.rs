@@ -11,8 +11,14 @@
 //! `CREATE ROLE` and `ALTER ROLE` lines for the login the agent connects as
 //! are left out (the first would fail — a session cannot drop its own role
 //! — and the last would replace the admin's password with the source's,
-//! breaking psql's own `\connect`s and the operator's Secret). Every other
-//! role comes back with its password verifier. psql runs with
+//! breaking psql's own `\connect`s and the operator's Secret). The
+//! operator's own logins (`dbop_…`: replication, monitoring) are the
+//! target Database's, with passwords from its own Secrets: they are never
+//! dropped (the replication login holds grants on functions `DROP ROLE`
+//! would refuse to drop it for, and the target's replicas stream as it),
+//! never get the source's password, and are created without a login when
+//! the target lacks them, so that the dump's grants to them apply. Every
+//! other role comes back with its password verifier. psql runs with
 //! `ON_ERROR_STOP=1`: the first error fails the restore.
 
 use std::collections::BTreeMap;
@@ -110,8 +116,49 @@ pub fn skip_admin_line(line: &str, admin: &str) -> bool {
         || line.starts_with(&format!("ALTER ROLE {id} WITH "))
 }
 
-/// Streams a dump into psql, leaving out the admin's role lines (which all
-/// come before the first `\connect`).
+/// The prefix of the logins the operator keeps (`dbop_replication`,
+/// `dbop_monitor`); users cannot take it (the API refuses it).
+pub const OPERATOR_LOGIN_PREFIX: &str = "dbop_";
+
+/// What restore feeds psql for a line of the dump's roles section: the
+/// line, nothing (`None`), or a replacement. See the module's docs.
+pub fn restore_line<'a>(line: &'a str, admin: &str) -> Option<std::borrow::Cow<'a, str>> {
+    if skip_admin_line(line, admin) {
+        return None;
+    }
+    let text = line.trim_end();
+    let operator_role = |rest: &str| {
+        rest.strip_prefix(OPERATOR_LOGIN_PREFIX)
+            .is_some_and(|name| {
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
+    };
+    let statement = |prefix: &str| {
+        text.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(';'))
+            .filter(|name| operator_role(name))
+    };
+    if statement("DROP ROLE IF EXISTS ").is_some() || statement("DROP ROLE ").is_some() {
+        return None;
+    }
+    if let Some(name) = statement("CREATE ROLE ") {
+        return Some(std::borrow::Cow::Owned(format!(
+            "DO $$BEGIN CREATE ROLE {name}; EXCEPTION WHEN duplicate_object THEN NULL; END$$;\n"
+        )));
+    }
+    if text
+        .strip_prefix("ALTER ROLE ")
+        .and_then(|rest| rest.split_once(' '))
+        .is_some_and(|(name, rest)| operator_role(name) && rest.starts_with("WITH "))
+    {
+        return None;
+    }
+    Some(std::borrow::Cow::Borrowed(line))
+}
+
+/// Streams a dump into psql, with the role lines as [`restore_line`] has
+/// them (the roles section ends at the first `\connect`).
 pub async fn restore(
     db: &DbArgs,
     secrets: &Secrets,
@@ -137,10 +184,10 @@ pub async fn restore(
                 return Ok(());
             }
             let text = String::from_utf8_lossy(&line);
-            if skip_admin_line(&text, &user) {
+            let Some(fed) = restore_line(&text, &user) else {
                 continue;
-            }
-            stdin.write_all(&line).await?;
+            };
+            stdin.write_all(fed.as_bytes()).await?;
             if text.starts_with("\\connect") {
                 break;
             }
@@ -355,6 +402,36 @@ mod tests {
                 .iter()
                 .any(|a| a.contains("pass") && a != "--no-password")
         );
+    }
+
+    #[test]
+    fn the_operators_logins_are_kept_as_the_target_has_them() {
+        let kept = |line: &str| restore_line(line, "postgres").map(std::borrow::Cow::into_owned);
+        for line in [
+            "DROP ROLE IF EXISTS dbop_replication;\n",
+            "DROP ROLE dbop_monitor;",
+            "ALTER ROLE dbop_replication WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN REPLICATION NOBYPASSRLS CONNECTION LIMIT 20 PASSWORD 'SCRAM-SHA-256$4096:abc';",
+            "DROP ROLE IF EXISTS postgres;",
+        ] {
+            assert_eq!(kept(line), None, "{line}");
+        }
+        assert_eq!(
+            kept("CREATE ROLE dbop_monitor;\n").as_deref(),
+            Some(
+                "DO $$BEGIN CREATE ROLE dbop_monitor; EXCEPTION WHEN duplicate_object THEN NULL; END$$;\n"
+            )
+        );
+        // Users' roles, grants to the operator's logins, and look-alikes
+        // pass through unchanged.
+        for line in [
+            "CREATE ROLE app;\n",
+            "ALTER ROLE app WITH LOGIN PASSWORD 'x';",
+            "GRANT pg_monitor TO dbop_monitor GRANTED BY postgres;",
+            "CREATE ROLE \"dbop_X\";",
+            "ALTER ROLE dbop_monitor SET search_path TO public;",
+        ] {
+            assert_eq!(kept(line).as_deref(), Some(line), "{line}");
+        }
     }
 
     #[test]

@@ -222,7 +222,8 @@ async fn a_pod_without_a_role_does_not_start() -> Result<()> {
 /// fallback host) when no replica answers. The two Services share a port on
 /// two loopback addresses, as they share 5432 in a cluster.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backups_read_from_a_replica_and_fall_back_to_the_primary() -> Result<()> {
+async fn backups_read_from_a_replica_fall_back_to_the_primary_and_restore_into_replicas()
+-> Result<()> {
     use testkit::agent_cli::{Bucket, agent, env_for, with};
 
     let script = InstanceScript::postgresql()?;
@@ -298,6 +299,55 @@ async fn backups_read_from_a_replica_and_fall_back_to_the_primary() -> Result<()
         serde_json::from_slice(&bucket.get("db/from-primary/manifest.json").await)?;
     assert_eq!(manifest["rowCounts"]["postgres.public.ledger"], 500);
     drop(primary_at);
+
+    // The backup taken from the replica restores into another Database
+    // whose replicas already stream (as the restore Job does: through its
+    // primary Service), and they receive it. That Database's own
+    // replication login, with its own password, is kept: its replicas
+    // still log in (a restarted one copies nothing and streams again).
+    let restored = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
+    let restored_service = Proxy::start(address(&restored)).await?;
+    let own_password = "another-Repl-Secret-31";
+    postgresql::ensure_login(&target(&restored), &Password::new(own_password)).await?;
+    postgresql::ensure_slots(&target(&restored), "other", &["other-1".to_owned()]).await?;
+    let restored_member = |role: &str| {
+        script.member(
+            "other-1",
+            role,
+            (restored_service.host(), restored_service.port()),
+            own_password,
+        )
+    };
+    let mut restored_replica =
+        Postgres::start_member(restored.admin_password(), restored_member("replica")).await?;
+    bucket
+        .on(&restored, "db")
+        .run("restore", &["--key-name", "from-replica"])
+        .await
+        .ok();
+    let rows = ledger(&primary).await?;
+    let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+    replicated(&restored_replica, &rows).await?;
+    restored_replica
+        .restart_as(restored_member("replica"))
+        .await?;
+    write(&restored, "after the restore").await?;
+    replicated(
+        &restored_replica,
+        &[&rows[..], &["after the restore"]].concat(),
+    )
+    .await?;
+    let state = postgresql::member(&target(&restored_replica)).await?;
+    assert!(state.streaming, "{state:?}");
+
+    // And a restore drill of that backup passes.
+    let drill = Postgres::start().await?;
+    let run = bucket
+        .on(&drill, "db")
+        .run("verify", &["--key-name", "from-replica"])
+        .await
+        .ok();
+    assert_eq!(run.json()["verified"], true, "{}", run.stderr);
     Ok(())
 }
 
