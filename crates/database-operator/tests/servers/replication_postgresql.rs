@@ -545,3 +545,75 @@ async fn in_sync_mode_a_failover_loses_no_acknowledged_write() -> Result<()> {
     assert_eq!(state.synchronous_standby_names, names);
     Ok(())
 }
+
+/// A replica away so long that the primary gave up its slot
+/// (`max_slot_wal_keep_size`): restarted through the instance script, it
+/// is copied afresh (never started on data it cannot bring up to date) and
+/// streams again once the operator has made its slot again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_slot_was_lost_is_copied_afresh() -> Result<()> {
+    let script = InstanceScript::postgresql()?;
+    // A small bound, so that a few WAL segments exceed it.
+    let settings = format!(
+        "{}max_slot_wal_keep_size = 32MB\nwal_keep_size = 0\n",
+        postgresql::settings(1 << 30)
+    );
+    let primary = Postgres::start_configured(&settings).await?;
+    let service = Proxy::start(address(&primary)).await?;
+    postgresql::ensure_login(&target(&primary), &Password::new(REPLICATION_PASSWORD)).await?;
+    let replicas = ["db-1".to_owned()];
+    postgresql::ensure_slots(&target(&primary), "db", &replicas).await?;
+    primary
+        .connect()
+        .await?
+        .batch_execute(
+            "CREATE TABLE ledger (id serial PRIMARY KEY, memo text);
+             INSERT INTO ledger (memo) VALUES ('before');",
+        )
+        .await?;
+    let mut replica = Postgres::start_member(
+        primary.admin_password(),
+        member(&script, &service, "db-1", "replica"),
+    )
+    .await?;
+    replicated(&replica, &["before"]).await?;
+
+    // The replica is away while the primary writes beyond the bound.
+    replica.stop();
+    let client = primary.connect().await?;
+    for _ in 0..5 {
+        client
+            .batch_execute(
+                "INSERT INTO ledger (memo) VALUES ('while away'); SELECT pg_switch_wal();",
+            )
+            .await?;
+    }
+    client.batch_execute("CHECKPOINT").await?;
+    let status: String = client
+        .query_one(
+            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'db_1'",
+            &[],
+        )
+        .await?
+        .get(0);
+    ensure!(status == "lost", "the slot is {status}, not lost");
+
+    replica
+        .restart_as(member(&script, &service, "db-1", "replica"))
+        .await?;
+    let log = std::fs::read_to_string(replica.log_path())?;
+    ensure!(log.contains("its slot db_1 is lost"), "{log}");
+    ensure!(log.contains("kept the previous data"), "{log}");
+    // The operator's next pass makes the slot again.
+    let slots = postgresql::ensure_slots(&target(&primary), "db", &replicas).await?;
+    assert_eq!(slots.created, ["db_1"]);
+    let mut want = vec!["before"];
+    want.extend(["while away"; 5]);
+    replicated(&replica, &want).await?;
+    write(&primary, "after").await?;
+    want.push("after");
+    replicated(&replica, &want).await?;
+    let state = postgresql::member(&target(&replica)).await?;
+    assert!(state.streaming, "{state:?}");
+    Ok(())
+}

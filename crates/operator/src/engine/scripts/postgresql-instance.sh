@@ -16,6 +16,10 @@
 #   old data kept beside the volume's data directory as
 #   <PGDATA>.replaced. A replica that was already a standby is rewound too
 #   (a no-op unless it received WAL the new primary never had).
+# - A replica whose slot the primary gave up (it was away so long that its
+#   WAL exceeded max_slot_wal_keep_size: the slot is "lost") can never
+#   stream again: its slot is dropped and it is copied afresh (the operator
+#   makes the slot again).
 # - Every replica starts as a hot standby that streams from the primary
 #   Service on the latest timeline, through its own replication slot.
 #
@@ -116,7 +120,13 @@ elif primary_up; then
     else
         say "data of a former primary: fencing it as a replica (pg_rewind)"
     fi
-    if ! pg_rewind --target-pgdata="$PGDATA" --source-server="$conninfo dbname=postgres"; then
+    slot_status=$(psql -XAtq -d "$conninfo dbname=postgres" \
+        -c "SELECT wal_status FROM pg_replication_slots WHERE slot_name = '$slot'" || true)
+    if [ "$slot_status" = lost ]; then
+        say "the primary no longer has the WAL this replica needs (its slot $slot is lost): copying the primary afresh"
+        psql -XAtq -d "$conninfo dbname=postgres" -c "SELECT pg_drop_replication_slot('$slot')" >/dev/null || true
+        replace
+    elif ! pg_rewind --target-pgdata="$PGDATA" --source-server="$conninfo dbname=postgres"; then
         say "pg_rewind failed: copying the primary afresh"
         replace
     fi

@@ -166,25 +166,45 @@ pub(crate) fn stamp(members: &mut [MemberStatus], previous: &[MemberStatus], now
 /// had, and cannot follow until it is rewound.
 pub(crate) const FOLLOW_GRACE: Duration = Duration::from_secs(30);
 
-/// The replicas that cannot follow the primary: they answer as standbys on
-/// an older timeline than the primary's, and have not streamed for
-/// [`FOLLOW_GRACE`]. Restarting one runs the instance script, which rewinds
-/// it to the primary's history (or copies the primary afresh). A pod
-/// younger than the grace is left alone: its server may be the one the
-/// last restart is still stopping.
+/// How long a replica on the primary's timeline may answer without
+/// streaming before it is restarted. A replica reconnects by itself within
+/// seconds; one that has not for this long cannot (the primary gave up its
+/// slot, and the WAL it needs is gone), and the instance script copies the
+/// primary afresh when it finds its slot lost.
+pub(crate) const STALLED_GRACE: Duration = Duration::from_secs(120);
+
+/// Why a replica is restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stuck {
+    /// On an older timeline than the primary's for [`FOLLOW_GRACE`].
+    Diverged,
+    /// On the primary's timeline, not streaming for [`STALLED_GRACE`].
+    Stalled,
+}
+
+impl Stuck {
+    pub(crate) fn grace(self) -> Duration {
+        match self {
+            Stuck::Diverged => FOLLOW_GRACE,
+            Stuck::Stalled => STALLED_GRACE,
+        }
+    }
+}
+
+/// The replicas that cannot follow the primary and why: they answer as
+/// standbys but have not streamed, on an older timeline than the primary's
+/// for [`FOLLOW_GRACE`], or on its timeline for [`STALLED_GRACE`].
+/// Restarting one runs the instance script, which rewinds it to the
+/// primary's history, or copies the primary afresh. A pod younger than the
+/// grace is left alone: its server may be the one the last restart is still
+/// stopping.
 pub(crate) fn cannot_follow(
     primary: &str,
     seen: &[Seen],
     members: &[MemberStatus],
     pods: &[Pod],
     now: &Time,
-) -> Vec<String> {
-    let older_than_grace = |t: &Time| {
-        now.0
-            .duration_since(t.0)
-            .try_into()
-            .is_ok_and(|d: Duration| d >= FOLLOW_GRACE)
-    };
+) -> Vec<(String, Stuck)> {
     let Some(timeline) = seen
         .iter()
         .find(|s| s.pod == primary)
@@ -194,23 +214,33 @@ pub(crate) fn cannot_follow(
     else {
         return Vec::new();
     };
+    let at_least = |t: Option<&Time>, grace: Duration| {
+        t.is_some_and(|t| {
+            now.0
+                .duration_since(t.0)
+                .try_into()
+                .is_ok_and(|d: Duration| d >= grace)
+        })
+    };
     members
         .iter()
         .filter(|m| m.role == REPLICA && m.state == MemberState::CatchingUp)
-        .filter(|m| m.since.as_ref().is_some_and(older_than_grace))
-        .filter(|m| {
-            pods.iter()
-                .any(|p| p.name == m.pod && p.created.as_ref().is_some_and(older_than_grace))
+        .filter_map(|m| {
+            let answer = seen
+                .iter()
+                .find(|s| s.pod == m.pod)?
+                .answer
+                .as_ref()
+                .filter(|a| a.in_recovery && !a.streaming)?;
+            let why = if answer.timeline < timeline {
+                Stuck::Diverged
+            } else {
+                Stuck::Stalled
+            };
+            let created = pods.iter().find(|p| p.name == m.pod)?.created.as_ref();
+            (at_least(m.since.as_ref(), why.grace()) && at_least(created, why.grace()))
+                .then(|| (m.pod.clone(), why))
         })
-        .filter(|m| {
-            seen.iter().any(|s| {
-                s.pod == m.pod
-                    && s.answer
-                        .as_ref()
-                        .is_some_and(|a| a.in_recovery && !a.streaming && a.timeline < timeline)
-            })
-        })
-        .map(|m| m.pod.clone())
         .collect()
 }
 
@@ -763,7 +793,7 @@ mod tests {
         assert_eq!(later, first);
         assert_eq!(
             cannot_follow("db-1", &seen, &later, &pods, &at(40)),
-            ["db-2"]
+            [("db-2".to_owned(), Stuck::Diverged)]
         );
         // Its pod, just recreated by that restart, is not restarted again
         // while its old server may still be stopping.
@@ -771,8 +801,9 @@ mod tests {
         assert!(cannot_follow("db-1", &seen, &later, &pods, &at(40)).is_empty());
         pods[2].created = Some(at(-3600));
         // db-0, streaming on the old timeline a moment after the promotion,
-        // is following: it is never restarted. Nor is a replica on the
-        // primary's timeline (a restart would not help it).
+        // is following: it is never restarted. A replica on the primary's
+        // timeline that does not stream (its slot lost) is, after a longer
+        // grace.
         let same = [
             answer("db-1", on(2, primary_at(2 << 20))),
             answer("db-2", on(2, standby(1 << 20, false))),
@@ -780,6 +811,10 @@ mod tests {
         let mut status = members("db-1", &same, &[]);
         stamp(&mut status, &[], &at(0));
         assert!(cannot_follow("db-1", &same, &status, &pods, &at(100)).is_empty());
+        assert_eq!(
+            cannot_follow("db-1", &same, &status, &pods, &at(120)),
+            [("db-2".to_owned(), Stuck::Stalled)]
+        );
         // Without a primary that answers, nothing is judged.
         let headless = [answer("db-2", on(1, standby(1 << 20, false)))];
         assert!(cannot_follow("db-1", &headless, &later, &pods, &at(100)).is_empty());

@@ -209,12 +209,17 @@ pub(crate) async fn reconcile(
                 // A replica that cannot stream may be waiting for its login.
                 ensure_login(ctx, namespace, &names, &primary_target).await?;
             }
-            for pod in decide::cannot_follow(&primary, &seen, &status.members, &pods, &now) {
+            for (pod, why) in decide::cannot_follow(&primary, &seen, &status.members, &pods, &now) {
                 members_of.restart(&pod).await?;
-                let note = format!(
-                    "{pod} has not followed {primary}'s timeline for {}s: it received WAL that {primary} never had; restarted, to be rewound to {primary}'s history",
-                    decide::FOLLOW_GRACE.as_secs()
-                );
+                let seconds = why.grace().as_secs();
+                let note = match why {
+                    decide::Stuck::Diverged => format!(
+                        "{pod} has not followed {primary}'s timeline for {seconds}s: it received WAL that {primary} never had; restarted, to be rewound to {primary}'s history"
+                    ),
+                    decide::Stuck::Stalled => format!(
+                        "{pod} has not streamed from {primary} for {seconds}s; restarted: it streams again, or, when {primary} no longer has the WAL it needs (its slot lost), it is copied afresh"
+                    ),
+                };
                 warn!(database = %name, %note, "rewinding a replica");
                 publish(ctx, db, EventType::Warning, "RewindingReplica", note).await;
             }
