@@ -307,6 +307,9 @@ async fn deleting_a_database_removes_its_children_and_keeps_its_data_by_default(
     for claim in ["data-keep-0", "data-drop-0"] {
         eventually(env, claim, WAIT, || async { claims.get(claim).await.ok() }).await;
     }
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let password = |s: Secret| s.data.unwrap()["password"].0.clone();
+    let keep_password = password(secrets.get("keep-secret").await.unwrap());
     for name in ["keep", "drop"] {
         dbs.delete(name, &DeleteParams::default()).await.unwrap();
     }
@@ -326,12 +329,6 @@ async fn deleting_a_database_removes_its_children_and_keeps_its_data_by_default(
         .await;
         wait_for_absence(
             env,
-            &Api::<Secret>::namespaced(client.clone(), &ns),
-            &format!("{name}-secret"),
-        )
-        .await;
-        wait_for_absence(
-            env,
             &Api::<Service>::namespaced(client.clone(), &ns),
             &format!("{name}-primary"),
         )
@@ -341,6 +338,10 @@ async fn deleting_a_database_removes_its_children_and_keeps_its_data_by_default(
         claims.get_opt("data-keep-0").await.unwrap().is_some(),
         "Retain must keep the data"
     );
+    // ... and the password it was initialised with; Delete drops both.
+    wait_for_absence(env, &secrets, "drop-secret").await;
+    let kept = secrets.get("keep-secret").await.unwrap();
+    assert!(kept.metadata.owner_references.is_none_or(|o| o.is_empty()));
     eventually(env, "data-drop-0 to be deleted", WAIT, || async {
         let claim = claims.get_opt("data-drop-0").await.ok()?;
         claim
@@ -360,7 +361,8 @@ async fn deleting_a_database_removes_its_children_and_keeps_its_data_by_default(
     assert!(
         notes
             .iter()
-            .any(|n| n.contains("kept PersistentVolumeClaims data-keep-0")),
+            .any(|n| n.contains("kept PersistentVolumeClaims data-keep-0")
+                && n.contains("the admin Secret keep-secret")),
         "{notes:?}"
     );
     assert!(
@@ -369,6 +371,94 @@ async fn deleting_a_database_removes_its_children_and_keeps_its_data_by_default(
             .any(|n| n.contains("deleted PersistentVolumeClaims data-drop-0")),
         "{notes:?}"
     );
+    // Created again under its name, the Database finds its data and its
+    // password.
+    dbs.create(&PostParams::default(), &keep).await.unwrap();
+    wait_for_phase(env, &dbs, "keep", Phase::Running).await;
+    assert_eq!(
+        password(secrets.get("keep-secret").await.unwrap()),
+        keep_password
+    );
+}
+
+/// The admin Secret of an initialised Database deleted by hand: the
+/// operator does not make a new password the database would not have; it
+/// says so loudly (Failed, Degraded, a Warning event), and the Database
+/// runs again once the Secret is restored.
+#[tokio::test]
+async fn a_deleted_admin_secret_is_reported_never_regenerated_and_restorable() {
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("lost-secret").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    create(&dbs, &sample_in("postgresql-sample.yaml", &ns)).await;
+    wait_for_phase(env, &dbs, "postgresql-sample", Phase::Running).await;
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    eventually(env, "the data volume", WAIT, || async {
+        claims.get_opt("data-postgresql-sample-0").await.ok()?
+    })
+    .await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    let original = secrets.get("postgresql-sample-secret").await.unwrap();
+    secrets
+        .delete("postgresql-sample-secret", &DeleteParams::default())
+        .await
+        .unwrap();
+    let db = wait_for_phase(env, &dbs, "postgresql-sample", Phase::Failed).await;
+    let status = db.status.unwrap();
+    let degraded = v1::condition::find(&status.conditions, v1::condition::types::DEGRADED).unwrap();
+    assert_eq!(degraded.status, ConditionStatus::True);
+    assert_eq!(degraded.reason, "AdminSecretMissing");
+    assert!(
+        degraded.message.contains("postgresql-sample-secret")
+            && degraded.message.contains("data-postgresql-sample-0"),
+        "{}",
+        degraded.message
+    );
+    let ready = v1::condition::find(&status.conditions, v1::condition::types::READY).unwrap();
+    assert_eq!(ready.status, ConditionStatus::False);
+    // Not made again, even after more passes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        secrets
+            .get_opt("postgresql-sample-secret")
+            .await
+            .unwrap()
+            .is_none(),
+        "the operator made a new admin Secret"
+    );
+    let events = Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let warnings: Vec<&Event> = events
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("AdminSecretMissing"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "said once: {warnings:?}");
+    assert_eq!(warnings[0].type_.as_deref(), Some("Warning"));
+
+    // The documented recovery: put the Secret back (the same password, or
+    // one set through the engine first).
+    let restored: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "postgresql-sample-secret", "namespace": ns},
+        "data": original.data.clone().unwrap(),
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &restored)
+        .await
+        .unwrap();
+    let db = wait_for_phase(env, &dbs, "postgresql-sample", Phase::Running).await;
+    let degraded = v1::condition::find(
+        &db.status.unwrap().conditions,
+        v1::condition::types::DEGRADED,
+    )
+    .cloned()
+    .unwrap();
+    assert_eq!(degraded.status, ConditionStatus::False);
 }
 
 #[tokio::test]

@@ -1,33 +1,87 @@
 //! The admin Secret (and the replication Secret, through [`create_once`]):
 //! generated once, never regenerated.
+//!
+//! A deleted admin Secret is not made again once the database has been
+//! initialised: its data volumes hold the password the first Secret gave
+//! it, and a new random one would lock the operator, users, monitoring and
+//! backups out while the Database still looked healthy. Whether it was
+//! initialised is judged from its volumes (PersistentVolumeClaims), which
+//! outlive a lost status.
 
 use database_operator_api::v1::Database;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{PartialObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use kube::api::{ListParams, PartialObjectMeta, PostParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
-use crate::builders::meta::Names;
+use crate::builders::meta::{Names, selector_string};
 use crate::builders::secret::{admin_secret, generate_password};
 use crate::controller::shared::stores::lookup;
 use crate::engine::driver_of;
 use crate::error::Result;
 use crate::error::is_conflict;
 
-/// Creates the admin Secret if, and only if, it does not exist. An existing
-/// Secret, ours or one the user made beforehand, is never overwritten: its
-/// password is the one the database was initialised with.
+/// What became of the admin Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum AdminSecret {
+    /// It exists (ours, or the user's).
+    Present,
+    /// It did not, and no volume existed: made with a generated password.
+    Created,
+    /// It does not, but these volumes of the Database do: the database has
+    /// a password no new Secret would hold. Left for the user to restore.
+    Missing { claims: Vec<String> },
+}
+
+/// Creates the admin Secret if, and only if, it does not exist and the
+/// database was never initialised. An existing Secret, ours or one the user
+/// made beforehand, is never overwritten: its password is the one the
+/// database was initialised with.
 pub(crate) async fn ensure_admin_secret(
     client: &Client,
     cache: &Store<PartialObjectMeta<Secret>>,
     db: &Database,
     namespace: &str,
-) -> Result<()> {
+) -> Result<AdminSecret> {
     let name = Names(&db.name_any()).secret();
-    create_once(client, cache, namespace, &name, || {
-        admin_secret(db, driver_of(&db.spec), generate_password())
-    })
-    .await
+    if exists(client, cache, namespace, &name).await? {
+        return Ok(AdminSecret::Present);
+    }
+    let mut claims: Vec<String> =
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)
+            .list_metadata(&ListParams::default().labels(&selector_string(db)))
+            .await?
+            .items
+            .iter()
+            .map(ResourceExt::name_any)
+            .collect();
+    if !claims.is_empty() {
+        claims.sort();
+        return Ok(AdminSecret::Missing { claims });
+    }
+    create(
+        client,
+        namespace,
+        admin_secret(db, driver_of(&db.spec), generate_password()),
+    )
+    .await?;
+    Ok(AdminSecret::Created)
+}
+
+/// Whether the Secret `name` exists: in the cache, or (the cache may lag
+/// behind a Secret just created, or the Secret may be the user's own,
+/// unlabelled, so not cached) on the API server.
+async fn exists(
+    client: &Client,
+    cache: &Store<PartialObjectMeta<Secret>>,
+    namespace: &str,
+    name: &str,
+) -> Result<bool> {
+    if lookup(cache, name, namespace).is_some() {
+        return Ok(true);
+    }
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    Ok(secrets.get_metadata_opt(name).await?.is_some())
 }
 
 /// Creates the Secret `name` that `build` makes if, and only if, no Secret
@@ -39,16 +93,16 @@ pub(crate) async fn create_once(
     name: &str,
     build: impl FnOnce() -> Secret,
 ) -> Result<()> {
-    if lookup(cache, name, namespace).is_some() {
+    if exists(client, cache, namespace, name).await? {
         return Ok(());
     }
+    create(client, namespace, build()).await
+}
+
+/// Creates `secret`; if someone created it meanwhile, theirs stands.
+async fn create(client: &Client, namespace: &str, secret: Secret) -> Result<()> {
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
-    // The cache may lag behind a Secret we just created, or the Secret may be
-    // the user's own (unlabelled, so not cached): ask the API server.
-    if secrets.get_metadata_opt(name).await?.is_some() {
-        return Ok(());
-    }
-    match secrets.create(&PostParams::default(), &build()).await {
+    match secrets.create(&PostParams::default(), &secret).await {
         Ok(_) => Ok(()),
         // Someone created it between our read and our write: theirs stands.
         Err(e) if is_conflict(&e) => Ok(()),
@@ -61,7 +115,7 @@ pub(crate) async fn create_once(
 /// API server.
 #[cfg(test)]
 mod tests {
-    use super::ensure_admin_secret;
+    use super::{AdminSecret, ensure_admin_secret};
     use database_operator_api::v1::Engine;
     use http::{Request, Response, StatusCode};
     use k8s_openapi::api::core::v1::Secret;
@@ -117,7 +171,8 @@ mod tests {
         cache: &Store<PartialObjectMeta<Secret>>,
         api: impl FnOnce(Handle) -> F,
         why: &str,
-    ) where
+    ) -> AdminSecret
+    where
         F: Future<Output = Handle> + Send + 'static,
     {
         let (client, handle) = mock_client();
@@ -128,11 +183,32 @@ mod tests {
         };
         let db = crate::fixtures::database("db", engine, version, 1);
         let server = tokio::spawn(api(handle));
-        ensure_admin_secret(&client, cache, &db, "default")
+        let outcome = ensure_admin_secret(&client, cache, &db, "default")
             .await
             .unwrap();
         let mut handle = server.await.unwrap();
         assert!(no_more_requests(&mut handle).await, "{why}");
+        outcome
+    }
+
+    /// Answers the list of the Database's volume claims with `names`.
+    async fn claims(handle: &mut Handle, names: &[&str]) {
+        let (request, respond) = handle.next_request().await.unwrap();
+        assert_eq!(request.method(), "GET");
+        assert_eq!(
+            request.uri().path(),
+            "/api/v1/namespaces/default/persistentvolumeclaims"
+        );
+        let query = request.uri().query().unwrap_or_default();
+        assert!(query.contains("labelSelector"), "{query}");
+        let items: Vec<serde_json::Value> = names
+            .iter()
+            .map(|n| serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": {"name": n, "namespace": "default"}}))
+            .collect();
+        respond.send_response(json(
+            StatusCode::OK,
+            serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": items}),
+        ));
     }
 
     #[tokio::test]
@@ -143,7 +219,8 @@ mod tests {
         meta.metadata.namespace = Some("default".into());
         writer.apply_watcher_event(&watcher::Event::Apply(meta));
         let api = |handle| async { handle };
-        ensure(Engine::Postgresql, &cache, api, "no request may be sent").await;
+        let outcome = ensure(Engine::Postgresql, &cache, api, "no request may be sent").await;
+        assert_eq!(outcome, AdminSecret::Present);
     }
 
     #[tokio::test]
@@ -169,6 +246,8 @@ mod tests {
             let (request, respond) = handle.next_request().await.unwrap();
             assert_eq!(request.method(), "GET");
             respond.send_response(not_found());
+            // No volume yet: a new database.
+            claims(&mut handle, &[]).await;
             let (request, respond) = handle.next_request().await.unwrap();
             assert_eq!(request.method(), "POST");
             let body = request.into_body().collect_bytes().await.unwrap();
@@ -183,7 +262,28 @@ mod tests {
             handle
         };
         let why = "created once, nothing else";
-        ensure(Engine::Mysql, &reflector::store().0, api, why).await;
+        let outcome = ensure(Engine::Mysql, &reflector::store().0, api, why).await;
+        assert_eq!(outcome, AdminSecret::Created);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_secret_of_an_initialised_database_is_not_made_again() {
+        let api = |mut handle: Handle| async move {
+            let (_, respond) = handle.next_request().await.unwrap();
+            respond.send_response(not_found());
+            claims(&mut handle, &["data-db-1", "data-db-0"]).await;
+            // Any further request (a create) would give the database a
+            // password it does not have.
+            handle
+        };
+        let why = "no Secret may be created over an initialised database";
+        let outcome = ensure(Engine::Postgresql, &reflector::store().0, api, why).await;
+        assert_eq!(
+            outcome,
+            AdminSecret::Missing {
+                claims: vec!["data-db-0".into(), "data-db-1".into()]
+            }
+        );
     }
 
     #[tokio::test]
@@ -191,6 +291,7 @@ mod tests {
         let api = |mut handle: Handle| async move {
             let (_, respond) = handle.next_request().await.unwrap();
             respond.send_response(not_found());
+            claims(&mut handle, &[]).await;
             let (request, respond) = handle.next_request().await.unwrap();
             assert_eq!(request.method(), "POST");
             respond.send_response(json(StatusCode::CONFLICT, serde_json::json!({

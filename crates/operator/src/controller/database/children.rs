@@ -21,7 +21,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::admin_secret::ensure_admin_secret;
+use super::admin_secret::{AdminSecret, ensure_admin_secret};
 use super::status::Failure;
 use super::{monitoring, orphans, restore, velero, volumes};
 use crate::apply::apply_if_changed;
@@ -56,7 +56,7 @@ pub(crate) async fn apply(
     restore_plan: restore::Plan,
 ) -> Result<Applied> {
     let failure = match apply_owned(db, ctx, namespace, &mut desired).await {
-        Ok(()) => None,
+        Ok(failure) => failure,
         Err(e) => match e.as_kube() {
             Some(refused) if is_permanent(refused) => Some(failure_from(refused)),
             _ => return Err(e),
@@ -97,6 +97,34 @@ pub(crate) async fn apply(
     })
 }
 
+/// The Failure of a Database whose admin Secret was deleted after its
+/// database was initialised; said once in an event as well.
+async fn admin_secret_missing(
+    ctx: &Context,
+    db: &Database,
+    names: &Names<'_>,
+    claims: &[String],
+) -> Failure {
+    const REASON: &str = "AdminSecretMissing";
+    let secret = names.secret();
+    let message = format!(
+        "the admin Secret {secret} is gone, and the database was initialised with its password (its volumes {} exist): the operator does not make a new password the database would not have. Recreate {secret} with the keys username and password holding the admin login and its password, or set a new password through the engine first and put that one in it",
+        claims.join(", ")
+    );
+    let said = db
+        .status
+        .as_ref()
+        .and_then(|s| v1::condition::find(&s.conditions, v1::condition::types::DEGRADED))
+        .is_some_and(|c| c.reason == REASON);
+    if !said {
+        publish(ctx, db, EventType::Warning, REASON, message.clone()).await;
+    }
+    Failure {
+        reason: REASON.into(),
+        message,
+    }
+}
+
 fn failure_from(error: &kube::Error) -> Failure {
     Failure {
         reason: "InvalidSpec".into(),
@@ -105,21 +133,28 @@ fn failure_from(error: &kube::Error) -> Failure {
 }
 
 /// Applies every child in the Database's namespace that differs from what
-/// it should be, then deletes those the spec no longer asks for.
+/// it should be, then deletes those the spec no longer asks for. Returns
+/// why the Database cannot be healthy when its admin Secret is gone.
 async fn apply_owned(
     db: &Database,
     ctx: &Context,
     namespace: &str,
     desired: &mut Desired,
-) -> Result<()> {
+) -> Result<Option<Failure>> {
     let client = &ctx.client;
     let stores = &ctx.stores;
     let names = Names(&db.name_any());
     let mut writes = 0u32;
 
-    ensure_admin_secret(client, &stores.secrets, db, namespace)
+    let admin = ensure_admin_secret(client, &stores.secrets, db, namespace)
         .await
         .step("creating the admin Secret", names.secret())?;
+    let failure = match admin {
+        AdminSecret::Missing { claims } => {
+            Some(admin_secret_missing(ctx, db, &names, &claims).await)
+        }
+        AdminSecret::Present | AdminSecret::Created => None,
+    };
 
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
     let live = cached_or_fetch(
@@ -221,5 +256,5 @@ async fn apply_owned(
     if writes > 0 {
         info!(database = %db.name_any(), namespace, writes, "applied children");
     }
-    Ok(())
+    Ok(failure)
 }

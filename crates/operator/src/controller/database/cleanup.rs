@@ -4,7 +4,10 @@
 //! volumes do not: a StatefulSet's PersistentVolumeClaims have no owner, and
 //! deleting a Database must never silently destroy data. So the finalizer
 //! either reports the volumes it keeps (`deletionPolicy: Retain`, the default)
-//! or deletes them (`Delete`). It never blocks deletion forever: past a
+//! or deletes them (`Delete`). Kept volumes are useless without the admin
+//! password they were initialised with, so with `Retain` the admin Secret is
+//! kept too (its owner reference removed): a Database created again under
+//! the same name finds both. It never blocks deletion forever: past a
 //! deadline it gives up, records what it left behind, and lets go.
 
 use std::time::Duration;
@@ -76,8 +79,17 @@ async fn clean_volumes(db: &Database, ctx: &Context, namespace: &str) -> Result<
     }
     match db.spec.deletion_policy {
         DeletionPolicy::Retain => {
+            let secret = crate::builders::meta::Names(&db.name_any()).secret();
+            let kept = keep_admin_secret(ctx, namespace, &secret).await?;
+            let with = if kept {
+                format!(
+                    " and the admin Secret {secret}, which holds the password that data was initialised with"
+                )
+            } else {
+                String::new()
+            };
             publish(ctx, db, EventType::Normal, "RetainedVolumes", format!(
-                "deletionPolicy is Retain: kept PersistentVolumeClaims {}; delete them to free the storage",
+                "deletionPolicy is Retain: kept PersistentVolumeClaims {}{with}; delete them to free the storage",
                 names.join(", ")
             ))
             .await;
@@ -104,6 +116,25 @@ async fn clean_volumes(db: &Database, ctx: &Context, namespace: &str) -> Result<
             .await;
             Ok(())
         }
+    }
+}
+
+/// Removes the admin Secret's owner references, so that the garbage
+/// collector leaves it with the volumes. `false` when there is no Secret.
+async fn keep_admin_secret(ctx: &Context, namespace: &str, name: &str) -> Result<bool> {
+    let secrets =
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
+    match secrets
+        .patch_metadata(name, &patch_params(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(Error::Cleanup(format!(
+            "keeping the admin Secret {name}: {}",
+            describe(&e)
+        ))),
     }
 }
 
