@@ -165,6 +165,18 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
             monitoring.data.as_ref().unwrap()["username"].0,
             b"dbop_monitor".to_vec()
         );
+        // Immutable: the login inside the engine carries this password, and
+        // nobody changes it by editing the Secret.
+        assert_eq!(monitoring.immutable, Some(true));
+        let edit = secrets
+            .patch(
+                &format!("{name}-monitoring"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"stringData": {"password": "edited"}})),
+            )
+            .await
+            .expect_err("the API server accepted an edit of an immutable Secret");
+        assert!(edit.to_string().contains("immutable"), "{edit}");
         let monitor = eventually(
             env,
             &format!("{name} DatabaseMonitor says the CRDs are missing"),

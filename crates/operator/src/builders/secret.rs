@@ -53,6 +53,8 @@ pub fn replication_secret(db: &Database, password: String) -> Secret {
             ),
             (PASSWORD_KEY.to_owned(), password),
         ])),
+        // Never changed: the login inside the engine carries this password.
+        immutable: Some(true),
         ..Default::default()
     }
 }
@@ -61,6 +63,20 @@ pub fn replication_secret(db: &Database, password: String) -> Secret {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn generated_logins_that_never_change_are_immutable_the_admin_secret_is_not() {
+        let db = crate::fixtures::database(
+            "db",
+            database_operator_api::v1::Engine::Postgresql,
+            "16.4",
+            3,
+        );
+        assert_eq!(replication_secret(&db, "p".into()).immutable, Some(true));
+        let admin = admin_secret(&db, crate::engine::driver_of(&db.spec), "p".into());
+        // Its documented recovery is to edit it.
+        assert_eq!(admin.immutable, None);
+    }
 
     #[test]
     fn passwords_are_long_alphanumeric_and_distinct() {

@@ -205,6 +205,8 @@ pub fn monitoring_secret(db: &Database, password: String) -> Secret {
             (USERNAME_KEY.to_owned(), MONITORING_USERNAME.to_owned()),
             (PASSWORD_KEY.to_owned(), password),
         ])),
+        // Never changed: the login inside the engine carries this password.
+        immutable: Some(true),
         ..Default::default()
     }
 }
