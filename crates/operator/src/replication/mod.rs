@@ -9,6 +9,7 @@
 //! ([`crate::users::Target`]); errors are [`crate::users::UserError`], with
 //! passwords cut out.
 
+pub mod mysql;
 pub mod postgresql;
 
 /// The login replicas (and, for PostgreSQL, `pg_rewind`) connect as. The
