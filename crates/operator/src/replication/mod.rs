@@ -9,6 +9,7 @@
 //! ([`crate::users::Target`]); errors are [`crate::users::UserError`], with
 //! passwords cut out.
 
+pub mod mongodb;
 pub mod mysql;
 pub mod postgresql;
 
