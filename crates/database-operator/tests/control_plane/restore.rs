@@ -335,6 +335,21 @@ async fn restore_drills_run_on_their_schedule_and_their_outcome_reaches_status()
     );
     let condition = v1::condition::find(&status.conditions, "BackupVerified").unwrap();
     assert_eq!(condition.status, v1::ConditionStatus::False);
+    // The drill's pod carries the Database's selector labels, but it is no
+    // member: it never gets a replication role (so no Service selects it).
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns)
+        .list(&kube::api::ListParams::default().labels("job-name=ledger-verify-manual"))
+        .await
+        .unwrap();
+    assert!(!pods.items.is_empty(), "KWOK ran the drill's pod");
+    for pod in &pods.items {
+        assert_eq!(
+            pod.labels().get("example.com/role"),
+            None,
+            "{:?}",
+            pod.metadata.name
+        );
+    }
 
     // Without a schedule the CronJob goes.
     backup["verify"] = serde_json::Value::Null;

@@ -23,6 +23,11 @@ use super::security::{restricted_container_with_seccomp, restricted_pod};
 use super::topology::{STREAMING, TOPOLOGY_ANNOTATION, Topology, statefulset_replicas};
 use crate::engine::{Driver, PODINFO_DIR, Sizing, Streaming};
 
+/// The `app.kubernetes.io/component` of the database pods (and their
+/// StatefulSet): what tells them from the Jobs' pods, which carry the
+/// Database's selector labels too.
+pub const COMPONENT: &str = "database";
+
 const DATA_VOLUME: &str = "data";
 const CONFIG_VOLUME: &str = "config";
 const PODINFO_VOLUME: &str = "podinfo";
@@ -38,7 +43,7 @@ pub fn statefulset(
 ) -> StatefulSet {
     let names = Names(&db.name_any());
     StatefulSet {
-        metadata: child_meta(db, names.statefulset(), "database"),
+        metadata: child_meta(db, names.statefulset(), COMPONENT),
         spec: StatefulSetSpec {
             replicas: Some(statefulset_replicas(db, topology)),
             service_name: Some(names.headless()),
@@ -95,7 +100,7 @@ fn pod_template(
     }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(labels(db, "database")),
+            labels: Some(labels(db, COMPONENT)),
             annotations: Some(annotations),
             ..Default::default()
         }),

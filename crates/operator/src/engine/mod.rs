@@ -93,7 +93,7 @@ pub trait Streaming: Send + Sync {
 pub fn driver(engine: v1::Engine) -> &'static dyn Driver {
     match engine {
         v1::Engine::Postgresql => &postgresql::Postgresql,
-        v1::Engine::Mysql => &mysql::Mysql,
+        v1::Engine::Mysql => &mysql::MYSQL,
         v1::Engine::Mongodb => &mongodb::Mongodb,
     }
 }
@@ -101,7 +101,7 @@ pub fn driver(engine: v1::Engine) -> &'static dyn Driver {
 /// The driver that runs `spec`: its engine, in its flavor.
 pub fn driver_of(spec: &v1::DatabaseSpec) -> &'static dyn Driver {
     match spec.mysql_flavor() {
-        Some(v1::Flavor::Mariadb) => &mysql::Mariadb,
+        Some(v1::Flavor::Mariadb) => &mysql::MARIADB,
         _ => driver(spec.engine),
     }
 }

@@ -5,14 +5,18 @@
 //! `mariadb-dump`: MariaDB 11's image no longer carries the `mysql*` names).
 
 use database_operator_api::v1;
+use database_operator_api::v1::Flavor;
 use k8s_openapi::api::core::v1::{EnvVar, Probe};
 
 use super::{Driver, PASSWORD_KEY, Sizing, plain_env, secret_env, shell_probe};
 
-pub(super) struct Mysql;
+/// The mysql engine, in one of its flavors.
+pub(super) struct Mysql(Flavor);
 
-/// The mysql engine's `mariadb` flavor.
-pub(super) struct Mariadb;
+/// The `mysql` flavor.
+pub(super) static MYSQL: Mysql = Mysql(Flavor::Mysql);
+/// The `mariadb` flavor.
+pub(super) static MARIADB: Mysql = Mysql(Flavor::Mariadb);
 
 const PORT: i32 = 3306;
 
@@ -61,17 +65,52 @@ fn ping_probe(admin_tool: &str, liveness: bool) -> Probe {
 /// Dump flags both tools know.
 const DUMP_FLAGS: &str = "--single-transaction --all-databases --routines --events --triggers";
 
+/// What differs between the flavors' images.
+struct Image {
+    /// The official image's repository.
+    repository: &'static str,
+    /// The container's (and its port's) name.
+    container: &'static str,
+    /// The prefix of the image's environment (`<prefix>_ROOT_PASSWORD`).
+    env_prefix: &'static str,
+    /// The client that pings the server.
+    admin_tool: &'static str,
+    /// The client that dumps it.
+    dump_tool: &'static str,
+}
+
+impl Mysql {
+    fn image_of(&self) -> Image {
+        match self.0 {
+            Flavor::Mysql => Image {
+                repository: "mysql",
+                container: "mysql",
+                env_prefix: "MYSQL",
+                admin_tool: "mysqladmin",
+                dump_tool: "mysqldump",
+            },
+            Flavor::Mariadb => Image {
+                repository: "mariadb",
+                container: "mariadb",
+                env_prefix: "MARIADB",
+                admin_tool: "mariadb-admin",
+                dump_tool: "mariadb-dump",
+            },
+        }
+    }
+}
+
 impl Driver for Mysql {
     fn engine(&self) -> v1::Engine {
         v1::Engine::Mysql
     }
 
     fn image(&self, version: &str) -> String {
-        format!("mysql:{version}")
+        format!("{}:{version}", self.image_of().repository)
     }
 
     fn container_name(&self) -> &'static str {
-        "mysql"
+        self.image_of().container
     }
 
     fn port(&self) -> i32 {
@@ -95,7 +134,7 @@ impl Driver for Mysql {
     }
 
     fn config_mount_path(&self) -> &'static str {
-        // The image's /etc/my.cnf includes every file in this directory.
+        // Both images' my.cnf include every file in this directory.
         "/etc/mysql/conf.d"
     }
 
@@ -108,98 +147,38 @@ impl Driver for Mysql {
     }
 
     fn env(&self, database_name: &str, secret_name: &str) -> Vec<EnvVar> {
+        let prefix = self.image_of().env_prefix;
         vec![
-            plain_env("MYSQL_DATABASE", database_name),
-            secret_env("MYSQL_ROOT_PASSWORD", secret_name, PASSWORD_KEY),
+            plain_env(&format!("{prefix}_DATABASE"), database_name),
+            secret_env(
+                &format!("{prefix}_ROOT_PASSWORD"),
+                secret_name,
+                PASSWORD_KEY,
+            ),
         ]
     }
 
     fn readiness_probe(&self) -> Probe {
-        ping_probe("mysqladmin", false)
+        ping_probe(self.image_of().admin_tool, false)
     }
 
     fn liveness_probe(&self) -> Probe {
-        ping_probe("mysqladmin", true)
+        ping_probe(self.image_of().admin_tool, true)
     }
 
     fn dump_command(&self, host: &str) -> String {
-        format!("mysqldump -h {host} -P {PORT} -u root {DUMP_FLAGS} --set-gtid-purged=OFF")
+        let tool = self.image_of().dump_tool;
+        let command = format!("{tool} -h {host} -P {PORT} -u root {DUMP_FLAGS}");
+        match self.0 {
+            Flavor::Mysql => format!("{command} --set-gtid-purged=OFF"),
+            // mariadb-dump has no --set-gtid-purged: MariaDB's GTIDs are its own.
+            Flavor::Mariadb => command,
+        }
     }
 
     fn dump_env(&self, secret_name: &str) -> Vec<EnvVar> {
-        // MYSQL_PWD keeps the password off the command line.
-        vec![secret_env("MYSQL_PWD", secret_name, PASSWORD_KEY)]
-    }
-}
-
-impl Driver for Mariadb {
-    fn engine(&self) -> v1::Engine {
-        v1::Engine::Mysql
-    }
-
-    fn image(&self, version: &str) -> String {
-        format!("mariadb:{version}")
-    }
-
-    fn container_name(&self) -> &'static str {
-        "mariadb"
-    }
-
-    fn port(&self) -> i32 {
-        PORT
-    }
-
-    fn admin_username(&self) -> &'static str {
-        "root"
-    }
-
-    fn maintenance_database(&self) -> &'static str {
-        "mysql"
-    }
-
-    fn data_mount_path(&self) -> &'static str {
-        "/var/lib/mysql"
-    }
-
-    fn config_file_name(&self) -> &'static str {
-        "my.cnf"
-    }
-
-    fn config_mount_path(&self) -> &'static str {
-        // The image's /etc/mysql/my.cnf includes every file here too.
-        "/etc/mysql/conf.d"
-    }
-
-    fn render_config(&self, sizing: &Sizing) -> String {
-        render_config(sizing)
-    }
-
-    fn args(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    fn env(&self, database_name: &str, secret_name: &str) -> Vec<EnvVar> {
-        vec![
-            plain_env("MARIADB_DATABASE", database_name),
-            secret_env("MARIADB_ROOT_PASSWORD", secret_name, PASSWORD_KEY),
-        ]
-    }
-
-    fn readiness_probe(&self) -> Probe {
-        ping_probe("mariadb-admin", false)
-    }
-
-    fn liveness_probe(&self) -> Probe {
-        ping_probe("mariadb-admin", true)
-    }
-
-    fn dump_command(&self, host: &str) -> String {
-        // mariadb-dump has no --set-gtid-purged: MariaDB's GTIDs are its own.
-        format!("mariadb-dump -h {host} -P {PORT} -u root {DUMP_FLAGS}")
-    }
-
-    fn dump_env(&self, secret_name: &str) -> Vec<EnvVar> {
-        // MariaDB's clients read MYSQL_PWD as well.
+        // MYSQL_PWD keeps the password off the command line; MariaDB's
+        // clients read it as well.
         vec![secret_env("MYSQL_PWD", secret_name, PASSWORD_KEY)]
     }
 }
@@ -210,27 +189,27 @@ mod tests {
 
     #[test]
     fn mariadb_runs_its_own_image_environment_and_tools() {
-        assert_eq!(Mariadb.image("11.4"), "mariadb:11.4");
-        let env: Vec<String> = Mariadb
+        assert_eq!(MARIADB.image("11.4"), "mariadb:11.4");
+        let env: Vec<String> = MARIADB
             .env("app", "s")
             .into_iter()
             .map(|e| e.name)
             .collect();
         assert_eq!(env, ["MARIADB_DATABASE", "MARIADB_ROOT_PASSWORD"]);
-        let probe = Mariadb.readiness_probe().exec.unwrap().command.unwrap();
+        let probe = MARIADB.readiness_probe().exec.unwrap().command.unwrap();
         assert!(probe[2].starts_with("exec mariadb-admin ping"), "{probe:?}");
-        let dump = Mariadb.dump_command("db-readonly");
+        let dump = MARIADB.dump_command("db-readonly");
         assert!(dump.starts_with("mariadb-dump -h db-readonly"), "{dump}");
         assert!(!dump.contains("gtid"), "{dump}");
-        assert!(Mysql.dump_command("h").contains("--set-gtid-purged=OFF"));
+        assert!(MYSQL.dump_command("h").contains("--set-gtid-purged=OFF"));
         // One configuration for both servers.
         let sizing = Sizing::from_spec(None);
-        assert_eq!(Mariadb.render_config(&sizing), Mysql.render_config(&sizing));
+        assert_eq!(MARIADB.render_config(&sizing), MYSQL.render_config(&sizing));
     }
 
     #[test]
     fn buffer_pool_is_half_of_memory() {
-        let config = Mysql.render_config(&Sizing::from_spec(None));
+        let config = MYSQL.render_config(&Sizing::from_spec(None));
         assert!(
             config.contains("innodb_buffer_pool_size = 512M"),
             "{config}"

@@ -91,7 +91,14 @@ pub(crate) async fn reconcile(
 
     let pods_api = Api::<Pod>::namespaced(ctx.client.clone(), namespace);
     let mut pods: Vec<PodView> = pods_api
-        .list_metadata(&ListParams::default().labels(&selector_string(db)))
+        // The StatefulSet's pods only: the backup, restore and drill Jobs'
+        // pods carry the Database's selector labels too.
+        .list_metadata(&ListParams::default().labels(&format!(
+            "{},{}={}",
+            selector_string(db),
+            database_operator_api::v1::labels::COMPONENT,
+            crate::builders::statefulset::COMPONENT
+        )))
         .await?
         .items
         .into_iter()
