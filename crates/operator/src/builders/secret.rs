@@ -43,17 +43,28 @@ pub fn admin_secret(db: &Database, driver: &dyn Driver, password: String) -> Sec
 /// The replication login's Secret (`<name>-replication`) with the given
 /// password: created once, like the admin Secret.
 pub fn replication_secret(db: &Database, password: String) -> Secret {
+    let name = Names(&db.name_any()).replication();
+    operator_login_secret(db, name, "database", crate::replication::LOGIN, password)
+}
+
+/// The Secret `name` of one of the operator's own logins (`username`,
+/// `password`), for the child component `component`. Immutable: it is
+/// created once and never changed, since the login inside the engine
+/// carries this password.
+pub fn operator_login_secret(
+    db: &Database,
+    name: String,
+    component: &str,
+    username: &str,
+    password: String,
+) -> Secret {
     Secret {
-        metadata: child_meta(db, Names(&db.name_any()).replication(), "database"),
+        metadata: child_meta(db, name, component),
         type_: Some("Opaque".to_owned()),
         string_data: Some(BTreeMap::from([
-            (
-                USERNAME_KEY.to_owned(),
-                crate::replication::LOGIN.to_owned(),
-            ),
+            (USERNAME_KEY.to_owned(), username.to_owned()),
             (PASSWORD_KEY.to_owned(), password),
         ])),
-        // Never changed: the login inside the engine carries this password.
         immutable: Some(true),
         ..Default::default()
     }

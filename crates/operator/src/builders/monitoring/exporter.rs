@@ -198,17 +198,14 @@ pub fn metrics_service(db: &Database) -> Service {
 /// Secret `<name>-monitoring` with the monitoring login. Created once, never
 /// regenerated: the login inside the engine carries this password.
 pub fn monitoring_secret(db: &Database, password: String) -> Secret {
-    Secret {
-        metadata: child_meta(db, Names(&db.name_any()).monitoring_secret(), COMPONENT),
-        type_: Some("Opaque".to_owned()),
-        string_data: Some(BTreeMap::from([
-            (USERNAME_KEY.to_owned(), MONITORING_USERNAME.to_owned()),
-            (PASSWORD_KEY.to_owned(), password),
-        ])),
-        // Never changed: the login inside the engine carries this password.
-        immutable: Some(true),
-        ..Default::default()
-    }
+    let name = Names(&db.name_any()).monitoring_secret();
+    crate::builders::secret::operator_login_secret(
+        db,
+        name,
+        COMPONENT,
+        MONITORING_USERNAME,
+        password,
+    )
 }
 
 #[cfg(test)]
