@@ -1,23 +1,39 @@
 //! Per-object exponential backoff for the error policy: kube-rs's error
 //! policy has no memory of earlier failures, so we keep one.
+//!
+//! An entry goes when its object reconciles successfully; an object deleted
+//! while failing never does, so entries untouched for [`FORGET_AFTER`]
+//! (longer than the longest retry, so only objects nobody reconciles any
+//! more) are dropped whenever a failure is recorded: the map holds the
+//! objects failing now, not every object that ever failed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::requeue::{BACKOFF_BASE as BASE, BACKOFF_MAX as MAX};
 
+/// How long an entry outlives its last failure: twice the longest retry.
+pub(crate) const FORGET_AFTER: Duration = Duration::from_secs(2 * MAX.as_secs());
+
 #[derive(Default)]
 pub struct PerObjectBackoff {
-    failures: Mutex<HashMap<String, u32>>,
+    /// Failures in a row, and when the last was recorded, per object key.
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
 }
 
 impl PerObjectBackoff {
     /// Records a failure of `key` and returns how long to wait before retrying.
     pub fn next_delay(&self, key: &str) -> Duration {
+        self.next_delay_at(key, Instant::now())
+    }
+
+    fn next_delay_at(&self, key: &str, now: Instant) -> Duration {
         let mut failures = self.failures.lock().expect("backoff lock poisoned");
-        let count = failures.entry(key.to_owned()).or_insert(0);
+        failures.retain(|k, (_, last)| k == key || now.duration_since(*last) < FORGET_AFTER);
+        let (count, last) = failures.entry(key.to_owned()).or_insert((0, now));
         *count = count.saturating_add(1);
+        *last = now;
         BASE.saturating_mul(2u32.saturating_pow(*count - 1))
             .min(MAX)
     }
@@ -28,6 +44,12 @@ impl PerObjectBackoff {
             .lock()
             .expect("backoff lock poisoned")
             .remove(key);
+    }
+
+    /// How many objects it remembers.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.failures.lock().expect("backoff lock poisoned").len()
     }
 }
 
@@ -47,5 +69,24 @@ mod tests {
         assert_eq!(backoff.next_delay("a"), MAX);
         backoff.reset("a");
         assert_eq!(backoff.next_delay("a"), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn objects_nobody_reconciles_any_more_are_forgotten() {
+        let backoff = PerObjectBackoff::default();
+        let start = Instant::now();
+        // 1000 objects fail once, then are deleted (never reconciled again).
+        for i in 0..1000 {
+            backoff.next_delay_at(&format!("database/ns/db-{i}"), start);
+        }
+        assert_eq!(backoff.len(), 1000);
+        // One still failing, retried at the longest delay, keeps its count.
+        let later = start + MAX;
+        backoff.next_delay_at("database/ns/db-0", later);
+        assert_eq!(backoff.len(), 1000, "within the window nothing is dropped");
+        let much_later = start + FORGET_AFTER + Duration::from_secs(1);
+        let delay = backoff.next_delay_at("database/ns/db-0", much_later);
+        assert_eq!(delay, Duration::from_secs(8), "its third failure in a row");
+        assert_eq!(backoff.len(), 1, "the deleted objects are forgotten");
     }
 }
