@@ -258,19 +258,22 @@ async fn settle(world: World<'_>, servers: &mut [Postgres], uids: &mut BTreeMap<
     let deadline = tokio::time::Instant::now() + WAIT + Duration::from_secs(60);
     loop {
         let status = world.dbs.get(NAME).await.ok().and_then(|d| d.status);
-        if status
+        let said = status
             .as_ref()
             .and_then(|s| condition::find(&s.conditions, types::REPLICATING))
-            .is_some_and(|c| c.status == condition::ConditionStatus::True)
-        {
-            return;
-        }
+            .is_some_and(|c| c.status == condition::ConditionStatus::True);
+        // The condition may still be the one from before a move of the
+        // primary: each replica's own server must stream too.
+        let mut streaming = true;
         for (i, server) in servers.iter_mut().enumerate() {
             let Ok(Some(p)) = pods.get_opt(&pod(i)).await else {
                 continue;
             };
             let uid = p.uid().unwrap_or_default();
             let replica = p.labels().get("example.com/role").map(String::as_str) == Some("replica");
+            if replica && !receiving(server).await {
+                streaming = false;
+            }
             if replica && uids.get(&pod(i)) != Some(&uid) {
                 let member = world.script.member(
                     &pod(i),
@@ -282,12 +285,28 @@ async fn settle(world: World<'_>, servers: &mut [Postgres], uids: &mut BTreeMap<
                 uids.insert(pod(i), uid);
             }
         }
+        if said && streaming {
+            return;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "the replicas did not all stream: {status:?}"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Whether `pg`'s WAL receiver streams from a primary.
+async fn receiving(pg: &Postgres) -> bool {
+    let Ok(client) = pg.connect().await else {
+        return false;
+    };
+    client
+        .query_opt("SELECT status FROM pg_stat_wal_receiver", &[])
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|row| row.get::<_, String>(0) == "streaming")
 }
 
 /// Sets `spec.replication.primary`: a switchover to `pod`.
@@ -729,9 +748,10 @@ async fn scale_down_off_the_primary(
         .trim_start_matches(&format!("{NAME}-"))
         .parse::<usize>()
         .unwrap();
-    assert_eq!(new, 0, "the streaming remaining replica");
-    // Pod 1 may have received WAL from pod 2 that pod 0 never had: the
-    // operator restarts it, and the kubelet brings its server back rewound.
+    // Which of pods 0 and 1 it is depends on which had received more of
+    // pod 2's WAL (the most advanced streaming replica is chosen). The other
+    // may have received WAL the new primary never had: the operator
+    // restarts it, and the kubelet brings its server back rewound.
     settle(world, servers, uids).await;
     write(&servers[new], "after the scale-down").await.unwrap();
 }
