@@ -66,6 +66,26 @@ where
     Ok(true)
 }
 
+/// Merge-patches the metadata of `name` with `patch` under the operator's
+/// field manager; returns whether it existed (a 404 is no error).
+pub(crate) async fn patch_metadata<K>(
+    api: &Api<K>,
+    name: &str,
+    patch: &Value,
+) -> crate::error::Result<bool>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    match api
+        .patch_metadata(name, &patch_params(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Deletes `name` in the background; returns 1 if it deleted it, 0 if it
 /// was already gone.
 pub(crate) async fn delete<K>(api: &Api<K>, name: &str) -> crate::error::Result<u32>

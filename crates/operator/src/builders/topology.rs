@@ -76,6 +76,12 @@ pub fn ordinal(pod: &str) -> Option<i32> {
     pod.rsplit_once('-')?.1.parse().ok()
 }
 
+/// The name of the pod with `ordinal` in the StatefulSet `statefulset`
+/// (`orders`, 2 → `orders-2`): what [`ordinal`] reads back.
+pub fn pod_name(statefulset: &str, ordinal: i32) -> String {
+    format!("{statefulset}-{ordinal}")
+}
+
 /// Whether `statefulset`'s pods run as a streaming cluster.
 fn streams(statefulset: &StatefulSet) -> bool {
     statefulset
@@ -130,6 +136,7 @@ mod tests {
             .primary = Some("orders-1".into());
         assert_eq!(statefulset_replicas(&db, Topology::Streaming), 2);
         assert_eq!(ordinal("my-db-12"), Some(12));
+        assert_eq!(ordinal(&pod_name("my-db", 12)), Some(12));
         assert_eq!(ordinal("x"), None);
     }
 

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use database_operator_api::v1::Flavor;
 
 use crate::users::UserError;
-use crate::users::quote::{mysql_account, mysql_literal};
+use crate::users::quote::{mysql_account, mysql_account_at, mysql_literal};
 
 /// Server settings every member of a replicated mysql Database needs (its
 /// `server_id` is per member: [`server_id`]).
@@ -191,14 +191,12 @@ pub fn admin_without_read_only_bypass(
     if flavor == Flavor::Mysql {
         return Ok(Vec::new());
     }
-    crate::users::quote::check_identifier("username", user, 80)?;
-    let user = mysql_literal(user, false)?;
     hosts
         .iter()
         .map(|host| {
             Ok(format!(
-                "REVOKE READ_ONLY ADMIN ON *.* FROM {user}@{}",
-                mysql_literal(host, false)?
+                "REVOKE READ_ONLY ADMIN ON *.* FROM {}",
+                mysql_account_at(user, host)?
             ))
         })
         .collect()

@@ -217,20 +217,31 @@ pub async fn promote(target: &Target) -> Result<(), UserError> {
 }
 
 /// Makes new transactions on `client`'s server read-only by default (`on`),
-/// or not, through `postgresql.auto.conf` and a reload.
+/// or not.
 async fn set_read_only(
     client: &tokio_postgres::Client,
     on: bool,
     secrets: &[&str],
 ) -> Result<(), UserError> {
-    let set = if on {
-        "ALTER SYSTEM SET default_transaction_read_only = on"
-    } else {
-        "ALTER SYSTEM RESET default_transaction_read_only"
+    let value = on.then(|| "on".to_owned());
+    alter_system(client, "default_transaction_read_only", value, secrets).await
+}
+
+/// Sets the server setting `name` to `value` (a literal; `None` resets it)
+/// in `postgresql.auto.conf`, and reloads the configuration.
+async fn alter_system(
+    client: &tokio_postgres::Client,
+    name: &str,
+    value: Option<String>,
+    secrets: &[&str],
+) -> Result<(), UserError> {
+    let set = match value {
+        Some(value) => format!("ALTER SYSTEM SET {name} = {}", pg_literal(&value)?),
+        None => format!("ALTER SYSTEM RESET {name}"),
     };
     // One statement at a time: ALTER SYSTEM refuses to run inside the
     // transaction a multi-statement string becomes.
-    for sql in [set, "SELECT pg_reload_conf()"] {
+    for sql in [set.as_str(), "SELECT pg_reload_conf()"] {
         client
             .batch_execute(sql)
             .await
@@ -348,21 +359,8 @@ pub fn synchronous_standby_names(pods: &[String], sync: bool) -> String {
 pub async fn set_synchronous_standby_names(target: &Target, names: &str) -> Result<(), UserError> {
     let secrets = [target.admin_password.expose()];
     let client = connect(target, &target.default_database).await?;
-    let set = if names.is_empty() {
-        "ALTER SYSTEM RESET synchronous_standby_names".to_owned()
-    } else {
-        format!(
-            "ALTER SYSTEM SET synchronous_standby_names = {}",
-            pg_literal(names)?
-        )
-    };
-    for sql in [set.as_str(), "SELECT pg_reload_conf()"] {
-        client
-            .batch_execute(sql)
-            .await
-            .map_err(|e| db_error(&e, &secrets))?;
-    }
-    Ok(())
+    let value = (!names.is_empty()).then(|| names.to_owned());
+    alter_system(&client, "synchronous_standby_names", value, &secrets).await
 }
 
 /// Lifts a [`fence`]: the switchover did not happen.

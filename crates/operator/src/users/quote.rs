@@ -131,6 +131,12 @@ pub fn mysql_literal(value: &str, no_backslash_escapes: bool) -> Result<String, 
 /// `'user'@'%'`, the account a DatabaseUser owns. Backslashes are refused in
 /// the user part so the literal means the same in every `sql_mode`.
 pub fn mysql_account(user: &str) -> Result<String, UserError> {
+    mysql_account_at(user, "%")
+}
+
+/// `'user'@'host'`: [`mysql_account`] at another host, such as the
+/// `localhost` account the images make for root.
+pub fn mysql_account_at(user: &str, host: &str) -> Result<String, UserError> {
     check_identifier("username", user, MYSQL_MAX_USER)?;
     if user.contains('\\') {
         return Err(UserError::Invalid(format!(
@@ -138,7 +144,11 @@ pub fn mysql_account(user: &str) -> Result<String, UserError> {
             shown(user)
         )));
     }
-    Ok(format!("'{}'@'%'", user.replace('\'', "''")))
+    Ok(format!(
+        "'{}'@{}",
+        user.replace('\'', "''"),
+        mysql_literal(host, false)?
+    ))
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use crate::apply::patch_params;
 use crate::builders::meta::selector_string;
 use crate::builders::velero::source_selector;
 use crate::controller::Context;
-use crate::controller::shared::clock::now;
+use crate::controller::shared::clock::{elapsed, now};
 use crate::controller::shared::events::publish;
 use crate::error::{Error, Result, describe};
 
@@ -64,8 +64,7 @@ pub(crate) fn past_deadline(meta: &ObjectMeta, deadline: Duration) -> bool {
     let Some(deleted_at) = meta.deletion_timestamp.as_ref() else {
         return false;
     };
-    let elapsed = jiff::Timestamp::now().duration_since(deleted_at.0);
-    elapsed.as_secs() >= deadline.as_secs() as i64
+    elapsed(deleted_at, &now()).as_secs() >= deadline.as_secs()
 }
 
 async fn clean_volumes(db: &Database, ctx: &Context, namespace: &str) -> Result<()> {
@@ -125,17 +124,12 @@ async fn keep_admin_secret(ctx: &Context, namespace: &str, name: &str) -> Result
     let secrets =
         Api::<k8s_openapi::api::core::v1::Secret>::namespaced(ctx.client.clone(), namespace);
     let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
-    match secrets
-        .patch_metadata(name, &patch_params(), &Patch::Merge(&patch))
+    crate::apply::patch_metadata(&secrets, name, &patch)
         .await
-    {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(Error::Cleanup(format!(
-            "keeping the admin Secret {name}: {}",
-            describe(&e)
-        ))),
-    }
+        .map_err(|e| {
+            let why = e.as_kube().map_or_else(|| e.to_string(), describe);
+            Error::Cleanup(format!("keeping the admin Secret {name}: {why}"))
+        })
 }
 
 async fn mark_deleting(db: &Database, ctx: &Context, namespace: &str) -> Result<()> {

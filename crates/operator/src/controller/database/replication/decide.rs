@@ -16,7 +16,8 @@ use database_operator_api::v1::replication::{
     MemberState, MemberStatus, ReplicationSpec, lag_bound, lag_step,
 };
 
-use crate::builders::topology::ordinal;
+use crate::builders::topology::pod_name;
+use crate::controller::shared::clock::elapsed;
 use crate::replication::postgresql::Member;
 use crate::replication::{PRIMARY, REPLICA};
 
@@ -49,7 +50,13 @@ pub(crate) fn primary(database: &str, recorded: Option<&str>, pods: &[Pod]) -> S
         .filter(|p| p.role.as_deref() == Some(PRIMARY))
         .map(|p| p.name.clone())
         .min()
-        .unwrap_or_else(|| format!("{database}-0"))
+        .unwrap_or_else(|| pod_name(database, 0))
+}
+
+/// The pods of the Database `database` with `replicas` members, in ordinal
+/// order: `<database>-0` …
+pub(crate) fn pod_names(database: &str, replicas: i32) -> Vec<String> {
+    (0..replicas).map(|n| pod_name(database, n)).collect()
 }
 
 /// The labels pods need so that exactly `primary` is labelled primary:
@@ -214,14 +221,7 @@ pub(crate) fn cannot_follow(
     else {
         return Vec::new();
     };
-    let at_least = |t: Option<&Time>, grace: Duration| {
-        t.is_some_and(|t| {
-            now.0
-                .duration_since(t.0)
-                .try_into()
-                .is_ok_and(|d: Duration| d >= grace)
-        })
-    };
+    let at_least = |t: Option<&Time>, grace: Duration| t.is_some_and(|t| elapsed(t, now) >= grace);
     members
         .iter()
         .filter(|m| m.role == REPLICA && m.state == MemberState::CatchingUp)
@@ -272,15 +272,15 @@ pub(crate) enum Decision {
 }
 
 /// Whether and whom to promote, with the primary unanswered for
-/// `unanswered_for` (`None`: it answered), for a Database of `replicas`
-/// members.
+/// `unanswered_for` (`None`: it answered), for a Database whose
+/// `spec.replicas` keep the pods `kept` ([`pod_names`]).
 pub(crate) fn decide(
     primary: &str,
     seen: &[Seen],
     members: &[MemberStatus],
     unanswered_for: Option<Duration>,
     spec: &ReplicationSpec,
-    replicas: i32,
+    kept: &[String],
 ) -> Decision {
     // Members other than the primary that take writes: a promotion the
     // operator made and could not record, or a server that was never fenced.
@@ -332,10 +332,10 @@ pub(crate) fn decide(
             };
             // A scale-down that removes the primary's pod moves the primary
             // to the most advanced remaining replica first.
-            let leaving = ordinal(primary).is_some_and(|n| n >= replicas);
+            let leaving = !kept.iter().any(|pod| pod == primary);
             let remaining = || {
                 seen.iter()
-                    .filter(|s| ordinal(&s.pod).is_some_and(|n| n < replicas))
+                    .filter(|s| kept.contains(&s.pod))
                     .filter(|s| streams(&s.pod))
                     .filter_map(|s| Some((s.answer.as_ref()?.received_lsn?, &s.pod)))
                     .max_by_key(|(lsn, pod)| (*lsn, std::cmp::Reverse((*pod).clone())))
@@ -387,15 +387,15 @@ pub(crate) fn decide(
     // necessarily on every one: the most advanced of them holds them all
     // only when every replica answered.
     if spec.is_sync() && !spec.allow_lagging_failover {
-        let database = primary.rsplit_once('-').map_or(primary, |(name, _)| name);
-        let silent: Vec<String> = (0..replicas)
-            .map(|n| format!("{database}-{n}"))
-            .filter(|pod| pod != primary)
+        let silent: Vec<&str> = kept
+            .iter()
+            .filter(|pod| *pod != primary)
             .filter(|pod| {
                 !seen
                     .iter()
-                    .any(|s| &s.pod == pod && s.answer.as_ref().is_some_and(|m| m.in_recovery))
+                    .any(|s| &s.pod == *pod && s.answer.as_ref().is_some_and(|m| m.in_recovery))
             })
+            .map(String::as_str)
             .collect();
         if !silent.is_empty() {
             return Decision::Stuck(format!(
@@ -572,13 +572,13 @@ mod tests {
             answer("db-1", standby(10, true)),
         ];
         assert_eq!(
-            decide("db-0", &seen, &[], None, &spec(), 3),
+            decide("db-0", &seen, &[], None, &spec(), &pod_names("db", 3)),
             Decision::Healthy
         );
         // Chosen but not promoted yet (the operator stopped half-way).
         let seen = [answer("db-1", standby(10, false))];
         assert_eq!(
-            decide("db-1", &seen, &[], None, &spec(), 3),
+            decide("db-1", &seen, &[], None, &spec(), &pod_names("db", 3)),
             Decision::Finish
         );
     }
@@ -596,17 +596,38 @@ mod tests {
             ..spec()
         };
         assert_eq!(
-            decide("db-0", &seen, &status, None, &to("db-1"), 3),
+            decide(
+                "db-0",
+                &seen,
+                &status,
+                None,
+                &to("db-1"),
+                &pod_names("db", 3)
+            ),
             Decision::Switchover { to: "db-1".into() }
         );
         // Not streaming: wait (the primary stays, and is kept healthy).
         assert_eq!(
-            decide("db-0", &seen, &status, None, &to("db-2"), 3),
+            decide(
+                "db-0",
+                &seen,
+                &status,
+                None,
+                &to("db-2"),
+                &pod_names("db", 3)
+            ),
             Decision::Healthy
         );
         // Already there.
         assert_eq!(
-            decide("db-0", &seen, &status, None, &to("db-0"), 3),
+            decide(
+                "db-0",
+                &seen,
+                &status,
+                None,
+                &to("db-0"),
+                &pod_names("db", 3)
+            ),
             Decision::Healthy
         );
         // A switchover never replaces a failover: with the primary gone the
@@ -623,7 +644,7 @@ mod tests {
             &recorded,
             Some(Duration::from_secs(60)),
             &to("db-1"),
-            3,
+            &pod_names("db", 3),
         );
         assert_eq!(
             decision,
@@ -644,12 +665,12 @@ mod tests {
         ];
         let status = members("db-2", &seen, &[]);
         assert_eq!(
-            decide("db-2", &seen, &status, None, &spec(), 2),
+            decide("db-2", &seen, &status, None, &spec(), &pod_names("db", 2)),
             Decision::Switchover { to: "db-1".into() }
         );
         // Staying at 3: nothing moves.
         assert_eq!(
-            decide("db-2", &seen, &status, None, &spec(), 3),
+            decide("db-2", &seen, &status, None, &spec(), &pod_names("db", 3)),
             Decision::Healthy
         );
         // No remaining replica streams: the primary stays (and its pod too,
@@ -661,7 +682,14 @@ mod tests {
         ];
         let status = members("db-2", &lagging, &[]);
         assert_eq!(
-            decide("db-2", &lagging, &status, None, &spec(), 2),
+            decide(
+                "db-2",
+                &lagging,
+                &status,
+                None,
+                &spec(),
+                &pod_names("db", 2)
+            ),
             Decision::Healthy
         );
     }
@@ -686,7 +714,7 @@ mod tests {
             &status,
             Some(Duration::from_secs(10)),
             &spec(),
-            3,
+            &pod_names("db", 3),
         );
         assert_eq!(
             wait,
@@ -702,7 +730,7 @@ mod tests {
                 &status,
                 Some(Duration::from_secs(30)),
                 &spec(),
-                3
+                &pod_names("db", 3)
             ),
             Decision::Promote {
                 pod: "db-2".into(),
@@ -715,7 +743,14 @@ mod tests {
     fn a_ready_pod_whose_server_is_dead_counts_as_down() {
         // Only the servers' answers count: pods are not even an input.
         let now = [answer("db-0", None), answer("db-1", standby(5, false))];
-        let decision = decide("db-0", &now, &[], Some(Duration::from_secs(31)), &spec(), 3);
+        let decision = decide(
+            "db-0",
+            &now,
+            &[],
+            Some(Duration::from_secs(31)),
+            &spec(),
+            &pod_names("db", 3),
+        );
         assert!(
             matches!(decision, Decision::Stuck(_)),
             "{decision:?}: lag unknown"
@@ -736,7 +771,9 @@ mod tests {
         ];
         let status = members("db-0", &now, &recorded);
         let after = Some(Duration::from_secs(60));
-        let Decision::Stuck(why) = decide("db-0", &now, &status, after, &spec(), 3) else {
+        let Decision::Stuck(why) =
+            decide("db-0", &now, &status, after, &spec(), &pod_names("db", 3))
+        else {
             panic!("a replica 1 GiB behind was promoted");
         };
         assert!(
@@ -748,7 +785,7 @@ mod tests {
             ..spec()
         };
         assert!(matches!(
-            decide("db-0", &now, &status, after, &allow, 3),
+            decide("db-0", &now, &status, after, &allow, &pod_names("db", 3)),
             Decision::Promote { .. }
         ));
         let generous = ReplicationSpec {
@@ -756,7 +793,7 @@ mod tests {
             ..spec()
         };
         assert!(matches!(
-            decide("db-0", &now, &status, after, &generous, 3),
+            decide("db-0", &now, &status, after, &generous, &pod_names("db", 3)),
             Decision::Promote { .. }
         ));
     }
@@ -848,13 +885,14 @@ mod tests {
             answer("db-2", None),
         ];
         let status = members("db-0", &now, &recorded);
-        let Decision::Stuck(why) = decide("db-0", &now, &status, after, &sync, 3) else {
+        let Decision::Stuck(why) = decide("db-0", &now, &status, after, &sync, &pod_names("db", 3))
+        else {
             panic!("promoted while a replica that may hold acknowledged writes was silent");
         };
         assert!(why.contains("db-2") && why.contains("sync"), "{why}");
         // Async mode promotes db-1 (its lag is within the bound).
         assert!(matches!(
-            decide("db-0", &now, &status, after, &spec(), 3),
+            decide("db-0", &now, &status, after, &spec(), &pod_names("db", 3)),
             Decision::Promote { pod, .. } if pod == "db-1"
         ));
         // A pod that does not exist is as silent as one that does not answer.
@@ -863,7 +901,7 @@ mod tests {
             answer("db-1", standby(1 << 20, false)),
         ];
         assert!(matches!(
-            decide("db-0", &gone, &status, after, &sync, 3),
+            decide("db-0", &gone, &status, after, &sync, &pod_names("db", 3)),
             Decision::Stuck(_)
         ));
         // Once every replica answers, the most advanced one holds every
@@ -875,7 +913,7 @@ mod tests {
         ];
         let status = members("db-0", &all, &recorded);
         assert!(matches!(
-            decide("db-0", &all, &status, after, &sync, 3),
+            decide("db-0", &all, &status, after, &sync, &pod_names("db", 3)),
             Decision::Promote { pod, .. } if pod == "db-2"
         ));
         // The user may choose availability.
@@ -884,7 +922,7 @@ mod tests {
             ..sync
         };
         assert!(matches!(
-            decide("db-0", &now, &status, after, &allow, 3),
+            decide("db-0", &now, &status, after, &allow, &pod_names("db", 3)),
             Decision::Promote { pod, .. } if pod == "db-1"
         ));
     }
@@ -900,7 +938,7 @@ mod tests {
         ];
         let after = Some(Duration::from_secs(60));
         assert_eq!(
-            decide("db-0", &now, &[], after, &spec(), 3),
+            decide("db-0", &now, &[], after, &spec(), &pod_names("db", 3)),
             Decision::Promote {
                 pod: "db-1".into(),
                 lag: None
@@ -908,7 +946,7 @@ mod tests {
         );
         // However short the wait so far.
         assert!(matches!(
-            decide("db-0", &now, &[], Some(Duration::from_secs(1)), &spec(), 3),
+            decide("db-0", &now, &[], Some(Duration::from_secs(1)), &spec(), &pod_names("db", 3)),
             Decision::Promote { pod, .. } if pod == "db-1"
         ));
     }
@@ -921,7 +959,7 @@ mod tests {
             answer("db-2", standby(900, true)),
         ];
         assert_eq!(
-            decide("db-0", &now, &[], None, &spec(), 3),
+            decide("db-0", &now, &[], None, &spec(), &pod_names("db", 3)),
             Decision::Fence {
                 pods: vec!["db-1".into()]
             }
@@ -938,7 +976,7 @@ mod tests {
             answer("db-2", standby(200, true)),
         ];
         assert_eq!(
-            decide("db-0", &now, &[], None, &spec(), 3),
+            decide("db-0", &now, &[], None, &spec(), &pod_names("db", 3)),
             Decision::Healthy
         );
     }
@@ -953,7 +991,7 @@ mod tests {
                 &[],
                 Some(Duration::from_secs(600)),
                 &spec(),
-                3
+                &pod_names("db", 3)
             ),
             Decision::Stuck("no replica answers".into())
         );

@@ -15,12 +15,12 @@ pub(crate) mod decide;
 
 use std::time::Duration;
 
+use database_operator_api::v1::Database;
 use database_operator_api::v1::condition::{Condition, types};
 use database_operator_api::v1::replication::{MemberState, ReplicationStatus};
-use database_operator_api::v1::{Database, Engine};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{DeleteParams, ListParams, Patch};
+use kube::api::{ListParams, Patch};
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
@@ -31,11 +31,11 @@ use crate::builders::secret::{generate_password, replication_secret};
 use crate::builders::topology::Topology;
 use crate::controller::Context;
 use crate::controller::database::admin_secret::create_once;
-use crate::controller::shared::clock::now;
+use crate::controller::shared::clock::{elapsed, now};
 use crate::controller::shared::events::publish;
 use crate::controller::user::{admin_target, secret_value};
-use crate::engine::{PASSWORD_KEY, driver, driver_of};
-use crate::error::{Error, Result, StepContext};
+use crate::engine::{PASSWORD_KEY, driver_of};
+use crate::error::{Result, StepContext};
 use crate::replication::{self, CAUGHT_UP_LABEL, ROLE_LABEL, postgresql};
 use crate::users::{Password, Target};
 use decide::{Decision, Pod as PodView, Seen};
@@ -165,7 +165,8 @@ pub(crate) async fn reconcile(
     }))
     .await;
     let spec = db.spec.replication.clone().unwrap_or_default();
-    keep_commit_mode(&members_of, &seen, spec.is_sync()).await?;
+    let kept = decide::pod_names(&name, db.spec.replicas);
+    keep_commit_mode(&members_of, &seen, &kept, spec.is_sync()).await?;
     let now = now();
     let mut members = decide::members(&primary, &seen, &previous.members);
     decide::stamp(&mut members, &previous.members, &now);
@@ -180,17 +181,8 @@ pub(crate) async fn reconcile(
             .clone()
             .unwrap_or(now.clone())
     });
-    let unanswered_for = since
-        .as_ref()
-        .map(|s| Duration::try_from(now.0.duration_since(s.0)).unwrap_or_default());
-    let decision = decide::decide(
-        &primary,
-        &seen,
-        &members,
-        unanswered_for,
-        &spec,
-        db.spec.replicas,
-    );
+    let unanswered_for = since.as_ref().map(|s| elapsed(s, &now));
+    let decision = decide::decide(&primary, &seen, &members, unanswered_for, &spec, &kept);
 
     let mut status = ReplicationStatus {
         primary: Some(primary.clone()),
@@ -358,14 +350,16 @@ pub(crate) async fn reconcile(
     })
 }
 
-/// Gives every member that answered the Database's
-/// `synchronous_standby_names` where it differs: the standbys keep it for
-/// when one of them is promoted.
-async fn keep_commit_mode(members: &Members<'_>, seen: &[Seen], sync: bool) -> Result<()> {
-    let pods: Vec<String> = (0..members.db.spec.replicas)
-        .map(|n| format!("{}-{n}", members.db.name_any()))
-        .collect();
-    let wanted = postgresql::synchronous_standby_names(&pods, sync);
+/// Gives every member that answered the `synchronous_standby_names` of a
+/// Database that keeps the pods `kept` where it differs: the standbys keep
+/// it for when one of them is promoted.
+async fn keep_commit_mode(
+    members: &Members<'_>,
+    seen: &[Seen],
+    kept: &[String],
+    sync: bool,
+) -> Result<()> {
+    let wanted = postgresql::synchronous_standby_names(kept, sync);
     for s in seen {
         let Some(answer) = &s.answer else { continue };
         if answer.synchronous_standby_names == wanted {
@@ -391,17 +385,13 @@ async fn label(pods_api: &Api<Pod>, pods: &[PodView], primary: &str) -> Result<(
 /// which the next pass labels.
 async fn set_label(pods_api: &Api<Pod>, pod: &str, key: &str, value: &str) -> Result<()> {
     let patch = serde_json::json!({ "metadata": { "labels": { key: value } } });
-    match pods_api
-        .patch_metadata(pod, &patch_params(), &Patch::Merge(&patch))
+    if crate::apply::patch_metadata(pods_api, pod, &patch)
         .await
+        .step("labelling pod", pod.to_owned())?
     {
-        Ok(_) => {
-            info!(pod, label = key, value, "labelled");
-            Ok(())
-        }
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(Error::from(e)).step("labelling pod", pod.to_owned()),
+        info!(pod, label = key, value, "labelled");
     }
+    Ok(())
 }
 
 /// What the acting steps need: the Database, its pods, and the admin login
@@ -419,9 +409,7 @@ impl Members<'_> {
     /// The admin login at `pod`'s own address:
     /// `<pod>.<name>-headless.<namespace>`.
     fn target(&self, pod: &str) -> Target {
-        // PostgreSQL is the engine that streams so far.
-        let port =
-            u16::try_from(driver(Engine::Postgresql).port()).expect("engine ports fit in u16");
+        let port = u16::try_from(driver_of(&self.db.spec).port()).expect("engine ports fit in u16");
         let name = self.db.name_any();
         let (host, port) = self.ctx.settings.resolver.resolve(
             &format!("{pod}.{}", Names(&name).headless()),
@@ -509,11 +497,10 @@ impl Members<'_> {
     /// Deletes `pod`, whose server then restarts through the instance script
     /// as what its label says.
     async fn restart(&self, pod: &str) -> Result<()> {
-        match self.pods_api.delete(pod, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-            Err(e) => Err(Error::from(e)).step("restarting pod", pod.to_owned()),
-        }
+        crate::apply::delete(self.pods_api, pod)
+            .await
+            .step("restarting pod", pod.to_owned())?;
+        Ok(())
     }
 }
 
