@@ -28,10 +28,11 @@ use k8s_openapi::api::core::v1::{Event, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
+use operator::builders::topology::ordinal;
 use testkit::harness::{self, Env, create, eventually};
 use testkit::proxy::Proxy;
 use testkit::replication::InstanceScript;
-use testkit::servers::Postgres;
+use testkit::servers::{Member, Postgres};
 
 const NS: &str = "replication";
 const NAME: &str = "ledger";
@@ -275,13 +276,7 @@ async fn settle(world: World<'_>, servers: &mut [Postgres], uids: &mut BTreeMap<
                 streaming = false;
             }
             if replica && uids.get(&pod(i)) != Some(&uid) {
-                let member = world.script.member(
-                    &pod(i),
-                    "replica",
-                    (world.service.host(), world.service.port()),
-                    REPLICATION_PASSWORD,
-                );
-                server.restart_as(member).await.unwrap();
+                server.restart_as(world.replica(&pod(i))).await.unwrap();
                 uids.insert(pod(i), uid);
             }
         }
@@ -307,6 +302,23 @@ async fn receiving(pg: &Postgres) -> bool {
         .ok()
         .flatten()
         .is_some_and(|row| row.get::<_, String>(0) == "streaming")
+}
+
+impl World<'_> {
+    /// Pod `pod` starting as a replica that follows the primary Service.
+    fn replica(&self, pod: &str) -> Member {
+        self.script.member(
+            pod,
+            "replica",
+            (self.service.host(), self.service.port()),
+            REPLICATION_PASSWORD,
+        )
+    }
+}
+
+/// The ordinal of `pod`, as an index into the test's servers.
+fn index(pod: &str) -> usize {
+    usize::try_from(ordinal(pod).expect("a StatefulSet pod")).unwrap()
 }
 
 /// Sets `spec.replication.primary`: a switchover to `pod`.
@@ -403,6 +415,13 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     )
     .await;
     let dbs = Api::<Database>::namespaced(client.clone(), NS);
+    let world = World {
+        env: &env,
+        client: &client,
+        dbs: &dbs,
+        script: &script,
+        service: &service,
+    };
     let db: Database = serde_json::from_value(serde_json::json!({
         "apiVersion": "example.com/v1", "kind": "Database",
         "metadata": {"name": NAME, "namespace": NS},
@@ -421,13 +440,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     let mut uids = BTreeMap::new();
     for (i, server) in servers.iter_mut().enumerate().skip(1).take(2) {
         uids.insert(pod(i), labelled(&env, &client, &pod(i), "replica").await);
-        let member = script.member(
-            &pod(i),
-            "replica",
-            (service.host(), service.port()),
-            REPLICATION_PASSWORD,
-        );
-        server.restart_as(member).await.unwrap();
+        server.restart_as(world.replica(&pod(i))).await.unwrap();
     }
     let services = Api::<Service>::namespaced(client.clone(), NS);
     let selector = |s: Service| s.spec.unwrap().selector.unwrap();
@@ -513,10 +526,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         (primary != pod(0)).then_some(primary)
     })
     .await;
-    let new = promoted
-        .trim_start_matches(&format!("{NAME}-"))
-        .parse::<usize>()
-        .unwrap();
+    let new = index(&promoted);
     labelled(&env, &client, &promoted, "primary").await;
     // Sync mode: every write the old primary acknowledged is on the new one.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -542,13 +552,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
     let new_uid = labelled(&env, &client, &pod(0), "replica").await;
     assert_ne!(new_uid, old_uid, "the old primary's pod was replaced");
     uids.insert(pod(0), new_uid);
-    let member = script.member(
-        &pod(0),
-        "replica",
-        (service.host(), service.port()),
-        REPLICATION_PASSWORD,
-    );
-    servers[0].restart_as(member).await.unwrap();
+    servers[0].restart_as(world.replica(&pod(0))).await.unwrap();
     let log = std::fs::read_to_string(servers[0].log_path()).unwrap();
     assert!(
         log.contains("pg_rewind: Done!"),
@@ -595,13 +599,6 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
             .any(|m| m.contains(&promoted) && m.contains("in sync mode")),
         "{failed_over:?}"
     );
-    let world = World {
-        env: &env,
-        client: &client,
-        dbs: &dbs,
-        script: &script,
-        service: &service,
-    };
     switch_back_with_a_writer(world, &mut servers, &mut uids, &promoted, &admin_password).await;
     scale_down_off_the_primary(world, &mut servers, &mut uids).await;
 }
@@ -617,11 +614,7 @@ async fn scale_down_off_the_primary(
     uids: &mut BTreeMap<String, String>,
 ) {
     let World {
-        env,
-        client,
-        dbs,
-        script,
-        service,
+        env, client, dbs, ..
     } = world;
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
     let primary_is = |pod: String| async move {
@@ -631,13 +624,7 @@ async fn scale_down_off_the_primary(
     let restart_as_replica =
         async |servers: &mut [Postgres], uids: &mut BTreeMap<String, String>, i: usize| {
             uids.insert(pod(i), labelled(env, client, &pod(i), "replica").await);
-            let member = script.member(
-                &pod(i),
-                "replica",
-                (service.host(), service.port()),
-                REPLICATION_PASSWORD,
-            );
-            servers[i].restart_as(member).await.unwrap();
+            servers[i].restart_as(world.replica(&pod(i))).await.unwrap();
         };
     // Every replica streams (the old primary just rejoined).
     settle(world, servers, uids).await;
@@ -744,10 +731,7 @@ async fn scale_down_off_the_primary(
         samples.iter().any(|(size, _)| *size == Some(5)),
         "{samples:?}"
     );
-    let new = moved_to
-        .trim_start_matches(&format!("{NAME}-"))
-        .parse::<usize>()
-        .unwrap();
+    let new = index(&moved_to);
     // Which of pods 0 and 1 it is depends on which had received more of
     // pod 2's WAL (the most advanced streaming replica is chosen). The other
     // may have received WAL the new primary never had: the operator
@@ -770,13 +754,10 @@ async fn switch_back_with_a_writer(
         env,
         client,
         dbs,
-        script,
         service,
+        ..
     } = world;
-    let old = from
-        .trim_start_matches(&format!("{NAME}-"))
-        .parse::<usize>()
-        .unwrap();
+    let old = index(from);
     let (stop, writing) = writing_for_2s(service, admin_password).await;
     ask_for_primary(dbs, &pod(0)).await;
     eventually(env, "the switchover", WAIT, || async {
@@ -791,13 +772,7 @@ async fn switch_back_with_a_writer(
         from.to_owned(),
         labelled(env, client, from, "replica").await,
     );
-    let member = script.member(
-        from,
-        "replica",
-        (service.host(), service.port()),
-        REPLICATION_PASSWORD,
-    );
-    servers[old].restart_as(member).await.unwrap();
+    servers[old].restart_as(world.replica(from)).await.unwrap();
     // Writes go on, now on pod 0, through the Service.
     let switched_at = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -45,6 +45,27 @@ fn member(script: &InstanceScript, service: &Proxy, pod: &str, role: &str) -> Me
     )
 }
 
+/// The primary as the operator bootstraps it, started with `settings`: the
+/// replication login and a slot for each pod in `replicas` made by the
+/// operator's own functions, an empty `ledger` table, and a loopback proxy
+/// standing for the primary Service. Also returns what `ensure_slots` did.
+async fn bootstrap(
+    settings: &str,
+    replicas: &[&str],
+) -> Result<(Postgres, Proxy, postgresql::Slots)> {
+    let primary = Postgres::start_configured(settings).await?;
+    let service = Proxy::start(address(&primary)).await?;
+    postgresql::ensure_login(&target(&primary), &Password::new(REPLICATION_PASSWORD)).await?;
+    let replicas: Vec<String> = replicas.iter().map(|pod| (*pod).to_owned()).collect();
+    let slots = postgresql::ensure_slots(&target(&primary), "db", &replicas).await?;
+    primary
+        .connect()
+        .await?
+        .batch_execute("CREATE TABLE ledger (id serial PRIMARY KEY, memo text)")
+        .await?;
+    Ok((primary, service, slots))
+}
+
 /// The names in `ledger`, in order.
 async fn ledger(pg: &Postgres) -> Result<Vec<String>> {
     let client = pg.connect().await?;
@@ -100,20 +121,10 @@ async fn refuses_writes(pg: &Postgres) -> Result<()> {
 async fn replicas_stream_fail_over_and_the_old_primary_is_fenced() -> Result<()> {
     let script = InstanceScript::postgresql()?;
     // Pod 0: the primary, as the operator bootstraps it.
-    let mut pod0 = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
-    let service = Proxy::start(address(&pod0)).await?;
-    let password = Password::new(REPLICATION_PASSWORD);
-    postgresql::ensure_login(&target(&pod0), &password).await?;
-    let pods = ["db-1".to_owned(), "db-2".to_owned()];
-    let slots = postgresql::ensure_slots(&target(&pod0), "db", &pods).await?;
+    let (mut pod0, service, slots) =
+        bootstrap(&postgresql::settings(1 << 30), &["db-1", "db-2"]).await?;
     assert_eq!(slots.created, ["db_1", "db_2"]);
-    pod0.connect()
-        .await?
-        .batch_execute(
-            "CREATE TABLE ledger (id serial PRIMARY KEY, memo text);
-             INSERT INTO ledger (memo) VALUES ('before the replicas');",
-        )
-        .await?;
+    write(&pod0, "before the replicas").await?;
 
     // Pods 1 and 2 copy the primary and stream from it through their slots.
     let admin = pod0.admin_password().to_owned();
@@ -227,16 +238,13 @@ async fn backups_read_from_a_replica_fall_back_to_the_primary_and_restore_into_r
     use testkit::agent_cli::{Bucket, agent, env_for, with};
 
     let script = InstanceScript::postgresql()?;
-    let primary = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
-    let primary_service = Proxy::start(address(&primary)).await?;
-    postgresql::ensure_login(&target(&primary), &Password::new(REPLICATION_PASSWORD)).await?;
-    postgresql::ensure_slots(&target(&primary), "db", &["db-1".to_owned()]).await?;
+    let (primary, primary_service, _) =
+        bootstrap(&postgresql::settings(1 << 30), &["db-1"]).await?;
     primary
         .connect()
         .await?
         .batch_execute(
-            "CREATE TABLE ledger (id serial PRIMARY KEY, memo text);
-             INSERT INTO ledger (memo) SELECT 'row ' || i FROM generate_series(1, 500) i;",
+            "INSERT INTO ledger (memo) SELECT 'row ' || i FROM generate_series(1, 500) i",
         )
         .await?;
     let replica = Postgres::start_member(
@@ -441,16 +449,7 @@ async fn holds_every(pg: &Postgres, acked: &[i32]) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fenced_primary_acknowledges_nothing_its_replica_lacks() -> Result<()> {
     let script = InstanceScript::postgresql()?;
-    let primary = Postgres::start_configured(&postgresql::settings(1 << 30)).await?;
-    let service = Proxy::start(address(&primary)).await?;
-    let password = Password::new(REPLICATION_PASSWORD);
-    postgresql::ensure_login(&target(&primary), &password).await?;
-    postgresql::ensure_slots(&target(&primary), "db", &["db-1".to_owned()]).await?;
-    primary
-        .connect()
-        .await?
-        .batch_execute("CREATE TABLE ledger (id serial PRIMARY KEY, memo text)")
-        .await?;
+    let (primary, service, _) = bootstrap(&postgresql::settings(1 << 30), &["db-1"]).await?;
     let replica = Postgres::start_member(
         primary.admin_password(),
         member(&script, &service, "db-1", "replica"),
@@ -480,16 +479,7 @@ async fn in_sync_mode_a_failover_loses_no_acknowledged_write() -> Result<()> {
     // The test servers lower synchronous_commit; a product server keeps
     // PostgreSQL's default, on.
     let settings = format!("{}synchronous_commit = on\n", postgresql::settings(1 << 30));
-    let mut pod0 = Postgres::start_configured(&settings).await?;
-    let service = Proxy::start(address(&pod0)).await?;
-    let password = Password::new(REPLICATION_PASSWORD);
-    postgresql::ensure_login(&target(&pod0), &password).await?;
-    let replicas = ["db-1".to_owned(), "db-2".to_owned()];
-    postgresql::ensure_slots(&target(&pod0), "db", &replicas).await?;
-    pod0.connect()
-        .await?
-        .batch_execute("CREATE TABLE ledger (id serial PRIMARY KEY, memo text)")
-        .await?;
+    let (mut pod0, service, _) = bootstrap(&settings, &["db-1", "db-2"]).await?;
     let admin = pod0.admin_password().to_owned();
     let pod1 = Postgres::start_member(&admin, member(&script, &service, "db-1", "replica")).await?;
     let mut pod2 =
@@ -558,19 +548,8 @@ async fn a_replica_whose_slot_was_lost_is_copied_afresh() -> Result<()> {
         "{}max_slot_wal_keep_size = 32MB\nwal_keep_size = 0\n",
         postgresql::settings(1 << 30)
     );
-    let primary = Postgres::start_configured(&settings).await?;
-    let service = Proxy::start(address(&primary)).await?;
-    postgresql::ensure_login(&target(&primary), &Password::new(REPLICATION_PASSWORD)).await?;
-    let replicas = ["db-1".to_owned()];
-    postgresql::ensure_slots(&target(&primary), "db", &replicas).await?;
-    primary
-        .connect()
-        .await?
-        .batch_execute(
-            "CREATE TABLE ledger (id serial PRIMARY KEY, memo text);
-             INSERT INTO ledger (memo) VALUES ('before');",
-        )
-        .await?;
+    let (primary, service, _) = bootstrap(&settings, &["db-1"]).await?;
+    write(&primary, "before").await?;
     let mut replica = Postgres::start_member(
         primary.admin_password(),
         member(&script, &service, "db-1", "replica"),
@@ -605,7 +584,7 @@ async fn a_replica_whose_slot_was_lost_is_copied_afresh() -> Result<()> {
     ensure!(log.contains("its slot db_1 is lost"), "{log}");
     ensure!(log.contains("kept the previous data"), "{log}");
     // The operator's next pass makes the slot again.
-    let slots = postgresql::ensure_slots(&target(&primary), "db", &replicas).await?;
+    let slots = postgresql::ensure_slots(&target(&primary), "db", &["db-1".to_owned()]).await?;
     assert_eq!(slots.created, ["db_1"]);
     let mut want = vec!["before"];
     want.extend(["while away"; 5]);
