@@ -1,6 +1,6 @@
 //! Servers of a replicated Database on loopback: the instance script the
-//! operator ships to every PostgreSQL pod, in a file the servers' user can
-//! read, and the environment a pod gives it.
+//! operator ships to every PostgreSQL or MariaDB pod, in a file the
+//! servers' user can read, and the environment a pod gives it.
 
 use std::path::PathBuf;
 
@@ -16,11 +16,19 @@ pub struct InstanceScript {
 
 impl InstanceScript {
     pub fn postgresql() -> Result<InstanceScript> {
+        InstanceScript::of(operator::replication::postgresql::INSTANCE_SCRIPT)
+    }
+
+    pub fn mariadb() -> Result<InstanceScript> {
+        InstanceScript::of(operator::replication::mysql::INSTANCE_SCRIPT)
+    }
+
+    fn of(script: &str) -> Result<InstanceScript> {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir()?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let path = dir.path().join("instance.sh");
-        std::fs::write(&path, operator::replication::postgresql::INSTANCE_SCRIPT)?;
+        std::fs::write(&path, script)?;
         Ok(InstanceScript { _dir: dir, path })
     }
 

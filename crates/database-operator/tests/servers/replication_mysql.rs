@@ -217,7 +217,7 @@ async fn mariadb_replicas_follow_by_gtid_fail_over_and_the_old_source_is_fenced(
     } else {
         (&replicas[1], &replicas[0])
     };
-    control(new, &mysql::promote(FLAVOR)).await?;
+    control(new, &mysql::promotion(FLAVOR)).await?;
     follow(other, new).await?;
     write(new, "after the failover").await?;
     let want = ["first", "replicated", "after the failover"];

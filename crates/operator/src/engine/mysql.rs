@@ -8,7 +8,12 @@ use database_operator_api::v1;
 use database_operator_api::v1::Flavor;
 use k8s_openapi::api::core::v1::{EnvVar, Probe};
 
-use super::{Driver, PASSWORD_KEY, Sizing, plain_env, secret_env, shell_probe};
+use super::{
+    Driver, LABELS_FILE, PASSWORD_KEY, Sizing, Streaming, USERNAME_KEY, field_env, plain_env,
+    secret_env, shell_probe,
+};
+use crate::builders::meta::Names;
+use crate::replication;
 
 /// The mysql engine, in one of its flavors.
 pub(super) struct Mysql(Flavor);
@@ -19,6 +24,10 @@ pub(super) static MYSQL: Mysql = Mysql(Flavor::Mysql);
 pub(super) static MARIADB: Mysql = Mysql(Flavor::Mariadb);
 
 const PORT: i32 = 3306;
+/// Where the ConfigMap is mounted; both images read every `*.cnf` in it.
+const CONFIG_DIR: &str = "/etc/mysql/conf.d";
+/// The data directory of both images.
+const DATA_DIR: &str = "/var/lib/mysql";
 
 /// The server configuration, valid for MySQL and MariaDB alike.
 fn render_config(sizing: &Sizing) -> String {
@@ -126,7 +135,7 @@ impl Driver for Mysql {
     }
 
     fn data_mount_path(&self) -> &'static str {
-        "/var/lib/mysql"
+        DATA_DIR
     }
 
     fn config_file_name(&self) -> &'static str {
@@ -134,8 +143,7 @@ impl Driver for Mysql {
     }
 
     fn config_mount_path(&self) -> &'static str {
-        // Both images' my.cnf include every file in this directory.
-        "/etc/mysql/conf.d"
+        CONFIG_DIR
     }
 
     fn render_config(&self, sizing: &Sizing) -> String {
@@ -180,6 +188,59 @@ impl Driver for Mysql {
         // MYSQL_PWD keeps the password off the command line; MariaDB's
         // clients read it as well.
         vec![secret_env("MYSQL_PWD", secret_name, PASSWORD_KEY)]
+    }
+
+    fn streaming(&self) -> Option<&dyn Streaming> {
+        // The MySQL flavor's seeding (the clone plugin) is not run yet: its
+        // members stay servers of their own.
+        (self.0 == Flavor::Mariadb).then_some(self as &dyn Streaming)
+    }
+}
+
+/// GTID replication, for the MariaDB flavor (see
+/// [`replication::mysql`]): the instance script seeds, fences and points
+/// every member; the settings are the same on every member, whose
+/// `server_id` the script gives from its ordinal.
+impl Streaming for Mysql {
+    fn config(&self, _volume_bytes: u64) -> String {
+        format!(
+            "# Replication: the instance script starts every member.\n{}",
+            replication::mysql::settings(self.0)
+        )
+    }
+
+    fn script_file(&self) -> &'static str {
+        "instance.sh"
+    }
+
+    fn files(&self) -> Vec<(&'static str, String)> {
+        vec![(
+            self.script_file(),
+            replication::mysql::INSTANCE_SCRIPT.to_owned(),
+        )]
+    }
+
+    fn command(&self) -> Vec<String> {
+        [
+            "sh",
+            &format!("{CONFIG_DIR}/instance.sh"),
+            "docker-entrypoint.sh",
+            "mariadbd",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar> {
+        vec![
+            plain_env("DATADIR", DATA_DIR),
+            field_env("POD_NAME", "metadata.name"),
+            plain_env("ROLE_FILE", LABELS_FILE),
+            plain_env("PRIMARY_HOST", &Names(database_name).primary()),
+            plain_env("PRIMARY_PORT", &PORT.to_string()),
+            secret_env("REPLICATION_USER", replication_secret, USERNAME_KEY),
+            secret_env("REPLICATION_PASSWORD", replication_secret, PASSWORD_KEY),
+        ]
     }
 }
 

@@ -29,3 +29,32 @@ pub const REPLICA: &str = "replica";
 /// (`"true"`): `<name>-readonly` selects only such replicas, so that a new
 /// or lagging replica answers no reads.
 pub const CAUGHT_UP_LABEL: &str = "example.com/caught-up";
+
+/// What one member's server says of itself, in the terms the failover
+/// decisions judge, whatever the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// It replicates from a primary: a PostgreSQL standby (in recovery); a
+    /// MySQL-family server with a source configured.
+    pub in_recovery: bool,
+    /// The history it is on. PostgreSQL: its timeline. MySQL family: 1, or
+    /// 0 for a replica whose source refused its GTID position (error 1236:
+    /// it holds transactions the source never had, or needs binary logs
+    /// the source no longer has), which can never follow it as it is.
+    pub timeline: u32,
+    /// Its position: written (primary) or applied (replica), comparable
+    /// with the primary's and between replicas of the same primary.
+    /// PostgreSQL: the WAL position in bytes. MySQL family: the primary's
+    /// binary log coordinates, file number × 2³² + offset.
+    pub lsn: u64,
+    /// How far it received from the primary (replicas only).
+    pub received_lsn: Option<u64>,
+    /// Whether it receives and applies from a primary (replicas only).
+    pub streaming: bool,
+    /// It takes no writes: a primary fenced by a switchover
+    /// (PostgreSQL: `default_transaction_read_only`; MySQL family:
+    /// `read_only`).
+    pub read_only: bool,
+    /// PostgreSQL's `synchronous_standby_names` (empty elsewhere).
+    pub synchronous_standby_names: String,
+}

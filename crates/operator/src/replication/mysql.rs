@@ -21,27 +21,47 @@
 //!   GTID set contains the other's; a MariaDB one when its position in every
 //!   replication domain is at least the other's.
 //!
-//! This module is not yet driven by the Database controller, which
-//! replicates PostgreSQL only so far (README, Limitations).
+//! The Database controller drives the MariaDB flavor: its pods start
+//! through [`INSTANCE_SCRIPT`], and the operator observes each member
+//! ([`member`]), keeps the replication login ([`ensure_login`]), promotes
+//! ([`promote`]) and switches over ([`fence`], [`wait_applied`]). The MySQL
+//! flavor's members are still servers of their own (README, Limitations):
+//! its seeding (the clone plugin) runs nowhere yet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use database_operator_api::v1::Flavor;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Row, Value};
 
-use crate::users::UserError;
+use super::Member;
+use crate::users::mysql::{Plan, Session, apply_with, connect, db_error};
 use crate::users::quote::{mysql_account, mysql_account_at, mysql_literal};
+use crate::users::{Password, Target, UserError, UserSpec};
+
+/// The start of every server of a replicated MariaDB Database: seeding,
+/// fencing and following (see the script's own comments).
+pub const INSTANCE_SCRIPT: &str = include_str!("../engine/scripts/mariadb-instance.sh");
 
 /// Server settings every member of a replicated mysql Database needs (its
 /// `server_id` is per member: [`server_id`]).
+///
+/// The relay log is named, not derived from the host name; MariaDB ignores
+/// the `.replaced` directory where the instance script keeps the data of a
+/// member it copied afresh (MySQL 8 ignores every directory starting with
+/// a dot already).
 pub fn settings(flavor: Flavor) -> String {
-    let common = "log_bin = binlog\nbinlog_format = ROW\n";
+    let common = "log_bin = binlog\nbinlog_format = ROW\nrelay_log = relay-bin\n";
     match flavor {
         Flavor::Mysql => format!(
             "{common}gtid_mode = ON\nenforce_gtid_consistency = ON\nlog_replica_updates = ON\n"
         ),
         // GTIDs are always on; strict mode refuses out-of-order GTIDs, which
         // only a diverged member would write.
-        Flavor::Mariadb => format!("{common}gtid_strict_mode = ON\nlog_slave_updates = ON\n"),
+        Flavor::Mariadb => format!(
+            "{common}gtid_strict_mode = ON\nlog_slave_updates = ON\nignore_db_dirs = .replaced\n"
+        ),
     }
 }
 
@@ -112,7 +132,7 @@ pub fn read_only(flavor: Flavor, on: bool) -> Vec<String> {
 /// Statements that make a replica a primary: it forgets its source and
 /// takes writes. The caller first waits until it has applied what it
 /// received.
-pub fn promote(flavor: Flavor) -> Vec<String> {
+pub fn promotion(flavor: Flavor) -> Vec<String> {
     let mut statements: Vec<String> = match flavor {
         Flavor::Mysql => vec!["STOP REPLICA".into(), "RESET REPLICA ALL".into()],
         Flavor::Mariadb => vec!["STOP SLAVE".into(), "RESET SLAVE ALL".into()],
@@ -137,7 +157,7 @@ pub fn position_query(flavor: Flavor) -> &'static str {
     }
 }
 
-/// The login the operator runs [`follow`], [`read_only`] and [`promote`]
+/// The login the operator runs [`follow`], [`read_only`] and [`promotion`]
 /// as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlLogin {
@@ -293,6 +313,342 @@ pub fn most_advanced(members: &[(String, Position)]) -> Option<&str> {
         .min()
 }
 
+/// The columns of the replica status statement ([`replica_status`]) the
+/// operator reads, in each flavor's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusColumns {
+    pub source_host: &'static str,
+    pub io_running: &'static str,
+    pub sql_running: &'static str,
+    /// The source's binary log file and offset received so far.
+    pub received_file: &'static str,
+    pub received_offset: &'static str,
+    /// The source's binary log file and offset applied so far.
+    pub applied_file: &'static str,
+    pub applied_offset: &'static str,
+    pub io_errno: &'static str,
+    pub io_error: &'static str,
+}
+
+/// See [`StatusColumns`].
+pub fn status_columns(flavor: Flavor) -> StatusColumns {
+    match flavor {
+        Flavor::Mysql => StatusColumns {
+            source_host: "Source_Host",
+            io_running: "Replica_IO_Running",
+            sql_running: "Replica_SQL_Running",
+            received_file: "Source_Log_File",
+            received_offset: "Read_Source_Log_Pos",
+            applied_file: "Relay_Source_Log_File",
+            applied_offset: "Exec_Source_Log_Pos",
+            io_errno: "Last_IO_Errno",
+            io_error: "Last_IO_Error",
+        },
+        Flavor::Mariadb => StatusColumns {
+            source_host: "Master_Host",
+            io_running: "Slave_IO_Running",
+            sql_running: "Slave_SQL_Running",
+            received_file: "Master_Log_File",
+            received_offset: "Read_Master_Log_Pos",
+            applied_file: "Relay_Master_Log_File",
+            applied_offset: "Exec_Master_Log_Pos",
+            io_errno: "Last_IO_Errno",
+            io_error: "Last_IO_Error",
+        },
+    }
+}
+
+/// The statement that shows a primary's own binary log file and offset.
+pub fn binlog_status(flavor: Flavor) -> &'static str {
+    match flavor {
+        // SHOW MASTER STATUS is gone in 8.4.
+        Flavor::Mysql => "SHOW BINARY LOG STATUS",
+        Flavor::Mariadb => "SHOW MASTER STATUS",
+    }
+}
+
+/// The error a source answers a replica whose GTID position is not in its
+/// binary logs (ER_MASTER_FATAL_ERROR_READING_BINLOG, in both flavors).
+pub const POSITION_REFUSED: u64 = 1236;
+
+/// Binary log coordinates as one number that grows along a source's
+/// binary log: the file's number (`binlog.000042` → 42) × 2³² + the offset
+/// (a binary log file never reaches 4 GiB: `max_binlog_size` ≤ 1 GiB).
+pub fn coordinates(file: &str, offset: u64) -> Option<u64> {
+    let number: u64 = file.rsplit_once('.')?.1.parse().ok()?;
+    Some((number << 32) | offset.min(u64::from(u32::MAX)))
+}
+
+/// A column of a status row as text (files, Yes/No) or a number.
+fn text(row: &Row, column: &str) -> String {
+    match row.get_opt::<Value, _>(column) {
+        Some(Ok(Value::Bytes(b))) => String::from_utf8_lossy(&b).into_owned(),
+        Some(Ok(Value::Int(n))) => n.to_string(),
+        Some(Ok(Value::UInt(n))) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn number(row: &Row, column: &str) -> u64 {
+    text(row, column).parse().unwrap_or(0)
+}
+
+/// A replica's view of itself from its status row: (received, applied)
+/// coordinates, both threads running, the IO thread's error number.
+fn replica_view(flavor: Flavor, row: &Row) -> (Option<u64>, u64, bool, u64) {
+    let c = status_columns(flavor);
+    let received = coordinates(&text(row, c.received_file), number(row, c.received_offset));
+    let applied = coordinates(&text(row, c.applied_file), number(row, c.applied_offset));
+    let running = text(row, c.io_running) == "Yes" && text(row, c.sql_running) == "Yes";
+    (
+        received,
+        applied.unwrap_or(0),
+        running,
+        number(row, c.io_errno),
+    )
+}
+
+/// The replica status row of a server with a source configured (`None`: a
+/// primary; `RESET SLAVE ALL` leaves no row, and a row without a host is
+/// no source).
+async fn source_row(
+    session: &mut Session,
+    flavor: Flavor,
+    secrets: &[&str],
+) -> Result<Option<Row>, UserError> {
+    let rows: Vec<Row> = session
+        .conn
+        .query(replica_status(flavor))
+        .await
+        .map_err(|e| db_error(&e, secrets))?;
+    let host = status_columns(flavor).source_host;
+    Ok(rows.into_iter().find(|r| !text(r, host).is_empty()))
+}
+
+/// Asks `target` what it is.
+pub async fn member(flavor: Flavor, target: &Target) -> Result<Member, UserError> {
+    let secrets = [target.admin_password.expose()];
+    let mut session = connect(target, &secrets).await?;
+    let result = async {
+        let read_only: Option<i64> = session
+            .conn
+            .query_first("SELECT @@GLOBAL.read_only")
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+        let read_only = read_only.unwrap_or(0) != 0;
+        if let Some(row) = source_row(&mut session, flavor, &secrets).await? {
+            let (received, applied, running, errno) = replica_view(flavor, &row);
+            return Ok(Member {
+                in_recovery: true,
+                timeline: if errno == POSITION_REFUSED { 0 } else { 1 },
+                lsn: applied,
+                received_lsn: received,
+                streaming: running,
+                read_only,
+                synchronous_standby_names: String::new(),
+            });
+        }
+        let binlog: Option<Row> = session
+            .conn
+            .query_first(binlog_status(flavor))
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+        let lsn = binlog
+            .and_then(|row| coordinates(&text(&row, "File"), number(&row, "Position")))
+            .unwrap_or(0);
+        Ok(Member {
+            in_recovery: false,
+            timeline: 1,
+            lsn,
+            received_lsn: None,
+            streaming: false,
+            read_only,
+            synchronous_standby_names: String::new(),
+        })
+    }
+    .await;
+    let _ = session.conn.disconnect().await;
+    result
+}
+
+/// Connections the replication login may hold: one per replica, plus the
+/// operator's own.
+pub const LOGIN_CONNECTION_LIMIT: i32 = 20;
+
+/// Creates or updates the replication login ([`super::LOGIN`]) on the
+/// primary (`target`, the admin login) with `password` and its grants, and
+/// takes the read-only bypass from the admin login at every host it has
+/// ([`admin_without_read_only_bypass`]). Replication carries both to every
+/// replica.
+pub async fn ensure_login(
+    flavor: Flavor,
+    target: &Target,
+    password: &Password,
+) -> Result<(), UserError> {
+    let username = super::LOGIN;
+    target.refuse_admin(username)?;
+    let secrets = [password.expose(), target.admin_password.expose()];
+    let mut session = connect(target, &secrets).await?;
+    let result = async {
+        let hosts: Vec<String> = session
+            .conn
+            .exec(ADMIN_HOSTS_QUERY, (target.admin_user.as_str(),))
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+        let mut grant = login_grants(flavor, username)?;
+        grant.extend(admin_without_read_only_bypass(
+            flavor,
+            &target.admin_user,
+            &hosts,
+        )?);
+        let user = UserSpec::operator_login(username, password, LOGIN_CONNECTION_LIMIT);
+        let plan = Plan {
+            revoke: Vec::new(),
+            grant,
+        };
+        apply_with(&mut session, &user, &BTreeSet::new(), &plan, &secrets).await
+    }
+    .await;
+    let _ = session.conn.disconnect().await;
+    result
+}
+
+/// Runs `statements` on `target`.
+async fn run(target: &Target, statements: &[String]) -> Result<(), UserError> {
+    let secrets = [target.admin_password.expose()];
+    let mut session = connect(target, &secrets).await?;
+    let mut result = Ok(());
+    for sql in statements {
+        if let Err(e) = session.conn.query_drop(sql).await {
+            result = Err(db_error(&e, &secrets));
+            break;
+        }
+    }
+    let _ = session.conn.disconnect().await;
+    result
+}
+
+/// Makes the replica `target` (its [`control_login`]) the primary: it stops
+/// receiving, applies everything it received (up to a minute), forgets its
+/// source and takes writes. A server that is already a primary only takes
+/// writes.
+pub async fn promote(flavor: Flavor, target: &Target) -> Result<(), UserError> {
+    let secrets = [target.admin_password.expose()];
+    let stop_receiving = match flavor {
+        Flavor::Mysql => "STOP REPLICA IO_THREAD",
+        Flavor::Mariadb => "STOP SLAVE IO_THREAD",
+    };
+    let mut session = connect(target, &secrets).await?;
+    let applied = async {
+        if source_row(&mut session, flavor, &secrets).await?.is_none() {
+            return Ok(());
+        }
+        session
+            .conn
+            .query_drop(stop_receiving)
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let Some(row) = source_row(&mut session, flavor, &secrets).await? else {
+                return Ok(());
+            };
+            let (received, applied, _, _) = replica_view(flavor, &row);
+            let applying =
+                text(&row, status_columns(flavor).sql_running) == "Yes";
+            if !applying || received.is_none_or(|r| applied >= r) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(UserError::Refused(format!(
+                    "{}:{} did not apply what it received within 60 s",
+                    target.host, target.port
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    .await;
+    let _ = session.conn.disconnect().await;
+    applied?;
+    run(target, &promotion(flavor)).await
+}
+
+/// Stops writes on the primary `target` (its [`control_login`]) for a
+/// switchover: `read_only` (the admin login holds no bypass), and every
+/// other client session ends, so a transaction in flight aborts rather
+/// than commits. Returns the GTID position after which nothing more is
+/// written: once a replica has applied it, it holds every acknowledged
+/// write.
+pub async fn fence(flavor: Flavor, target: &Target) -> Result<String, UserError> {
+    let secrets = [target.admin_password.expose()];
+    run(target, &read_only(flavor, true)).await?;
+    let mut session = connect(target, &secrets).await?;
+    let result = async {
+        let sessions: Vec<u64> = session
+            .conn
+            .query(
+                "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') \
+                 AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon')",
+            )
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+        for id in sessions {
+            // A session that ended meanwhile is what we want.
+            let _ = session.conn.query_drop(format!("KILL CONNECTION {id}")).await;
+        }
+        let position: Option<String> = session
+            .conn
+            .query_first(position_query(flavor))
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+        Ok(position.unwrap_or_default())
+    }
+    .await;
+    let _ = session.conn.disconnect().await;
+    result
+}
+
+/// Lets the fenced primary `target` take writes again: a switchover that
+/// could not finish.
+pub async fn unfence(flavor: Flavor, target: &Target) -> Result<(), UserError> {
+    run(target, &read_only(flavor, false)).await
+}
+
+/// Waits up to `timeout` until the replica `target` has applied the GTID
+/// position `position` ([`fence`]).
+pub async fn wait_applied(
+    flavor: Flavor,
+    target: &Target,
+    position: &str,
+    timeout: Duration,
+) -> Result<(), UserError> {
+    let secrets = [target.admin_password.expose()];
+    let wait = match flavor {
+        // 0 once applied, 1 on timeout.
+        Flavor::Mysql => "SELECT WAIT_FOR_EXECUTED_GTID_SET(?, ?) = 0",
+        // 0 once applied, -1 on timeout.
+        Flavor::Mariadb => "SELECT MASTER_GTID_WAIT(?, ?) = 0",
+    };
+    let mut session = connect(target, &secrets).await?;
+    let done: Result<Option<bool>, UserError> = session
+        .conn
+        .exec_first(wait, (position, timeout.as_secs()))
+        .await
+        .map_err(|e| db_error(&e, &secrets));
+    let _ = session.conn.disconnect().await;
+    match done? {
+        Some(true) => Ok(()),
+        _ => Err(UserError::Refused(format!(
+            "{}:{} did not apply GTID position {position} within {}s",
+            target.host,
+            target.port,
+            timeout.as_secs()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,7 +727,7 @@ mod tests {
             ["SET GLOBAL read_only = ON"]
         );
         assert_eq!(
-            promote(Flavor::Mysql),
+            promotion(Flavor::Mysql),
             [
                 "STOP REPLICA",
                 "RESET REPLICA ALL",
@@ -380,7 +736,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            promote(Flavor::Mariadb),
+            promotion(Flavor::Mariadb),
             [
                 "STOP SLAVE",
                 "RESET SLAVE ALL",

@@ -11,6 +11,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::users::postgresql::{connect, db_error, ensure_role};
 use crate::users::quote::{pg_ident, pg_literal};
+use super::Member;
 use crate::users::{Password, Target, UserError, UserSpec};
 
 /// The start of every server of a replicated PostgreSQL Database: seeding,
@@ -396,25 +397,6 @@ pub async fn wait_replayed(
     }
 }
 
-/// What one member says of itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Member {
-    /// A standby (in recovery), or a primary.
-    pub in_recovery: bool,
-    /// Its timeline.
-    pub timeline: u32,
-    /// WAL position: written (primary) or replayed (standby), in bytes.
-    pub lsn: u64,
-    /// WAL received from the primary (standby only).
-    pub received_lsn: Option<u64>,
-    /// Whether its WAL receiver is streaming from a primary (standby only).
-    pub streaming: bool,
-    /// New transactions are read-only (`default_transaction_read_only`):
-    /// a primary fenced by a switchover, which takes no writes.
-    pub read_only: bool,
-    /// Its `synchronous_standby_names`.
-    pub synchronous_standby_names: String,
-}
 
 /// Asks `target` what it is.
 pub async fn member(target: &Target) -> Result<Member, UserError> {

@@ -340,7 +340,7 @@ const ER_NO_SUCH_TABLE: u16 = 1146;
 const ER_PARSE_ERROR: u16 = 1064;
 const ER_NO_SUCH_THREAD: u16 = 1094;
 
-fn db_error(e: &mysql_async::Error, secrets: &[&str]) -> UserError {
+pub(crate) fn db_error(e: &mysql_async::Error, secrets: &[&str]) -> UserError {
     match e {
         mysql_async::Error::Server(s) => UserError::Refused(redact(
             &format!("{} (error {}, SQLSTATE {})", s.message, s.code, s.state),
@@ -359,13 +359,13 @@ fn server_code(e: &mysql_async::Error) -> Option<u16> {
 
 /// An admin session: its dialect and whether it reads backslashes in
 /// string literals.
-struct Session {
-    conn: Conn,
-    dialect: Dialect,
+pub(crate) struct Session {
+    pub(crate) conn: Conn,
+    pub(crate) dialect: Dialect,
     no_backslash_escapes: bool,
 }
 
-async fn connect(target: &Target, secrets: &[&str]) -> Result<Session, UserError> {
+pub(crate) async fn connect(target: &Target, secrets: &[&str]) -> Result<Session, UserError> {
     let opts = OptsBuilder::default()
         .ip_or_hostname(target.host.clone())
         .tcp_port(target.port)
@@ -485,7 +485,7 @@ impl Logins for Mysql {
     }
 }
 
-async fn apply_with(
+pub(crate) async fn apply_with(
     session: &mut Session,
     user: &UserSpec<'_>,
     desired: &BTreeSet<Atom>,

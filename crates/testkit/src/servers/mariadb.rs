@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 
+use super::Member;
 use super::install::{self, Component};
 use super::process::{self, Admin, HOST, Instance, ServerDir, ServerProcess, Shutdown};
 
@@ -28,6 +29,8 @@ pub struct Mariadb {
     bin_dir: PathBuf,
     /// Server options after the testkit's own (a later option wins).
     extra_args: Vec<String>,
+    /// Set when the server starts through the operator's instance script.
+    member: Option<Member>,
 }
 
 process::instance!(Mariadb);
@@ -59,15 +62,27 @@ impl Mariadb {
                 install::install_script().display()
             )
         };
-        let mariadbd = install::mariadbd_path().with_context(missing)?;
-        let bin_dir = install::mariadb_bin_dir().with_context(missing)?;
+        let mut mariadb = Mariadb::unstarted(Admin::generated(ADMIN_USER), extra_args)
+            .with_context(missing)?;
+        mariadb.init().await?;
+        mariadb.launch(true).await?;
+        mariadb.startup = started.elapsed();
+        Ok(mariadb)
+    }
+
+    /// A server's folder, port and binaries, not started.
+    fn unstarted(admin: Admin, extra_args: Vec<String>) -> Result<Mariadb> {
+        let mariadbd = install::mariadbd_path().context("no mariadbd")?;
+        let bin_dir = install::mariadb_bin_dir().context("no MariaDB clients")?;
         let dir = ServerDir::create("mariadb", install::server_user()?)?;
-        let mut mariadb = Mariadb {
+        std::fs::create_dir_all(dir.path().join("tmp"))?;
+        dir.chown(&dir.path().join("tmp"))?;
+        Ok(Mariadb {
             instance: Instance::new(
                 "mariadb",
                 dir,
                 "mariadbd.log",
-                Admin::generated(ADMIN_USER),
+                admin,
                 Shutdown {
                     signal: libc::SIGTERM,
                     grace: Duration::from_secs(10),
@@ -77,11 +92,37 @@ impl Mariadb {
             mariadbd,
             bin_dir,
             extra_args,
-        };
-        mariadb.init().await?;
-        mariadb.launch(true).await?;
-        mariadb.startup = started.elapsed();
-        Ok(mariadb)
+            member: None,
+        })
+    }
+
+    /// A member of a replicated Database, not started yet, with its port:
+    /// [`Mariadb::restart_as`] starts it through the operator's instance
+    /// script, which fills its empty data directory (a replica copies its
+    /// primary, whose `root` it then has, with `admin_password`). `options`
+    /// are the operator's server settings.
+    pub fn prepare_member(admin_password: &str, options: &[&str]) -> Result<Mariadb> {
+        install::ensure(&[Component::Mariadb])?;
+        Mariadb::unstarted(
+            Admin {
+                user: ADMIN_USER.to_owned(),
+                password: admin_password.to_owned(),
+            },
+            options.iter().map(|o| (*o).to_owned()).collect(),
+        )
+    }
+
+    /// Stops the server and starts it again through `member`: a pod
+    /// restarted, perhaps with another role.
+    pub async fn restart_as(&mut self, member: Member) -> Result<()> {
+        self.stop();
+        std::fs::write(
+            self.dir.path().join("labels"),
+            format!("example.com/role=\"{}\"\n", member.role),
+        )
+        .context("writing the role label")?;
+        self.member = Some(member);
+        self.launch(false).await
     }
 
     async fn init(&mut self) -> Result<()> {
@@ -89,8 +130,6 @@ impl Mariadb {
         // A private tmpdir: bootstrap servers sharing /tmp remove each
         // other's temporary tables ("Unknown table 'mysql.tmp_user_sys'").
         let tmp = self.dir.path().join("tmp");
-        std::fs::create_dir_all(&tmp)?;
-        self.dir.chown(&tmp)?;
         let args: Vec<String> = vec![
             "--no-defaults".to_owned(),
             format!("--datadir={}", self.data_dir().display()),
@@ -140,7 +179,25 @@ impl Mariadb {
         if first {
             args.push(format!("--init-file={}", root.join("init.sql").display()));
         }
-        let command = self.dir.command(&self.mariadbd, &args, &log)?;
+        let command = if let Some(member) = &self.member {
+            let mut script_args = vec![
+                member.script.display().to_string(),
+                self.mariadbd.display().to_string(),
+            ];
+            script_args.extend(args);
+            let mut command = self.dir.command(Path::new("/bin/sh"), &script_args, &log)?;
+            let path = std::env::var("PATH").unwrap_or_default();
+            command
+                .env("DATADIR", self.data_dir())
+                .env("ROLE_FILE", self.dir.path().join("labels"))
+                .env("TMPDIR", root.join("tmp"))
+                .env("MARIADB_ROOT_PASSWORD", self.admin_password())
+                .env("PATH", format!("{}:{path}", self.bin_dir.display()))
+                .envs(member.env.iter().map(|(k, v)| (k, v)));
+            command
+        } else {
+            self.dir.command(&self.mariadbd, &args, &log)?
+        };
         let mut server = ServerProcess::spawn(&self.supervisor, "mariadbd", command, &log).await?;
         let opts = self.opts();
         let port = self.port;

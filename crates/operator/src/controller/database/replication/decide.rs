@@ -18,7 +18,7 @@ use database_operator_api::v1::replication::{
 
 use crate::builders::topology::pod_name;
 use crate::controller::shared::clock::elapsed;
-use crate::replication::postgresql::Member;
+use crate::replication::Member;
 use crate::replication::{PRIMARY, REPLICA};
 
 /// A pod of the Database, as its labels say.

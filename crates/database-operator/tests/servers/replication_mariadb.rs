@@ -1,0 +1,312 @@
+//! The MariaDB instance script (`replication::mysql::INSTANCE_SCRIPT`) and
+//! the operator's replication calls (`replication::mysql::{member,
+//! ensure_login, promote, fence, wait_applied}`) on three real MariaDB
+//! servers: replicas start empty and copy the primary through the script,
+//! follow it by GTID behind a loopback proxy that stands for the primary
+//! Service, and refuse the admin's writes; after a failover a former
+//! primary that took a write nobody received is copied afresh, its data
+//! kept; after a switchover the old primary follows without a copy.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use database_operator_api::v1::Flavor;
+use mysql_async::prelude::Queryable;
+use operator::replication::{self, mysql};
+use operator::users::{Password, Target};
+use testkit::proxy::Proxy;
+use testkit::replication::InstanceScript;
+use testkit::servers::Mariadb;
+
+const FLAVOR: Flavor = Flavor::Mariadb;
+const PASSWORD: &str = "repl'Pw\\1618";
+
+/// The operator's settings (its my.cnf for a replicated Database) as
+/// server options, with the product's durability, which the test servers
+/// lower.
+fn options() -> Vec<String> {
+    let mut options: Vec<String> = mysql::settings(FLAVOR)
+        .lines()
+        .filter_map(|line| line.split_once(" = "))
+        .map(|(key, value)| format!("--{key}={value}"))
+        .collect();
+    options.extend([
+        "--innodb-flush-log-at-trx-commit=1".into(),
+        "--sync-binlog=1".into(),
+    ]);
+    options
+}
+
+fn address(server: &Mariadb) -> SocketAddr {
+    format!("{}:{}", server.host(), server.port()).parse().unwrap()
+}
+
+/// The admin login at `server`, as the operator reaches a member.
+fn admin(server: &Mariadb) -> Target {
+    Target {
+        host: server.host().to_owned(),
+        port: server.port(),
+        admin_user: server.admin_user().to_owned(),
+        admin_password: Password::new(server.admin_password()),
+        default_database: "mysql".into(),
+    }
+}
+
+/// The login the operator drives MariaDB replication with.
+fn control(server: &Mariadb) -> Target {
+    assert_eq!(
+        mysql::control_login(FLAVOR),
+        mysql::ControlLogin::Replication
+    );
+    Target {
+        admin_user: replication::LOGIN.into(),
+        admin_password: Password::new(PASSWORD),
+        ..admin(server)
+    }
+}
+
+async fn rows(server: &Mariadb) -> Vec<String> {
+    let Ok(mut conn) = server.connect().await else {
+        return Vec::new();
+    };
+    conn.query("SELECT memo FROM app.ledger ORDER BY id")
+        .await
+        .unwrap_or_default()
+}
+
+async fn holds(server: &Mariadb, want: &[&str]) -> Result<()> {
+    for _ in 0..300 {
+        if rows(server).await == want {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let member = mysql::member(FLAVOR, &admin(server)).await;
+    anyhow::bail!(
+        "server on port {} holds {:?}, not {want:?}; it says {member:?}",
+        server.port(),
+        rows(server).await
+    )
+}
+
+async fn write(server: &Mariadb, memo: &str) -> Result<()> {
+    let mut conn = server.connect().await?;
+    conn.exec_drop("INSERT INTO app.ledger (memo) VALUES (?)", (memo,))
+        .await?;
+    Ok(())
+}
+
+/// A write by the admin login is refused as on a read-only server
+/// (ER_OPTION_PREVENTS_STATEMENT).
+async fn refuses_admin_writes(server: &Mariadb) -> Result<()> {
+    let err = write(server, "must not land")
+        .await
+        .err()
+        .context("a replica took the admin's write")?;
+    let code = err
+        .downcast_ref::<mysql_async::Error>()
+        .and_then(|e| match e {
+            mysql_async::Error::Server(s) => Some(s.code),
+            _ => None,
+        });
+    ensure!(code == Some(1290), "unexpected error: {err:#}");
+    Ok(())
+}
+
+/// Waits until the operator sees `server` as a streaming replica.
+async fn streams(server: &Mariadb) -> Result<()> {
+    for _ in 0..300 {
+        let member = mysql::member(FLAVOR, &admin(server)).await;
+        if member.as_ref().is_ok_and(|m| m.in_recovery && m.streaming) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "server on port {} does not stream: {:?}",
+        server.port(),
+        mysql::member(FLAVOR, &admin(server)).await
+    )
+}
+
+fn log(server: &Mariadb) -> String {
+    std::fs::read_to_string(server.log_path()).unwrap_or_default()
+}
+
+/// Three members: pod 0 the primary, started as the image's entrypoint
+/// would have initialised it, and the replication login made by the
+/// operator; pods 1 and 2 empty, started through the instance script,
+/// which copies the primary behind `service`.
+struct Cluster {
+    script: InstanceScript,
+    servers: Vec<Mariadb>,
+    service: Proxy,
+}
+
+impl Cluster {
+    async fn start() -> Result<Cluster> {
+        let script = InstanceScript::mariadb()?;
+        let mut primary_options = options();
+        primary_options.push("--server-id=1".into());
+        let primary_options: Vec<&str> = primary_options.iter().map(String::as_str).collect();
+        let primary = Mariadb::start_with(&primary_options).await?;
+        mysql::ensure_login(FLAVOR, &admin(&primary), &Password::new(PASSWORD)).await?;
+        let mut conn = primary.connect().await?;
+        conn.query_drop("CREATE DATABASE app").await?;
+        conn.query_drop("CREATE TABLE app.ledger (id INT AUTO_INCREMENT PRIMARY KEY, memo TEXT)")
+            .await?;
+        drop(conn);
+        write(&primary, "first").await?;
+        let service = Proxy::start(address(&primary)).await?;
+        let mut cluster = Cluster {
+            script,
+            servers: vec![primary],
+            service,
+        };
+        let admin_password = cluster.servers[0].admin_password().to_owned();
+        let member_options = options();
+        let member_options: Vec<&str> = member_options.iter().map(String::as_str).collect();
+        for i in 1..3 {
+            let mut server = Mariadb::prepare_member(&admin_password, &member_options)?;
+            server.restart_as(cluster.member(i, "replica")).await?;
+            cluster.servers.push(server);
+        }
+        Ok(cluster)
+    }
+
+    /// Pod `db-<i>` in `role`, following the primary Service.
+    fn member(&self, i: usize, role: &str) -> testkit::servers::Member {
+        self.script.member(
+            &format!("db-{i}"),
+            role,
+            (self.service.host(), self.service.port()),
+            PASSWORD,
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_script_copies_the_primary_and_a_diverged_former_primary_is_copied_afresh()
+-> Result<()> {
+    let mut cluster = Cluster::start().await?;
+    let [old, one, two] = &mut cluster.servers[..] else {
+        unreachable!()
+    };
+    for replica in [&*one, &*two] {
+        ensure!(
+            log(replica).contains("copying the primary (mariadb-dump"),
+            "{}",
+            log(replica)
+        );
+        holds(replica, &["first"]).await?;
+        streams(replica).await?;
+        refuses_admin_writes(replica).await?;
+    }
+    write(old, "replicated").await?;
+    for replica in [&*one, &*two] {
+        holds(replica, &["first", "replicated"]).await?;
+    }
+    // Every replica received what the primary wrote, at the primary's own
+    // binary log coordinates.
+    let head = mysql::member(FLAVOR, &admin(old)).await?;
+    ensure!(!head.in_recovery && !head.read_only && head.lsn > 0, "{head:?}");
+    for replica in [&*one, &*two] {
+        let seen = mysql::member(FLAVOR, &admin(replica)).await?;
+        ensure!(
+            seen.received_lsn == Some(head.lsn) && seen.lsn == head.lsn && seen.timeline == 1,
+            "{seen:?} beside the primary's {head:?}"
+        );
+    }
+
+    // The replicas stop receiving; the primary acknowledges a write nobody
+    // receives, and dies.
+    for replica in [&*one, &*two] {
+        let mut conn = replica.connect().await?;
+        conn.query_drop("STOP SLAVE").await?;
+    }
+    write(old, "lost with the old primary").await?;
+    old.kill();
+    for replica in [&*one, &*two] {
+        let mut conn = replica.connect().await?;
+        conn.query_drop("START SLAVE").await?;
+    }
+    // The operator promotes db-1 (its control login), the primary Service
+    // moves to it, and db-2 follows it by itself.
+    mysql::promote(FLAVOR, &control(one)).await?;
+    let promoted = mysql::member(FLAVOR, &admin(one)).await?;
+    ensure!(!promoted.in_recovery && !promoted.read_only, "{promoted:?}");
+    cluster.service.point_at(address(one));
+    write(one, "after the failover").await?;
+    let want = ["first", "replicated", "after the failover"];
+    holds(two, &want).await?;
+
+    // The old primary returns as a replica: the new primary refuses its
+    // position (it holds a transaction the new primary never had), so the
+    // script keeps its data aside and copies the new primary.
+    old.restart_as(cluster.script.member(
+        "db-0",
+        "replica",
+        (cluster.service.host(), cluster.service.port()),
+        PASSWORD,
+    ))
+    .await?;
+    let said = log(old);
+    ensure!(
+        said.contains("the primary refused this server's position")
+            && said.contains("kept the previous data as"),
+        "{said}"
+    );
+    ensure!(old.data_dir().join(".replaced/app").is_dir());
+    holds(old, &want).await?;
+    streams(old).await?;
+    refuses_admin_writes(old).await?;
+    // The kept data is no database of the server's.
+    let databases: Vec<String> = old.connect().await?.query("SHOW DATABASES").await?;
+    ensure!(
+        !databases.iter().any(|d| d.contains("replaced")),
+        "{databases:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_switchover_the_old_primary_follows_without_a_copy() -> Result<()> {
+    let mut cluster = Cluster::start().await?;
+    let [old, new, other] = &mut cluster.servers[..] else {
+        unreachable!()
+    };
+    for replica in [&*new, &*other] {
+        streams(replica).await?;
+    }
+    write(old, "before").await?;
+    // Writes on the old primary stop, the target applies everything it
+    // acknowledged, and only then is it promoted.
+    let position = mysql::fence(FLAVOR, &control(old)).await?;
+    refuses_admin_writes(old).await?;
+    mysql::wait_applied(FLAVOR, &admin(new), &position, Duration::from_secs(30)).await?;
+    mysql::promote(FLAVOR, &control(new)).await?;
+    cluster.service.point_at(address(new));
+    write(new, "after").await?;
+    let want = ["first", "before", "after"];
+    holds(other, &want).await?;
+    // The old primary's pod restarts as a replica: it holds nothing the new
+    // primary lacks, so it follows as it is.
+    old.restart_as(cluster.script.member(
+        "db-0",
+        "replica",
+        (cluster.service.host(), cluster.service.port()),
+        PASSWORD,
+    ))
+    .await?;
+    let said = log(old);
+    ensure!(
+        said.contains("data of a former primary: asking the primary for its position")
+            && !said.contains("copying the primary"),
+        "{said}"
+    );
+    holds(old, &want).await?;
+    streams(old).await?;
+    refuses_admin_writes(old).await?;
+    Ok(())
+}
