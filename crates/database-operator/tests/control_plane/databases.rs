@@ -680,6 +680,16 @@ async fn invalid_replication_settings_are_refused_naming_the_field() {
                                "storage": {"size": "1Gi"}, "replication": {"failoverDelay": "30s"}}),
             "spec.replication",
         ),
+        (
+            serde_json::json!({"engine": "mongodb", "version": "7.0", "replicas": 3,
+                               "storage": {"size": "1Gi"}, "replication": {"failoverDelay": "30s"}}),
+            "spec.replication",
+        ),
+        (
+            serde_json::json!({"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 3,
+                               "storage": {"size": "1Gi"}, "replication": {"mode": "sync"}}),
+            "spec.replication.mode",
+        ),
     ];
     refused_naming_the_field(&dbs, &ns, "repl", cases).await;
     // The valid twin of case 7 is accepted: the rule is not refusing all.
@@ -690,6 +700,16 @@ async fn invalid_replication_settings_are_refused_naming_the_field() {
     }))
     .unwrap();
     dbs.create(&PostParams::default(), &valid).await.unwrap();
+    // MariaDB replicates, asynchronously.
+    let maria: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "example.com/v1", "kind": "Database",
+        "metadata": {"name": "repl-maria", "namespace": ns},
+        "spec": {"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 3,
+                 "storage": {"size": "1Gi"},
+                 "replication": {"primary": "repl-maria-1", "mode": "async", "failoverDelay": "45s"}}
+    }))
+    .unwrap();
+    dbs.create(&PostParams::default(), &maria).await.unwrap();
 }
 
 /// Creates a Database named `<prefix>-<i>` for each case and asserts the API

@@ -146,6 +146,10 @@ mod tests {
             let db = database("orders", engine, "8.4", 3);
             assert_eq!(Topology::of(&db, None), Topology::Independent);
         }
+        // MariaDB, the mysql engine's other flavor, streams.
+        let mut maria = database("orders", Engine::Mysql, "11.4", 3);
+        maria.spec.flavor = Some(database_operator_api::v1::Flavor::Mariadb);
+        assert_eq!(Topology::of(&maria, None), Topology::Streaming);
     }
 
     #[test]

@@ -251,8 +251,7 @@ mod tests {
     #[test]
     fn mariadb_runs_its_own_image_environment_and_tools() {
         assert_eq!(MARIADB.image("11.4"), "mariadb:11.4");
-        let env: Vec<String> = MARIADB
-            .env("app", "s")
+        let env: Vec<String> = Driver::env(&MARIADB, "app", "s")
             .into_iter()
             .map(|e| e.name)
             .collect();
@@ -266,6 +265,47 @@ mod tests {
         // One configuration for both servers.
         let sizing = Sizing::from_spec(None);
         assert_eq!(MARIADB.render_config(&sizing), MYSQL.render_config(&sizing));
+    }
+
+    #[test]
+    fn only_mariadb_members_start_through_the_instance_script() {
+        assert!(MYSQL.streaming().is_none(), "the mysql flavor's seeding is not run yet");
+        let streaming = MARIADB.streaming().unwrap();
+        assert_eq!(
+            streaming.command(),
+            [
+                "sh",
+                "/etc/mysql/conf.d/instance.sh",
+                "docker-entrypoint.sh",
+                "mariadbd"
+            ]
+        );
+        // Both images read only *.cnf from the directory the script is in.
+        assert_eq!(MARIADB.config_file_name(), "my.cnf");
+        assert!(streaming.config(1 << 30).contains("gtid_strict_mode = ON"));
+        let env: Vec<String> = Streaming::env(&MARIADB, "orders", "orders-replication")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(
+            env,
+            [
+                "DATADIR",
+                "POD_NAME",
+                "ROLE_FILE",
+                "PRIMARY_HOST",
+                "PRIMARY_PORT",
+                "REPLICATION_USER",
+                "REPLICATION_PASSWORD"
+            ]
+        );
+        // The script reads the admin password from the image's own variable.
+        assert!(replication::mysql::INSTANCE_SCRIPT.contains("MARIADB_ROOT_PASSWORD"));
+        assert!(
+            Driver::env(&MARIADB, "app", "s")
+                .iter()
+                .any(|e| e.name == "MARIADB_ROOT_PASSWORD")
+        );
     }
 
     #[test]

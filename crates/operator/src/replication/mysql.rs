@@ -779,6 +779,34 @@ mod tests {
     }
 
     #[test]
+    fn binary_log_coordinates_grow_along_the_log() {
+        let a = coordinates("binlog.000003", 1_000_000).unwrap();
+        let b = coordinates("binlog.000004", 4).unwrap();
+        assert!(a < b);
+        assert_eq!(b - coordinates("binlog.000004", 0).unwrap(), 4);
+        assert_eq!(coordinates("binlog", 4), None);
+        assert_eq!(coordinates("", 0), None);
+        let maria = status_columns(Flavor::Mariadb);
+        let mysql = status_columns(Flavor::Mysql);
+        assert_eq!(
+            (maria.received_file, maria.received_offset),
+            ("Master_Log_File", "Read_Master_Log_Pos")
+        );
+        assert_eq!(
+            (mysql.received_file, mysql.received_offset),
+            ("Source_Log_File", "Read_Source_Log_Pos")
+        );
+        assert_eq!(
+            (mysql.io_running, mysql.sql_running, mysql.applied_offset),
+            ("Replica_IO_Running", "Replica_SQL_Running", "Exec_Source_Log_Pos")
+        );
+        assert_eq!(binlog_status(Flavor::Mysql), "SHOW BINARY LOG STATUS");
+        assert_eq!(binlog_status(Flavor::Mariadb), "SHOW MASTER STATUS");
+        // The script and the operator agree on the refusal they act on.
+        assert!(INSTANCE_SCRIPT.contains(&format!("= {POSITION_REFUSED}")));
+    }
+
+    #[test]
     fn mysql_positions_compare_as_gtid_sets() {
         let a = "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-100:102,\n5b1f2b3c-0000-0000-0000-000000000001:1-5";
         let a = Position::parse(Flavor::Mysql, a).unwrap();

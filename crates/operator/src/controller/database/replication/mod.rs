@@ -1,21 +1,25 @@
 //! The replication step of the Database controller, for a streaming
-//! Database: the replication Secret, the role labels on the pods, the
-//! replication login and slots on the primary, each member's state, and
-//! failover. The decisions are [`decide`]'s pure functions; this file only
-//! observes and acts.
+//! Database (PostgreSQL, or MariaDB): the replication Secret, the role
+//! labels on the pods, the replication login (and PostgreSQL's slots) on
+//! the primary, each member's state, and failover. The decisions are
+//! [`decide`]'s pure functions, the same for both engines, which report
+//! themselves in the same terms ([`replication::Member`]); this file only
+//! observes and acts, through [`Engine`].
 //!
-//! A failover promotes the most advanced replica (`pg_promote()`, a new
-//! timeline), records the new primary in `status.replication.primary`
-//! before anything else, moves the role labels (and so the Services), and
-//! deletes the old primary's pod: whatever its server was doing, it
-//! restarts through the instance script, which rewinds it to the new
-//! primary's history and starts it as a replica.
+//! A failover promotes the most advanced replica (PostgreSQL: `pg_promote()`,
+//! a new timeline; MariaDB: it applies what it received, forgets its source
+//! and leaves `read_only`), records the new primary in
+//! `status.replication.primary` before anything else, moves the role labels
+//! (and so the Services), and deletes the old primary's pod: whatever its
+//! server was doing, it restarts through the instance script, which starts
+//! it as a replica of the new primary (PostgreSQL: rewound to its history;
+//! MariaDB: copied afresh when the new primary refuses its GTID position).
 
 pub(crate) mod decide;
 
 use std::time::Duration;
 
-use database_operator_api::v1::Database;
+use database_operator_api::v1::{Database, Flavor};
 use database_operator_api::v1::condition::{Condition, types};
 use database_operator_api::v1::replication::{MemberState, ReplicationStatus};
 use futures::future::join_all;
@@ -36,13 +40,59 @@ use crate::controller::shared::events::publish;
 use crate::controller::user::{admin_target, secret_value};
 use crate::engine::{PASSWORD_KEY, driver_of};
 use crate::error::{Result, StepContext};
-use crate::replication::{self, CAUGHT_UP_LABEL, ROLE_LABEL, postgresql};
-use crate::users::{Password, Target};
+use crate::replication::{self, CAUGHT_UP_LABEL, Member, ROLE_LABEL, mysql, postgresql};
+use crate::users::{Password, Target, UserError};
 use decide::{Decision, Pod as PodView, Seen};
 
 /// How often a streaming Database with replicas is looked at when nothing
 /// else wakes it: the failover delay is judged at this resolution.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// How the Database's engine replicates, as this step drives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Engine {
+    Postgresql,
+    /// The mysql engine in a flavor; only MariaDB's members stream yet.
+    Mysql(Flavor),
+}
+
+impl Engine {
+    fn of(db: &Database) -> Engine {
+        match db.spec.mysql_flavor() {
+            Some(flavor) => Engine::Mysql(flavor),
+            None => Engine::Postgresql,
+        }
+    }
+
+    /// How a member that cannot follow the primary `primary` comes back
+    /// when restarted, for events.
+    fn rejoins(self, primary: &str) -> String {
+        match self {
+            Engine::Postgresql => format!("rewound to {primary}'s history"),
+            Engine::Mysql(_) => format!(
+                "following {primary} by GTID, or copied afresh from it if it holds writes {primary} never had"
+            ),
+        }
+    }
+
+    /// Why a replica is restarted, for events.
+    fn stuck(self, why: decide::Stuck, pod: &str, primary: &str, seconds: u64) -> String {
+        match (self, why) {
+            (Engine::Postgresql, decide::Stuck::Diverged) => format!(
+                "{pod} has not followed {primary}'s timeline for {seconds}s: it received WAL that {primary} never had; restarted, to be rewound to {primary}'s history"
+            ),
+            (Engine::Postgresql, decide::Stuck::Stalled) => format!(
+                "{pod} has not streamed from {primary} for {seconds}s; restarted: it streams again, or, when {primary} no longer has the WAL it needs (its slot lost), it is copied afresh"
+            ),
+            (Engine::Mysql(_), decide::Stuck::Diverged) => format!(
+                "{primary} has refused {pod}'s GTID position for {seconds}s: {pod} holds transactions {primary} never had, or needs binary logs {primary} no longer has; restarted, to be copied afresh (its data kept beside)"
+            ),
+            (Engine::Mysql(_), decide::Stuck::Stalled) => format!(
+                "{pod} has not replicated from {primary} for {seconds}s; restarted: it replicates again, or is copied afresh when {primary} refuses its position"
+            ),
+        }
+    }
+}
 
 /// What the replication step found, for the status step.
 pub(crate) struct Report {
@@ -141,18 +191,20 @@ pub(crate) async fn reconcile(
             requeue: Some(CHECK_EVERY),
         });
     };
+    let engine = Engine::of(db);
     let members_of = Members {
         db,
         ctx,
         namespace,
+        engine,
         admin: &admin,
         pods_api: &pods_api,
         pods: &pods,
     };
     let seen: Vec<Seen> = join_all(pods.iter().map(|pod| {
-        let target = members_of.target(&pod.name);
+        let members_of = &members_of;
         async move {
-            let answer = postgresql::member(&target).await;
+            let answer = members_of.member(&pod.name).await;
             if let Err(e) = &answer {
                 // Every check: the state is in status.replication, not the log.
                 tracing::debug!(pod = %pod.name, error = %e, "member did not answer");
@@ -166,7 +218,9 @@ pub(crate) async fn reconcile(
     .await;
     let spec = db.spec.replication.clone().unwrap_or_default();
     let kept = decide::pod_names(&name, db.spec.replicas);
-    keep_commit_mode(&members_of, &seen, &kept, spec.is_sync()).await?;
+    if engine == Engine::Postgresql {
+        keep_commit_mode(&members_of, &seen, &kept, spec.is_sync()).await?;
+    }
     let now = now();
     let mut members = decide::members(&primary, &seen, &previous.members);
     decide::stamp(&mut members, &previous.members, &now);
@@ -206,27 +260,21 @@ pub(crate) async fn reconcile(
                 .collect();
             if !lagging.is_empty() {
                 // A replica that cannot stream may be waiting for its login.
-                ensure_login(ctx, namespace, &names, &primary_target).await?;
+                ensure_login(ctx, namespace, &names, engine, &primary_target).await?;
             }
             for (pod, why) in decide::cannot_follow(&primary, &seen, &status.members, &pods, &now) {
                 members_of.restart(&pod).await?;
-                let seconds = why.grace().as_secs();
-                let note = match why {
-                    decide::Stuck::Diverged => format!(
-                        "{pod} has not followed {primary}'s timeline for {seconds}s: it received WAL that {primary} never had; restarted, to be rewound to {primary}'s history"
-                    ),
-                    decide::Stuck::Stalled => format!(
-                        "{pod} has not streamed from {primary} for {seconds}s; restarted: it streams again, or, when {primary} no longer has the WAL it needs (its slot lost), it is copied afresh"
-                    ),
-                };
-                warn!(database = %name, %note, "rewinding a replica");
+                let note = engine.stuck(why, &pod, &primary, why.grace().as_secs());
+                warn!(database = %name, %note, "restarting a replica that cannot follow");
                 publish(ctx, db, EventType::Warning, "RewindingReplica", note).await;
             }
-            let slots = postgresql::ensure_slots(&primary_target, &name, &replicas)
-                .await
-                .step("keeping the replication slots on", primary.clone())?;
-            if !slots.created.is_empty() || !slots.dropped.is_empty() {
-                info!(database = %name, created = ?slots.created, dropped = ?slots.dropped, "replication slots");
+            if engine == Engine::Postgresql {
+                let slots = postgresql::ensure_slots(&primary_target, &name, &replicas)
+                    .await
+                    .step("keeping the replication slots on", primary.clone())?;
+                if !slots.created.is_empty() || !slots.dropped.is_empty() {
+                    info!(database = %name, created = ?slots.created, dropped = ?slots.dropped, "replication slots");
+                }
             }
             if lagging.is_empty() {
                 Condition::new(
@@ -327,8 +375,9 @@ pub(crate) async fn reconcile(
                 members_of.restart(pod).await?;
             }
             let note = format!(
-                "{} took writes beside the primary {primary}: restarted as replicas, rewound to {primary}'s history",
-                extra.join(", ")
+                "{} took writes beside the primary {primary}: restarted as replicas, {}",
+                extra.join(", "),
+                engine.rejoins(&primary)
             );
             warn!(database = %name, %note, "fencing");
             publish(ctx, db, EventType::Warning, "Fenced", note.clone()).await;
@@ -400,6 +449,7 @@ struct Members<'a> {
     db: &'a Database,
     ctx: &'a Context,
     namespace: &'a str,
+    engine: Engine,
     admin: &'a Target,
     pods_api: &'a Api<Pod>,
     pods: &'a [PodView],
@@ -423,10 +473,83 @@ impl Members<'_> {
         }
     }
 
-    async fn promote(&self, pod: &str) -> Result<()> {
-        postgresql::promote(&self.target(pod))
+    /// The login that drives replication at `pod`: the admin login, but
+    /// on MariaDB the replication login, since the admin login gave up the
+    /// `READ_ONLY ADMIN` that switching `read_only` needs.
+    async fn control(&self, pod: &str) -> Result<Target> {
+        let target = self.target(pod);
+        let Engine::Mysql(flavor) = self.engine else {
+            return Ok(target);
+        };
+        if mysql::control_login(flavor) == mysql::ControlLogin::Admin {
+            return Ok(target);
+        }
+        let name = Names(&self.db.name_any()).replication();
+        let secret = Api::<Secret>::namespaced(self.ctx.client.clone(), self.namespace)
+            .get(&name)
             .await
-            .step("promoting", pod.to_owned())
+            .step("reading the replication Secret", name.clone())?;
+        let password = secret_value(&secret, PASSWORD_KEY)
+            .ok_or(crate::error::Error::MissingField("the replication Secret's password"))?;
+        Ok(Target {
+            admin_user: replication::LOGIN.to_owned(),
+            admin_password: Password::new(password),
+            ..target
+        })
+    }
+
+    /// What `pod`'s server says of itself.
+    async fn member(&self, pod: &str) -> std::result::Result<Member, UserError> {
+        let target = self.target(pod);
+        match self.engine {
+            Engine::Postgresql => postgresql::member(&target).await,
+            Engine::Mysql(flavor) => mysql::member(flavor, &target).await,
+        }
+    }
+
+    async fn promote(&self, pod: &str) -> Result<()> {
+        let promoted = match self.engine {
+            Engine::Postgresql => postgresql::promote(&self.target(pod)).await,
+            Engine::Mysql(flavor) => mysql::promote(flavor, &self.control(pod).await?).await,
+        };
+        promoted.step("promoting", pod.to_owned())
+    }
+
+    /// Stops writes on the primary `old` and waits until `new` has applied
+    /// everything `old` acknowledged. If `new` does not in time, `old`
+    /// takes writes again.
+    async fn drain(&self, old: &str, new: &str) -> Result<()> {
+        let timeout = Duration::from_secs(60);
+        let new_target = self.target(new);
+        let (caught_up, unfence) = match self.engine {
+            Engine::Postgresql => {
+                let old_target = self.target(old);
+                let lsn = postgresql::fence(&old_target)
+                    .await
+                    .step("stopping writes on", old.to_owned())?;
+                (
+                    postgresql::wait_replayed(&new_target, lsn, timeout).await,
+                    Box::pin(async move { postgresql::unfence(&old_target).await })
+                        as futures::future::BoxFuture<'_, _>,
+                )
+            }
+            Engine::Mysql(flavor) => {
+                let old_control = self.control(old).await?;
+                let position = mysql::fence(flavor, &old_control)
+                    .await
+                    .step("stopping writes on", old.to_owned())?;
+                (
+                    mysql::wait_applied(flavor, &new_target, &position, timeout).await,
+                    Box::pin(async move { mysql::unfence(flavor, &old_control).await })
+                        as futures::future::BoxFuture<'_, _>,
+                )
+            }
+        };
+        if let Err(e) = caught_up {
+            let _ = unfence.await;
+            return Err(e).step("waiting for the switchover target", new.to_owned());
+        }
+        Ok(())
     }
 
     /// The planned move of the primary from `old` to `new`: writes on `old`
@@ -436,20 +559,11 @@ impl Members<'_> {
     /// takes writes again and nothing changed.
     async fn switch_over(&self, old: &str, new: &str) -> Result<()> {
         info!(database = %self.db.name_any(), old, new, "switching over");
-        let old_target = self.target(old);
-        let lsn = postgresql::fence(&old_target)
-            .await
-            .step("stopping writes on", old.to_owned())?;
-        let new_target = self.target(new);
-        let caught_up = postgresql::wait_replayed(&new_target, lsn, Duration::from_secs(60));
-        if let Err(e) = caught_up.await {
-            let _ = postgresql::unfence(&old_target).await;
-            return Err(e).step("waiting for the switchover target", new.to_owned());
-        }
+        self.drain(old, new).await?;
         self.promote(new).await?;
         self.record_and_fence(old, new).await?;
         let note = format!(
-            "moved the primary from {old} to {new}: {new} replayed every write {old} acknowledged before it was promoted; {old} restarts as a replica"
+            "moved the primary from {old} to {new}: {new} applied every write {old} acknowledged before it was promoted; {old} restarts as a replica"
         );
         publish(self.ctx, self.db, EventType::Normal, "SwitchedOver", note).await;
         Ok(())
@@ -470,7 +584,8 @@ impl Members<'_> {
             )
         };
         let note = format!(
-            "the primary {old} stopped answering; promoted {new}, {loss}. {old} restarts as a replica, rewound to {new}'s history"
+            "the primary {old} stopped answering; promoted {new}, {loss}. {old} restarts as a replica, {}",
+            self.engine.rejoins(new)
         );
         publish(self.ctx, self.db, EventType::Warning, "FailedOver", note).await;
         Ok(())
@@ -510,6 +625,7 @@ async fn ensure_login(
     ctx: &Context,
     namespace: &str,
     names: &Names<'_>,
+    engine: Engine,
     primary: &Target,
 ) -> Result<()> {
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
@@ -518,7 +634,10 @@ async fn ensure_login(
     let Some(password) = secret.as_ref().and_then(|s| secret_value(s, PASSWORD_KEY)) else {
         return Ok(());
     };
-    postgresql::ensure_login(primary, &Password::new(password))
-        .await
-        .step("keeping the replication login on", primary.host.clone())
+    let password = Password::new(password);
+    let kept = match engine {
+        Engine::Postgresql => postgresql::ensure_login(primary, &password).await,
+        Engine::Mysql(flavor) => mysql::ensure_login(flavor, primary, &password).await,
+    };
+    kept.step("keeping the replication login on", primary.host.clone())
 }
