@@ -14,6 +14,7 @@ mod leader_election;
 mod monitoring;
 mod rbac;
 mod replication;
+mod replication_mariadb;
 mod restore;
 mod steady_state;
 mod telemetry;

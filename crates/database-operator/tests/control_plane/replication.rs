@@ -34,12 +34,12 @@ use testkit::proxy::Proxy;
 use testkit::replication::InstanceScript;
 use testkit::servers::{Member, Postgres};
 
-const NS: &str = "replication";
-const NAME: &str = "ledger";
+pub(crate) const NS: &str = "replication";
+pub(crate) const NAME: &str = "ledger";
 const REPLICATION_PASSWORD: &str = "replPw1234567890";
-const WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
-fn pod(i: usize) -> String {
+pub(crate) fn pod(i: usize) -> String {
     format!("{NAME}-{i}")
 }
 
@@ -47,7 +47,7 @@ fn address(pg: &Postgres) -> SocketAddr {
     format!("{}:{}", pg.host(), pg.port()).parse().unwrap()
 }
 
-fn secret(name: &str, user: &str, password: &str) -> Secret {
+pub(crate) fn secret(name: &str, user: &str, password: &str) -> Secret {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": NS},
@@ -58,7 +58,7 @@ fn secret(name: &str, user: &str, password: &str) -> Secret {
 
 /// Each pod's role label (empty when the API does not answer, as when the
 /// control plane stops at the end of the test).
-async fn roles(client: &Client) -> BTreeMap<String, String> {
+pub(crate) async fn roles(client: &Client) -> BTreeMap<String, String> {
     let pods = Api::<Pod>::namespaced(client.clone(), NS)
         .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={NAME}")))
         .await;
@@ -79,7 +79,7 @@ async fn roles(client: &Client) -> BTreeMap<String, String> {
 }
 
 /// Waits until pod `name` exists with `role`, and returns its uid.
-async fn labelled(env: &Env, client: &Client, name: &str, role: &str) -> String {
+pub(crate) async fn labelled(env: &Env, client: &Client, name: &str, role: &str) -> String {
     let pods = Api::<Pod>::namespaced(client.clone(), NS);
     eventually(env, &format!("{name} labelled {role}"), WAIT, || async {
         let p = pods.get_opt(name).await.ok()??;
@@ -123,7 +123,7 @@ async fn write(pg: &Postgres, memo: &str) -> Result<u64, tokio_postgres::Error> 
 
 /// As kube-proxy: keeps the primary Service pointed at the server of the
 /// pod labelled primary.
-fn follow_primary(
+pub(crate) fn follow_primary(
     client: Client,
     service: Arc<Proxy>,
     servers: BTreeMap<String, SocketAddr>,
@@ -317,12 +317,12 @@ impl World<'_> {
 }
 
 /// The ordinal of `pod`, as an index into the test's servers.
-fn index(pod: &str) -> usize {
+pub(crate) fn index(pod: &str) -> usize {
     usize::try_from(ordinal(pod).expect("a StatefulSet pod")).unwrap()
 }
 
 /// Sets `spec.replication.primary`: a switchover to `pod`.
-async fn ask_for_primary(dbs: &Api<Database>, pod: &str) {
+pub(crate) async fn ask_for_primary(dbs: &Api<Database>, pod: &str) {
     let patch = serde_json::json!({"spec": {"replication": {"primary": pod}}});
     dbs.patch(
         NAME,
@@ -334,7 +334,7 @@ async fn ask_for_primary(dbs: &Api<Database>, pod: &str) {
 }
 
 /// The pods the Service's EndpointSlices name.
-async fn endpoints(client: &Client, service: &str) -> Vec<String> {
+pub(crate) async fn endpoints(client: &Client, service: &str) -> Vec<String> {
     let slices = Api::<EndpointSlice>::namespaced(client.clone(), NS)
         .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={service}")))
         .await

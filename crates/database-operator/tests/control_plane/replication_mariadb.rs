@@ -1,0 +1,391 @@
+//! MariaDB replication end to end: the real operator on the local control
+//! plane, whose KWOK pods stand for three real MariaDB servers on loopback,
+//! as in `replication.rs` for PostgreSQL (the same test kubelet and
+//! kube-proxy: role labels to the servers, the primary Service a loopback
+//! proxy that follows the pod labelled primary).
+//!
+//! The replicas copy the primary through the instance script the operator
+//! ships and follow it by GTID; the operator makes the replication login,
+//! sees every replica stream, and when the primary's server dies (its KWOK
+//! pod still Ready) it promotes a real replica, moves the labels, and the
+//! old primary returns as a replica that refuses writes. A switchover back
+//! with a writer running through the primary Service loses no
+//! acknowledged write.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use database_operator_api::v1::Database;
+use database_operator_api::v1::condition::{self, types};
+use database_operator_api::v1::replication::MemberState;
+use k8s_openapi::api::core::v1::{Event, Secret};
+use kube::api::ListParams;
+use kube::Api;
+use mysql_async::prelude::Queryable;
+use operator::replication::mysql;
+use testkit::harness::{self, create, eventually};
+use testkit::proxy::Proxy;
+use testkit::replication::InstanceScript;
+use testkit::servers::Mariadb;
+
+use crate::replication::{
+    NAME, NS, WAIT, ask_for_primary, endpoints, follow_primary, index, labelled, pod, roles,
+    secret,
+};
+
+const REPLICATION_PASSWORD: &str = "replMaria12345678";
+
+fn address(server: &Mariadb) -> SocketAddr {
+    format!("{}:{}", server.host(), server.port()).parse().unwrap()
+}
+
+/// The operator's my.cnf for a replicated MariaDB Database, as server
+/// options (the test servers lower durability; the product does not).
+fn options() -> Vec<String> {
+    let mut options: Vec<String> = mysql::settings(database_operator_api::v1::Flavor::Mariadb)
+        .lines()
+        .filter_map(|line| line.split_once(" = "))
+        .map(|(key, value)| format!("--{key}={value}"))
+        .collect();
+    options.extend([
+        "--innodb-flush-log-at-trx-commit=1".into(),
+        "--sync-binlog=1".into(),
+    ]);
+    options
+}
+
+async fn ledger(server: &Mariadb) -> Vec<String> {
+    let Ok(mut conn) = server.connect().await else {
+        return Vec::new();
+    };
+    conn.query("SELECT memo FROM app.ledger WHERE memo <> 'writer' ORDER BY id")
+        .await
+        .unwrap_or_default()
+}
+
+async fn holds(env: &harness::Env, server: &Mariadb, want: &[&str]) {
+    eventually(
+        env,
+        &format!("server {} to hold {want:?}", server.port()),
+        WAIT,
+        || async { (ledger(server).await == want).then_some(()) },
+    )
+    .await;
+}
+
+async fn write(server: &Mariadb, memo: &str) -> Result<(), mysql_async::Error> {
+    let mut conn = mysql_async::Conn::new(server.opts()).await?;
+    conn.exec_drop("INSERT INTO app.ledger (memo) VALUES (?)", (memo,))
+        .await
+}
+
+/// The admin's write is refused as on a read-only server.
+async fn refuses_writes(server: &Mariadb) {
+    let refused = write(server, "must not land").await.unwrap_err();
+    assert!(
+        matches!(&refused, mysql_async::Error::Server(s) if s.code == 1290),
+        "{refused}"
+    );
+}
+
+/// Writes rows through the primary Service until `stop`, reconnecting after
+/// errors, and returns the ids the server acknowledged (autocommit: the
+/// INSERT's reply is its commit).
+fn writer(
+    service: (String, u16),
+    password: String,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<u64>> {
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(service.0)
+            .tcp_port(service.1)
+            .user(Some("root"))
+            .pass(Some(password))
+            .prefer_socket(false)
+            .into();
+        while !stop.load(Ordering::SeqCst) {
+            let connecting = tokio::time::timeout(
+                Duration::from_secs(2),
+                mysql_async::Conn::new(opts.clone()),
+            );
+            let Ok(Ok(mut conn)) = connecting.await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            while !stop.load(Ordering::SeqCst) {
+                let insert = conn.query_drop("INSERT INTO app.ledger (memo) VALUES ('writer')");
+                match tokio::time::timeout(Duration::from_secs(5), insert).await {
+                    Ok(Ok(())) => acked.push(conn.last_insert_id().unwrap_or_default()),
+                    _ => break,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        acked
+    })
+}
+
+/// Whether every replica's server says it streams, and the operator too.
+async fn all_streaming(dbs: &Api<Database>, servers: &[Mariadb], replicas: &[usize]) -> bool {
+    let said = dbs
+        .get(NAME)
+        .await
+        .ok()
+        .and_then(|d| d.status)
+        .and_then(|s| condition::find(&s.conditions, types::REPLICATING).cloned())
+        .is_some_and(|c| c.status == condition::ConditionStatus::True);
+    let mut streaming = said;
+    for &i in replicas {
+        let target = operator::users::Target {
+            host: servers[i].host().to_owned(),
+            port: servers[i].port(),
+            admin_user: "root".into(),
+            admin_password: operator::users::Password::new(servers[i].admin_password()),
+            default_database: "mysql".into(),
+        };
+        let member = mysql::member(database_operator_api::v1::Flavor::Mariadb, &target).await;
+        streaming &= member.is_ok_and(|m| m.in_recovery && m.streaming);
+    }
+    streaming
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_write() {
+    let script = InstanceScript::mariadb().unwrap();
+    let mut primary_options = options();
+    primary_options.push("--server-id=1".into());
+    let primary_options: Vec<&str> = primary_options.iter().map(String::as_str).collect();
+    let mut servers = vec![Mariadb::start_with(&primary_options).await.unwrap()];
+    let admin_password = servers[0].admin_password().to_owned();
+    let member_options = options();
+    let member_options: Vec<&str> = member_options.iter().map(String::as_str).collect();
+    for _ in 1..3 {
+        servers.push(Mariadb::prepare_member(&admin_password, &member_options).unwrap());
+    }
+    {
+        let mut conn = servers[0].connect().await.unwrap();
+        conn.query_drop("CREATE DATABASE app").await.unwrap();
+        conn.query_drop("CREATE TABLE app.ledger (id INT AUTO_INCREMENT PRIMARY KEY, memo TEXT)")
+            .await
+            .unwrap();
+    }
+    write(&servers[0], "first").await.unwrap();
+    let service = Arc::new(Proxy::start(address(&servers[0])).await.unwrap());
+    let mut args: Vec<String> = servers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, server)| {
+            [
+                "--resolve".to_owned(),
+                format!(
+                    "{}.{NAME}-headless.{NS}=127.0.0.1:{}",
+                    pod(i),
+                    server.port()
+                ),
+            ]
+        })
+        .collect();
+    args.extend([
+        "--resolve".to_owned(),
+        format!("{NAME}-primary.{NS}=127.0.0.1:{}", service.port()),
+    ]);
+    let env = harness::start(args).await.unwrap();
+    let client = env.client().await;
+    let addresses = servers
+        .iter()
+        .enumerate()
+        .map(|(i, server)| (pod(i), address(server)))
+        .collect();
+    let _kube_proxy = follow_primary(client.clone(), service.clone(), addresses);
+    env.namespace(NS).await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
+    create(
+        &secrets,
+        &secret(&format!("{NAME}-secret"), "root", &admin_password),
+    )
+    .await;
+    create(
+        &secrets,
+        &secret(
+            &format!("{NAME}-replication"),
+            "dbop_replication",
+            REPLICATION_PASSWORD,
+        ),
+    )
+    .await;
+    let dbs = Api::<Database>::namespaced(client.clone(), NS);
+    let db: Database = serde_json::from_value(serde_json::json!({
+        "apiVersion": "example.com/v1", "kind": "Database",
+        "metadata": {"name": NAME, "namespace": NS},
+        "spec": {"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 3,
+                 "storage": {"size": "1Gi"},
+                 "replication": {"failoverDelay": "5s"}}
+    }))
+    .unwrap();
+    create(&dbs, &db).await;
+    let member = |pod: &str, role: &str| {
+        script.member(
+            pod,
+            role,
+            (service.host(), service.port()),
+            REPLICATION_PASSWORD,
+        )
+    };
+
+    // Pod 0 is the primary from the start; pods 1 and 2 replicas, whose
+    // servers the test kubelet starts through the instance script: they
+    // copy the primary.
+    labelled(&env, &client, &pod(0), "primary").await;
+    for (i, server) in servers.iter_mut().enumerate().skip(1) {
+        labelled(&env, &client, &pod(i), "replica").await;
+        server.restart_as(member(&pod(i), "replica")).await.unwrap();
+    }
+    // The operator made the replication login: every replica streams, and
+    // the status says so.
+    eventually(&env, "every replica streaming", WAIT, || async {
+        all_streaming(&dbs, &servers, &[1, 2]).await.then_some(())
+    })
+    .await;
+    let status = dbs.get(NAME).await.unwrap().status.unwrap();
+    let states: Vec<_> = status
+        .replication
+        .unwrap()
+        .members
+        .iter()
+        .map(|m| m.state)
+        .collect();
+    assert_eq!(
+        states,
+        [
+            MemberState::Primary,
+            MemberState::Streaming,
+            MemberState::Streaming
+        ]
+    );
+    write(&servers[0], "replicated").await.unwrap();
+    for replica in &servers[1..] {
+        holds(&env, replica, &["first", "replicated"]).await;
+        refuses_writes(replica).await;
+    }
+    eventually(&env, "the replicas behind the read-only Service", WAIT, || async {
+        let pods = endpoints(&client, &format!("{NAME}-readonly")).await;
+        (pods == ["ledger-1", "ledger-2"]).then_some(())
+    })
+    .await;
+
+    // The primary's server dies; its KWOK pod stays Ready. Beyond the
+    // failover delay the operator promotes a real replica.
+    servers[0].kill();
+    let promoted = eventually(&env, "a failover", WAIT, || async {
+        let primary = dbs.get(NAME).await.ok()?.status?.replication?.primary?;
+        (primary != pod(0)).then_some(primary)
+    })
+    .await;
+    let new = index(&promoted);
+    let other = 3 - new;
+    labelled(&env, &client, &promoted, "primary").await;
+    eventually(&env, "the primary Service to follow", WAIT, || async {
+        (endpoints(&client, &format!("{NAME}-primary")).await == [promoted.clone()]).then_some(())
+    })
+    .await;
+    write(&servers[new], "after the failover").await.unwrap();
+    let want = ["first", "replicated", "after the failover"];
+    holds(&env, &servers[other], &want).await;
+
+    // The old primary's pod was deleted and comes back as a replica; its
+    // server restarts through the script, follows the new primary, and
+    // refuses writes.
+    labelled(&env, &client, &pod(0), "replica").await;
+    servers[0]
+        .restart_as(member(&pod(0), "replica"))
+        .await
+        .unwrap();
+    holds(&env, &servers[0], &want).await;
+    refuses_writes(&servers[0]).await;
+    eventually(&env, "every replica streaming again", WAIT, || async {
+        all_streaming(&dbs, &servers, &[0, other]).await.then_some(())
+    })
+    .await;
+
+    // A switchover back to pod 0 with a writer running throughout: every
+    // acknowledged write is on pod 0 afterwards.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(
+        (service.host().to_owned(), service.port()),
+        admin_password.clone(),
+        stop.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ask_for_primary(&dbs, &pod(0)).await;
+    labelled(&env, &client, &pod(0), "primary").await;
+    eventually(&env, "the primary Service on pod 0", WAIT, || async {
+        (endpoints(&client, &format!("{NAME}-primary")).await == [pod(0)]).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    let acked = writing.await.unwrap();
+    assert!(acked.len() > 10, "the writer wrote little: {}", acked.len());
+    let stored: std::collections::BTreeSet<u64> = servers[0]
+        .connect()
+        .await
+        .unwrap()
+        .query("SELECT id FROM app.ledger")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let lost: Vec<&u64> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // The former primary rejoins as a replica of pod 0.
+    labelled(&env, &client, &promoted, "replica").await;
+    servers[new]
+        .restart_as(member(&promoted, "replica"))
+        .await
+        .unwrap();
+    write(&servers[0], "after the switchover").await.unwrap();
+    let want = [
+        "first",
+        "replicated",
+        "after the failover",
+        "after the switchover",
+    ];
+    for server in &servers {
+        holds(&env, server, &want).await;
+    }
+    refuses_writes(&servers[new]).await;
+    eventually(&env, "every replica streaming after the switchover", WAIT, || async {
+        all_streaming(&dbs, &servers, &[1, 2]).await.then_some(())
+    })
+    .await;
+    assert_eq!(
+        roles(&client)
+            .await
+            .values()
+            .filter(|r| *r == "primary")
+            .count(),
+        1,
+        "one primary"
+    );
+    let events = Api::<Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let reasons: BTreeMap<String, String> = events
+        .items
+        .iter()
+        .filter_map(|e| Some((e.reason.clone()?, e.message.clone()?)))
+        .collect();
+    assert!(
+        reasons
+            .get("FailedOver")
+            .is_some_and(|m| m.contains(&promoted) && m.contains("following")),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains_key("SwitchedOver"), "{reasons:?}");
+}
