@@ -16,8 +16,11 @@
 //! tables of the `mysql` schema are left out (`--ignore-table`): restoring
 //! them would replace the target's admin login and password — which the
 //! operator keeps in the Database's Secret — with the source's. Logins are
-//! the DatabaseUser controller's to recreate; everything else in `mysql`
-//! (time zones, stored procedures' tables, …) is dumped.
+//! the DatabaseUser controller's to recreate. So are the tables of the
+//! server's own replication state (`gtid_slave_pos`, `gtid_executed`, …):
+//! a backup read from a replica must not carry its position into the
+//! restored Database, whose replicas replay the restore. Everything else in
+//! `mysql` (time zones, stored procedures' tables, …) is dumped.
 //!
 //! The password reaches the tools in `MYSQL_PWD` (never an argument).
 //!
@@ -52,6 +55,19 @@ pub const ACCOUNT_TABLES: &[&str] = &[
     "default_roles",
     "role_edges",
     "password_history",
+];
+
+/// The `mysql` tables that hold a server's own replication state (its
+/// position as a replica, the GTIDs it executed): a dump taken from a
+/// replica must not carry them into the Database it is restored into,
+/// where they would overwrite the replicas' own positions (the restore is
+/// replicated).
+pub const REPLICATION_STATE_TABLES: &[&str] = &[
+    "gtid_slave_pos",
+    "gtid_executed",
+    "slave_master_info",
+    "slave_relay_log_info",
+    "slave_worker_info",
 ];
 
 pub const ROW_COUNT_METHOD: &str = "rows in each table's INSERT statements of the dump itself, counted as it streams: exactly what the dump holds, in its own snapshot";
@@ -142,7 +158,7 @@ pub fn dump_args(
             args.push("--column-statistics=0".into());
         }
     }
-    for table in ACCOUNT_TABLES {
+    for table in ACCOUNT_TABLES.iter().chain(REPLICATION_STATE_TABLES) {
         args.push(format!("--ignore-table=mysql.{table}"));
     }
     args
@@ -375,6 +391,8 @@ mod tests {
                 "--user=root",
                 "--ignore-table=mysql.user",
                 "--ignore-table=mysql.global_priv",
+                "--ignore-table=mysql.gtid_slave_pos",
+                "--ignore-table=mysql.gtid_executed",
             ] {
                 assert!(args.contains(&flag.to_owned()), "{tool:?}: {flag}");
             }

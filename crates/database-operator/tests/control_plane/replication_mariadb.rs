@@ -22,8 +22,8 @@ use database_operator_api::v1::Database;
 use database_operator_api::v1::condition::{self, types};
 use database_operator_api::v1::replication::MemberState;
 use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::ListParams;
 use kube::Api;
+use kube::api::ListParams;
 use mysql_async::prelude::Queryable;
 use operator::replication::mysql;
 use testkit::harness::{self, create, eventually};
@@ -32,14 +32,15 @@ use testkit::replication::InstanceScript;
 use testkit::servers::Mariadb;
 
 use crate::replication::{
-    NAME, NS, WAIT, ask_for_primary, endpoints, follow_primary, index, labelled, pod, roles,
-    secret,
+    NAME, NS, WAIT, ask_for_primary, endpoints, follow_primary, index, labelled, pod, roles, secret,
 };
 
 const REPLICATION_PASSWORD: &str = "replMaria12345678";
 
 fn address(server: &Mariadb) -> SocketAddr {
-    format!("{}:{}", server.host(), server.port()).parse().unwrap()
+    format!("{}:{}", server.host(), server.port())
+        .parse()
+        .unwrap()
 }
 
 /// The operator's my.cnf for a replicated MariaDB Database, as server
@@ -109,10 +110,8 @@ fn writer(
             .prefer_socket(false)
             .into();
         while !stop.load(Ordering::SeqCst) {
-            let connecting = tokio::time::timeout(
-                Duration::from_secs(2),
-                mysql_async::Conn::new(opts.clone()),
-            );
+            let connecting =
+                tokio::time::timeout(Duration::from_secs(2), mysql_async::Conn::new(opts.clone()));
             let Ok(Ok(mut conn)) = connecting.await else {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -272,10 +271,15 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
         holds(&env, replica, &["first", "replicated"]).await;
         refuses_writes(replica).await;
     }
-    eventually(&env, "the replicas behind the read-only Service", WAIT, || async {
-        let pods = endpoints(&client, &format!("{NAME}-readonly")).await;
-        (pods == ["ledger-1", "ledger-2"]).then_some(())
-    })
+    eventually(
+        &env,
+        "the replicas behind the read-only Service",
+        WAIT,
+        || async {
+            let pods = endpoints(&client, &format!("{NAME}-readonly")).await;
+            (pods == ["ledger-1", "ledger-2"]).then_some(())
+        },
+    )
     .await;
 
     // The primary's server dies; its KWOK pod stays Ready. Beyond the
@@ -308,7 +312,9 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
     holds(&env, &servers[0], &want).await;
     refuses_writes(&servers[0]).await;
     eventually(&env, "every replica streaming again", WAIT, || async {
-        all_streaming(&dbs, &servers, &[0, other]).await.then_some(())
+        all_streaming(&dbs, &servers, &[0, other])
+            .await
+            .then_some(())
     })
     .await;
 
@@ -359,9 +365,12 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
         holds(&env, server, &want).await;
     }
     refuses_writes(&servers[new]).await;
-    eventually(&env, "every replica streaming after the switchover", WAIT, || async {
-        all_streaming(&dbs, &servers, &[1, 2]).await.then_some(())
-    })
+    eventually(
+        &env,
+        "every replica streaming after the switchover",
+        WAIT,
+        || async { all_streaming(&dbs, &servers, &[1, 2]).await.then_some(()) },
+    )
     .await;
     assert_eq!(
         roles(&client)

@@ -269,7 +269,10 @@ mod tests {
 
     #[test]
     fn only_mariadb_members_start_through_the_instance_script() {
-        assert!(MYSQL.streaming().is_none(), "the mysql flavor's seeding is not run yet");
+        assert!(
+            MYSQL.streaming().is_none(),
+            "the mysql flavor's seeding is not run yet"
+        );
         let streaming = MARIADB.streaming().unwrap();
         assert_eq!(
             streaming.command(),

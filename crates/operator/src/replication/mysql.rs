@@ -222,6 +222,17 @@ pub fn admin_without_read_only_bypass(
         .collect()
 }
 
+/// Whether a login whose `SHOW GRANTS` lines are `grants` holds
+/// `READ_ONLY ADMIN` on `*.*` (by name, or within `ALL PRIVILEGES`).
+pub fn holds_read_only_bypass(grants: &[String]) -> bool {
+    grants.iter().any(|line| {
+        let Some((privileges, _)) = line.split_once(" ON *.* TO ") else {
+            return false;
+        };
+        privileges.contains("ALL PRIVILEGES") || privileges.contains("READ_ONLY ADMIN")
+    })
+}
+
 /// The hosts of a login (bound to its name): what
 /// [`admin_without_read_only_bypass`] revokes at.
 pub const ADMIN_HOSTS_QUERY: &str = "SELECT Host FROM mysql.user WHERE User = ? ORDER BY Host";
@@ -495,12 +506,23 @@ pub async fn ensure_login(
             .exec(ADMIN_HOSTS_QUERY, (target.admin_user.as_str(),))
             .await
             .map_err(|e| db_error(&e, &secrets))?;
-        let mut grant = login_grants(flavor, username)?;
-        grant.extend(admin_without_read_only_bypass(
-            flavor,
-            &target.admin_user,
-            &hosts,
-        )?);
+        let own: Vec<String> = session
+            .conn
+            .query("SHOW GRANTS")
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
+        // Granting READ_ONLY ADMIN needs it: once the admin login gave it
+        // up (replicated to every member), the replication login, which
+        // got it first, keeps what it has and only its password is kept.
+        let mut grant = Vec::new();
+        if flavor == Flavor::Mysql || holds_read_only_bypass(&own) {
+            grant = login_grants(flavor, username)?;
+            grant.extend(admin_without_read_only_bypass(
+                flavor,
+                &target.admin_user,
+                &hosts,
+            )?);
+        }
         let user = UserSpec::operator_login(username, password, LOGIN_CONNECTION_LIMIT);
         let plan = Plan {
             revoke: Vec::new(),
@@ -554,8 +576,7 @@ pub async fn promote(flavor: Flavor, target: &Target) -> Result<(), UserError> {
                 return Ok(());
             };
             let (received, applied, _, _) = replica_view(flavor, &row);
-            let applying =
-                text(&row, status_columns(flavor).sql_running) == "Yes";
+            let applying = text(&row, status_columns(flavor).sql_running) == "Yes";
             if !applying || received.is_none_or(|r| applied >= r) {
                 return Ok(());
             }
@@ -596,7 +617,10 @@ pub async fn fence(flavor: Flavor, target: &Target) -> Result<String, UserError>
             .map_err(|e| db_error(&e, &secrets))?;
         for id in sessions {
             // A session that ended meanwhile is what we want.
-            let _ = session.conn.query_drop(format!("KILL CONNECTION {id}")).await;
+            let _ = session
+                .conn
+                .query_drop(format!("KILL CONNECTION {id}"))
+                .await;
         }
         let position: Option<String> = session
             .conn
@@ -779,6 +803,24 @@ mod tests {
     }
 
     #[test]
+    fn the_read_only_bypass_is_read_from_show_grants() {
+        let all = ["GRANT ALL PRIVILEGES ON *.* TO `root`@`%` IDENTIFIED BY PASSWORD '*B6' WITH GRANT OPTION".to_owned()];
+        assert!(holds_read_only_bypass(&all));
+        // What MariaDB 10.11 shows once READ_ONLY ADMIN is revoked.
+        let revoked = [
+            "GRANT SELECT, INSERT, SUPER, REPLICATION SLAVE, BINLOG MONITOR, CREATE USER, \
+             REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, BINLOG ADMIN, SLAVE MONITOR ON *.* \
+             TO `root`@`%` IDENTIFIED BY PASSWORD '*B6' WITH GRANT OPTION"
+                .to_owned(),
+        ];
+        assert!(!holds_read_only_bypass(&revoked));
+        let named = ["GRANT READ_ONLY ADMIN ON *.* TO `x`@`%`".to_owned()];
+        assert!(holds_read_only_bypass(&named));
+        let elsewhere = ["GRANT ALL PRIVILEGES ON `app`.* TO `root`@`%`".to_owned()];
+        assert!(!holds_read_only_bypass(&elsewhere));
+    }
+
+    #[test]
     fn binary_log_coordinates_grow_along_the_log() {
         let a = coordinates("binlog.000003", 1_000_000).unwrap();
         let b = coordinates("binlog.000004", 4).unwrap();
@@ -798,7 +840,11 @@ mod tests {
         );
         assert_eq!(
             (mysql.io_running, mysql.sql_running, mysql.applied_offset),
-            ("Replica_IO_Running", "Replica_SQL_Running", "Exec_Source_Log_Pos")
+            (
+                "Replica_IO_Running",
+                "Replica_SQL_Running",
+                "Exec_Source_Log_Pos"
+            )
         );
         assert_eq!(binlog_status(Flavor::Mysql), "SHOW BINARY LOG STATUS");
         assert_eq!(binlog_status(Flavor::Mariadb), "SHOW MASTER STATUS");

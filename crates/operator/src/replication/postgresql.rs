@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::error::SqlState;
 
+use super::Member;
 use crate::users::postgresql::{connect, db_error, ensure_role};
 use crate::users::quote::{pg_ident, pg_literal};
-use super::Member;
 use crate::users::{Password, Target, UserError, UserSpec};
 
 /// The start of every server of a replicated PostgreSQL Database: seeding,
@@ -396,7 +396,6 @@ pub async fn wait_replayed(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
-
 
 /// Asks `target` what it is.
 pub async fn member(target: &Target) -> Result<Member, UserError> {

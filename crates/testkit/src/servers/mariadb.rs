@@ -62,8 +62,8 @@ impl Mariadb {
                 install::install_script().display()
             )
         };
-        let mut mariadb = Mariadb::unstarted(Admin::generated(ADMIN_USER), extra_args)
-            .with_context(missing)?;
+        let mut mariadb =
+            Mariadb::unstarted(Admin::generated(ADMIN_USER), extra_args).with_context(missing)?;
         mariadb.init().await?;
         mariadb.launch(true).await?;
         mariadb.startup = started.elapsed();

@@ -19,9 +19,9 @@ pub(crate) mod decide;
 
 use std::time::Duration;
 
-use database_operator_api::v1::{Database, Flavor};
 use database_operator_api::v1::condition::{Condition, types};
 use database_operator_api::v1::replication::{MemberState, ReplicationStatus};
+use database_operator_api::v1::{Database, Flavor};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, Patch};
@@ -489,8 +489,9 @@ impl Members<'_> {
             .get(&name)
             .await
             .step("reading the replication Secret", name.clone())?;
-        let password = secret_value(&secret, PASSWORD_KEY)
-            .ok_or(crate::error::Error::MissingField("the replication Secret's password"))?;
+        let password = secret_value(&secret, PASSWORD_KEY).ok_or(
+            crate::error::Error::MissingField("the replication Secret's password"),
+        )?;
         Ok(Target {
             admin_user: replication::LOGIN.to_owned(),
             admin_password: Password::new(password),
