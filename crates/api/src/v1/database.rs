@@ -55,9 +55,6 @@ pub const RETENTION_PATTERN: &str = r"^[0-9]+[hdw]?$";
     validation = Rule::new("!has(self.spec.replication) || self.spec.engine == 'postgresql' || (self.spec.engine == 'mysql' && has(self.spec.flavor) && self.spec.flavor == 'mariadb')")
         .message("spec.replication: PostgreSQL and MariaDB (engine mysql, flavor mariadb) Databases replicate; the mysql flavor and MongoDB do not yet")
         .field_path(".spec.replication"),
-    validation = Rule::new("!has(self.spec.replication) || !has(self.spec.replication.mode) || self.spec.replication.mode != 'sync' || self.spec.engine == 'postgresql'")
-        .message("spec.replication.mode: sync is run for PostgreSQL only so far (MariaDB's semi-synchronous replication is not)")
-        .field_path(".spec.replication.mode"),
     validation = Rule::new("!has(self.spec.replication) || !has(self.spec.replication.primary) || (self.spec.replication.primary.startsWith(self.metadata.name + '-') && self.spec.replication.primary.substring(size(self.metadata.name) + 1).matches('^(0|[1-9][0-9]?)$') && int(self.spec.replication.primary.substring(size(self.metadata.name) + 1)) < self.spec.replicas)")
         .message("spec.replication.primary must name one of this Database's pods, <name>-<ordinal> with an ordinal below spec.replicas")
         .field_path(".spec.replication.primary"),

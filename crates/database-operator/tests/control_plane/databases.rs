@@ -686,7 +686,7 @@ async fn invalid_replication_settings_are_refused_naming_the_field() {
             "spec.replication",
         ),
         (
-            serde_json::json!({"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 3,
+            serde_json::json!({"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 1,
                                "storage": {"size": "1Gi"}, "replication": {"mode": "sync"}}),
             "spec.replication.mode",
         ),
@@ -700,13 +700,13 @@ async fn invalid_replication_settings_are_refused_naming_the_field() {
     }))
     .unwrap();
     dbs.create(&PostParams::default(), &valid).await.unwrap();
-    // MariaDB replicates, asynchronously.
+    // MariaDB replicates, semi-synchronously in sync mode.
     let maria: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
         "apiVersion": "example.com/v1", "kind": "Database",
         "metadata": {"name": "repl-maria", "namespace": ns},
         "spec": {"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 3,
                  "storage": {"size": "1Gi"},
-                 "replication": {"primary": "repl-maria-1", "mode": "async", "failoverDelay": "45s"}}
+                 "replication": {"primary": "repl-maria-1", "mode": "sync", "failoverDelay": "45s"}}
     }))
     .unwrap();
     dbs.create(&PostParams::default(), &maria).await.unwrap();

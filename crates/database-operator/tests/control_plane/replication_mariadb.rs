@@ -6,11 +6,12 @@
 //!
 //! The replicas copy the primary through the instance script the operator
 //! ships and follow it by GTID; the operator makes the replication login,
-//! sees every replica stream, and when the primary's server dies (its KWOK
-//! pod still Ready) it promotes a real replica, moves the labels, and the
-//! old primary returns as a replica that refuses writes. A switchover back
-//! with a writer running through the primary Service loses no
-//! acknowledged write.
+//! turns on semi-synchronous replication (sync mode) on every member, sees
+//! every replica stream, and when the primary's server dies under a writer
+//! (its KWOK pod still Ready) it promotes a real replica holding every
+//! acknowledged write, moves the labels, and the old primary returns as a
+//! replica that refuses writes. A switchover back with a writer running
+//! through the primary Service loses no acknowledged write either.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -129,6 +130,34 @@ fn writer(
     })
 }
 
+/// Asserts that `server` holds every acknowledged id in `acked` (of which
+/// there must be more than 10).
+async fn holds_every(server: &Mariadb, acked: &[u64]) {
+    assert!(acked.len() > 10, "the writer wrote little: {}", acked.len());
+    let stored: std::collections::BTreeSet<u64> = server
+        .connect()
+        .await
+        .unwrap()
+        .query("SELECT id FROM app.ledger")
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let lost: Vec<&u64> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}
+
+/// The admin login at `server`, as the operator reaches a member.
+fn admin(server: &Mariadb) -> operator::users::Target {
+    operator::users::Target {
+        host: server.host().to_owned(),
+        port: server.port(),
+        admin_user: "root".into(),
+        admin_password: operator::users::Password::new(server.admin_password()),
+        default_database: "mysql".into(),
+    }
+}
+
 /// Whether every replica's server says it streams, and the operator too.
 async fn all_streaming(dbs: &Api<Database>, servers: &[Mariadb], replicas: &[usize]) -> bool {
     let said = dbs
@@ -140,14 +169,11 @@ async fn all_streaming(dbs: &Api<Database>, servers: &[Mariadb], replicas: &[usi
         .is_some_and(|c| c.status == condition::ConditionStatus::True);
     let mut streaming = said;
     for &i in replicas {
-        let target = operator::users::Target {
-            host: servers[i].host().to_owned(),
-            port: servers[i].port(),
-            admin_user: "root".into(),
-            admin_password: operator::users::Password::new(servers[i].admin_password()),
-            default_database: "mysql".into(),
-        };
-        let member = mysql::member(database_operator_api::v1::Flavor::Mariadb, &target).await;
+        let member = mysql::member(
+            database_operator_api::v1::Flavor::Mariadb,
+            &admin(&servers[i]),
+        )
+        .await;
         streaming &= member.is_ok_and(|m| m.in_recovery && m.streaming);
     }
     streaming
@@ -223,7 +249,7 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
         "metadata": {"name": NAME, "namespace": NS},
         "spec": {"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 3,
                  "storage": {"size": "1Gi"},
-                 "replication": {"failoverDelay": "5s"}}
+                 "replication": {"failoverDelay": "5s", "mode": "sync"}}
     }))
     .unwrap();
     create(&dbs, &db).await;
@@ -266,6 +292,29 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
             MemberState::Streaming
         ]
     );
+    // Sync mode: the primary waits for a replica's acknowledgement, which
+    // every replica sends.
+    for (i, server) in servers.iter().enumerate() {
+        eventually(
+            &env,
+            "semi-synchronous replication on every member",
+            WAIT,
+            || async {
+                let member =
+                    mysql::member(database_operator_api::v1::Flavor::Mariadb, &admin(server))
+                        .await
+                        .ok()?;
+                let semi = member.semi_sync?;
+                let want = if i == 0 {
+                    semi.source && semi.waiting
+                } else {
+                    semi.replica && !semi.source
+                };
+                want.then_some(())
+            },
+        )
+        .await;
+    }
     write(&servers[0], "replicated").await.unwrap();
     for replica in &servers[1..] {
         holds(&env, replica, &["first", "replicated"]).await;
@@ -282,8 +331,15 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
     )
     .await;
 
-    // The primary's server dies; its KWOK pod stays Ready. Beyond the
-    // failover delay the operator promotes a real replica.
+    // The primary's server dies under a writer; its KWOK pod stays Ready.
+    // Beyond the failover delay the operator promotes a real replica.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(
+        (service.host().to_owned(), service.port()),
+        admin_password.clone(),
+        stop.clone(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
     servers[0].kill();
     let promoted = eventually(&env, "a failover", WAIT, || async {
         let primary = dbs.get(NAME).await.ok()?.status?.replication?.primary?;
@@ -297,6 +353,10 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
         (endpoints(&client, &format!("{NAME}-primary")).await == [promoted.clone()]).then_some(())
     })
     .await;
+    // Sync mode: every write the old primary acknowledged is on the new one.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    holds_every(&servers[new], &writing.await.unwrap()).await;
     write(&servers[new], "after the failover").await.unwrap();
     let want = ["first", "replicated", "after the failover"];
     holds(&env, &servers[other], &want).await;
@@ -335,19 +395,7 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::SeqCst);
-    let acked = writing.await.unwrap();
-    assert!(acked.len() > 10, "the writer wrote little: {}", acked.len());
-    let stored: std::collections::BTreeSet<u64> = servers[0]
-        .connect()
-        .await
-        .unwrap()
-        .query("SELECT id FROM app.ledger")
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    let lost: Vec<&u64> = acked.iter().filter(|id| !stored.contains(id)).collect();
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    holds_every(&servers[0], &writing.await.unwrap()).await;
     // The former primary rejoins as a replica of pod 0.
     labelled(&env, &client, &promoted, "replica").await;
     servers[new]
@@ -393,7 +441,7 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
     assert!(
         reasons
             .get("FailedOver")
-            .is_some_and(|m| m.contains(&promoted) && m.contains("following")),
+            .is_some_and(|m| m.contains(&promoted) && m.contains("in sync mode")),
         "{reasons:?}"
     );
     assert!(reasons.contains_key("SwitchedOver"), "{reasons:?}");

@@ -319,3 +319,100 @@ async fn after_a_switchover_the_old_primary_follows_without_a_copy() -> Result<(
     refuses_admin_writes(old).await?;
     Ok(())
 }
+
+/// Runs `statements` as the admin login (the operator sets the commit mode
+/// as the admin login, which keeps every privilege but the read-only
+/// bypass).
+async fn run(server: &Mariadb, statements: &[String]) -> Result<()> {
+    let mut conn = server.connect().await?;
+    for sql in statements {
+        conn.query_drop(sql)
+            .await
+            .with_context(|| format!("{sql} on port {}", server.port()))?;
+    }
+    Ok(())
+}
+
+async fn semi_sync(server: &Mariadb) -> Result<replication::SemiSync> {
+    mysql::member(FLAVOR, &admin(server))
+        .await?
+        .semi_sync
+        .context("a MariaDB member reports its semi-synchronous replication")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_mode_waits_for_a_replica_and_its_fallback_is_seen() -> Result<()> {
+    let cluster = Cluster::start().await?;
+    let [primary, one, two] = &cluster.servers[..] else {
+        unreachable!()
+    };
+    for replica in [one, two] {
+        streams(replica).await?;
+    }
+    // The operator's statements, with a 2 s timeout instead of 30 s.
+    let timeout = Duration::from_secs(2);
+    let sides = |primary| mysql::wanted_semi_sync(true, primary);
+    run(
+        primary,
+        &mysql::semi_sync(FLAVOR, sides(true), timeout, false),
+    )
+    .await?;
+    for replica in [one, two] {
+        run(
+            replica,
+            &mysql::semi_sync(FLAVOR, sides(false), timeout, true),
+        )
+        .await?;
+        let state = semi_sync(replica).await?;
+        ensure!(state.replica && !state.source, "{state:?}");
+    }
+    let state = semi_sync(primary).await?;
+    ensure!(state.source && state.waiting, "{state:?}");
+    // Commits are acknowledged by a replica, and the replicas, whose own
+    // commits (their applier's) wait for no one, apply at speed.
+    let started = std::time::Instant::now();
+    let mut want = vec!["first"];
+    let memos: Vec<String> = (0..20).map(|i| format!("sync {i}")).collect();
+    for memo in &memos {
+        write(primary, memo).await?;
+        want.push(memo);
+    }
+    for replica in [one, two] {
+        holds(replica, &want).await?;
+    }
+    // Not one of them waited out the timeout, on the primary or on a
+    // replica applying it.
+    ensure!(
+        started.elapsed() < timeout,
+        "20 semi-synchronous commits took {:?}",
+        started.elapsed()
+    );
+    ensure!(semi_sync(primary).await?.waiting);
+
+    // No replica receives: a commit waits out the timeout, then the primary
+    // falls back to asynchronous commits, and says so.
+    for replica in [one, two] {
+        run(replica, &["STOP SLAVE IO_THREAD".to_owned()]).await?;
+    }
+    let waited = std::time::Instant::now();
+    write(primary, "unacknowledged by any replica").await?;
+    ensure!(
+        waited.elapsed() >= timeout,
+        "the commit did not wait: {:?}",
+        waited.elapsed()
+    );
+    let state = semi_sync(primary).await?;
+    ensure!(state.source && !state.waiting, "{state:?}");
+    // A replica catches up: the primary waits again by itself.
+    for replica in [one, two] {
+        run(replica, &["START SLAVE IO_THREAD".to_owned()]).await?;
+    }
+    for _ in 0..100 {
+        if semi_sync(primary).await?.waiting {
+            return Ok(());
+        }
+        write(primary, "while catching up").await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the primary did not return to semi-synchronous commits")
+}

@@ -28,6 +28,10 @@ pub fn config_map(
                 .into_iter()
                 .map(|(name, contents)| (name.to_owned(), contents)),
         );
+        let sync = db.spec.replication.as_ref().is_some_and(|r| r.is_sync());
+        if let Some((name, contents)) = streaming.mode_settings(sync) {
+            data.insert(name.to_owned(), contents);
+        }
     }
     data.insert(driver.config_file_name().to_owned(), config);
     ConfigMap {
@@ -39,11 +43,15 @@ pub fn config_map(
 
 /// The hash of what the server reads, on the pod template: a change rolls
 /// the pods. The instance script is left out, so that a new operator's
-/// script never restarts a database by itself.
+/// script never restarts a database by itself, and so are the replication
+/// mode's settings, which the operator applies to the running servers.
 pub fn config_hash(config_map: &ConfigMap, driver: &dyn Driver) -> String {
     let mut data = config_map.data.clone().unwrap_or_default();
     if let Some(streaming) = driver.streaming() {
         data.remove(streaming.script_file());
+        if let Some((name, _)) = streaming.mode_settings(false) {
+            data.remove(name);
+        }
     }
     super::hash_of(&Some(data))
 }

@@ -86,6 +86,13 @@ pub trait Streaming: Send + Sync {
     /// The member's environment: which pod it is, where the primary is, the
     /// replication login (from `replication_secret`).
     fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar>;
+    /// A file in `<name>-config` of settings for the replication mode
+    /// (`sync`) that the operator also applies to the running servers: it
+    /// is not part of the configuration hash, so changing the mode
+    /// restarts nothing, and a member that restarts reads it.
+    fn mode_settings(&self, _sync: bool) -> Option<(&'static str, String)> {
+        None
+    }
 }
 
 /// The driver for an engine, in its default flavor. Code that has a

@@ -231,6 +231,17 @@ impl Streaming for Mysql {
         .to_vec()
     }
 
+    fn mode_settings(&self, sync: bool) -> Option<(&'static str, String)> {
+        Some((
+            "semi-sync.cnf",
+            replication::mysql::semi_sync_settings(
+                self.0,
+                sync,
+                replication::mysql::SEMI_SYNC_TIMEOUT,
+            ),
+        ))
+    }
+
     fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar> {
         vec![
             plain_env("DATADIR", DATA_DIR),

@@ -57,4 +57,20 @@ pub struct Member {
     pub read_only: bool,
     /// PostgreSQL's `synchronous_standby_names` (empty elsewhere).
     pub synchronous_standby_names: String,
+    /// MySQL family: semi-synchronous replication as the member has it
+    /// (`None`: PostgreSQL).
+    pub semi_sync: Option<SemiSync>,
+}
+
+/// A MySQL-family member's semi-synchronous replication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SemiSync {
+    /// The primary's side is on: its commits wait for a replica's
+    /// acknowledgement.
+    pub source: bool,
+    /// The replica's side is on: it acknowledges what it receives.
+    pub replica: bool,
+    /// The primary's side waits now: false once it fell back to
+    /// asynchronous commits after the timeout.
+    pub waiting: bool,
 }

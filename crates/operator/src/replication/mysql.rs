@@ -35,7 +35,7 @@ use database_operator_api::v1::Flavor;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
 
-use super::Member;
+use super::{Member, SemiSync};
 use crate::users::mysql::{Plan, Session, apply_with, connect, db_error};
 use crate::users::quote::{mysql_account, mysql_account_at, mysql_literal};
 use crate::users::{Password, Target, UserError, UserSpec};
@@ -447,6 +447,7 @@ pub async fn member(flavor: Flavor, target: &Target) -> Result<Member, UserError
             .await
             .map_err(|e| db_error(&e, &secrets))?;
         let read_only = read_only.unwrap_or(0) != 0;
+        let semi_sync = Some(semi_sync_state(&mut session, flavor, &secrets).await?);
         if let Some(row) = source_row(&mut session, flavor, &secrets).await? {
             let (received, applied, running, errno) = replica_view(flavor, &row);
             return Ok(Member {
@@ -457,6 +458,7 @@ pub async fn member(flavor: Flavor, target: &Target) -> Result<Member, UserError
                 streaming: running,
                 read_only,
                 synchronous_standby_names: String::new(),
+                semi_sync,
             });
         }
         let binlog: Option<Row> = session
@@ -475,11 +477,161 @@ pub async fn member(flavor: Flavor, target: &Target) -> Result<Member, UserError
             streaming: false,
             read_only,
             synchronous_standby_names: String::new(),
+            semi_sync,
         })
     }
     .await;
     let _ = session.conn.disconnect().await;
     result
+}
+
+/// How long a primary's commit waits for a replica's acknowledgement in
+/// sync mode before the primary falls back to asynchronous commits. Longer
+/// than a replica needs to reconnect after a restart or a failover (a few
+/// seconds), so routine events do not end the guarantee; short enough that
+/// a primary that lost every replica stalls its writers for half a minute,
+/// not for ever. The fallback is surfaced (status, event), and MariaDB
+/// returns to semi-synchronous commits by itself once a replica catches up.
+pub const SEMI_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The semi-synchronous replication variables, in each flavor's words:
+/// (the primary side enabled, the replica side enabled, the primary's
+/// status, its wait point, its timeout).
+pub fn semi_sync_variables(
+    flavor: Flavor,
+) -> (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+) {
+    match flavor {
+        Flavor::Mysql => (
+            "rpl_semi_sync_source_enabled",
+            "rpl_semi_sync_replica_enabled",
+            "Rpl_semi_sync_source_status",
+            "rpl_semi_sync_source_wait_point",
+            "rpl_semi_sync_source_timeout",
+        ),
+        Flavor::Mariadb => (
+            "rpl_semi_sync_master_enabled",
+            "rpl_semi_sync_slave_enabled",
+            "Rpl_semi_sync_master_status",
+            "rpl_semi_sync_master_wait_point",
+            "rpl_semi_sync_master_timeout",
+        ),
+    }
+}
+
+/// The server settings of sync mode (`on`) or of asynchronous replication,
+/// for a file every member reads at its start: both sides on, so that a
+/// primary's commits wait from its first one. A replica's primary side
+/// must be off (its applier's commits would wait for acknowledgements no
+/// one sends): the instance script starts replicas with it off, and the
+/// operator turns it on when it promotes one. `AFTER_SYNC`: a commit
+/// becomes visible to other sessions only once a replica has acknowledged
+/// it, so no client reads a write a failover may lose.
+pub fn semi_sync_settings(flavor: Flavor, on: bool, timeout: Duration) -> String {
+    let (source, replica, _, wait_point, timeout_variable) = semi_sync_variables(flavor);
+    if !on {
+        return "# Asynchronous replication (spec.replication.mode: async).\n".to_owned();
+    }
+    let plugins = match flavor {
+        // MySQL 8.4 ships semi-sync as plugins; MariaDB has it built in.
+        Flavor::Mysql => {
+            "plugin_load_add = semisync_source.so\nplugin_load_add = semisync_replica.so\n"
+        }
+        Flavor::Mariadb => "",
+    };
+    format!(
+        "# Semi-synchronous replication (spec.replication.mode: sync); the operator\n\
+         # also applies these to running servers.\n\
+         [mysqld]\n{plugins}{source} = ON\n{replica} = ON\n{wait_point} = AFTER_SYNC\n\
+         {timeout_variable} = {}\n",
+        timeout.as_millis()
+    )
+}
+
+/// The sides of semi-synchronous replication a member needs: a primary's
+/// side on the primary only, a replica's side on every member, both only
+/// in sync mode.
+pub fn wanted_semi_sync(sync: bool, primary: bool) -> (bool, bool) {
+    (sync && primary, sync)
+}
+
+/// Statements that give a running member the primary's side (`source`)
+/// and the replica's side (`replica`) of semi-synchronous replication. A
+/// replica's side takes effect when its receiver reconnects: a member whose
+/// replica side changes while it `replicates` restarts it.
+pub fn semi_sync(
+    flavor: Flavor,
+    (source, replica): (bool, bool),
+    timeout: Duration,
+    restart_receiver: bool,
+) -> Vec<String> {
+    let (source_variable, replica_variable, _, wait_point, timeout_variable) =
+        semi_sync_variables(flavor);
+    let on = |b: bool| if b { "ON" } else { "OFF" };
+    let mut statements = Vec::new();
+    if source {
+        statements.push(format!("SET GLOBAL {wait_point} = AFTER_SYNC"));
+        statements.push(format!(
+            "SET GLOBAL {timeout_variable} = {}",
+            timeout.as_millis()
+        ));
+    }
+    statements.push(format!("SET GLOBAL {source_variable} = {}", on(source)));
+    statements.push(format!("SET GLOBAL {replica_variable} = {}", on(replica)));
+    if restart_receiver {
+        statements.extend(
+            match flavor {
+                Flavor::Mysql => ["STOP REPLICA IO_THREAD", "START REPLICA IO_THREAD"],
+                Flavor::Mariadb => ["STOP SLAVE IO_THREAD", "START SLAVE IO_THREAD"],
+            }
+            .map(str::to_owned),
+        );
+    }
+    statements
+}
+
+/// Applies [`semi_sync`] to the member `target`, with
+/// [`SEMI_SYNC_TIMEOUT`].
+pub async fn set_semi_sync(
+    flavor: Flavor,
+    target: &Target,
+    sides: (bool, bool),
+    restart_receiver: bool,
+) -> Result<(), UserError> {
+    run(
+        target,
+        &semi_sync(flavor, sides, SEMI_SYNC_TIMEOUT, restart_receiver),
+    )
+    .await
+}
+
+async fn semi_sync_state(
+    session: &mut Session,
+    flavor: Flavor,
+    secrets: &[&str],
+) -> Result<SemiSync, UserError> {
+    let (source, replica, status, _, _) = semi_sync_variables(flavor);
+    let enabled: Option<(i64, i64)> = session
+        .conn
+        .query_first(format!("SELECT @@GLOBAL.{source}, @@GLOBAL.{replica}"))
+        .await
+        .map_err(|e| db_error(&e, secrets))?;
+    let waiting: Option<(String, String)> = session
+        .conn
+        .query_first(format!("SHOW GLOBAL STATUS LIKE '{status}'"))
+        .await
+        .map_err(|e| db_error(&e, secrets))?;
+    let (source, replica) = enabled.unwrap_or_default();
+    Ok(SemiSync {
+        source: source != 0,
+        replica: replica != 0,
+        waiting: waiting.is_some_and(|(_, v)| v.eq_ignore_ascii_case("ON")),
+    })
 }
 
 /// Connections the replication login may hold: one per replica, plus the
@@ -511,11 +663,25 @@ pub async fn ensure_login(
             .query("SHOW GRANTS")
             .await
             .map_err(|e| db_error(&e, &secrets))?;
+        let exists: Option<i64> = session
+            .conn
+            .exec_first(
+                "SELECT COUNT(*) FROM mysql.user WHERE User = ?",
+                (username,),
+            )
+            .await
+            .map_err(|e| db_error(&e, &secrets))?;
         // Granting READ_ONLY ADMIN needs it: once the admin login gave it
         // up (replicated to every member), the replication login, which
-        // got it first, keeps what it has and only its password is kept.
+        // got it first, is left as it is. Its password never changes (the
+        // Secret is immutable), so nothing is written: in sync mode a
+        // write here would wait for a replica.
+        let bypass = holds_read_only_bypass(&own);
+        if exists.unwrap_or(0) > 0 && flavor == Flavor::Mariadb && !bypass {
+            return Ok(());
+        }
         let mut grant = Vec::new();
-        if flavor == Flavor::Mysql || holds_read_only_bypass(&own) {
+        if flavor == Flavor::Mysql || bypass {
             grant = login_grants(flavor, username)?;
             grant.extend(admin_without_read_only_bypass(
                 flavor,
@@ -800,6 +966,76 @@ mod tests {
         );
         assert_eq!(control_login(Flavor::Mariadb), ControlLogin::Replication);
         assert_eq!(control_login(Flavor::Mysql), ControlLogin::Admin);
+    }
+
+    #[test]
+    fn sync_mode_is_semi_synchronous_after_sync_on_every_member() {
+        let maria = semi_sync_settings(Flavor::Mariadb, true, Duration::from_secs(30));
+        for line in [
+            "rpl_semi_sync_master_enabled = ON",
+            "rpl_semi_sync_slave_enabled = ON",
+            "rpl_semi_sync_master_wait_point = AFTER_SYNC",
+            "rpl_semi_sync_master_timeout = 30000",
+        ] {
+            assert!(maria.contains(line), "{maria}");
+        }
+        assert!(!maria.contains("plugin_load"));
+        let mysql = semi_sync_settings(Flavor::Mysql, true, Duration::from_secs(30));
+        for line in [
+            "plugin_load_add = semisync_source.so",
+            "rpl_semi_sync_source_enabled = ON",
+            "rpl_semi_sync_replica_enabled = ON",
+            "rpl_semi_sync_source_wait_point = AFTER_SYNC",
+            "rpl_semi_sync_source_timeout = 30000",
+        ] {
+            assert!(mysql.contains(line), "{mysql}");
+        }
+        assert!(!semi_sync_settings(Flavor::Mariadb, false, SEMI_SYNC_TIMEOUT).contains("ON"));
+        assert_eq!(
+            semi_sync(
+                Flavor::Mariadb,
+                wanted_semi_sync(true, true),
+                Duration::from_secs(2),
+                false
+            ),
+            [
+                "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC",
+                "SET GLOBAL rpl_semi_sync_master_timeout = 2000",
+                "SET GLOBAL rpl_semi_sync_master_enabled = ON",
+                "SET GLOBAL rpl_semi_sync_slave_enabled = ON",
+            ]
+        );
+        // A replica acknowledges, and its own commits (its applier's) wait
+        // for no one.
+        assert_eq!(wanted_semi_sync(true, false), (false, true));
+        assert_eq!(
+            semi_sync(
+                Flavor::Mariadb,
+                wanted_semi_sync(true, false),
+                SEMI_SYNC_TIMEOUT,
+                true
+            ),
+            [
+                "SET GLOBAL rpl_semi_sync_master_enabled = OFF",
+                "SET GLOBAL rpl_semi_sync_slave_enabled = ON",
+                "STOP SLAVE IO_THREAD",
+                "START SLAVE IO_THREAD",
+            ]
+        );
+        assert_eq!(
+            semi_sync(
+                Flavor::Mysql,
+                wanted_semi_sync(false, true),
+                SEMI_SYNC_TIMEOUT,
+                false
+            ),
+            [
+                "SET GLOBAL rpl_semi_sync_source_enabled = OFF",
+                "SET GLOBAL rpl_semi_sync_replica_enabled = OFF",
+            ]
+        );
+        // The instance script starts replicas with the primary's side off.
+        assert!(INSTANCE_SCRIPT.contains("--rpl-semi-sync-master-enabled=OFF"));
     }
 
     #[test]

@@ -432,6 +432,7 @@ pub async fn member(target: &Target) -> Result<Member, UserError> {
         streaming: row.get(4),
         read_only: row.get(6),
         synchronous_standby_names: row.get(7),
+        semi_sync: None,
     })
 }
 

@@ -25,7 +25,8 @@
 # - Every replica runs read-only (the admin login holds no READ_ONLY ADMIN,
 #   so its writes stop too) and replicates from the primary Service by GTID
 #   (MASTER_USE_GTID = slave_pos), so that after a promotion it follows the
-#   new primary.
+#   new primary; its side of semi-synchronous replication as a primary is
+#   off (the operator turns it on when it promotes it).
 #
 # Arguments: the server command, run with exec and this member's options
 # added.
@@ -236,4 +237,6 @@ else
 fi
 
 say "role replica"
-exec "$@" --server-id="$server_id" --read-only=ON
+# A replica's commits are its applier's: in sync mode (semi-sync.cnf) they
+# must not wait for acknowledgements, which only a primary receives.
+exec "$@" --server-id="$server_id" --read-only=ON --rpl-semi-sync-master-enabled=OFF

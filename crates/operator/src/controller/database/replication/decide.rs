@@ -451,6 +451,7 @@ mod tests {
             streaming: false,
             read_only: false,
             synchronous_standby_names: String::new(),
+            semi_sync: None,
         })
     }
 
@@ -463,6 +464,7 @@ mod tests {
             streaming,
             read_only: false,
             synchronous_standby_names: String::new(),
+            semi_sync: None,
         })
     }
 

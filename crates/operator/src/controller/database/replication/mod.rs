@@ -19,7 +19,7 @@ pub(crate) mod decide;
 
 use std::time::Duration;
 
-use database_operator_api::v1::condition::{Condition, types};
+use database_operator_api::v1::condition::{self, Condition, types};
 use database_operator_api::v1::replication::{MemberState, ReplicationStatus};
 use database_operator_api::v1::{Database, Flavor};
 use futures::future::join_all;
@@ -218,9 +218,27 @@ pub(crate) async fn reconcile(
     .await;
     let spec = db.spec.replication.clone().unwrap_or_default();
     let kept = decide::pod_names(&name, db.spec.replicas);
-    if engine == Engine::Postgresql {
-        keep_commit_mode(&members_of, &seen, &kept, spec.is_sync()).await?;
+    match engine {
+        Engine::Postgresql => keep_commit_mode(&members_of, &seen, &kept, spec.is_sync()).await?,
+        Engine::Mysql(flavor) => {
+            keep_semi_sync(&members_of, flavor, &primary, &seen, spec.is_sync()).await?;
+        }
     }
+    // Sync mode's guarantee holds only while the primary's commits wait for
+    // a replica: a MariaDB primary falls back after its timeout.
+    let fell_back = spec.is_sync()
+        && seen
+            .iter()
+            .find(|s| s.pod == primary)
+            .and_then(|s| s.answer.as_ref())
+            .and_then(|m| m.semi_sync)
+            .is_some_and(|semi| semi.source && !semi.waiting);
+    let previous_reason = db
+        .status
+        .as_ref()
+        .and_then(|s| condition::find(&s.conditions, types::REPLICATING))
+        .map(|c| c.reason.clone())
+        .unwrap_or_default();
     let now = now();
     let mut members = decide::members(&primary, &seen, &previous.members);
     decide::stamp(&mut members, &previous.members, &now);
@@ -276,7 +294,17 @@ pub(crate) async fn reconcile(
                     info!(database = %name, created = ?slots.created, dropped = ?slots.dropped, "replication slots");
                 }
             }
-            if lagging.is_empty() {
+            if fell_back {
+                let message = format!(
+                    "commits on {primary} do not wait for a replica: no replica acknowledged one within {}s, so semi-synchronous replication fell back to asynchronous; until a replica catches up (the primary then waits again by itself, from its next commit), a failover may lose acknowledged writes",
+                    mysql::SEMI_SYNC_TIMEOUT.as_secs()
+                );
+                if previous_reason != FELL_BACK {
+                    warn!(database = %name, %message, "sync mode fell back");
+                    publish(ctx, db, EventType::Warning, FELL_BACK, message.clone()).await;
+                }
+                Condition::new(types::REPLICATING, false, FELL_BACK, message, generation)
+            } else if lagging.is_empty() {
                 Condition::new(
                     types::REPLICATING,
                     true,
@@ -356,8 +384,13 @@ pub(crate) async fn reconcile(
             )
         }
         Decision::Promote { pod, lag } => {
+            let guarantee = match (spec.is_sync(), previous_reason == FELL_BACK) {
+                (false, _) => Guarantee::Async,
+                (true, false) => Guarantee::Sync,
+                (true, true) => Guarantee::FellBack,
+            };
             members_of
-                .fail_over(&primary, &pod, lag.as_deref(), spec.is_sync())
+                .fail_over(&primary, &pod, lag.as_deref(), guarantee)
                 .await?;
             status.primary = Some(pod.clone());
             status.primary_unreachable_since = None;
@@ -397,6 +430,53 @@ pub(crate) async fn reconcile(
         condition: Some(condition),
         requeue: Some(requeue),
     })
+}
+
+/// The reason of the `Replicating` condition (and the event) when a MariaDB
+/// primary's commits stopped waiting for a replica in sync mode.
+const FELL_BACK: &str = "SemiSyncFellBack";
+
+/// What a failover guarantees, for its event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Guarantee {
+    Async,
+    /// Sync mode, and every replica answered.
+    Sync,
+    /// Sync mode, but the primary had fallen back to asynchronous commits.
+    FellBack,
+}
+
+/// Gives every MariaDB member that answered the sides of semi-synchronous
+/// replication it needs ([`mysql::wanted_semi_sync`]), where they differ.
+/// The primary's side goes on once a replica streams, and stays: before,
+/// its commits (the replication login's among them) would wait for a
+/// replica that cannot exist yet.
+async fn keep_semi_sync(
+    members: &Members<'_>,
+    flavor: Flavor,
+    primary: &str,
+    seen: &[Seen],
+    sync: bool,
+) -> Result<()> {
+    let replica_streams = seen
+        .iter()
+        .filter_map(|s| s.answer.as_ref())
+        .any(|m| m.in_recovery && m.streaming);
+    for s in seen {
+        let Some(answer) = &s.answer else { continue };
+        let have = answer.semi_sync.unwrap_or_default();
+        let (source, replica) = mysql::wanted_semi_sync(sync, s.pod == primary);
+        let wanted = (source && (have.source || replica_streams), replica);
+        if (have.source, have.replica) == wanted {
+            continue;
+        }
+        let restart_receiver = answer.in_recovery && have.replica != replica;
+        mysql::set_semi_sync(flavor, &members.target(&s.pod), wanted, restart_receiver)
+            .await
+            .step("setting semi-synchronous replication on", s.pod.clone())?;
+        info!(pod = %s.pod, source = wanted.0, replica = wanted.1, "commit mode");
+    }
+    Ok(())
 }
 
 /// Gives every member that answered the `synchronous_standby_names` of a
@@ -511,7 +591,28 @@ impl Members<'_> {
     async fn promote(&self, pod: &str) -> Result<()> {
         let promoted = match self.engine {
             Engine::Postgresql => postgresql::promote(&self.target(pod)).await,
-            Engine::Mysql(flavor) => mysql::promote(flavor, &self.control(pod).await?).await,
+            Engine::Mysql(flavor) => {
+                let promoted = mysql::promote(flavor, &self.control(pod).await?).await;
+                let sync = self
+                    .db
+                    .spec
+                    .replication
+                    .as_ref()
+                    .is_some_and(|r| r.is_sync());
+                if promoted.is_ok() && sync {
+                    // A replica's primary side is off (or, turned on by
+                    // hand, not waiting for anyone): switched off and on,
+                    // the new primary's commits wait for a replica from its
+                    // first one.
+                    let target = self.target(pod);
+                    for sides in [(false, true), (true, true)] {
+                        mysql::set_semi_sync(flavor, &target, sides, false)
+                            .await
+                            .step("turning on semi-synchronous replication on", pod.to_owned())?;
+                    }
+                }
+                promoted
+            }
         };
         promoted.step("promoting", pod.to_owned())
     }
@@ -572,17 +673,25 @@ impl Members<'_> {
 
     /// Promotes `new`, records it as the primary, moves the labels and
     /// deletes the old primary's pod, which restarts as a rewound replica.
-    async fn fail_over(&self, old: &str, new: &str, lag: Option<&str>, sync: bool) -> Result<()> {
+    async fn fail_over(
+        &self,
+        old: &str,
+        new: &str,
+        lag: Option<&str>,
+        guarantee: Guarantee,
+    ) -> Result<()> {
         warn!(database = %self.db.name_any(), old, new, "failing over");
         self.promote(new).await?;
         self.record_and_fence(old, new).await?;
-        let loss = if sync {
-            "in sync mode every replica answered, and the most advanced one holds every acknowledged write: none is lost (writes the old primary had not acknowledged may be)".to_owned()
-        } else {
-            format!(
-                "which lagged {} behind it: with asynchronous replication the writes in that lag are lost",
-                lag.unwrap_or("an unknown amount")
-            )
+        let lagged = lag.unwrap_or("an unknown amount");
+        let loss = match guarantee {
+            Guarantee::Sync => "in sync mode every replica answered, and the most advanced one holds every acknowledged write: none is lost (writes the old primary had not acknowledged may be)".to_owned(),
+            Guarantee::FellBack => format!(
+                "which lagged {lagged} behind it: sync mode had fallen back to asynchronous replication when the old primary was last seen, so acknowledged writes in that lag are lost"
+            ),
+            Guarantee::Async => format!(
+                "which lagged {lagged} behind it: with asynchronous replication the writes in that lag are lost"
+            ),
         };
         let note = format!(
             "the primary {old} stopped answering; promoted {new}, {loss}. {old} restarts as a replica, {}",
