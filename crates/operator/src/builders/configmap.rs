@@ -28,7 +28,11 @@ pub fn config_map(
                 .into_iter()
                 .map(|(name, contents)| (name.to_owned(), contents)),
         );
-        let sync = db.spec.replication.as_ref().is_some_and(|r| r.is_sync());
+        let sync = db
+            .spec
+            .replication
+            .as_ref()
+            .is_some_and(database_operator_api::v1::replication::ReplicationSpec::is_sync);
         if let Some((name, contents)) = streaming.mode_settings(sync) {
             data.insert(name.to_owned(), contents);
         }

@@ -20,7 +20,7 @@ pub(crate) mod decide;
 use std::time::Duration;
 
 use database_operator_api::v1::condition::{self, Condition, types};
-use database_operator_api::v1::replication::{MemberState, ReplicationStatus};
+use database_operator_api::v1::replication::{MemberState, ReplicationSpec, ReplicationStatus};
 use database_operator_api::v1::{Database, Flavor};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -598,7 +598,7 @@ impl Members<'_> {
                     .spec
                     .replication
                     .as_ref()
-                    .is_some_and(|r| r.is_sync());
+                    .is_some_and(ReplicationSpec::is_sync);
                 if promoted.is_ok() && sync {
                     // A replica's primary side is off (or, turned on by
                     // hand, not waiting for anyone): switched off and on,
