@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test test-unit lint crds crds-check controlplane servers monitoring-tools third-party-crds cluster cluster-down fmt clean
+.PHONY: help run test test-unit lint manifests manifests-check crds crds-check controlplane servers monitoring-tools third-party-crds image cluster cluster-down fmt clean
 
 help:
 	@echo "make run           start a local control plane, the operator and the samples"
@@ -12,12 +12,13 @@ help:
 	@echo "make test-unit     every test that needs no server (unit tests and tests/pure)"
 	@echo "make cluster       start a local control plane in the background; eval \"\$$(make -s cluster)\""
 	@echo "make cluster-down  stop it"
-	@echo "make crds          regenerate deploy/crds from the Rust types"
+	@echo "make manifests     regenerate what deploy/ holds from the code (CRDs, RBAC)"
+	@echo "make image         build the container image as an OCI archive under target/image (no Docker engine)"
 
 run:
 	@hack/run.sh
 
-test: lint crds-check controlplane servers monitoring-tools third-party-crds
+test: lint manifests-check controlplane servers monitoring-tools third-party-crds image
 	$(CARGO) test --workspace --no-fail-fast
 
 # The fast loop: the crates' unit tests and tests/pure (builders, CRDs,
@@ -33,13 +34,26 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@PATH="$$(bash hack/tools/install.sh):$$PATH" $(CARGO) deny --log-level error check licenses bans sources
 
-crds:
-	$(CARGO) run -q -p database-operator -- crd --output-dir deploy/crds
+# Everything generated under deploy/: the CRDs from the Rust types, the
+# operator's RBAC from crates/operator/src/rbac.rs.
+manifests:
+	$(CARGO) run -q -p database-operator -- manifests --deploy-dir deploy
 
-# The crds test in crates/operator also fails on drift; this names the fix.
-crds-check:
-	@$(CARGO) run -q -p database-operator -- crd --output-dir target/crds-check && \
-	  diff -r deploy/crds target/crds-check >/dev/null || { echo "deploy/crds is out of date: run 'make crds'"; exit 1; }
+crds: manifests
+
+# A test in tests/pure also fails on drift; this names the fix.
+manifests-check:
+	@rm -rf target/manifests-check && $(CARGO) run -q -p database-operator -- manifests --deploy-dir target/manifests-check && \
+	  for f in $$(cd target/manifests-check && find . -type f); do \
+	    cmp -s "target/manifests-check/$$f" "deploy/$$f" || { echo "deploy/$${f#./} is out of date: run 'make manifests'"; exit 1; }; \
+	  done
+
+crds-check: manifests-check
+
+# The static binary in an OCI image archive, built with umoci (Debian's
+# package) instead of a Docker engine; tests/image reads it.
+image:
+	@bash hack/image/build.sh
 
 controlplane:
 	@bash hack/controlplane/build.sh

@@ -54,8 +54,21 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// Write every generated manifest (the CRDs, the operator's RBAC) under
+    /// a `deploy/` folder: `make manifests`.
+    Manifests {
+        #[arg(long, default_value = "deploy")]
+        deploy_dir: PathBuf,
+    },
     /// The backup agent: backup, restore, prune or verify (run in backup Jobs).
     Agent(agent::AgentArgs),
+    /// Copy this binary to a path (made executable): how backup, restore
+    /// and drill pods take the agent out of the operator's image, which has
+    /// no shell and no `cp`.
+    CopySelf {
+        /// Where the copy goes, such as /agent/database-operator.
+        to: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -63,6 +76,16 @@ async fn main() -> anyhow::Result<()> {
     install_crypto_provider();
     match Cli::parse().command {
         Command::Agent(args) => std::process::exit(agent::run(args).await),
+        Command::CopySelf { to } => copy_self(&to)?,
+        Command::Manifests { deploy_dir } => {
+            for (path, contents) in operator::crd::deploy_files() {
+                let path = deploy_dir.join(path);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(path, contents)?;
+            }
+        }
         Command::Crd { output_dir: None } => print!("{}", operator::crd::render_all()),
         Command::Crd {
             output_dir: Some(dir),
@@ -104,6 +127,29 @@ async fn main() -> anyhow::Result<()> {
             operator::daemon::run(client, metrics, metrics_address, settings, election).await?;
         }
     }
+    Ok(())
+}
+
+/// Copies the running executable to `to`, mode 0755, through a temporary
+/// file beside it, so that a reader never sees half a binary.
+fn copy_self(to: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    // /proc/self/exe, else the path it was started by (a container
+    // without /proc runs it by its absolute path).
+    let me = std::env::current_exe()
+        .ok()
+        .or_else(|| std::env::args_os().next().map(PathBuf::from))
+        .filter(|path| path.is_absolute() && path.is_file())
+        .context(
+            "finding this executable (no /proc/self/exe, and not started by its absolute path)",
+        )?;
+    let partial = to.with_extension("partial");
+    std::fs::copy(&me, &partial)
+        .with_context(|| format!("copying {} to {}", me.display(), partial.display()))?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&partial, to)
+        .with_context(|| format!("moving the copy to {}", to.display()))?;
     Ok(())
 }
 

@@ -26,3 +26,15 @@ pub fn render_files() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Every generated file under `deploy/`, as (path relative to `deploy/`,
+/// contents): the CRDs and the operator's RBAC. `make manifests` writes
+/// them; a test fails when a committed copy differs.
+pub fn deploy_files() -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = render_files()
+        .into_iter()
+        .map(|(name, yaml)| (format!("crds/{name}"), yaml))
+        .collect();
+    files.extend(crate::rbac::deploy_files());
+    files
+}

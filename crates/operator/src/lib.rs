@@ -15,6 +15,7 @@ pub mod error;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod metrics;
+pub mod rbac;
 pub mod replication;
 pub mod resolver;
 pub mod users;

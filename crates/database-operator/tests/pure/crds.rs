@@ -15,14 +15,22 @@ fn at<'a>(value: &'a Value, path: &str) -> &'a Value {
     path.split('.').fold(value, |v, key| &v[key])
 }
 
+/// Every generated file under deploy/ (the CRDs from the types, the RBAC
+/// from `operator::rbac`) matches the code.
 #[test]
-fn committed_crds_match_the_types() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds");
-    for (name, yaml) in operator::crd::render_files() {
-        let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+fn committed_manifests_match_the_code() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let files = operator::crd::deploy_files();
+    assert!(files.iter().any(|(p, _)| p == "operator/clusterrole.yaml"));
+    assert_eq!(
+        files.iter().filter(|(p, _)| p.starts_with("crds/")).count(),
+        4
+    );
+    for (path, contents) in files {
+        let committed = std::fs::read_to_string(dir.join(&path)).unwrap_or_default();
         assert!(
-            committed == yaml,
-            "deploy/crds/{name} is out of date: run `make crds` (cargo run -p database-operator -- crd --output-dir deploy/crds)"
+            committed == contents,
+            "deploy/{path} is out of date: run `make manifests` (cargo run -p database-operator -- manifests)"
         );
     }
 }

@@ -229,14 +229,15 @@ pub fn agent_pod(
     }
 }
 
-/// Copies the agent out of the operator's image into the shared volume.
+/// Copies the agent out of the operator's image into the shared volume,
+/// with the binary's own `copy-self`: the image has no shell and no `cp`.
 pub fn install_agent(agent_image: &str, mount: &VolumeMount) -> Container {
     Container {
         name: "install-agent".into(),
         image: Some(agent_image.to_owned()),
         command: Some(vec![
-            "cp".into(),
             AGENT_BINARY_IN_IMAGE.into(),
+            "copy-self".into(),
             format!("{AGENT_DIR}/database-operator"),
         ]),
         volume_mounts: Some(vec![mount.clone()]),
