@@ -53,3 +53,21 @@ impl InstanceScript {
         }
     }
 }
+
+/// The operator's my.cnf for a replicated MariaDB Database
+/// (`replication::mysql::settings`) as server options, with the product's
+/// durability, which the test servers lower (a killed primary must keep
+/// what it committed).
+pub fn mariadb_options() -> Vec<String> {
+    let mut options: Vec<String> =
+        operator::replication::mysql::settings(database_operator_api::v1::Flavor::Mariadb)
+            .lines()
+            .filter_map(|line| line.split_once(" = "))
+            .map(|(key, value)| format!("--{key}={value}"))
+            .collect();
+    options.extend([
+        "--innodb-flush-log-at-trx-commit=1".into(),
+        "--sync-binlog=1".into(),
+    ]);
+    options
+}

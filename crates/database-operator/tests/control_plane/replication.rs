@@ -47,7 +47,7 @@ fn address(pg: &Postgres) -> SocketAddr {
     format!("{}:{}", pg.host(), pg.port()).parse().unwrap()
 }
 
-pub(crate) fn secret(name: &str, user: &str, password: &str) -> Secret {
+fn secret(name: &str, user: &str, password: &str) -> Secret {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": NS},
@@ -121,9 +121,65 @@ async fn write(pg: &Postgres, memo: &str) -> Result<u64, tokio_postgres::Error> 
         .unwrap_or_else(|_| panic!("{memo:?} waited a minute for a replica to confirm it"))
 }
 
+/// The operator on a new local control plane, reaching pod `i`'s server at
+/// `servers[i]` and the primary Service at `service` (`--resolve`), a test
+/// kube-proxy keeping `service` on the pod labelled primary, and the
+/// Database's admin (`admin`: user, password) and replication Secrets made
+/// in the namespace before the Database.
+pub(crate) async fn stage(
+    servers: &[SocketAddr],
+    service: &Arc<Proxy>,
+    admin: (&str, &str),
+    replication_password: &str,
+) -> (Env, Client, tokio::task::JoinHandle<()>) {
+    let mut args: Vec<String> = servers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, server)| {
+            [
+                "--resolve".to_owned(),
+                format!(
+                    "{}.{NAME}-headless.{NS}=127.0.0.1:{}",
+                    pod(i),
+                    server.port()
+                ),
+            ]
+        })
+        .collect();
+    args.extend([
+        "--resolve".to_owned(),
+        format!("{NAME}-primary.{NS}=127.0.0.1:{}", service.port()),
+    ]);
+    let env = harness::start(args).await.unwrap();
+    let client = env.client().await;
+    let addresses = servers
+        .iter()
+        .enumerate()
+        .map(|(i, server)| (pod(i), *server))
+        .collect();
+    let kube_proxy = follow_primary(client.clone(), service.clone(), addresses);
+    env.namespace(NS).await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
+    create(
+        &secrets,
+        &secret(&format!("{NAME}-secret"), admin.0, admin.1),
+    )
+    .await;
+    create(
+        &secrets,
+        &secret(
+            &format!("{NAME}-replication"),
+            operator::replication::LOGIN,
+            replication_password,
+        ),
+    )
+    .await;
+    (env, client, kube_proxy)
+}
+
 /// As kube-proxy: keeps the primary Service pointed at the server of the
 /// pod labelled primary.
-pub(crate) fn follow_primary(
+fn follow_primary(
     client: Client,
     service: Arc<Proxy>,
     servers: BTreeMap<String, SocketAddr>,
@@ -376,42 +432,12 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         .await
         .unwrap();
 
-    let mut args: Vec<String> = servers
-        .iter()
-        .enumerate()
-        .flat_map(|(i, pg)| {
-            [
-                "--resolve".to_owned(),
-                format!("{}.{NAME}-headless.{NS}=127.0.0.1:{}", pod(i), pg.port()),
-            ]
-        })
-        .collect();
-    args.extend([
-        "--resolve".to_owned(),
-        format!("{NAME}-primary.{NS}=127.0.0.1:{}", service.port()),
-    ]);
-    let env = harness::start(args).await.unwrap();
-    let client = env.client().await;
-    let addresses = servers
-        .iter()
-        .enumerate()
-        .map(|(i, pg)| (pod(i), address(pg)))
-        .collect();
-    let _kube_proxy = follow_primary(client.clone(), service.clone(), addresses);
-    env.namespace(NS).await;
-    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
-    create(
-        &secrets,
-        &secret(&format!("{NAME}-secret"), "postgres", &admin_password),
-    )
-    .await;
-    create(
-        &secrets,
-        &secret(
-            &format!("{NAME}-replication"),
-            "dbop_replication",
-            REPLICATION_PASSWORD,
-        ),
+    let addresses: Vec<SocketAddr> = servers.iter().map(address).collect();
+    let (env, client, _kube_proxy) = stage(
+        &addresses,
+        &service,
+        ("postgres", &admin_password),
+        REPLICATION_PASSWORD,
     )
     .await;
     let dbs = Api::<Database>::namespaced(client.clone(), NS);

@@ -22,7 +22,7 @@ use std::time::Duration;
 use database_operator_api::v1::Database;
 use database_operator_api::v1::condition::{self, types};
 use database_operator_api::v1::replication::MemberState;
-use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::api::core::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
 use mysql_async::prelude::Queryable;
@@ -33,7 +33,7 @@ use testkit::replication::InstanceScript;
 use testkit::servers::Mariadb;
 
 use crate::replication::{
-    NAME, NS, WAIT, ask_for_primary, endpoints, follow_primary, index, labelled, pod, roles, secret,
+    NAME, NS, WAIT, ask_for_primary, endpoints, index, labelled, pod, roles, stage,
 };
 
 const REPLICATION_PASSWORD: &str = "replMaria12345678";
@@ -44,20 +44,7 @@ fn address(server: &Mariadb) -> SocketAddr {
         .unwrap()
 }
 
-/// The operator's my.cnf for a replicated MariaDB Database, as server
-/// options (the test servers lower durability; the product does not).
-fn options() -> Vec<String> {
-    let mut options: Vec<String> = mysql::settings(database_operator_api::v1::Flavor::Mariadb)
-        .lines()
-        .filter_map(|line| line.split_once(" = "))
-        .map(|(key, value)| format!("--{key}={value}"))
-        .collect();
-    options.extend([
-        "--innodb-flush-log-at-trx-commit=1".into(),
-        "--sync-binlog=1".into(),
-    ]);
-    options
-}
+use testkit::replication::mariadb_options as options;
 
 async fn ledger(server: &Mariadb) -> Vec<String> {
     let Ok(mut conn) = server.connect().await else {
@@ -201,46 +188,12 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
     }
     write(&servers[0], "first").await.unwrap();
     let service = Arc::new(Proxy::start(address(&servers[0])).await.unwrap());
-    let mut args: Vec<String> = servers
-        .iter()
-        .enumerate()
-        .flat_map(|(i, server)| {
-            [
-                "--resolve".to_owned(),
-                format!(
-                    "{}.{NAME}-headless.{NS}=127.0.0.1:{}",
-                    pod(i),
-                    server.port()
-                ),
-            ]
-        })
-        .collect();
-    args.extend([
-        "--resolve".to_owned(),
-        format!("{NAME}-primary.{NS}=127.0.0.1:{}", service.port()),
-    ]);
-    let env = harness::start(args).await.unwrap();
-    let client = env.client().await;
-    let addresses = servers
-        .iter()
-        .enumerate()
-        .map(|(i, server)| (pod(i), address(server)))
-        .collect();
-    let _kube_proxy = follow_primary(client.clone(), service.clone(), addresses);
-    env.namespace(NS).await;
-    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
-    create(
-        &secrets,
-        &secret(&format!("{NAME}-secret"), "root", &admin_password),
-    )
-    .await;
-    create(
-        &secrets,
-        &secret(
-            &format!("{NAME}-replication"),
-            "dbop_replication",
-            REPLICATION_PASSWORD,
-        ),
+    let addresses: Vec<SocketAddr> = servers.iter().map(address).collect();
+    let (env, client, _kube_proxy) = stage(
+        &addresses,
+        &service,
+        ("root", &admin_password),
+        REPLICATION_PASSWORD,
     )
     .await;
     let dbs = Api::<Database>::namespaced(client.clone(), NS);

@@ -19,24 +19,12 @@ use testkit::proxy::Proxy;
 use testkit::replication::InstanceScript;
 use testkit::servers::Mariadb;
 
+use super::replication_mysql::{holds, refuses_admin_writes, write};
+
 const FLAVOR: Flavor = Flavor::Mariadb;
 const PASSWORD: &str = "repl'Pw\\1618";
 
-/// The operator's settings (its my.cnf for a replicated Database) as
-/// server options, with the product's durability, which the test servers
-/// lower.
-fn options() -> Vec<String> {
-    let mut options: Vec<String> = mysql::settings(FLAVOR)
-        .lines()
-        .filter_map(|line| line.split_once(" = "))
-        .map(|(key, value)| format!("--{key}={value}"))
-        .collect();
-    options.extend([
-        "--innodb-flush-log-at-trx-commit=1".into(),
-        "--sync-binlog=1".into(),
-    ]);
-    options
-}
+use testkit::replication::mariadb_options as options;
 
 fn address(server: &Mariadb) -> SocketAddr {
     format!("{}:{}", server.host(), server.port())
@@ -66,54 +54,6 @@ fn control(server: &Mariadb) -> Target {
         admin_password: Password::new(PASSWORD),
         ..admin(server)
     }
-}
-
-async fn rows(server: &Mariadb) -> Vec<String> {
-    let Ok(mut conn) = server.connect().await else {
-        return Vec::new();
-    };
-    conn.query("SELECT memo FROM app.ledger ORDER BY id")
-        .await
-        .unwrap_or_default()
-}
-
-async fn holds(server: &Mariadb, want: &[&str]) -> Result<()> {
-    for _ in 0..300 {
-        if rows(server).await == want {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let member = mysql::member(FLAVOR, &admin(server)).await;
-    anyhow::bail!(
-        "server on port {} holds {:?}, not {want:?}; it says {member:?}",
-        server.port(),
-        rows(server).await
-    )
-}
-
-async fn write(server: &Mariadb, memo: &str) -> Result<()> {
-    let mut conn = server.connect().await?;
-    conn.exec_drop("INSERT INTO app.ledger (memo) VALUES (?)", (memo,))
-        .await?;
-    Ok(())
-}
-
-/// A write by the admin login is refused as on a read-only server
-/// (ER_OPTION_PREVENTS_STATEMENT).
-async fn refuses_admin_writes(server: &Mariadb) -> Result<()> {
-    let err = write(server, "must not land")
-        .await
-        .err()
-        .context("a replica took the admin's write")?;
-    let code = err
-        .downcast_ref::<mysql_async::Error>()
-        .and_then(|e| match e {
-            mysql_async::Error::Server(s) => Some(s.code),
-            _ => None,
-        });
-    ensure!(code == Some(1290), "unexpected error: {err:#}");
-    Ok(())
 }
 
 /// Waits until the operator sees `server` as a streaming replica.

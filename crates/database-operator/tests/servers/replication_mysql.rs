@@ -21,18 +21,8 @@ const PASSWORD: &str = "repl-Secret-1618";
 
 /// The operator's settings as server options, and this member's server id.
 async fn member(ordinal: u32) -> Result<Mariadb> {
-    let mut options: Vec<String> = mysql::settings(FLAVOR)
-        .lines()
-        .filter_map(|line| line.split_once(" = "))
-        .map(|(key, value)| format!("--{key}={value}"))
-        .collect();
+    let mut options = testkit::replication::mariadb_options();
     options.push(format!("--server-id={}", mysql::server_id(ordinal)));
-    // The product's durability (its my.cnf), which the test servers lower:
-    // a killed primary must keep what it committed.
-    options.extend([
-        "--innodb-flush-log-at-trx-commit=1".into(),
-        "--sync-binlog=1".into(),
-    ]);
     let options: Vec<&str> = options.iter().map(String::as_str).collect();
     Mariadb::start_with(&options).await
 }
@@ -108,7 +98,7 @@ async fn follow(replica: &Mariadb, source: &Mariadb) -> Result<()> {
     control(replica, &following(source)?).await
 }
 
-async fn rows(server: &Mariadb) -> Vec<String> {
+pub(super) async fn rows(server: &Mariadb) -> Vec<String> {
     let Ok(mut conn) = server.connect().await else {
         return Vec::new();
     };
@@ -117,7 +107,7 @@ async fn rows(server: &Mariadb) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn holds(server: &Mariadb, want: &[&str]) -> Result<()> {
+pub(super) async fn holds(server: &Mariadb, want: &[&str]) -> Result<()> {
     for _ in 0..300 {
         if rows(server).await == want {
             return Ok(());
@@ -133,7 +123,7 @@ async fn holds(server: &Mariadb, want: &[&str]) -> Result<()> {
     )
 }
 
-async fn write(server: &Mariadb, memo: &str) -> Result<()> {
+pub(super) async fn write(server: &Mariadb, memo: &str) -> Result<()> {
     let mut conn = server.connect().await?;
     conn.exec_drop("INSERT INTO app.ledger (memo) VALUES (?)", (memo,))
         .await?;
@@ -142,7 +132,7 @@ async fn write(server: &Mariadb, memo: &str) -> Result<()> {
 
 /// A write by the admin login is refused as on a read-only server
 /// (ER_OPTION_PREVENTS_STATEMENT).
-async fn refuses_admin_writes(server: &Mariadb) -> Result<()> {
+pub(super) async fn refuses_admin_writes(server: &Mariadb) -> Result<()> {
     let err = write(server, "must not land")
         .await
         .err()

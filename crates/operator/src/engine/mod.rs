@@ -95,6 +95,42 @@ pub trait Streaming: Send + Sync {
     }
 }
 
+/// The instance script's file name in `<name>-config`, for every engine.
+pub const INSTANCE_SCRIPT_FILE: &str = "instance.sh";
+
+/// The container command of a member that starts through the instance
+/// script in `config_dir`: the script, then the image's entrypoint and
+/// `server`, which the script runs once the member is prepared.
+pub(crate) fn instance_command(config_dir: &str, server: &str) -> Vec<String> {
+    vec![
+        "sh".to_owned(),
+        format!("{config_dir}/{INSTANCE_SCRIPT_FILE}"),
+        "docker-entrypoint.sh".to_owned(),
+        server.to_owned(),
+    ]
+}
+
+/// What every instance script reads: which pod it is, its labels (the
+/// role), where the primary Service is (`port`), and the replication login
+/// from `replication_secret`.
+pub(crate) fn instance_env(
+    database_name: &str,
+    replication_secret: &str,
+    port: i32,
+) -> Vec<EnvVar> {
+    vec![
+        field_env("POD_NAME", "metadata.name"),
+        plain_env("ROLE_FILE", LABELS_FILE),
+        plain_env(
+            "PRIMARY_HOST",
+            &crate::builders::meta::Names(database_name).primary(),
+        ),
+        plain_env("PRIMARY_PORT", &port.to_string()),
+        secret_env("REPLICATION_USER", replication_secret, USERNAME_KEY),
+        secret_env("REPLICATION_PASSWORD", replication_secret, PASSWORD_KEY),
+    ]
+}
+
 /// The driver for an engine, in its default flavor. Code that has a
 /// Database uses [`driver_of`], which honours `spec.flavor`.
 pub fn driver(engine: v1::Engine) -> &'static dyn Driver {

@@ -9,10 +9,9 @@ use database_operator_api::v1::Flavor;
 use k8s_openapi::api::core::v1::{EnvVar, Probe};
 
 use super::{
-    Driver, LABELS_FILE, PASSWORD_KEY, Sizing, Streaming, USERNAME_KEY, field_env, plain_env,
-    secret_env, shell_probe,
+    Driver, INSTANCE_SCRIPT_FILE, PASSWORD_KEY, Sizing, Streaming, instance_command, instance_env,
+    plain_env, secret_env, shell_probe,
 };
-use crate::builders::meta::Names;
 use crate::replication;
 
 /// The mysql engine, in one of its flavors.
@@ -210,7 +209,7 @@ impl Streaming for Mysql {
     }
 
     fn script_file(&self) -> &'static str {
-        "instance.sh"
+        INSTANCE_SCRIPT_FILE
     }
 
     fn files(&self) -> Vec<(&'static str, String)> {
@@ -221,14 +220,7 @@ impl Streaming for Mysql {
     }
 
     fn command(&self) -> Vec<String> {
-        [
-            "sh",
-            &format!("{CONFIG_DIR}/instance.sh"),
-            "docker-entrypoint.sh",
-            "mariadbd",
-        ]
-        .map(str::to_owned)
-        .to_vec()
+        instance_command(CONFIG_DIR, "mariadbd")
     }
 
     fn mode_settings(&self, sync: bool) -> Option<(&'static str, String)> {
@@ -243,15 +235,9 @@ impl Streaming for Mysql {
     }
 
     fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar> {
-        vec![
-            plain_env("DATADIR", DATA_DIR),
-            field_env("POD_NAME", "metadata.name"),
-            plain_env("ROLE_FILE", LABELS_FILE),
-            plain_env("PRIMARY_HOST", &Names(database_name).primary()),
-            plain_env("PRIMARY_PORT", &PORT.to_string()),
-            secret_env("REPLICATION_USER", replication_secret, USERNAME_KEY),
-            secret_env("REPLICATION_PASSWORD", replication_secret, PASSWORD_KEY),
-        ]
+        let mut env = vec![plain_env("DATADIR", DATA_DIR)];
+        env.extend(instance_env(database_name, replication_secret, PORT));
+        env
     }
 }
 
@@ -313,6 +299,19 @@ mod tests {
                 "REPLICATION_PASSWORD"
             ]
         );
+        // The script parses (sh -n), as it runs in the image's /bin/sh.
+        let mut check = std::process::Command::new("sh")
+            .arg("-n")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            check.stdin.as_mut().unwrap(),
+            replication::mysql::INSTANCE_SCRIPT.as_bytes(),
+        )
+        .unwrap();
+        drop(check.stdin.take());
+        assert!(check.wait().unwrap().success());
         // The script reads the admin password from the image's own variable.
         assert!(replication::mysql::INSTANCE_SCRIPT.contains("MARIADB_ROOT_PASSWORD"));
         assert!(

@@ -4,10 +4,9 @@ use database_operator_api::v1;
 use k8s_openapi::api::core::v1::{EnvVar, Probe};
 
 use super::{
-    Driver, LABELS_FILE, PASSWORD_KEY, Sizing, Streaming, USERNAME_KEY, field_env, plain_env,
-    secret_env, shell_probe,
+    Driver, INSTANCE_SCRIPT_FILE, PASSWORD_KEY, Sizing, Streaming, USERNAME_KEY, instance_command,
+    instance_env, plain_env, secret_env, shell_probe,
 };
-use crate::builders::meta::Names;
 use crate::replication;
 
 pub(super) struct Postgresql;
@@ -167,7 +166,7 @@ impl Streaming for Postgresql {
     }
 
     fn script_file(&self) -> &'static str {
-        "instance.sh"
+        INSTANCE_SCRIPT_FILE
     }
 
     fn files(&self) -> Vec<(&'static str, String)> {
@@ -181,25 +180,11 @@ impl Streaming for Postgresql {
     }
 
     fn command(&self) -> Vec<String> {
-        [
-            "sh",
-            &format!("{CONFIG_DIR}/instance.sh"),
-            "docker-entrypoint.sh",
-            "postgres",
-        ]
-        .map(str::to_owned)
-        .to_vec()
+        instance_command(CONFIG_DIR, "postgres")
     }
 
     fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar> {
-        vec![
-            field_env("POD_NAME", "metadata.name"),
-            plain_env("ROLE_FILE", LABELS_FILE),
-            plain_env("PRIMARY_HOST", &Names(database_name).primary()),
-            plain_env("PRIMARY_PORT", &PORT.to_string()),
-            secret_env("REPLICATION_USER", replication_secret, USERNAME_KEY),
-            secret_env("REPLICATION_PASSWORD", replication_secret, PASSWORD_KEY),
-        ]
+        instance_env(database_name, replication_secret, PORT)
     }
 }
 

@@ -116,11 +116,7 @@ impl Mariadb {
     /// restarted, perhaps with another role.
     pub async fn restart_as(&mut self, member: Member) -> Result<()> {
         self.stop();
-        std::fs::write(
-            self.dir.path().join("labels"),
-            format!("example.com/role=\"{}\"\n", member.role),
-        )
-        .context("writing the role label")?;
+        member.write_labels(self.dir.path())?;
         self.member = Some(member);
         self.launch(false).await
     }

@@ -45,6 +45,17 @@ pub struct Member {
     pub env: Vec<(String, String)>,
 }
 
+impl Member {
+    /// Writes the pod's role label into `dir/labels`, as the downward API
+    /// volume holds it, and returns the file.
+    pub(crate) fn write_labels(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join("labels");
+        std::fs::write(&path, format!("example.com/role=\"{}\"\n", self.role))
+            .context("writing the role label")?;
+        Ok(path)
+    }
+}
+
 process::instance!(Postgres);
 
 /// A PostgreSQL server's folder and process, not started: fast shutdown
@@ -199,11 +210,7 @@ impl Postgres {
     /// `member`: a pod restarted, perhaps with another role.
     pub async fn restart_as(&mut self, member: Member) -> Result<()> {
         self.stop();
-        std::fs::write(
-            self.dir.path().join("labels"),
-            format!("example.com/role=\"{}\"\n", member.role),
-        )
-        .context("writing the role label")?;
+        member.write_labels(self.dir.path())?;
         self.member = Some(member);
         self.launch().await
     }

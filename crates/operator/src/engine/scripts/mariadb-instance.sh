@@ -76,6 +76,13 @@ primary)
         say "role primary, data of a replica: read-only and not replicating until the operator promotes it"
         exec "$@" --server-id="$server_id" --read-only=ON --skip-slave-start
     fi
+    if [ ! -d "$DATADIR/mysql" ]; then
+        # The image's entrypoint initialises the server: in sync mode its
+        # first commits would wait for a replica that cannot exist yet. The
+        # operator turns the primary's side on once a replica streams.
+        say "role primary, initialising"
+        exec "$@" --server-id="$server_id" --rpl-semi-sync-master-enabled=OFF
+    fi
     say "role primary"
     exec "$@" --server-id="$server_id"
     ;;
