@@ -377,6 +377,30 @@ pub(crate) fn index(pod: &str) -> usize {
     usize::try_from(ordinal(pod).expect("a StatefulSet pod")).unwrap()
 }
 
+/// Asserts that exactly one pod is labelled primary, and returns the
+/// messages of the namespace's events with `reason`.
+pub(crate) async fn one_primary_and_events(client: &Client, reason: &str) -> Vec<String> {
+    assert_eq!(
+        roles(client)
+            .await
+            .values()
+            .filter(|r| *r == "primary")
+            .count(),
+        1,
+        "one primary"
+    );
+    let events = Api::<Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    events
+        .items
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.message.clone())
+        .collect()
+}
+
 /// Sets `spec.replication.primary`: a switchover to `pod`.
 pub(crate) async fn ask_for_primary(dbs: &Api<Database>, pod: &str) {
     let patch = serde_json::json!({"spec": {"replication": {"primary": pod}}});
@@ -600,25 +624,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         (replicating.status == condition::ConditionStatus::True).then_some(())
     })
     .await;
-    assert_eq!(
-        roles(&client)
-            .await
-            .values()
-            .filter(|r| *r == "primary")
-            .count(),
-        1,
-        "one primary"
-    );
-    let events = Api::<Event>::namespaced(client.clone(), NS)
-        .list(&ListParams::default())
-        .await
-        .unwrap();
-    let failed_over: Vec<String> = events
-        .items
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("FailedOver"))
-        .filter_map(|e| e.message.clone())
-        .collect();
+    let failed_over = one_primary_and_events(&client, "FailedOver").await;
     assert!(
         failed_over
             .iter()

@@ -136,6 +136,7 @@ impl Cluster {
 async fn the_instance_script_copies_the_primary_and_a_diverged_former_primary_is_copied_afresh()
 -> Result<()> {
     let mut cluster = Cluster::start().await?;
+    let rejoin = cluster.member(0, "replica");
     let [old, one, two] = &mut cluster.servers[..] else {
         unreachable!()
     };
@@ -193,13 +194,7 @@ async fn the_instance_script_copies_the_primary_and_a_diverged_former_primary_is
     // The old primary returns as a replica: the new primary refuses its
     // position (it holds a transaction the new primary never had), so the
     // script keeps its data aside and copies the new primary.
-    old.restart_as(cluster.script.member(
-        "db-0",
-        "replica",
-        (cluster.service.host(), cluster.service.port()),
-        PASSWORD,
-    ))
-    .await?;
+    old.restart_as(rejoin).await?;
     let said = log(old);
     ensure!(
         said.contains("the primary refused this server's position")
@@ -222,6 +217,7 @@ async fn the_instance_script_copies_the_primary_and_a_diverged_former_primary_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_switchover_the_old_primary_follows_without_a_copy() -> Result<()> {
     let mut cluster = Cluster::start().await?;
+    let rejoin = cluster.member(0, "replica");
     let [old, new, other] = &mut cluster.servers[..] else {
         unreachable!()
     };
@@ -241,13 +237,7 @@ async fn after_a_switchover_the_old_primary_follows_without_a_copy() -> Result<(
     holds(other, &want).await?;
     // The old primary's pod restarts as a replica: it holds nothing the new
     // primary lacks, so it follows as it is.
-    old.restart_as(cluster.script.member(
-        "db-0",
-        "replica",
-        (cluster.service.host(), cluster.service.port()),
-        PASSWORD,
-    ))
-    .await?;
+    old.restart_as(rejoin).await?;
     let said = log(old);
     ensure!(
         said.contains("data of a former primary: asking the primary for its position")
