@@ -12,6 +12,7 @@ mod backups;
 mod databases;
 mod leader_election;
 mod monitoring;
+mod plugin;
 mod rbac;
 mod replication;
 mod replication_mariadb;
