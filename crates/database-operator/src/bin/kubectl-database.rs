@@ -6,10 +6,21 @@
 //!   age).
 //! - `status NAME`: one Database: its conditions, replication members,
 //!   children, recent backups and events.
+//! - `backup NAME`: a DatabaseBackup of it, followed until it completes or
+//!   fails.
+//! - `restore NEW --from BACKUP`: a new Database like the backed-up one
+//!   (engine, flavor, version, members, storage, resources), restored from
+//!   that DatabaseBackup.
+//! - `credentials NAME [--user U]`: a connection URI, the admin login's or a
+//!   DatabaseUser's (printed only because it was asked for).
+//! - `connect NAME`: the engine's shell as the admin login, in the primary
+//!   pod (`kubectl exec`; the password never leaves the pod). `--print`
+//!   shows the command instead of running it.
 //!
 //! The usual flags: `-n`, `-A`, `--context`, `--kubeconfig`; `-o json|yaml`
 //! for scripts. Exit codes: 0 done, 1 the API failed, 2 bad usage, 3 the
-//! Database does not exist.
+//! Database (user, Secret) does not exist, 4 the backup failed, 5 it did
+//! not finish in time.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -65,12 +76,47 @@ enum Command {
     List,
     /// One Database: conditions, replication, children, backups, events.
     Status { name: String },
+    /// Back a Database up now: creates a DatabaseBackup and follows it.
+    Backup {
+        name: String,
+        /// Create it and return at once.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to follow it before giving up (exit code 5).
+        #[arg(long, default_value_t = 1800)]
+        timeout_seconds: u64,
+    },
+    /// Create a new Database restored from a completed DatabaseBackup, like
+    /// the Database it was taken from.
+    Restore {
+        /// The new Database's name.
+        name: String,
+        /// The DatabaseBackup, in the same namespace.
+        #[arg(long)]
+        from: String,
+    },
+    /// Open the engine's shell in the primary pod (through `kubectl exec`).
+    Connect {
+        name: String,
+        /// Print the kubectl command instead of running it.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Print a connection URI: the admin login's, or a DatabaseUser's.
+    Credentials {
+        name: String,
+        /// The DatabaseUser (its name or its username).
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 /// Why the plugin stopped, as its exit code.
 enum Failure {
     Api(anyhow::Error),
     NotFound(String),
+    BackupFailed(String),
+    TimedOut(String),
 }
 
 impl From<kube::Error> for Failure {
@@ -98,6 +144,14 @@ async fn main() {
         Err(Failure::NotFound(what)) => {
             eprintln!("error: {what} not found");
             3
+        }
+        Err(Failure::BackupFailed(why)) => {
+            eprintln!("error: the backup failed: {why}");
+            4
+        }
+        Err(Failure::TimedOut(what)) => {
+            eprintln!("error: {what}");
+            5
         }
     };
     std::process::exit(code);
@@ -131,6 +185,310 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
     match &cli.command {
         Command::List => list(cli, &client, &namespace).await,
         Command::Status { name } => status(cli, &client, &namespace, name).await,
+        Command::Backup {
+            name,
+            no_wait,
+            timeout_seconds,
+        } => backup(cli, &client, &namespace, name, *no_wait, *timeout_seconds).await,
+        Command::Restore { name, from } => restore(cli, &client, &namespace, name, from).await,
+        Command::Connect { name, print } => connect(cli, &client, &namespace, name, *print).await,
+        Command::Credentials { name, user } => {
+            credentials(cli, &client, &namespace, name, user.as_deref()).await
+        }
+    }
+}
+
+async fn database(client: &Client, namespace: &str, name: &str) -> Result<Database, Failure> {
+    Api::<Database>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await?
+        .ok_or_else(|| Failure::NotFound(format!("Database {namespace}/{name}")))
+}
+
+async fn backup(
+    cli: &Cli,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    no_wait: bool,
+    timeout_seconds: u64,
+) -> Result<(), Failure> {
+    database(client, namespace, name).await?;
+    let backups = Api::<DatabaseBackup>::namespaced(client.clone(), namespace);
+    let request: DatabaseBackup = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "DatabaseBackup",
+        "metadata": {"generateName": format!("{name}-manual-"), "namespace": namespace},
+        "spec": {"databaseRef": {"name": name}}
+    }))
+    .map_err(anyhow::Error::from)?;
+    let created = backups
+        .create(&kube::api::PostParams::default(), &request)
+        .await?;
+    let backup_name = created.name_any();
+    let started = std::time::Instant::now();
+    let table = cli.output == Output::Table;
+    if table {
+        println!("DatabaseBackup {namespace}/{backup_name} created");
+    }
+    if no_wait {
+        return if table {
+            Ok(())
+        } else {
+            print(cli, &json!(created))
+        };
+    }
+    let mut said = None;
+    loop {
+        let current = backups.get(&backup_name).await?;
+        let status = current.status.clone().unwrap_or_default();
+        let phase = status
+            .phase
+            .map_or_else(|| "Pending".to_owned(), |p| format!("{p:?}"));
+        if table && said.as_ref() != Some(&phase) {
+            println!(
+                "{:>5}s  {}",
+                started.elapsed().as_secs(),
+                phase_colour(&phase)
+            );
+            said = Some(phase.clone());
+        }
+        let ready = database_operator_api::v1::condition::find(&status.conditions, "Ready");
+        match status.phase {
+            Some(BackupPhase::Completed) => {
+                if !table {
+                    return print(cli, &json!(current));
+                }
+                println!(
+                    "location {}  size {}",
+                    status.location.as_deref().unwrap_or("-"),
+                    status
+                        .size_bytes
+                        .map_or_else(|| "-".into(), |b| format!("{b} B"))
+                );
+                if let Some(ready) = ready {
+                    println!("{}", ready.message);
+                }
+                return Ok(());
+            }
+            Some(BackupPhase::Failed) => {
+                if !table {
+                    print(cli, &json!(current))?;
+                }
+                return Err(Failure::BackupFailed(
+                    ready.map_or_else(|| "no reason given".into(), |c| c.message.clone()),
+                ));
+            }
+            _ => {}
+        }
+        if started.elapsed().as_secs() >= timeout_seconds {
+            return Err(Failure::TimedOut(format!(
+                "DatabaseBackup {namespace}/{backup_name} is still {phase} after {timeout_seconds}s"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+async fn restore(
+    cli: &Cli,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    from: &str,
+) -> Result<(), Failure> {
+    let backup = Api::<DatabaseBackup>::namespaced(client.clone(), namespace)
+        .get_opt(from)
+        .await?
+        .ok_or_else(|| Failure::NotFound(format!("DatabaseBackup {namespace}/{from}")))?;
+    let source = database(client, namespace, &backup.spec.database_ref.name).await?;
+    let mut spec = serde_json::to_value(&source.spec).map_err(anyhow::Error::from)?;
+    // What the data needs; backups, monitoring, users and replication
+    // settings are the new Database's own to choose.
+    if let Some(fields) = spec.as_object_mut() {
+        fields.retain(|k, _| {
+            [
+                "engine",
+                "flavor",
+                "version",
+                "replicas",
+                "storage",
+                "resources",
+            ]
+            .contains(&k.as_str())
+        });
+        fields.insert("restore".into(), json!({"backupRef": {"name": from}}));
+    }
+    let new: Database = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Database",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec
+    }))
+    .map_err(anyhow::Error::from)?;
+    let created = Api::<Database>::namespaced(client.clone(), namespace)
+        .create(&kube::api::PostParams::default(), &new)
+        .await?;
+    if cli.output == Output::Table {
+        println!(
+            "Database {namespace}/{name} created, restoring DatabaseBackup {from} of {}; follow it with: kubectl database status {name} -n {namespace}",
+            backup.spec.database_ref.name
+        );
+        Ok(())
+    } else {
+        print(cli, &json!(created))
+    }
+}
+
+/// The shell of `db`'s engine as its admin login, run inside its container:
+/// the credentials come from the container's own environment.
+fn shell(db: &Database) -> &'static str {
+    match (db.spec.engine, db.spec.mysql_flavor()) {
+        (database_operator_api::v1::Engine::Postgresql, _) => {
+            "exec psql -U \"$POSTGRES_USER\" -d postgres"
+        }
+        (_, Some(database_operator_api::v1::Flavor::Mariadb)) => {
+            "MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" exec mariadb -u root"
+        }
+        (database_operator_api::v1::Engine::Mysql, _) => {
+            "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec mysql -u root"
+        }
+        (database_operator_api::v1::Engine::Mongodb, _) => {
+            "exec mongosh -u \"$MONGO_INITDB_ROOT_USERNAME\" -p \"$MONGO_INITDB_ROOT_PASSWORD\" --authenticationDatabase admin"
+        }
+    }
+}
+
+async fn connect(
+    cli: &Cli,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    print_only: bool,
+) -> Result<(), Failure> {
+    let db = database(client, namespace, name).await?;
+    // The pod labelled primary, else pod 0 (engines that do not replicate).
+    let primary = db
+        .status
+        .as_ref()
+        .and_then(|s| s.replication.as_ref())
+        .and_then(|r| r.primary.clone())
+        .unwrap_or_else(|| format!("{name}-0"));
+    let container = operator::engine::driver_of(&db.spec).container_name();
+    let mut args: Vec<String> = vec!["exec".into(), "-it".into()];
+    if let Some(path) = &cli.kubeconfig {
+        args.extend(["--kubeconfig".into(), path.display().to_string()]);
+    }
+    if let Some(context) = &cli.context {
+        args.extend(["--context".into(), context.clone()]);
+    }
+    args.extend([
+        "-n".into(),
+        namespace.to_owned(),
+        primary,
+        "-c".into(),
+        container.to_owned(),
+        "--".into(),
+        "sh".into(),
+        "-c".into(),
+        shell(&db).to_owned(),
+    ]);
+    if print_only {
+        if cli.output == Output::Table {
+            let quoted: Vec<String> = args
+                .iter()
+                .map(|a| {
+                    if a.contains([' ', '"', '$']) {
+                        format!("'{a}'")
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect();
+            println!("kubectl {}", quoted.join(" "));
+            return Ok(());
+        }
+        let mut command = vec!["kubectl".to_owned()];
+        command.extend(args);
+        return print(cli, &json!({ "command": command }));
+    }
+    let status = std::process::Command::new("kubectl")
+        .args(&args)
+        .status()
+        .map_err(|e| anyhow::anyhow!("running kubectl: {e}"))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// A value of a Secret's `data`.
+fn secret_value(secret: &k8s_openapi::api::core::v1::Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
+async fn credentials(
+    cli: &Cli,
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    user: Option<&str>,
+) -> Result<(), Failure> {
+    let db = database(client, namespace, name).await?;
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace);
+    let uri = match user {
+        Some(user) => {
+            let users = Api::<database_operator_api::v1::user::DatabaseUser>::namespaced(
+                client.clone(),
+                namespace,
+            )
+            .list(&ListParams::default())
+            .await?
+            .items;
+            let found = users
+                .iter()
+                .find(|u| {
+                    u.spec.database_ref.name == name
+                        && (u.name_any() == user || u.spec.username == user)
+                })
+                .ok_or_else(|| {
+                    Failure::NotFound(format!("DatabaseUser {user} of {namespace}/{name}"))
+                })?;
+            let secret_name = operator::builders::credentials::secret_name(found);
+            let secret = secrets
+                .get_opt(&secret_name)
+                .await?
+                .ok_or_else(|| Failure::NotFound(format!("Secret {namespace}/{secret_name}")))?;
+            secret_value(&secret, "uri").ok_or_else(|| {
+                Failure::NotFound(format!("key uri in Secret {namespace}/{secret_name}"))
+            })?
+        }
+        None => {
+            let names = operator::builders::meta::Names(name);
+            let secret = secrets.get_opt(&names.secret()).await?.ok_or_else(|| {
+                Failure::NotFound(format!("Secret {namespace}/{}", names.secret()))
+            })?;
+            let (Some(username), Some(password)) = (
+                secret_value(&secret, "username"),
+                secret_value(&secret, "password"),
+            ) else {
+                return Err(Failure::NotFound(format!(
+                    "username and password in Secret {namespace}/{}",
+                    names.secret()
+                )));
+            };
+            let driver = operator::engine::driver_of(&db.spec);
+            let port = u16::try_from(driver.port()).map_err(anyhow::Error::from)?;
+            operator::users::login_admin(db.spec.engine).connection_uri(
+                &username,
+                &operator::users::Password::new(password),
+                &format!("{}.{namespace}.svc", names.primary()),
+                port,
+                driver.maintenance_database(),
+            )
+        }
+    };
+    if cli.output == Output::Table {
+        println!("{uri}");
+        Ok(())
+    } else {
+        print(cli, &json!({ "uri": uri }))
     }
 }
 
