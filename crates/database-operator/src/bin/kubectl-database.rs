@@ -34,6 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
+use operator::builders::secret::secret_value;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -417,12 +418,6 @@ async fn connect(
     std::process::exit(status.code().unwrap_or(1));
 }
 
-/// A value of a Secret's `data`.
-fn secret_value(secret: &k8s_openapi::api::core::v1::Secret, key: &str) -> Option<String> {
-    let bytes = secret.data.as_ref()?.get(key)?;
-    String::from_utf8(bytes.0.clone()).ok()
-}
-
 async fn credentials(
     cli: &Cli,
     client: &Client,
@@ -663,10 +658,7 @@ async fn list(cli: &Cli, client: &Client, namespace: &str) -> Result<(), Failure
 }
 
 async fn status(cli: &Cli, client: &Client, namespace: &str, name: &str) -> Result<(), Failure> {
-    let db = Api::<Database>::namespaced(client.clone(), namespace)
-        .get_opt(name)
-        .await?
-        .ok_or_else(|| Failure::NotFound(format!("Database {namespace}/{name}")))?;
+    let db = database(client, namespace, name).await?;
     let backups: Vec<DatabaseBackup> = Api::<DatabaseBackup>::namespaced(client.clone(), namespace)
         .list(&ListParams::default())
         .await?

@@ -70,6 +70,15 @@ pub fn operator_login_secret(
     }
 }
 
+/// The text under `key` of a Secret's data (none when absent, not UTF-8,
+/// or empty).
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone())
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -441,13 +441,18 @@ pub async fn member(flavor: Flavor, target: &Target) -> Result<Member, UserError
     let secrets = [target.admin_password.expose()];
     let mut session = connect(target, &secrets).await?;
     let result = async {
-        let read_only: Option<i64> = session
+        let settings: Option<(i64, i64, i64, Option<String>)> = session
             .conn
-            .query_first("SELECT @@GLOBAL.read_only")
+            .query_first(settings_query(flavor))
             .await
             .map_err(|e| db_error(&e, &secrets))?;
-        let read_only = read_only.unwrap_or(0) != 0;
-        let semi_sync = Some(semi_sync_state(&mut session, flavor, &secrets).await?);
+        let (read_only, source, replica, waiting) = settings.unwrap_or_default();
+        let read_only = read_only != 0;
+        let semi_sync = Some(SemiSync {
+            source: source != 0,
+            replica: replica != 0,
+            waiting: waiting.is_some_and(|v| v.eq_ignore_ascii_case("ON")),
+        });
         if let Some(row) = source_row(&mut session, flavor, &secrets).await? {
             let (received, applied, running, errno) = replica_view(flavor, &row);
             return Ok(Member {
@@ -610,28 +615,30 @@ pub async fn set_semi_sync(
     .await
 }
 
-async fn semi_sync_state(
-    session: &mut Session,
-    flavor: Flavor,
-    secrets: &[&str],
-) -> Result<SemiSync, UserError> {
+/// Turns the primary's side of semi-synchronous replication off and on
+/// again on `target`, in one session: a promoted replica's side was off
+/// (or, on by hand, waiting for no one), and its commits must wait for a
+/// replica from its first one.
+pub async fn restart_semi_sync_source(flavor: Flavor, target: &Target) -> Result<(), UserError> {
+    let mut statements = semi_sync(flavor, (false, true), SEMI_SYNC_TIMEOUT, false);
+    statements.extend(semi_sync(flavor, (true, true), SEMI_SYNC_TIMEOUT, false));
+    run(target, &statements).await
+}
+
+/// One round trip for what [`member`] reads besides the replica status:
+/// `read_only`, the two sides of semi-synchronous replication, and whether
+/// the primary's side waits now (a status variable, from the flavor's
+/// status table).
+pub fn settings_query(flavor: Flavor) -> String {
     let (source, replica, status, _, _) = semi_sync_variables(flavor);
-    let enabled: Option<(i64, i64)> = session
-        .conn
-        .query_first(format!("SELECT @@GLOBAL.{source}, @@GLOBAL.{replica}"))
-        .await
-        .map_err(|e| db_error(&e, secrets))?;
-    let waiting: Option<(String, String)> = session
-        .conn
-        .query_first(format!("SHOW GLOBAL STATUS LIKE '{status}'"))
-        .await
-        .map_err(|e| db_error(&e, secrets))?;
-    let (source, replica) = enabled.unwrap_or_default();
-    Ok(SemiSync {
-        source: source != 0,
-        replica: replica != 0,
-        waiting: waiting.is_some_and(|(_, v)| v.eq_ignore_ascii_case("ON")),
-    })
+    let table = match flavor {
+        Flavor::Mysql => "performance_schema.global_status",
+        Flavor::Mariadb => "information_schema.GLOBAL_STATUS",
+    };
+    format!(
+        "SELECT @@GLOBAL.read_only, @@GLOBAL.{source}, @@GLOBAL.{replica}, \
+         (SELECT VARIABLE_VALUE FROM {table} WHERE VARIABLE_NAME = '{status}')"
+    )
 }
 
 /// Connections the replication login may hold: one per replica, plus the
@@ -1082,6 +1089,15 @@ mod tests {
                 "Exec_Source_Log_Pos"
             )
         );
+        assert_eq!(
+            settings_query(Flavor::Mariadb),
+            "SELECT @@GLOBAL.read_only, @@GLOBAL.rpl_semi_sync_master_enabled, \
+             @@GLOBAL.rpl_semi_sync_slave_enabled, (SELECT VARIABLE_VALUE FROM \
+             information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'Rpl_semi_sync_master_status')"
+        );
+        assert!(settings_query(Flavor::Mysql).contains(
+            "FROM performance_schema.global_status WHERE VARIABLE_NAME = 'Rpl_semi_sync_source_status'"
+        ));
         assert_eq!(binlog_status(Flavor::Mysql), "SHOW BINARY LOG STATUS");
         assert_eq!(binlog_status(Flavor::Mariadb), "SHOW MASTER STATUS");
         // The script and the operator agree on the refusal they act on.

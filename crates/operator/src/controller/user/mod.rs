@@ -357,12 +357,7 @@ async fn password_of(
     )))
 }
 
-pub(crate) fn secret_value(secret: &Secret, key: &str) -> Option<String> {
-    let bytes = secret.data.as_ref()?.get(key)?;
-    String::from_utf8(bytes.0.clone())
-        .ok()
-        .filter(|v| !v.is_empty())
-}
+pub(crate) use crate::builders::secret::secret_value;
 
 /// Where the primary answers and the admin credentials, or None while the
 /// admin Secret has none.

@@ -200,6 +200,7 @@ pub(crate) async fn reconcile(
         admin: &admin,
         pods_api: &pods_api,
         pods: &pods,
+        replication_password: tokio::sync::OnceCell::new(),
     };
     let seen: Vec<Seen> = join_all(pods.iter().map(|pod| {
         let members_of = &members_of;
@@ -278,7 +279,7 @@ pub(crate) async fn reconcile(
                 .collect();
             if !lagging.is_empty() {
                 // A replica that cannot stream may be waiting for its login.
-                ensure_login(ctx, namespace, &names, engine, &primary_target).await?;
+                members_of.ensure_login(&primary_target).await?;
             }
             for (pod, why) in decide::cannot_follow(&primary, &seen, &status.members, &pods, &now) {
                 members_of.restart(&pod).await?;
@@ -533,6 +534,9 @@ struct Members<'a> {
     admin: &'a Target,
     pods_api: &'a Api<Pod>,
     pods: &'a [PodView],
+    /// The replication login's password, read from `<name>-replication` at
+    /// most once per pass (`None`: the Secret holds none yet).
+    replication_password: tokio::sync::OnceCell<Option<Password>>,
 }
 
 impl Members<'_> {
@@ -564,19 +568,51 @@ impl Members<'_> {
         if mysql::control_login(flavor) == mysql::ControlLogin::Admin {
             return Ok(target);
         }
-        let name = Names(&self.db.name_any()).replication();
-        let secret = Api::<Secret>::namespaced(self.ctx.client.clone(), self.namespace)
-            .get(&name)
-            .await
-            .step("reading the replication Secret", name.clone())?;
-        let password = secret_value(&secret, PASSWORD_KEY).ok_or(
-            crate::error::Error::MissingField("the replication Secret's password"),
-        )?;
+        let password =
+            self.replication_password()
+                .await?
+                .ok_or(crate::error::Error::MissingField(
+                    "the replication Secret's password",
+                ))?;
         Ok(Target {
             admin_user: replication::LOGIN.to_owned(),
-            admin_password: Password::new(password),
+            admin_password: password,
             ..target
         })
+    }
+
+    /// The password of `<name>-replication`, read once per pass.
+    async fn replication_password(&self) -> Result<Option<Password>> {
+        let password = self
+            .replication_password
+            .get_or_try_init(|| async {
+                let name = Names(&self.db.name_any()).replication();
+                let secret = Api::<Secret>::namespaced(self.ctx.client.clone(), self.namespace)
+                    .get_opt(&name)
+                    .await
+                    .step("reading the replication Secret", name)?;
+                Ok::<_, crate::error::Error>(
+                    secret
+                        .as_ref()
+                        .and_then(|s| secret_value(s, PASSWORD_KEY))
+                        .map(Password::new),
+                )
+            })
+            .await?;
+        Ok(password.clone())
+    }
+
+    /// Creates or updates the replication login on the primary `primary`
+    /// with the password of `<name>-replication` (none yet: nothing to do).
+    async fn ensure_login(&self, primary: &Target) -> Result<()> {
+        let Some(password) = self.replication_password().await? else {
+            return Ok(());
+        };
+        let kept = match self.engine {
+            Engine::Postgresql => postgresql::ensure_login(primary, &password).await,
+            Engine::Mysql(flavor) => mysql::ensure_login(flavor, primary, &password).await,
+        };
+        kept.step("keeping the replication login on", primary.host.clone())
     }
 
     /// What `pod`'s server says of itself.
@@ -604,12 +640,9 @@ impl Members<'_> {
                     // hand, not waiting for anyone): switched off and on,
                     // the new primary's commits wait for a replica from its
                     // first one.
-                    let target = self.target(pod);
-                    for sides in [(false, true), (true, true)] {
-                        mysql::set_semi_sync(flavor, &target, sides, false)
-                            .await
-                            .step("turning on semi-synchronous replication on", pod.to_owned())?;
-                    }
+                    mysql::restart_semi_sync_source(flavor, &self.target(pod))
+                        .await
+                        .step("turning on semi-synchronous replication on", pod.to_owned())?;
                 }
                 promoted
             }
@@ -727,27 +760,4 @@ impl Members<'_> {
             .step("restarting pod", pod.to_owned())?;
         Ok(())
     }
-}
-
-/// Creates or updates the replication login on the primary, with the
-/// password of `<name>-replication`.
-async fn ensure_login(
-    ctx: &Context,
-    namespace: &str,
-    names: &Names<'_>,
-    engine: Engine,
-    primary: &Target,
-) -> Result<()> {
-    let secret = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(&names.replication())
-        .await?;
-    let Some(password) = secret.as_ref().and_then(|s| secret_value(s, PASSWORD_KEY)) else {
-        return Ok(());
-    };
-    let password = Password::new(password);
-    let kept = match engine {
-        Engine::Postgresql => postgresql::ensure_login(primary, &password).await,
-        Engine::Mysql(flavor) => mysql::ensure_login(flavor, primary, &password).await,
-    };
-    kept.step("keeping the replication login on", primary.host.clone())
 }
