@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the database servers that the testkit's `servers` fixtures start
 # (crates/testkit/src/servers/): PostgreSQL and MariaDB from Debian's
-# packages, FerretDB (a MongoDB wire-protocol server on SQLite, our
+# packages, MySQL from Debian unstable's packages unpacked beside the
+# system (${MYSQL_DIR}), FerretDB (a MongoDB wire-protocol server on SQLite, our
 # stand-in for mongod) built from its Go module into
 #   ${DATABASE_OPERATOR_CACHE:-~/.cache/database-operator}/servers/ferretdb-<version>/bin/ferretdb
 # and versitygw (an S3 gateway; its posix backend stores buckets and objects
@@ -34,6 +35,11 @@ CACHE_LAYOUT="2"
 # cache layout; the S3 fixture reads both from here.
 VERSITYGW_VERSION="v1.8.0"
 VERSITYGW_LAYOUT="1"
+# MySQL from Debian sid, unpacked beside the system (see below); the Rust
+# fixtures read MYSQL_DIR from here.
+MYSQL_DIR="/opt/database-operator/mysql"
+MYSQL_LAYOUT="2"
+MYSQL_DEBIAN_MIRROR="http://deb.debian.org/debian"
 # System user the fixtures run servers as when the tests run as root.
 TEST_USER="dbtest"
 # mongo-tools has no v-prefixed tags; a commit of 100.10.0. The Go module
@@ -48,6 +54,8 @@ WANT_FERRET_STAMP="ferretdb=${FERRETDB_VERSION} layout=${CACHE_LAYOUT}"
 VERSITYGW_DIR="${CACHE_ROOT}/servers/versitygw-${VERSITYGW_VERSION}"
 VERSITYGW_STAMP="${VERSITYGW_DIR}/bin/.complete"
 WANT_VERSITYGW_STAMP="versitygw=${VERSITYGW_VERSION} layout=${VERSITYGW_LAYOUT}"
+MYSQL_STAMP="${MYSQL_DIR}/bin/.complete"
+WANT_MYSQL_STAMP="mysql layout=${MYSQL_LAYOUT}"
 MONGO_TOOLS_DIR="${CACHE_ROOT}/servers/mongo-tools-${MONGO_TOOLS_COMMIT:0:12}"
 
 force_ferretdb=false
@@ -134,6 +142,81 @@ else
   apt_install mariadb-server mariadb-client
   mariadb_ready || { echo "error: MariaDB binaries missing after install" >&2; exit 1; }
   report mariadb $t "installed"
+fi
+
+# --- MySQL (Debian sid, beside the system) ------------------------------------
+#
+# Debian's stable releases ship MariaDB only; unstable (sid) ships Oracle's
+# MySQL (mysql-server-core, 9.7 at the time of writing, the successor of
+# 8.4 LTS with the same replication statements). Its binaries need sid's C
+# library, so they are not installed into the system: apt resolves
+# mysql-server-core and mysql-client-core against sid with a private state
+# folder, the packages are unpacked into ${MYSQL_DIR}/root (nothing of the
+# system changes), and small wrappers in ${MYSQL_DIR}/bin run each program
+# through sid's own dynamic loader with sid's libraries. The folder is
+# outside $HOME so that the servers' system user can run it.
+# The version is whatever sid has when first installed; it is kept (and
+# named in ${MYSQL_DIR}/bin/.complete) until the folder is removed.
+
+mysql_ready() {
+  [[ -f "$MYSQL_STAMP" && "$(head -1 "$MYSQL_STAMP")" == "$WANT_MYSQL_STAMP" && -x "${MYSQL_DIR}/bin/mysqld" ]]
+}
+
+t=$SECONDS
+if mysql_ready; then
+  report mysql $t "cached ${MYSQL_DIR} ($(sed -n 2p "$MYSQL_STAMP"))"
+else
+  as_root mkdir -p "$MYSQL_DIR"
+  as_root chown "$(id -u):$(id -g)" "$MYSQL_DIR"
+  exec 7>"${MYSQL_DIR}/.build.lock"
+  flock 7
+  if mysql_ready; then
+    report mysql $t "installed by another process in ${MYSQL_DIR}"
+  else
+    apt_dir="${MYSQL_DIR}/apt"
+    rm -rf "$apt_dir" "${MYSQL_DIR}/root.tmp" "${MYSQL_DIR}/bin"
+    mkdir -p "$apt_dir"/{etc/sources.list.d,etc/preferences.d,state/lists/partial,cache/archives/partial}
+    touch "$apt_dir/state/status"
+    echo "deb [trusted=yes] ${MYSQL_DEBIAN_MIRROR} sid main" > "$apt_dir/etc/sources.list"
+    apt_opts=(
+      -o "Dir::Etc::SourceList=$apt_dir/etc/sources.list" -o "Dir::Etc::SourceParts=$apt_dir/etc/sources.list.d"
+      -o "Dir::Etc::Preferences=$apt_dir/etc/preferences" -o "Dir::Etc::PreferencesParts=$apt_dir/etc/preferences.d"
+      -o "Dir::State=$apt_dir/state" -o "Dir::State::status=$apt_dir/state/status"
+      -o "Dir::Cache=$apt_dir/cache" -o Debug::NoLocking=1
+      -o APT::Architecture=amd64 -o APT::Architectures::=amd64 -o APT::Sandbox::User=root
+    )
+    apt-get "${apt_opts[@]}" -qq update
+    apt-get "${apt_opts[@]}" -qq install --download-only -y --no-install-recommends \
+      mysql-server-core mysql-client-core >/dev/null
+    mkdir -p "${MYSQL_DIR}/root.tmp"
+    for deb in "$apt_dir"/cache/archives/*.deb; do dpkg-deb -x "$deb" "${MYSQL_DIR}/root.tmp"; done
+    rm -rf "${MYSQL_DIR}/root" && mv "${MYSQL_DIR}/root.tmp" "${MYSQL_DIR}/root"
+    root="${MYSQL_DIR}/root"
+    mkdir -p "${MYSQL_DIR}/bin"
+    for program in mysqld mysql mysqladmin mysqldump; do
+      case "$program" in mysqld) path="$root/usr/sbin/mysqld" ;; *) path="$root/usr/bin/$program" ;; esac
+      {
+        echo '#!/bin/sh'
+        echo "# $program from Debian sid, run with sid's loader and libraries (hack/servers/install.sh)."
+        if [[ "$program" == mysqld ]]; then
+          # --no-defaults and --defaults-file must come first.
+          echo 'first=""'
+          echo 'case "${1:-}" in --no-defaults | --defaults-file=* | --defaults-extra-file=*) first=$1; shift ;; esac'
+          echo "exec \"$root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2\" --library-path \"$root/usr/lib/x86_64-linux-gnu:$root/lib/x86_64-linux-gnu\" --argv0 \"$path\" \"$path\" \${first:+\"\$first\"} --basedir=\"$root/usr\" --plugin-dir=\"$root/usr/lib/mysql/plugin\" --lc-messages-dir=\"$root/usr/share/mysql\" --character-sets-dir=\"$root/usr/share/mysql/charsets\" \"\$@\""
+        else
+          echo "exec \"$root/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2\" --library-path \"$root/usr/lib/x86_64-linux-gnu:$root/lib/x86_64-linux-gnu\" --argv0 \"$path\" \"$path\" --character-sets-dir=\"$root/usr/share/mysql/charsets\" \"\$@\""
+        fi
+      } > "${MYSQL_DIR}/bin/$program"
+      chmod 755 "${MYSQL_DIR}/bin/$program"
+    done
+    chmod -R a+rX "$MYSQL_DIR"
+    version="$("${MYSQL_DIR}/bin/mysqld" --version)" || { echo "error: sid's mysqld does not run here" >&2; exit 1; }
+    "${MYSQL_DIR}/bin/mysql" --version >/dev/null
+    rm -rf "$apt_dir"
+    printf '%s\n%s\n' "$WANT_MYSQL_STAMP" "$version" > "$MYSQL_STAMP"
+    report mysql $t "installed ${MYSQL_DIR} ($version)"
+  fi
+  exec 7>&-
 fi
 
 # --- test user ---------------------------------------------------------------

@@ -20,7 +20,15 @@ impl InstanceScript {
     }
 
     pub fn mariadb() -> Result<InstanceScript> {
-        InstanceScript::of(operator::replication::mysql::INSTANCE_SCRIPT)
+        InstanceScript::of(operator::replication::mysql::instance_script(
+            database_operator_api::v1::Flavor::Mariadb,
+        ))
+    }
+
+    pub fn mysql() -> Result<InstanceScript> {
+        InstanceScript::of(operator::replication::mysql::instance_script(
+            database_operator_api::v1::Flavor::Mysql,
+        ))
     }
 
     fn of(script: &str) -> Result<InstanceScript> {
@@ -59,8 +67,16 @@ impl InstanceScript {
 /// durability, which the test servers lower (a killed primary must keep
 /// what it committed).
 pub fn mariadb_options() -> Vec<String> {
-    let mut options: Vec<String> =
-        operator::replication::mysql::settings(database_operator_api::v1::Flavor::Mariadb)
+    options_of(database_operator_api::v1::Flavor::Mariadb)
+}
+
+/// As [`mariadb_options`], for a replicated MySQL Database.
+pub fn mysql_options() -> Vec<String> {
+    options_of(database_operator_api::v1::Flavor::Mysql)
+}
+
+fn options_of(flavor: database_operator_api::v1::Flavor) -> Vec<String> {
+    let mut options: Vec<String> = operator::replication::mysql::settings(flavor)
             .lines()
             .filter_map(|line| line.split_once(" = "))
             .map(|(key, value)| format!("--{key}={value}"))

@@ -676,11 +676,6 @@ async fn invalid_replication_settings_are_refused_naming_the_field() {
             "spec.replication.primary",
         ),
         (
-            serde_json::json!({"engine": "mysql", "version": "8.4", "replicas": 3,
-                               "storage": {"size": "1Gi"}, "replication": {"failoverDelay": "30s"}}),
-            "spec.replication",
-        ),
-        (
             serde_json::json!({"engine": "mongodb", "version": "7.0", "replicas": 3,
                                "storage": {"size": "1Gi"}, "replication": {"failoverDelay": "30s"}}),
             "spec.replication",
@@ -710,6 +705,16 @@ async fn invalid_replication_settings_are_refused_naming_the_field() {
     }))
     .unwrap();
     dbs.create(&PostParams::default(), &maria).await.unwrap();
+    // So does MySQL.
+    let mysql: kube::core::DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "example.com/v1", "kind": "Database",
+        "metadata": {"name": "repl-mysql", "namespace": ns},
+        "spec": {"engine": "mysql", "version": "8.4", "replicas": 3,
+                 "storage": {"size": "1Gi"},
+                 "replication": {"mode": "sync", "failoverDelay": "30s"}}
+    }))
+    .unwrap();
+    dbs.create(&PostParams::default(), &mysql).await.unwrap();
 }
 
 /// Creates a Database named `<prefix>-<i>` for each case and asserts the API

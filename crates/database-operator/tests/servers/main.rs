@@ -14,7 +14,7 @@ mod agent_postgresql;
 mod agent_prune;
 mod exporter_metrics;
 mod probes;
-mod replication_mariadb;
+mod replication_gtid;
 mod replication_mysql;
 mod replication_postgresql;
 mod users_fixture;

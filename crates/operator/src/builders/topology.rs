@@ -141,15 +141,30 @@ mod tests {
     }
 
     #[test]
-    fn engines_without_replication_yet_stay_independent() {
-        for engine in [Engine::Mysql, Engine::Mongodb] {
-            let db = database("orders", engine, "8.4", 3);
-            assert_eq!(Topology::of(&db, None), Topology::Independent);
-        }
-        // MariaDB, the mysql engine's other flavor, streams.
-        let mut maria = database("orders", Engine::Mysql, "11.4", 3);
-        maria.spec.flavor = Some(database_operator_api::v1::Flavor::Mariadb);
-        assert_eq!(Topology::of(&maria, None), Topology::Streaming);
+    fn new_mysql_engine_databases_stream_and_mongodb_stays_independent() {
+        let db = database("orders", Engine::Mongodb, "8.0", 3);
+        assert_eq!(Topology::of(&db, None), Topology::Independent);
+        // Both flavors of the mysql engine stream.
+        let mut mysql = database("orders", Engine::Mysql, "8.4", 3);
+        assert_eq!(Topology::of(&mysql, None), Topology::Streaming);
+        mysql.spec.flavor = Some(database_operator_api::v1::Flavor::Mariadb);
+        assert_eq!(Topology::of(&mysql, None), Topology::Streaming);
+        // A MySQL Database created before keeps its independent servers.
+        let mut before = Desired::build(&database("orders", Engine::Mysql, "8.4", 3)).statefulset;
+        before
+            .spec
+            .template
+            .metadata
+            .as_mut()
+            .unwrap()
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(TOPOLOGY_ANNOTATION);
+        assert_eq!(
+            Topology::of(&database("orders", Engine::Mysql, "8.4", 3), Some(&before)),
+            Topology::Independent
+        );
     }
 
     #[test]

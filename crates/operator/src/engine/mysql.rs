@@ -85,6 +85,8 @@ struct Image {
     admin_tool: &'static str,
     /// The client that dumps it.
     dump_tool: &'static str,
+    /// The server's command.
+    server: &'static str,
 }
 
 impl Mysql {
@@ -96,6 +98,7 @@ impl Mysql {
                 env_prefix: "MYSQL",
                 admin_tool: "mysqladmin",
                 dump_tool: "mysqldump",
+                server: "mysqld",
             },
             Flavor::Mariadb => Image {
                 repository: "mariadb",
@@ -103,6 +106,7 @@ impl Mysql {
                 env_prefix: "MARIADB",
                 admin_tool: "mariadb-admin",
                 dump_tool: "mariadb-dump",
+                server: "mariadbd",
             },
         }
     }
@@ -190,16 +194,14 @@ impl Driver for Mysql {
     }
 
     fn streaming(&self) -> Option<&dyn Streaming> {
-        // The MySQL flavor's seeding (the clone plugin) is not run yet: its
-        // members stay servers of their own.
-        (self.0 == Flavor::Mariadb).then_some(self as &dyn Streaming)
+        Some(self)
     }
 }
 
-/// GTID replication, for the MariaDB flavor (see
-/// [`replication::mysql`]): the instance script seeds, fences and points
-/// every member; the settings are the same on every member, whose
-/// `server_id` the script gives from its ordinal.
+/// GTID replication, in both flavors (see [`replication::mysql`]): the
+/// flavor's instance script seeds, fences and points every member; the
+/// settings are the same on every member, whose `server_id` the script
+/// gives from its ordinal.
 impl Streaming for Mysql {
     fn config(&self, _volume_bytes: u64) -> String {
         format!(
@@ -215,12 +217,12 @@ impl Streaming for Mysql {
     fn files(&self) -> Vec<(&'static str, String)> {
         vec![(
             self.script_file(),
-            replication::mysql::INSTANCE_SCRIPT.to_owned(),
+            replication::mysql::instance_script(self.0).to_owned(),
         )]
     }
 
     fn command(&self) -> Vec<String> {
-        instance_command(CONFIG_DIR, "mariadbd")
+        instance_command(CONFIG_DIR, self.image_of().server)
     }
 
     fn mode_settings(&self, sync: bool) -> Option<(&'static str, String)> {
@@ -235,6 +237,8 @@ impl Streaming for Mysql {
     }
 
     fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar> {
+        // The instance scripts read the admin password from the image's own
+        // variable (MYSQL_ROOT_PASSWORD, MARIADB_ROOT_PASSWORD): Driver::env.
         let mut env = vec![plain_env("DATADIR", DATA_DIR)];
         env.extend(instance_env(database_name, replication_secret, PORT));
         env
@@ -265,60 +269,68 @@ mod tests {
     }
 
     #[test]
-    fn only_mariadb_members_start_through_the_instance_script() {
-        assert!(
-            MYSQL.streaming().is_none(),
-            "the mysql flavor's seeding is not run yet"
-        );
-        let streaming = MARIADB.streaming().unwrap();
-        assert_eq!(
-            streaming.command(),
-            [
-                "sh",
-                "/etc/mysql/conf.d/instance.sh",
-                "docker-entrypoint.sh",
-                "mariadbd"
-            ]
-        );
-        // Both images read only *.cnf from the directory the script is in.
-        assert_eq!(MARIADB.config_file_name(), "my.cnf");
-        assert!(streaming.config(1 << 30).contains("gtid_strict_mode = ON"));
-        let env: Vec<String> = Streaming::env(&MARIADB, "orders", "orders-replication")
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        assert_eq!(
-            env,
-            [
-                "DATADIR",
-                "POD_NAME",
-                "ROLE_FILE",
-                "PRIMARY_HOST",
-                "PRIMARY_PORT",
-                "REPLICATION_USER",
-                "REPLICATION_PASSWORD"
-            ]
-        );
-        // The script parses (sh -n), as it runs in the image's /bin/sh.
-        let mut check = std::process::Command::new("sh")
-            .arg("-n")
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(
-            check.stdin.as_mut().unwrap(),
-            replication::mysql::INSTANCE_SCRIPT.as_bytes(),
-        )
-        .unwrap();
-        drop(check.stdin.take());
-        assert!(check.wait().unwrap().success());
-        // The script reads the admin password from the image's own variable.
-        assert!(replication::mysql::INSTANCE_SCRIPT.contains("MARIADB_ROOT_PASSWORD"));
-        assert!(
-            Driver::env(&MARIADB, "app", "s")
-                .iter()
-                .any(|e| e.name == "MARIADB_ROOT_PASSWORD")
-        );
+    fn members_of_both_flavors_start_through_their_instance_script() {
+        for (driver, server, settings, password) in [
+            (
+                &MARIADB,
+                "mariadbd",
+                "gtid_strict_mode = ON",
+                "MARIADB_ROOT_PASSWORD",
+            ),
+            (
+                &MYSQL,
+                "mysqld",
+                "plugin_load_add = mysql_clone.so",
+                "MYSQL_ROOT_PASSWORD",
+            ),
+        ] {
+            let streaming = driver.streaming().unwrap();
+            assert_eq!(
+                streaming.command(),
+                [
+                    "sh",
+                    "/etc/mysql/conf.d/instance.sh",
+                    "docker-entrypoint.sh",
+                    server
+                ]
+            );
+            // Both images read only *.cnf from the directory the script is in.
+            assert_eq!(driver.config_file_name(), "my.cnf");
+            assert!(streaming.config(1 << 30).contains(settings));
+            let env: Vec<String> = Streaming::env(driver, "orders", "orders-replication")
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            assert_eq!(
+                env,
+                [
+                    "DATADIR",
+                    "POD_NAME",
+                    "ROLE_FILE",
+                    "PRIMARY_HOST",
+                    "PRIMARY_PORT",
+                    "REPLICATION_USER",
+                    "REPLICATION_PASSWORD"
+                ]
+            );
+            let (_, script) = &streaming.files()[0];
+            // The script parses (sh -n), as it runs in the image's /bin/sh.
+            let mut check = std::process::Command::new("sh")
+                .arg("-n")
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(check.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+            drop(check.stdin.take());
+            assert!(check.wait().unwrap().success());
+            // The script reads the admin password from the image's own variable.
+            assert!(script.contains(password), "{server}");
+            assert!(
+                Driver::env(driver, "app", "s")
+                    .iter()
+                    .any(|e| e.name == password)
+            );
+        }
     }
 
     #[test]

@@ -21,12 +21,18 @@
 //!   GTID set contains the other's; a MariaDB one when its position in every
 //!   replication domain is at least the other's.
 //!
-//! The Database controller drives the MariaDB flavor: its pods start
-//! through [`INSTANCE_SCRIPT`], and the operator observes each member
-//! ([`member`]), keeps the replication login ([`ensure_login`]), promotes
-//! ([`promote`]) and switches over ([`fence`], [`wait_applied`]). The MySQL
-//! flavor's members are still servers of their own (README, Limitations):
-//! its seeding (the clone plugin) runs nowhere yet.
+//! - A MySQL source does not refuse a replica holding transactions of
+//!   other servers that it lacks (errant transactions: a former primary's
+//!   unreplicated writes); MariaDB's `gtid_strict_mode` does (error 1236).
+//!   The MySQL instance script therefore checks, before a member with data
+//!   follows, that its executed set is contained in the primary's.
+//!
+//! The Database controller drives both flavors the same way: their pods
+//! start through [`instance_script`], and the operator observes each
+//! member ([`member`]), keeps the replication login ([`ensure_login`]),
+//! promotes ([`promote`]) and switches over ([`fence`], [`wait_applied`]).
+//! Both are proven on real servers (MySQL from Debian unstable,
+//! `tests/servers/replication_mysql_flavor.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -42,7 +48,20 @@ use crate::users::{Password, Target, UserError, UserSpec};
 
 /// The start of every server of a replicated MariaDB Database: seeding,
 /// fencing and following (see the script's own comments).
-pub const INSTANCE_SCRIPT: &str = include_str!("../engine/scripts/mariadb-instance.sh");
+pub const MARIADB_INSTANCE_SCRIPT: &str = include_str!("../engine/scripts/mariadb-instance.sh");
+
+/// The start of every server of a replicated MySQL Database: seeding with
+/// the clone plugin, refusing errant transactions, fencing and following
+/// (see the script's own comments).
+pub const MYSQL_INSTANCE_SCRIPT: &str = include_str!("../engine/scripts/mysql-instance.sh");
+
+/// The instance script of `flavor`'s members.
+pub fn instance_script(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::Mysql => MYSQL_INSTANCE_SCRIPT,
+        Flavor::Mariadb => MARIADB_INSTANCE_SCRIPT,
+    }
+}
 
 /// Server settings every member of a replicated mysql Database needs (its
 /// `server_id` is per member: [`server_id`]).
@@ -54,8 +73,15 @@ pub const INSTANCE_SCRIPT: &str = include_str!("../engine/scripts/mariadb-instan
 pub fn settings(flavor: Flavor) -> String {
     let common = "log_bin = binlog\nbinlog_format = ROW\nrelay_log = relay-bin\n";
     match flavor {
+        // The clone plugin copies the primary into a new replica (on the
+        // primary as the donor, on the replica as the recipient).
+        // Semi-synchronous replication's plugins are loaded on every
+        // member, switched off until sync mode asks for them, so that the
+        // operator can switch the mode on running servers.
         Flavor::Mysql => format!(
-            "{common}gtid_mode = ON\nenforce_gtid_consistency = ON\nlog_replica_updates = ON\n"
+            "{common}gtid_mode = ON\nenforce_gtid_consistency = ON\nlog_replica_updates = ON\n\
+             plugin_load_add = mysql_clone.so\nplugin_load_add = semisync_source.so\n\
+             plugin_load_add = semisync_replica.so\n"
         ),
         // GTIDs are always on; strict mode refuses out-of-order GTIDs, which
         // only a diverged member would write.
@@ -542,17 +568,12 @@ pub fn semi_sync_settings(flavor: Flavor, on: bool, timeout: Duration) -> String
     if !on {
         return "# Asynchronous replication (spec.replication.mode: async).\n".to_owned();
     }
-    let plugins = match flavor {
-        // MySQL 8.4 ships semi-sync as plugins; MariaDB has it built in.
-        Flavor::Mysql => {
-            "plugin_load_add = semisync_source.so\nplugin_load_add = semisync_replica.so\n"
-        }
-        Flavor::Mariadb => "",
-    };
+    // MySQL's semi-sync plugins are loaded by [`settings`]; MariaDB has
+    // it built in.
     format!(
         "# Semi-synchronous replication (spec.replication.mode: sync); the operator\n\
          # also applies these to running servers.\n\
-         [mysqld]\n{plugins}{source} = ON\n{replica} = ON\n{wait_point} = AFTER_SYNC\n\
+         [mysqld]\n{source} = ON\n{replica} = ON\n{wait_point} = AFTER_SYNC\n\
          {timeout_variable} = {}\n",
         timeout.as_millis()
     )
@@ -988,8 +1009,10 @@ mod tests {
         }
         assert!(!maria.contains("plugin_load"));
         let mysql = semi_sync_settings(Flavor::Mysql, true, Duration::from_secs(30));
+        // MySQL's plugins are loaded on every member, whatever the mode.
+        assert!(settings(Flavor::Mysql).contains("plugin_load_add = semisync_source.so"));
+        assert!(settings(Flavor::Mysql).contains("plugin_load_add = semisync_replica.so"));
         for line in [
-            "plugin_load_add = semisync_source.so",
             "rpl_semi_sync_source_enabled = ON",
             "rpl_semi_sync_replica_enabled = ON",
             "rpl_semi_sync_source_wait_point = AFTER_SYNC",
@@ -1042,7 +1065,8 @@ mod tests {
             ]
         );
         // The instance script starts replicas with the primary's side off.
-        assert!(INSTANCE_SCRIPT.contains("--rpl-semi-sync-master-enabled=OFF"));
+        assert!(MARIADB_INSTANCE_SCRIPT.contains("--rpl-semi-sync-master-enabled=OFF"));
+        assert!(MYSQL_INSTANCE_SCRIPT.contains("--loose-rpl-semi-sync-source-enabled=OFF"));
     }
 
     #[test]
@@ -1101,7 +1125,7 @@ mod tests {
         assert_eq!(binlog_status(Flavor::Mysql), "SHOW BINARY LOG STATUS");
         assert_eq!(binlog_status(Flavor::Mariadb), "SHOW MASTER STATUS");
         // The script and the operator agree on the refusal they act on.
-        assert!(INSTANCE_SCRIPT.contains(&format!("= {POSITION_REFUSED}")));
+        assert!(MARIADB_INSTANCE_SCRIPT.contains(&format!("= {POSITION_REFUSED}")));
     }
 
     #[test]

@@ -122,6 +122,22 @@ pub fn mariadbd_path() -> Option<PathBuf> {
     find_program("mariadbd", &["/usr/sbin", "/usr/local/sbin"])
 }
 
+/// `hack/servers/install.sh`'s `MYSQL_DIR`: MySQL from Debian sid,
+/// unpacked beside the system, with wrappers in `bin/` (`mysqld`, `mysql`,
+/// `mysqladmin`, `mysqldump`) that run each program with sid's loader.
+pub fn mysql_dir() -> PathBuf {
+    PathBuf::from(pinned("MYSQL_DIR"))
+}
+
+/// The wrappers' folder, once `install.sh` completed the MySQL install.
+pub fn mysql_bin_dir() -> Option<PathBuf> {
+    let bin = mysql_dir().join("bin");
+    let want = format!("mysql layout={}", pinned("MYSQL_LAYOUT"));
+    let complete = std::fs::read_to_string(bin.join(".complete"))
+        .is_ok_and(|s| s.lines().next() == Some(want.as_str()));
+    (complete && bin.join("mysqld").is_file()).then_some(bin)
+}
+
 /// Folder with the MariaDB client programs and `mariadb-install-db`
 /// (mariadb/mysql, mysqladmin, mariadb-dump/mysqldump), usually `/usr/bin`.
 pub fn mariadb_bin_dir() -> Option<PathBuf> {
@@ -170,6 +186,7 @@ fn test_user_ok() -> bool {
 pub(crate) enum Component {
     Postgres,
     Mariadb,
+    Mysql,
     Ferretdb,
     Versitygw,
 }
@@ -181,17 +198,19 @@ impl Component {
             Component::Mariadb => {
                 mariadbd_path().is_some() && mariadb_bin_dir().is_some() && test_user_ok()
             }
+            Component::Mysql => mysql_bin_dir().is_some() && test_user_ok(),
             Component::Ferretdb => ferretdb_built(),
             Component::Versitygw => versitygw_built(),
         }
     }
 
-    fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             Component::Postgres => {
                 "PostgreSQL (/usr/lib/postgresql/<major>/bin/{initdb,postgres,...})".to_owned()
             }
             Component::Mariadb => "MariaDB (mariadbd, mariadb-install-db, clients)".to_owned(),
+            Component::Mysql => format!("MySQL ({})", mysql_dir().join("bin").display()),
             Component::Ferretdb => format!("FerretDB ({})", ferretdb_bin().display()),
             Component::Versitygw => format!("versitygw ({})", versitygw_bin().display()),
         }
@@ -203,14 +222,15 @@ pub fn install_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hack/servers/install.sh")
 }
 
-const ALL: [Component; 4] = [
+const ALL: [Component; 5] = [
     Component::Postgres,
     Component::Mariadb,
+    Component::Mysql,
     Component::Ferretdb,
     Component::Versitygw,
 ];
 
-/// True if PostgreSQL, MariaDB, FerretDB and versitygw (and, as root, the
+/// True if PostgreSQL, MariaDB, MySQL, FerretDB and versitygw (and, as root, the
 /// test user) are all there.
 pub fn is_installed() -> bool {
     ALL.iter().all(|c| c.installed())

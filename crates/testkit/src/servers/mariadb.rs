@@ -1,4 +1,6 @@
-//! [`Mariadb`]: a private MariaDB server.
+//! [`Mariadb`]: a private MariaDB server, and [`Mysql`]: a private MySQL
+//! server (Debian sid's, see `hack/servers/install.sh`), the same fixture
+//! with the other server's binaries and first start.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ const ADMIN_USER: &str = "root";
 /// Dropping it kills the server and removes the folder (`TESTKIT_KEEP_DIR=1`
 /// keeps it); the server also dies with the test process (PDEATHSIG).
 pub struct Mariadb {
+    kind: Kind,
     instance: Instance,
     mariadbd: PathBuf,
     bin_dir: PathBuf,
@@ -34,6 +37,77 @@ pub struct Mariadb {
 }
 
 process::instance!(Mariadb);
+
+/// Which server of the family runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Mariadb,
+    Mysql,
+}
+
+impl Kind {
+    fn component(self) -> Component {
+        match self {
+            Kind::Mariadb => Component::Mariadb,
+            Kind::Mysql => Component::Mysql,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mariadb => "mariadb",
+            Kind::Mysql => "mysql",
+        }
+    }
+}
+
+/// A MySQL server (Debian sid's `mysqld`, run beside the system by
+/// `hack/servers/install.sh`'s wrappers) on `127.0.0.1:<free port>`: the
+/// [`Mariadb`] fixture with MySQL's binaries and first start (`mysqld
+/// --initialize-insecure`), so every [`Mariadb`] method works on it.
+/// `root` has a generated password at `localhost`, `127.0.0.1` and `%`.
+pub struct Mysql(Mariadb);
+
+impl std::fmt::Debug for Mysql {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Mysql").field(&self.0).finish()
+    }
+}
+
+impl std::ops::Deref for Mysql {
+    type Target = Mariadb;
+    fn deref(&self) -> &Mariadb {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Mysql {
+    fn deref_mut(&mut self) -> &mut Mariadb {
+        &mut self.0
+    }
+}
+
+impl Mysql {
+    /// As [`Mariadb::start_with`], for MySQL.
+    pub async fn start_with(extra_args: &[&str]) -> Result<Mysql> {
+        let extra: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        process::install_and_start(Component::Mysql, "mysql", async || {
+            Mariadb::start_once(Kind::Mysql, extra.clone()).await
+        })
+        .await
+        .map(Mysql)
+    }
+
+    /// The fixture itself, for code written for both servers.
+    pub fn into_inner(self) -> Mariadb {
+        self.0
+    }
+
+    /// As [`Mariadb::prepare_member`], for MySQL.
+    pub fn prepare_member(admin_password: &str, options: &[&str]) -> Result<Mysql> {
+        Mariadb::prepare(Kind::Mysql, admin_password, options).map(Mysql)
+    }
+}
 
 impl Mariadb {
     /// mariadb-install-db + mariadbd; returns once root can log in over TCP
@@ -49,21 +123,22 @@ impl Mariadb {
     pub async fn start_with(extra_args: &[&str]) -> Result<Mariadb> {
         let extra: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
         process::install_and_start(Component::Mariadb, "mariadb", async || {
-            Mariadb::start_once(extra.clone()).await
+            Mariadb::start_once(Kind::Mariadb, extra.clone()).await
         })
         .await
     }
 
-    async fn start_once(extra_args: Vec<String>) -> Result<Mariadb> {
+    async fn start_once(kind: Kind, extra_args: Vec<String>) -> Result<Mariadb> {
         let started = Instant::now();
         let missing = || {
             format!(
-                "MariaDB not found (mariadbd, mariadb-install-db, clients); run {}",
+                "{} not found; run {}",
+                kind.component().describe(),
                 install::install_script().display()
             )
         };
-        let mut mariadb =
-            Mariadb::unstarted(Admin::generated(ADMIN_USER), extra_args).with_context(missing)?;
+        let mut mariadb = Mariadb::unstarted(kind, Admin::generated(ADMIN_USER), extra_args)
+            .with_context(missing)?;
         mariadb.init().await?;
         mariadb.launch(true).await?;
         mariadb.startup = started.elapsed();
@@ -71,15 +146,24 @@ impl Mariadb {
     }
 
     /// A server's folder, port and binaries, not started.
-    fn unstarted(admin: Admin, extra_args: Vec<String>) -> Result<Mariadb> {
-        let mariadbd = install::mariadbd_path().context("no mariadbd")?;
-        let bin_dir = install::mariadb_bin_dir().context("no MariaDB clients")?;
-        let dir = ServerDir::create("mariadb", install::server_user()?)?;
+    fn unstarted(kind: Kind, admin: Admin, extra_args: Vec<String>) -> Result<Mariadb> {
+        let (mariadbd, bin_dir) = match kind {
+            Kind::Mariadb => (
+                install::mariadbd_path().context("no mariadbd")?,
+                install::mariadb_bin_dir().context("no MariaDB clients")?,
+            ),
+            Kind::Mysql => {
+                let bin = install::mysql_bin_dir().context("no MySQL")?;
+                (bin.join("mysqld"), bin)
+            }
+        };
+        let dir = ServerDir::create(kind.name(), install::server_user()?)?;
         std::fs::create_dir_all(dir.path().join("tmp"))?;
         dir.chown(&dir.path().join("tmp"))?;
         Ok(Mariadb {
+            kind,
             instance: Instance::new(
-                "mariadb",
+                kind.name(),
                 dir,
                 "mariadbd.log",
                 admin,
@@ -102,8 +186,13 @@ impl Mariadb {
     /// primary, whose `root` it then has, with `admin_password`). `options`
     /// are the operator's server settings.
     pub fn prepare_member(admin_password: &str, options: &[&str]) -> Result<Mariadb> {
-        install::ensure(&[Component::Mariadb])?;
+        Mariadb::prepare(Kind::Mariadb, admin_password, options)
+    }
+
+    fn prepare(kind: Kind, admin_password: &str, options: &[&str]) -> Result<Mariadb> {
+        install::ensure(&[kind.component()])?;
         Mariadb::unstarted(
+            kind,
             Admin {
                 user: ADMIN_USER.to_owned(),
                 password: admin_password.to_owned(),
@@ -122,6 +211,9 @@ impl Mariadb {
     }
 
     async fn init(&mut self) -> Result<()> {
+        if self.kind == Kind::Mysql {
+            return self.init_mysql().await;
+        }
         let log = self.dir.path().join("install-db.log");
         // A private tmpdir: bootstrap servers sharing /tmp remove each
         // other's temporary tables ("Unknown table 'mysql.tmp_user_sys'").
@@ -153,6 +245,31 @@ impl Mariadb {
         Ok(())
     }
 
+    /// `mysqld --initialize-insecure` (root@localhost without a password),
+    /// and the first start's file that gives root its password.
+    async fn init_mysql(&mut self) -> Result<()> {
+        let log = self.dir.path().join("initialize.log");
+        let args: Vec<String> = vec![
+            "--no-defaults".to_owned(),
+            format!("--datadir={}", self.data_dir().display()),
+            format!("--tmpdir={}", self.dir.path().join("tmp").display()),
+            "--initialize-insecure".to_owned(),
+        ];
+        let command = self.dir.command(&self.mariadbd, &args, &log)?;
+        let mut initialize = ServerProcess::spawn(&self.supervisor, "mysqld", command, &log).await?;
+        initialize.wait_success(Duration::from_secs(120)).await?;
+        let password = self.admin_password();
+        let sql = format!(
+            "ALTER USER 'root'@'localhost' IDENTIFIED BY '{password}';\n\
+             CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{password}';\n\
+             GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n\
+             CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '{password}';\n\
+             GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\n"
+        );
+        self.dir.write_private("init.sql", &sql)?;
+        Ok(())
+    }
+
     async fn launch(&mut self, first: bool) -> Result<()> {
         let root = self.dir.path();
         let log = self.log_path();
@@ -166,11 +283,17 @@ impl Mariadb {
             format!("--port={}", self.port),
             format!("--bind-address={HOST}"),
             "--skip-name-resolve".to_owned(),
-            "--skip-log-bin".to_owned(),
             "--innodb-flush-log-at-trx-commit=0".to_owned(),
             "--innodb-buffer-pool-size=64M".to_owned(),
             "--max-connections=50".to_owned(),
         ];
+        match self.kind {
+            Kind::Mariadb => args.push("--skip-log-bin".to_owned()),
+            // No file import/export folder, no X protocol port (it would
+            // clash between servers); the binary log stays on (MySQL's
+            // default): replicated members need it.
+            Kind::Mysql => args.extend(["--secure-file-priv=".to_owned(), "--mysqlx=OFF".to_owned()]),
+        }
         args.extend(self.extra_args.iter().cloned());
         if first {
             args.push(format!("--init-file={}", root.join("init.sql").display()));
@@ -187,14 +310,21 @@ impl Mariadb {
                 .env("DATADIR", self.data_dir())
                 .env("ROLE_FILE", self.dir.path().join("labels"))
                 .env("TMPDIR", root.join("tmp"))
-                .env("MARIADB_ROOT_PASSWORD", self.admin_password())
+                .env(
+                    match self.kind {
+                        Kind::Mariadb => "MARIADB_ROOT_PASSWORD",
+                        Kind::Mysql => "MYSQL_ROOT_PASSWORD",
+                    },
+                    self.admin_password(),
+                )
                 .env("PATH", format!("{}:{path}", self.bin_dir.display()))
                 .envs(member.env.iter().map(|(k, v)| (k, v)));
             command
         } else {
             self.dir.command(&self.mariadbd, &args, &log)?
         };
-        let mut server = ServerProcess::spawn(&self.supervisor, "mariadbd", command, &log).await?;
+        let mut server =
+            ServerProcess::spawn(&self.supervisor, self.kind.name(), command, &log).await?;
         let opts = self.opts();
         let port = self.port;
         process::wait_ready(

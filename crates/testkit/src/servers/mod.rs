@@ -50,9 +50,9 @@ mod s3;
 pub use ferret::Ferret;
 pub use install::{
     TEST_USER, ensure_installed, ferretdb_bin, ferretdb_version, install_script, is_installed,
-    mariadb_bin_dir, mariadbd_path, postgres_bin_dir,
+    mariadb_bin_dir, mariadbd_path, mysql_bin_dir, postgres_bin_dir,
 };
-pub use mariadb::Mariadb;
+pub use mariadb::{Mariadb, Mysql};
 pub use postgres::{Member, Postgres};
 pub use process::Instance;
 pub use s3::S3;
