@@ -77,10 +77,10 @@ pub fn mysql_options() -> Vec<String> {
 
 fn options_of(flavor: database_operator_api::v1::Flavor) -> Vec<String> {
     let mut options: Vec<String> = operator::replication::mysql::settings(flavor)
-            .lines()
-            .filter_map(|line| line.split_once(" = "))
-            .map(|(key, value)| format!("--{key}={value}"))
-            .collect();
+        .lines()
+        .filter_map(|line| line.split_once(" = "))
+        .map(|(key, value)| format!("--{key}={value}"))
+        .collect();
     options.extend([
         "--innodb-flush-log-at-trx-commit=1".into(),
         "--sync-binlog=1".into(),

@@ -15,7 +15,7 @@ mod monitoring;
 mod plugin;
 mod rbac;
 mod replication;
-mod replication_mariadb;
+mod replication_gtid;
 mod restore;
 mod steady_state;
 mod telemetry;

@@ -214,11 +214,7 @@ async fn copies_the_primary_and_a_diverged_former_primary_is_copied_afresh(
         unreachable!()
     };
     for replica in [&*one, &*two] {
-        ensure!(
-            log(replica).contains(says.copies),
-            "{}",
-            log(replica)
-        );
+        ensure!(log(replica).contains(says.copies), "{}", log(replica));
         holds(replica, &["first"]).await?;
         streams(flavor, replica).await?;
         refuses_admin_writes(replica).await?;
@@ -291,8 +287,7 @@ async fn copies_the_primary_and_a_diverged_former_primary_is_copied_afresh(
     old.restart_as(rejoin).await?;
     let said = log(old);
     ensure!(
-        said.contains(says.diverged)
-            && said.contains("kept the previous data as"),
+        said.contains(says.diverged) && said.contains("kept the previous data as"),
         "{said}"
     );
     ensure!(old.data_dir().join(".replaced/app").is_dir());

@@ -699,13 +699,16 @@ pub async fn ensure_login(
             )
             .await
             .map_err(|e| db_error(&e, &secrets))?;
-        // Granting READ_ONLY ADMIN needs it: once the admin login gave it
-        // up (replicated to every member), the replication login, which
-        // got it first, is left as it is. Its password never changes (the
-        // Secret is immutable), so nothing is written: in sync mode a
-        // write here would wait for a replica.
+        // The login's password never changes (the Secret is immutable) and
+        // its grants are given with it, so a login that exists is left as
+        // it is and nothing is written: in sync mode a write here would
+        // wait for a replica, which a new primary may not have yet.
+        // MariaDB: granting READ_ONLY ADMIN needs it, so the login is made
+        // while the admin login still holds it, and the admin gives it up
+        // in the same pass (replicated to every member).
         let bypass = holds_read_only_bypass(&own);
-        if exists.unwrap_or(0) > 0 && flavor == Flavor::Mariadb && !bypass {
+        let exists = exists.unwrap_or(0) > 0;
+        if exists && (flavor == Flavor::Mysql || !bypass) {
             return Ok(());
         }
         let mut grant = Vec::new();

@@ -256,7 +256,8 @@ impl Mariadb {
             "--initialize-insecure".to_owned(),
         ];
         let command = self.dir.command(&self.mariadbd, &args, &log)?;
-        let mut initialize = ServerProcess::spawn(&self.supervisor, "mysqld", command, &log).await?;
+        let mut initialize =
+            ServerProcess::spawn(&self.supervisor, "mysqld", command, &log).await?;
         initialize.wait_success(Duration::from_secs(120)).await?;
         let password = self.admin_password();
         let sql = format!(
@@ -292,7 +293,9 @@ impl Mariadb {
             // No file import/export folder, no X protocol port (it would
             // clash between servers); the binary log stays on (MySQL's
             // default): replicated members need it.
-            Kind::Mysql => args.extend(["--secure-file-priv=".to_owned(), "--mysqlx=OFF".to_owned()]),
+            Kind::Mysql => {
+                args.extend(["--secure-file-priv=".to_owned(), "--mysqlx=OFF".to_owned()]);
+            }
         }
         args.extend(self.extra_args.iter().cloned());
         if first {

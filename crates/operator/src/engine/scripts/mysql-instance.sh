@@ -47,6 +47,8 @@
 #   REPLICATION_PASSWORD   its password
 #   MYSQL_ROOT_PASSWORD    the admin login's (root) password, which a copy has
 #   ROLE_WAIT_SECONDS      how long to wait for the role label (default 600)
+#   FOLLOW_CHECK_SECONDS   how long to wait for the primary's answer to a
+#                          member with data (default 30)
 set -eu
 
 say() { echo "instance: $*" >&2; }
@@ -91,9 +93,10 @@ private_socket="$DATADIR/dbop-private.sock"
 replica_mark="$DATADIR/dbop-replica"
 
 # SQL on the private server, as root (its password is the primary's once
-# the server holds a copy).
+# the server holds a copy); --raw: a GTID set of several servers spans
+# lines, which --batch alone would print as "\n".
 private_sql() {
-    MYSQL_PWD="${private_password-}" mysql --socket="$private_socket" -u root --batch --skip-column-names "$@"
+    MYSQL_PWD="${private_password-}" mysql --socket="$private_socket" -u root --batch --raw --skip-column-names "$@"
 }
 
 # Starts the server for this script alone: no network, no replication. Its
@@ -239,20 +242,26 @@ replace() {
 
 if [ ! -d "$DATADIR/mysql" ]; then
     seed "$@"
-elif primary_up; then
+else
     say "data of a member: asking the primary whether it may follow"
     private_password=$MYSQL_ROOT_PASSWORD
     private_start "$@"
+    source=$(private_sql -e 'SELECT COUNT(*) FROM performance_schema.replication_connection_configuration')
     mine=$(private_sql -e 'SELECT @@GLOBAL.gtid_executed' | tr -d '\n')
-    verdict=$(printf 'SELECT GTID_SUBSET(%s, @@GLOBAL.gtid_executed), GTID_SUBSET(@@GLOBAL.gtid_purged, %s);\n' \
-        "$(literal "$mine")" "$(literal "$mine")" | primary_sql 2>/dev/null) || verdict=unknown
+    verdict=unknown
+    n=0
+    while [ "$n" -lt "${FOLLOW_CHECK_SECONDS:-30}" ]; do
+        if verdict=$(printf 'SELECT GTID_SUBSET(%s, @@GLOBAL.gtid_executed), GTID_SUBSET(@@GLOBAL.gtid_purged, %s);\n' \
+            "$(literal "$mine")" "$(literal "$mine")" | primary_sql 2>"$DATADIR/dbop-check.err"); then
+            break
+        fi
+        verdict=unknown
+        sleep 1
+        n=$((n + 1))
+    done
     case "$verdict" in
     "1	1")
         change_source | private_sql
-        private_stop
-        ;;
-    unknown)
-        say "the primary did not answer: starting as a replica, which reconnects by itself"
         private_stop
         ;;
     "0	"*)
@@ -260,27 +269,27 @@ elif primary_up; then
         private_stop
         replace "$@"
         ;;
+    unknown)
+        private_stop
+        if [ "$source" = 0 ]; then
+            # A former primary must not start before the primary has said
+            # it may follow: it could hold, or take, writes the primary
+            # never sees.
+            say "data of a former primary and no answer from the primary ($(cat "$DATADIR/dbop-check.err")): waiting for it"
+            sleep 2
+            exec sh "$0" ${entrypoint:+"$entrypoint"} "$@"
+        fi
+        # A member with a source has run read-only since the primary last
+        # said it may follow.
+        say "the primary did not answer ($(cat "$DATADIR/dbop-check.err")): starting as a replica, which reconnects by itself"
+        ;;
     *)
         say "the primary no longer has transactions this server lacks (GTID set ${mine}): copying the primary afresh"
         private_stop
         replace "$@"
         ;;
     esac
-else
-    private_password=$MYSQL_ROOT_PASSWORD
-    private_start "$@"
-    source=$(private_sql -e 'SELECT COUNT(*) FROM performance_schema.replication_connection_configuration')
-    private_stop
-    if [ "$source" = 0 ]; then
-        # A former primary must not start before the primary has said it
-        # may follow: it could take writes the primary never sees.
-        until primary_up; do
-            say "data of a former primary and no primary to follow yet: waiting"
-            sleep 2
-        done
-        exec sh "$0" ${entrypoint:+"$entrypoint"} "$@"
-    fi
-    say "the primary is not reachable: starting as a replica, which reconnects by itself"
+    rm -f "$DATADIR/dbop-check.err"
 fi
 
 touch "$replica_mark"

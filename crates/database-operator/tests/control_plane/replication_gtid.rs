@@ -1,5 +1,6 @@
-//! MariaDB replication end to end: the real operator on the local control
-//! plane, whose KWOK pods stand for three real MariaDB servers on loopback,
+//! MySQL and MariaDB replication end to end: the real operator on the local
+//! control plane, whose KWOK pods stand for three real servers of the
+//! flavor on loopback (MySQL from Debian unstable, MariaDB from Debian),
 //! as in `replication.rs` for PostgreSQL (the same test kubelet and
 //! kube-proxy: role labels to the servers, the primary Service a loopback
 //! proxy that follows the pod labelled primary).
@@ -18,16 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use database_operator_api::v1::Database;
 use database_operator_api::v1::condition::{self, types};
 use database_operator_api::v1::replication::MemberState;
+use database_operator_api::v1::{Database, Flavor};
 use kube::Api;
 use mysql_async::prelude::Queryable;
 use operator::replication::mysql;
 use testkit::harness::{self, create, eventually};
 use testkit::proxy::Proxy;
 use testkit::replication::InstanceScript;
-use testkit::servers::Mariadb;
+use testkit::servers::{Mariadb, Mysql};
 
 use crate::replication::{
     NAME, NS, WAIT, ask_for_primary, endpoints, index, labelled, one_primary_and_events, pod, stage,
@@ -41,7 +42,13 @@ fn address(server: &Mariadb) -> SocketAddr {
         .unwrap()
 }
 
-use testkit::replication::mariadb_options as options;
+/// The operator's server settings for `flavor` as options.
+fn options(flavor: Flavor) -> Vec<String> {
+    match flavor {
+        Flavor::Mariadb => testkit::replication::mariadb_options(),
+        Flavor::Mysql => testkit::replication::mysql_options(),
+    }
+}
 
 async fn ledger(server: &Mariadb) -> Vec<String> {
     let Ok(mut conn) = server.connect().await else {
@@ -157,7 +164,12 @@ fn admin(server: &Mariadb) -> operator::users::Target {
 }
 
 /// Whether every replica's server says it streams, and the operator too.
-async fn all_streaming(dbs: &Api<Database>, servers: &[Mariadb], replicas: &[usize]) -> bool {
+async fn all_streaming(
+    flavor: Flavor,
+    dbs: &Api<Database>,
+    servers: &[Mariadb],
+    replicas: &[usize],
+) -> bool {
     let said = dbs
         .get(NAME)
         .await
@@ -167,11 +179,7 @@ async fn all_streaming(dbs: &Api<Database>, servers: &[Mariadb], replicas: &[usi
         .is_some_and(|c| c.status == condition::ConditionStatus::True);
     let mut streaming = said;
     for &i in replicas {
-        let member = mysql::member(
-            database_operator_api::v1::Flavor::Mariadb,
-            &admin(&servers[i]),
-        )
-        .await;
+        let member = mysql::member(flavor, &admin(&servers[i])).await;
         streaming &= member.is_ok_and(|m| m.in_recovery && m.streaming);
     }
     streaming
@@ -179,16 +187,45 @@ async fn all_streaming(dbs: &Api<Database>, servers: &[Mariadb], replicas: &[usi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_write() {
-    let script = InstanceScript::mariadb().unwrap();
-    let mut primary_options = options();
+    fails_over_and_switches_back_without_losing_a_write(Flavor::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_fails_over_mysql_and_switches_back_without_losing_a_write() {
+    fails_over_and_switches_back_without_losing_a_write(Flavor::Mysql).await;
+}
+
+async fn fails_over_and_switches_back_without_losing_a_write(flavor: Flavor) {
+    let (script, spec) = match flavor {
+        Flavor::Mariadb => (
+            InstanceScript::mariadb().unwrap(),
+            serde_json::json!({"engine": "mysql", "flavor": "mariadb", "version": "11.4"}),
+        ),
+        Flavor::Mysql => (
+            InstanceScript::mysql().unwrap(),
+            serde_json::json!({"engine": "mysql", "version": "8.4"}),
+        ),
+    };
+    let mut primary_options = options(flavor);
     primary_options.push("--server-id=1".into());
     let primary_options: Vec<&str> = primary_options.iter().map(String::as_str).collect();
-    let mut servers = vec![Mariadb::start_with(&primary_options).await.unwrap()];
+    let mut servers = vec![match flavor {
+        Flavor::Mariadb => Mariadb::start_with(&primary_options).await.unwrap(),
+        Flavor::Mysql => Mysql::start_with(&primary_options)
+            .await
+            .unwrap()
+            .into_inner(),
+    }];
     let admin_password = servers[0].admin_password().to_owned();
-    let member_options = options();
+    let member_options = options(flavor);
     let member_options: Vec<&str> = member_options.iter().map(String::as_str).collect();
     for _ in 1..3 {
-        servers.push(Mariadb::prepare_member(&admin_password, &member_options).unwrap());
+        servers.push(match flavor {
+            Flavor::Mariadb => Mariadb::prepare_member(&admin_password, &member_options).unwrap(),
+            Flavor::Mysql => Mysql::prepare_member(&admin_password, &member_options)
+                .unwrap()
+                .into_inner(),
+        });
     }
     {
         let mut conn = servers[0].connect().await.unwrap();
@@ -208,12 +245,14 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
     )
     .await;
     let dbs = Api::<Database>::namespaced(client.clone(), NS);
+    let mut spec = spec;
+    spec["replicas"] = 3.into();
+    spec["storage"] = serde_json::json!({"size": "1Gi"});
+    spec["replication"] = serde_json::json!({"failoverDelay": "5s", "mode": "sync"});
     let db: Database = serde_json::from_value(serde_json::json!({
         "apiVersion": "example.com/v1", "kind": "Database",
         "metadata": {"name": NAME, "namespace": NS},
-        "spec": {"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 3,
-                 "storage": {"size": "1Gi"},
-                 "replication": {"failoverDelay": "5s", "mode": "sync"}}
+        "spec": spec
     }))
     .unwrap();
     create(&dbs, &db).await;
@@ -237,7 +276,9 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
     // The operator made the replication login: every replica streams, and
     // the status says so.
     eventually(&env, "every replica streaming", WAIT, || async {
-        all_streaming(&dbs, &servers, &[1, 2]).await.then_some(())
+        all_streaming(flavor, &dbs, &servers, &[1, 2])
+            .await
+            .then_some(())
     })
     .await;
     let status = dbs.get(NAME).await.unwrap().status.unwrap();
@@ -264,10 +305,7 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
             "semi-synchronous replication on every member",
             WAIT,
             || async {
-                let member =
-                    mysql::member(database_operator_api::v1::Flavor::Mariadb, &admin(server))
-                        .await
-                        .ok()?;
+                let member = mysql::member(flavor, &admin(server)).await.ok()?;
                 let semi = member.semi_sync?;
                 let want = if i == 0 {
                     semi.source && semi.waiting
@@ -331,7 +369,7 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
     holds(&env, &servers[0], &want).await;
     refuses_writes(&servers[0]).await;
     eventually(&env, "every replica streaming again", WAIT, || async {
-        all_streaming(&dbs, &servers, &[0, other])
+        all_streaming(flavor, &dbs, &servers, &[0, other])
             .await
             .then_some(())
     })
@@ -371,7 +409,11 @@ async fn the_operator_fails_over_mariadb_and_switches_back_without_losing_a_writ
         &env,
         "every replica streaming after the switchover",
         WAIT,
-        || async { all_streaming(&dbs, &servers, &[1, 2]).await.then_some(()) },
+        || async {
+            all_streaming(flavor, &dbs, &servers, &[1, 2])
+                .await
+                .then_some(())
+        },
     )
     .await;
     let failed_over = one_primary_and_events(&client, "FailedOver").await;
