@@ -234,15 +234,9 @@ impl Mariadb {
         install_db.wait_success(Duration::from_secs(120)).await?;
         // Run by mariadbd at its first start, before it serves clients.
         let password = self.admin_password();
-        let sql = format!(
-            "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD('{password}') OR unix_socket;\n\
-             CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{password}';\n\
-             GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n\
-             CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '{password}';\n\
-             GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\n"
-        );
-        self.dir.write_private("init.sql", &sql)?;
-        Ok(())
+        self.write_init_sql(&format!(
+            "IDENTIFIED VIA mysql_native_password USING PASSWORD('{password}') OR unix_socket"
+        ))
     }
 
     /// `mysqld --initialize-insecure` (root@localhost without a password),
@@ -260,8 +254,15 @@ impl Mariadb {
             ServerProcess::spawn(&self.supervisor, "mysqld", command, &log).await?;
         initialize.wait_success(Duration::from_secs(120)).await?;
         let password = self.admin_password();
+        self.write_init_sql(&format!("IDENTIFIED BY '{password}'"))
+    }
+
+    /// The file the first start runs: root@localhost authenticated as
+    /// `localhost_auth` says, and root over TCP with the admin password.
+    fn write_init_sql(&self, localhost_auth: &str) -> Result<()> {
+        let password = self.admin_password();
         let sql = format!(
-            "ALTER USER 'root'@'localhost' IDENTIFIED BY '{password}';\n\
+            "ALTER USER 'root'@'localhost' {localhost_auth};\n\
              CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{password}';\n\
              GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n\
              CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '{password}';\n\
