@@ -62,6 +62,11 @@ enum Command {
     },
     /// The backup agent: backup, restore, prune or verify (run in backup Jobs).
     Agent(agent::AgentArgs),
+    /// The database container's command in a replicated PostgreSQL or
+    /// MySQL-family Database: runs the instance script once the Kubernetes
+    /// API has confirmed the pod's role, and stops a primary cut off from
+    /// the API for half the failover delay.
+    Instance(operator::instance::Args),
     /// Copy this binary to a path (made executable): how backup, restore
     /// and drill pods take the agent out of the operator's image, which has
     /// no shell and no `cp`.
@@ -77,6 +82,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Agent(args) => std::process::exit(agent::run(args).await),
         Command::CopySelf { to } => copy_self(&to)?,
+        Command::Instance(args) => {
+            operator::daemon::telemetry::init(operator::daemon::telemetry::LogFormat::Text);
+            std::process::exit(operator::instance::run(args).await?);
+        }
         Command::Manifests { deploy_dir } => {
             for (path, contents) in operator::crd::deploy_files() {
                 let path = deploy_dir.join(path);

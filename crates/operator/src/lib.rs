@@ -12,6 +12,7 @@ pub mod daemon;
 pub(crate) mod diff;
 pub mod engine;
 pub mod error;
+pub mod instance;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod metrics;

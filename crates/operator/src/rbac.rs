@@ -119,10 +119,22 @@ pub const CLUSTER_RULES: &[Rule] = &[
         verbs: &["get", "list", "watch", "create"],
     },
     Rule {
-        why: "The backup pod's termination message carries the agent's report. A streaming Database's pods carry the role label the operator keeps (patch), and a failed-over primary's pod is deleted so that it restarts as a replica (delete).",
+        why: "The backup pod's termination message carries the agent's report. A streaming Database's pods carry the role label the operator keeps (patch), and a failed-over primary's pod is deleted so that it restarts as a replica (delete). The operator grants a replicated Database's pods get on their own pods, which it must hold itself (get).",
         group: "",
         resources: &["pods"],
-        verbs: &["list", "patch", "delete"],
+        verbs: &["get", "list", "patch", "delete"],
+    },
+    Rule {
+        why: "A replicated Database's pods read their role and the failover delay through a ServiceAccount of their own, with a Role that may get only the Database's pods and the Database: applied, cached.",
+        group: "",
+        resources: &["serviceaccounts"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+    },
+    Rule {
+        why: "",
+        group: "rbac.authorization.k8s.io",
+        resources: &["roles", "rolebindings"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
     },
     Rule {
         why: "Volume claims: grown when spec.storage.size grows, deleted on Delete policy.",

@@ -58,6 +58,7 @@ impl InstanceScript {
                 ("REPLICATION_PASSWORD".into(), password.into()),
                 ("ROLE_WAIT_SECONDS".into(), "5".into()),
             ],
+            supervisor: Vec::new(),
         }
     }
 }

@@ -52,8 +52,8 @@ pub const RETENTION_PATTERN: &str = r"^[0-9]+[hdw]?$";
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && self.metadata.name.size() <= 52")
         .message("metadata.name must start with a letter, contain only lowercase letters, digits and '-', and be at most 52 characters (it names the StatefulSet and Services)"),
-    validation = Rule::new("!has(self.spec.replication) || self.spec.engine != 'mongodb'")
-        .message("spec.replication: PostgreSQL and the mysql engine (MySQL, MariaDB) replicate under the operator's control; a MongoDB replica set elects its own primary")
+    validation = Rule::new("!has(self.spec.replication) || self.spec.engine != 'mongodb' || (!has(self.spec.replication.failoverDelay) && !has(self.spec.replication.maxFailoverLag) && !has(self.spec.replication.mode) && !has(self.spec.replication.primary) && (!has(self.spec.replication.allowLaggingFailover) || !self.spec.replication.allowLaggingFailover))")
+        .message("spec.replication: a MongoDB replica set elects its own primary, so of spec.replication only reseedIndependentReplicas applies to it; failover, switchover and sync mode are PostgreSQL's, MySQL's and MariaDB's")
         .field_path(".spec.replication"),
     validation = Rule::new("!has(self.spec.replication) || !has(self.spec.replication.primary) || (self.spec.replication.primary.startsWith(self.metadata.name + '-') && self.spec.replication.primary.substring(size(self.metadata.name) + 1).matches('^(0|[1-9][0-9]?)$') && int(self.spec.replication.primary.substring(size(self.metadata.name) + 1)) < self.spec.replicas)")
         .message("spec.replication.primary must name one of this Database's pods, <name>-<ordinal> with an ordinal below spec.replicas")

@@ -65,10 +65,16 @@ async fn monitor_reconcile_errors(env: &harness::Env) -> f64 {
         .sum()
 }
 
+/// How long no write must happen for the operator to count as settled.
+const QUIET: Duration = Duration::from_secs(11);
+
 async fn settle(env: &harness::Env) -> f64 {
     let mut last = env.metric("database_operator_api_writes_total").await;
     loop {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Longer than the slowest attempt to reach a server that is not
+        // there (mongomon's: the MongoDB driver gives up after 10 s), whose
+        // outcome may still be written.
+        tokio::time::sleep(QUIET).await;
         let now = env.metric("database_operator_api_writes_total").await;
         if now == last {
             return now;

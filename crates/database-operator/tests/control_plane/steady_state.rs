@@ -17,6 +17,10 @@ use testkit::fixtures::sample_in;
 const WAIT: Duration = Duration::from_secs(90);
 const WRITES: &str = "database_operator_api_writes_total";
 const RECONCILES: &str = "database_operator_reconciliations_total";
+/// How long no write must happen for the operator to count as settled:
+/// longer than the slowest attempt to reach a server that is not there
+/// (the MongoDB driver gives up after 10 s), whose outcome may be written.
+const QUIET: Duration = Duration::from_secs(11);
 
 /// Waits until the operator has made no write for `quiet`.
 async fn settle(env: &harness::Env, quiet: Duration) -> f64 {
@@ -83,7 +87,7 @@ async fn steady_state_reconciles_make_no_writes_and_the_admin_secret_is_never_re
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
     let original = secrets.get("mysql-sample-secret").await.unwrap();
 
-    let writes_before = settle(env, Duration::from_secs(3)).await;
+    let writes_before = settle(env, QUIET).await;
     assert!(writes_before > 0.0, "the operator's writes are counted");
     poke_and_wait_for_reconciles(env, &dbs, &names, 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -95,7 +99,7 @@ async fn steady_state_reconciles_make_no_writes_and_the_admin_secret_is_never_re
 
     // A restarted operator finds everything in place: no write, same Secret.
     env.restart_operator().await;
-    let writes_at_start = settle(env, Duration::from_secs(3)).await;
+    let writes_at_start = settle(env, QUIET).await;
     poke_and_wait_for_reconciles(env, &dbs, &names, 2).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(

@@ -23,7 +23,7 @@ use super::security::{restricted_container, restricted_pod};
 use crate::engine::{Driver, PASSWORD_KEY, USERNAME_KEY, plain_env, secret_env};
 
 /// Where the init container puts the agent binary.
-const AGENT_DIR: &str = "/agent";
+pub(crate) const AGENT_DIR: &str = "/agent";
 /// Where the operator image keeps its binary.
 pub const AGENT_BINARY_IN_IMAGE: &str = "/usr/local/bin/database-operator";
 

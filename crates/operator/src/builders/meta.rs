@@ -70,6 +70,11 @@ impl Names<'_> {
     pub fn monitor(&self) -> String {
         self.0.to_owned()
     }
+    /// The ServiceAccount of the Database's pods, its Role and RoleBinding:
+    /// what the in-pod supervisor reads the API as.
+    pub fn instance(&self) -> String {
+        format!("{}-instance", self.0)
+    }
 }
 
 /// The longest CronJob name Kubernetes accepts.

@@ -6,6 +6,7 @@ pub mod configmap;
 pub mod credentials;
 pub mod cronjob;
 pub mod drill;
+pub mod instance_access;
 pub mod meta;
 pub mod monitoring;
 pub mod pdb;
@@ -26,7 +27,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use sha2::{Digest, Sha256};
 
 use crate::engine::{Driver, Sizing, driver_of};
-use topology::Topology;
+use topology::{Topology, statefulset_replicas};
 
 /// The image with the operator's binary, which backup pods copy the agent from.
 pub const DEFAULT_AGENT_IMAGE: &str = concat!("database-operator:", env!("CARGO_PKG_VERSION"));
@@ -48,6 +49,8 @@ pub struct Desired {
     pub monitoring: Option<MonitoringChildren>,
     /// With `spec.restore`, once its source is known: the restore Job.
     pub restore: Option<Job>,
+    /// For members under the in-pod supervisor: their API access.
+    pub instance_access: Option<instance_access::InstanceAccess>,
 }
 
 /// Where a restore reads its backup from, once `spec.restore` is resolved.
@@ -84,7 +87,17 @@ impl Desired {
         let config_map = configmap::config_map(db, driver, &sizing, topology);
         let config_hash = configmap::config_hash(&config_map, driver);
         Self {
-            statefulset: statefulset::statefulset(db, driver, &sizing, &config_hash, topology),
+            statefulset: statefulset::statefulset(
+                db,
+                driver,
+                &sizing,
+                &config_hash,
+                topology,
+                agent_image,
+            ),
+            instance_access: statefulset::supervised(driver, topology).map(|_| {
+                instance_access::instance_access(db, statefulset_replicas(db, topology))
+            }),
             config_map,
             services: service::services(db, driver, topology),
             pdb: pdb::pod_disruption_budget(db),

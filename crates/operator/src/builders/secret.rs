@@ -44,7 +44,19 @@ pub fn admin_secret(db: &Database, driver: &dyn Driver, password: String) -> Sec
 /// password: created once, like the admin Secret.
 pub fn replication_secret(db: &Database, password: String) -> Secret {
     let name = Names(&db.name_any()).replication();
-    operator_login_secret(db, name, "database", crate::replication::LOGIN, password)
+    let mut secret =
+        operator_login_secret(db, name, "database", crate::replication::LOGIN, password);
+    if db.spec.engine == database_operator_api::v1::Engine::Mongodb {
+        // The replica set members' shared key (internal authentication).
+        let random: Vec<u8> = (0..768).map(|_| rand::random::<u8>()).collect();
+        if let Some(data) = secret.string_data.as_mut() {
+            data.insert(
+                crate::replication::mongodb::KEYFILE_KEY.to_owned(),
+                crate::replication::mongodb::keyfile(&random),
+            );
+        }
+    }
+    secret
 }
 
 /// The Secret `name` of one of the operator's own logins (`username`,

@@ -9,19 +9,23 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
-    DownwardAPIVolumeSource, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Volume,
-    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort,
+    DownwardAPIProjection, DownwardAPIVolumeFile, DownwardAPIVolumeSource, EmptyDirVolumeSource,
+    KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::ResourceExt;
 
+use super::backup_job::{AGENT_DIR, install_agent};
 use super::meta::{CONFIG_HASH, Names, child_meta, labels, selector_labels};
 use super::security::{restricted_container_with_seccomp, restricted_pod};
 use super::topology::{STREAMING, TOPOLOGY_ANNOTATION, Topology, statefulset_replicas};
-use crate::engine::{Driver, PODINFO_DIR, Sizing, Streaming};
+use crate::engine::{Driver, PODINFO_DIR, Sizing, Streaming, field_env};
+use crate::instance::StopSignal;
 
 /// The `app.kubernetes.io/component` of the database pods (and their
 /// StatefulSet): what tells them from the Jobs' pods, which carry the
@@ -31,6 +35,25 @@ pub const COMPONENT: &str = "database";
 const DATA_VOLUME: &str = "data";
 const CONFIG_VOLUME: &str = "config";
 const PODINFO_VOLUME: &str = "podinfo";
+const AGENT_VOLUME: &str = "agent";
+const API_ACCESS_VOLUME: &str = "api-access";
+/// Where a container finds its ServiceAccount's token, the cluster's CA and
+/// its namespace (what Kubernetes clients read in a pod).
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The labels the supervisor read from the API, for the instance script.
+const CONFIRMED_LABELS: &str = "/agent/labels";
+/// The name of the init container that copies the supervisor into the pod.
+const INSTALL_SUPERVISOR: &str = "install-agent";
+
+/// The stop signal of `driver`'s members when they run under the in-pod
+/// supervisor (`crate::instance`) in `topology`: replicated PostgreSQL and
+/// MySQL-family members do.
+pub fn supervised(driver: &dyn Driver, topology: Topology) -> Option<StopSignal> {
+    driver
+        .streaming()
+        .filter(|_| topology.is_streaming())
+        .and_then(Streaming::stop_signal)
+}
 
 /// The StatefulSet for `db`. `config_hash` lands on the pod template so a
 /// configuration change rolls the pods.
@@ -40,6 +63,7 @@ pub fn statefulset(
     sizing: &Sizing,
     config_hash: &str,
     topology: Topology,
+    agent_image: &str,
 ) -> StatefulSet {
     let names = Names(&db.name_any());
     StatefulSet {
@@ -67,7 +91,7 @@ pub fn statefulset(
                     when_scaled: Some("Retain".into()),
                 },
             ),
-            template: pod_template(db, driver, sizing, config_hash, topology),
+            template: pod_template(db, driver, sizing, config_hash, topology, agent_image),
             volume_claim_templates: Some(vec![volume_claim_template(&db.spec.storage)]),
             ..Default::default()
         },
@@ -81,6 +105,7 @@ fn pod_template(
     sizing: &Sizing,
     config_hash: &str,
     topology: Topology,
+    agent_image: &str,
 ) -> PodTemplateSpec {
     let names = Names(&db.name_any());
     let uid = driver.run_as_user();
@@ -98,6 +123,15 @@ fn pod_template(
         annotations.insert(TOPOLOGY_ANNOTATION.to_owned(), STREAMING.to_owned());
         volumes.push(podinfo_volume());
     }
+    let supervisor = supervised(driver, topology);
+    if supervisor.is_some() {
+        volumes.push(Volume {
+            name: AGENT_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        });
+        volumes.push(api_access_volume());
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(labels(db, COMPONENT)),
@@ -105,7 +139,10 @@ fn pod_template(
             ..Default::default()
         }),
         spec: Some(PodSpec {
-            containers: std::iter::once(container(db, driver, sizing, streaming))
+            init_containers: supervisor
+                .map(|_| vec![install_agent(agent_image, &agent_mount())]),
+            service_account_name: supervisor.map(|_| names.instance()),
+            containers: std::iter::once(container(db, driver, sizing, streaming, supervisor))
                 .chain(
                     db.enabled_monitoring()
                         .map(|_| super::monitoring::sidecar(db, driver.port())),
@@ -126,6 +163,84 @@ fn pod_template(
             ..Default::default()
         }),
     }
+}
+
+fn agent_mount() -> VolumeMount {
+    VolumeMount {
+        name: AGENT_VOLUME.into(),
+        mount_path: AGENT_DIR.into(),
+        ..Default::default()
+    }
+}
+
+/// The pod's ServiceAccount token (refreshed by the kubelet), the cluster's
+/// CA and the namespace, for the database container alone: the exporter
+/// sidecar gets no API access.
+fn api_access_volume() -> Volume {
+    Volume {
+        name: API_ACCESS_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".into(),
+                        expiration_seconds: Some(3600),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: "kube-root-ca.crt".into(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".into(),
+                            path: "ca.crt".into(),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: "namespace".into(),
+                            field_ref: Some(ObjectFieldSelector {
+                                field_path: "metadata.namespace".into(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }]),
+                    }),
+                    ..Default::default()
+                },
+            ]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The supervisor's command line: it starts the instance script once the
+/// API has confirmed the pod's role, and stops a primary cut off from it.
+fn supervisor_command(db: &Database, signal: StopSignal) -> Vec<String> {
+    let signal = match signal {
+        StopSignal::Int => "int",
+        StopSignal::Term | StopSignal::Quit => "term",
+    };
+    [
+        &format!("{AGENT_DIR}/database-operator"),
+        "instance",
+        "--database",
+        &db.name_any(),
+        "--role-file",
+        CONFIRMED_LABELS,
+        "--stop-signal",
+        signal,
+        "--",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// The pod's labels as a file, where the instance script reads its role.
@@ -152,6 +267,7 @@ fn container(
     driver: &dyn Driver,
     sizing: &Sizing,
     streaming: Option<&dyn Streaming>,
+    supervisor: Option<StopSignal>,
 ) -> Container {
     let names = Names(&db.name_any());
     let args = driver.args();
@@ -178,11 +294,23 @@ fn container(
             ..Default::default()
         });
     }
+    let mut command = streaming.map(Streaming::command);
+    if let (Some(signal), Some(script)) = (supervisor, command.as_mut()) {
+        script.splice(0..0, supervisor_command(db, signal));
+        env.push(field_env("POD_NAMESPACE", "metadata.namespace"));
+        mounts.push(agent_mount());
+        mounts.push(VolumeMount {
+            name: API_ACCESS_VOLUME.into(),
+            mount_path: SERVICE_ACCOUNT_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
     Container {
         name: driver.container_name().into(),
         image: Some(driver.image(&db.spec.version)),
         image_pull_policy: Some("IfNotPresent".into()),
-        command: streaming.map(Streaming::command),
+        command,
         args: (!args.is_empty()).then_some(args),
         env: Some(env),
         ports: Some(vec![ContainerPort {
@@ -242,6 +370,38 @@ fn volume_claim_template(storage: &StorageSpec) -> PersistentVolumeClaim {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// The supervisor in the database pods is the operator's binary, copied
+/// from the operator's image: a new operator must not restart every
+/// database for it. So the live pods' image stays, unless the pod template
+/// changes anyway (then the new one rides along with that roll).
+pub fn keep_supervisor_image(desired: &mut StatefulSet, live: &StatefulSet) {
+    fn installer(sts: &mut StatefulSet) -> Option<&mut Container> {
+        sts.spec
+            .template
+            .spec
+            .as_mut()?
+            .init_containers
+            .as_mut()?
+            .iter_mut()
+            .find(|c| c.name == INSTALL_SUPERVISOR)
+    }
+    let mut live = live.clone();
+    let Some(image) = installer(&mut live).and_then(|c| c.image.clone()) else {
+        return;
+    };
+    let mut kept = desired.clone();
+    let Some(container) = installer(&mut kept) else {
+        return;
+    };
+    container.image = Some(image);
+    let template = |sts: &StatefulSet| {
+        serde_json::to_value(&sts.spec.template).unwrap_or_default()
+    };
+    if crate::diff::is_subset(&template(&kept), &template(&live)) {
+        *desired = kept;
     }
 }
 

@@ -25,8 +25,7 @@ pub enum Topology {
     /// replica. The Services select by role.
     Streaming,
     /// Every member is a server of its own; the first takes reads and
-    /// writes. Databases created before the operator replicated, and
-    /// engines whose replication it does not run yet.
+    /// writes. Databases created before the operator replicated.
     Independent,
 }
 
@@ -141,15 +140,16 @@ mod tests {
     }
 
     #[test]
-    fn new_mysql_engine_databases_stream_and_mongodb_stays_independent() {
+    fn new_databases_of_every_engine_stream() {
+        // MongoDB as a replica set.
         let db = database("orders", Engine::Mongodb, "8.0", 3);
-        assert_eq!(Topology::of(&db, None), Topology::Independent);
+        assert_eq!(Topology::of(&db, None), Topology::Streaming);
         // Both flavors of the mysql engine stream.
         let mut mysql = database("orders", Engine::Mysql, "8.4", 3);
         assert_eq!(Topology::of(&mysql, None), Topology::Streaming);
         mysql.spec.flavor = Some(database_operator_api::v1::Flavor::Mariadb);
         assert_eq!(Topology::of(&mysql, None), Topology::Streaming);
-        // A MySQL Database created before keeps its independent servers.
+        // A Database created before keeps its independent servers.
         let mut before = Desired::build(&database("orders", Engine::Mysql, "8.4", 3)).statefulset;
         before
             .spec

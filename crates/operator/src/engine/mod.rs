@@ -93,6 +93,14 @@ pub trait Streaming: Send + Sync {
     fn mode_settings(&self, _sync: bool) -> Option<(&'static str, String)> {
         None
     }
+    /// The signal that stops the server cleanly, for a member whose
+    /// instance script runs under the in-pod supervisor (`crate::instance`),
+    /// which starts a primary only with the API's confirmation and stops one
+    /// cut off from the API. `None`: no supervisor (MongoDB elects its own
+    /// primary, and a primary cut off from its set steps down by itself).
+    fn stop_signal(&self) -> Option<crate::instance::StopSignal> {
+        None
+    }
 }
 
 /// The instance script's file name in `<name>-config`, for every engine.

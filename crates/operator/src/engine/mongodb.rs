@@ -4,7 +4,11 @@ use database_operator_api::v1;
 use k8s_openapi::api::core::v1::{EnvVar, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{Driver, PASSWORD_KEY, Sizing, USERNAME_KEY, secret_env, shell_probe};
+use super::{
+    Driver, INSTANCE_SCRIPT_FILE, PASSWORD_KEY, Sizing, Streaming, USERNAME_KEY, instance_command,
+    plain_env, secret_env, shell_probe,
+};
+use crate::replication::mongodb as replica_set;
 
 pub(super) struct Mongodb;
 
@@ -110,11 +114,92 @@ impl Driver for Mongodb {
             secret_env("MONGO_PASSWORD", secret_name, PASSWORD_KEY),
         ]
     }
+
+    fn streaming(&self) -> Option<&dyn Streaming> {
+        Some(self)
+    }
+}
+
+/// A replica set (see [`replica_set`]): every member starts through the
+/// instance script as a member of the set named after the Database, with
+/// the keyfile of `<name>-replication`. MongoDB elects its own primary.
+impl Streaming for Mongodb {
+    fn config(&self, _volume_bytes: u64) -> String {
+        // The set's name and keyfile are options of the instance script.
+        "# Replication: a replica set, started by the instance script.\n".to_owned()
+    }
+
+    fn script_file(&self) -> &'static str {
+        INSTANCE_SCRIPT_FILE
+    }
+
+    fn files(&self) -> Vec<(&'static str, String)> {
+        vec![(self.script_file(), replica_set::INSTANCE_SCRIPT.to_owned())]
+    }
+
+    fn command(&self) -> Vec<String> {
+        instance_command(CONFIG_DIR, "mongod")
+    }
+
+    fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar> {
+        vec![
+            plain_env("DATADIR", "/data/db"),
+            plain_env("REPLICA_SET", database_name),
+            secret_env(
+                "REPLICA_SET_KEY",
+                replication_secret,
+                replica_set::KEYFILE_KEY,
+            ),
+        ]
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_start_in_the_replica_set_named_after_the_database() {
+        let streaming = Mongodb.streaming().unwrap();
+        assert_eq!(
+            streaming.command(),
+            [
+                "sh",
+                "/etc/mongo/instance.sh",
+                "docker-entrypoint.sh",
+                "mongod"
+            ]
+        );
+        // The image's options come after the command: the script adds the
+        // set's after them.
+        assert_eq!(Mongodb.args(), ["--config", "/etc/mongo/mongod.conf"]);
+        let env = Streaming::env(&Mongodb, "orders", "orders-replication");
+        let set = env.iter().find(|e| e.name == "REPLICA_SET").unwrap();
+        assert_eq!(set.value.as_deref(), Some("orders"));
+        let key = env.iter().find(|e| e.name == "REPLICA_SET_KEY").unwrap();
+        let from = key
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (from.name.as_str(), from.key.as_str()),
+            ("orders-replication", "keyfile")
+        );
+        let (_, script) = &streaming.files()[0];
+        assert!(script.contains("--replSet \"$REPLICA_SET\" --keyFile \"$keyfile\""));
+        assert!(script.contains("chmod 400"));
+        let mut check = std::process::Command::new("sh")
+            .arg("-n")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(check.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+        drop(check.stdin.take());
+        assert!(check.wait().unwrap().success());
+    }
 
     #[test]
     fn cache_never_goes_below_a_quarter_gigabyte() {

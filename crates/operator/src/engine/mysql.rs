@@ -225,6 +225,10 @@ impl Streaming for Mysql {
         instance_command(CONFIG_DIR, self.image_of().server)
     }
 
+    fn stop_signal(&self) -> Option<crate::instance::StopSignal> {
+        Some(crate::instance::StopSignal::Term)
+    }
+
     fn mode_settings(&self, sync: bool) -> Option<(&'static str, String)> {
         Some((
             "semi-sync.cnf",

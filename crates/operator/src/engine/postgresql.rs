@@ -186,6 +186,11 @@ impl Streaming for Postgresql {
     fn env(&self, database_name: &str, replication_secret: &str) -> Vec<EnvVar> {
         instance_env(database_name, replication_secret, PORT)
     }
+
+    /// Fast shutdown: open sessions are ended, not waited for.
+    fn stop_signal(&self) -> Option<crate::instance::StopSignal> {
+        Some(crate::instance::StopSignal::Int)
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,11 @@ pub struct Member {
     /// Its environment besides `PGDATA`, `ROLE_FILE` and `PATH`, which
     /// the server sets (`POD_NAME`, `PRIMARY_HOST`, ...).
     pub env: Vec<(String, String)>,
+    /// A program and its options that run the script as the pod's
+    /// container command does: the operator's in-pod supervisor
+    /// (`database-operator instance ... --`), which writes the role file
+    /// from the API itself. Empty: the script runs alone.
+    pub supervisor: Vec<String>,
 }
 
 impl Member {
@@ -233,11 +238,14 @@ impl Postgres {
                 args.extend(["-c".to_owned(), setting]);
             }
             let mut script_args = vec![
+                "/bin/sh".to_owned(),
                 member.script.display().to_string(),
                 self.bin_dir.join("postgres").display().to_string(),
             ];
             script_args.extend(args);
-            let mut command = self.dir.command(Path::new("/bin/sh"), &script_args, &log)?;
+            let mut line = member.supervisor.clone();
+            line.extend(script_args);
+            let mut command = self.dir.command(Path::new(&line[0]), &line[1..], &log)?;
             let path = std::env::var("PATH").unwrap_or_default();
             command
                 .env("PGDATA", self.data_dir())

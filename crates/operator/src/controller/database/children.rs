@@ -15,7 +15,8 @@ use database_operator_api::v1::Database;
 use database_operator_api::v1::restore::RestoreStatus;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
@@ -27,7 +28,8 @@ use super::{monitoring, orphans, restore, velero, volumes};
 use crate::apply::apply_if_changed;
 use crate::builders::Desired;
 use crate::builders::meta::Names;
-use crate::builders::statefulset::keep_immutable_fields;
+use crate::builders::instance_access::InstanceAccess;
+use crate::builders::statefulset::{keep_immutable_fields, keep_supervisor_image};
 use crate::controller::Context;
 use crate::controller::shared::events::publish;
 use crate::controller::shared::stores::cached_or_fetch;
@@ -181,6 +183,11 @@ async fn apply_owned(
         );
     }
 
+    // The pods' ServiceAccount and its rights exist before the pods start.
+    if let Some(access) = &desired.instance_access {
+        writes += apply_instance_access(ctx, namespace, access).await?;
+    }
+
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace);
     let live = cached_or_fetch(
         &stores.statefulsets,
@@ -191,6 +198,7 @@ async fn apply_owned(
     .await?;
     if let Some(live) = live.as_deref() {
         keep_immutable_fields(&mut desired.statefulset, live);
+        keep_supervisor_image(&mut desired.statefulset, live);
     }
     let created = live.is_none();
     // The template keeps its creation size; a larger spec means growing the claims.
@@ -257,4 +265,38 @@ async fn apply_owned(
         info!(database = %db.name_any(), namespace, writes, "applied children");
     }
     Ok(failure)
+}
+
+/// Applies the ServiceAccount, Role and RoleBinding of a replicated
+/// Database's pods; returns how many it wrote.
+async fn apply_instance_access(
+    ctx: &Context,
+    namespace: &str,
+    access: &InstanceAccess,
+) -> Result<u32> {
+    let client = &ctx.client;
+    let stores = &ctx.stores;
+    let name = access.service_account.name_any();
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), namespace);
+    let live = cached_or_fetch(&stores.service_accounts, &accounts, &name, namespace).await?;
+    let mut writes = u32::from(
+        apply_if_changed(&accounts, access.service_account.clone(), live.as_deref())
+            .await
+            .step("applying ServiceAccount", &name)?,
+    );
+    let roles = Api::<Role>::namespaced(client.clone(), namespace);
+    let live = cached_or_fetch(&stores.roles, &roles, &name, namespace).await?;
+    writes += u32::from(
+        apply_if_changed(&roles, access.role.clone(), live.as_deref())
+            .await
+            .step("applying Role", &name)?,
+    );
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), namespace);
+    let live = cached_or_fetch(&stores.role_bindings, &bindings, &name, namespace).await?;
+    writes += u32::from(
+        apply_if_changed(&bindings, access.role_binding.clone(), live.as_deref())
+            .await
+            .step("applying RoleBinding", &name)?,
+    );
+    Ok(writes)
 }

@@ -72,6 +72,9 @@ pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
         .owns_stream(streams.cronjobs)
         .owns_stream(streams.secrets)
         .owns_stream(streams.monitors)
+        .owns_stream(streams.service_accounts)
+        .owns_stream(streams.roles)
+        .owns_stream(streams.role_bindings)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx);
     drive(outcomes).await;

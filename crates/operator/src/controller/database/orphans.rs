@@ -10,7 +10,8 @@
 use database_operator_api::v1::Database;
 use database_operator_api::v1::monitor::DatabaseMonitor;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 
@@ -53,6 +54,15 @@ pub(crate) async fn delete(
             let monitors = Api::<DatabaseMonitor>::namespaced(client.clone(), namespace);
             deleted += crate::apply::delete(&monitors, &names.monitor()).await?;
         }
+    }
+    if desired.instance_access.is_none() {
+        let name = names.instance();
+        let accounts = Api::<ServiceAccount>::namespaced(client.clone(), namespace);
+        deleted += delete_cached(&accounts, &stores.service_accounts, &name, namespace).await?;
+        let roles = Api::<Role>::namespaced(client.clone(), namespace);
+        deleted += delete_cached(&roles, &stores.roles, &name, namespace).await?;
+        let bindings = Api::<RoleBinding>::namespaced(client.clone(), namespace);
+        deleted += delete_cached(&bindings, &stores.role_bindings, &name, namespace).await?;
     }
     Ok(deleted)
 }

@@ -10,8 +10,9 @@ use database_operator_api::v1::monitor::DatabaseMonitor;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -56,6 +57,10 @@ pub struct Stores {
     pub velero_crd: Store<CustomResourceDefinition>,
     /// The DatabaseMonitors the operator created for Databases.
     pub monitors: Store<DatabaseMonitor>,
+    /// The API access of replicated Databases' pods.
+    pub service_accounts: Store<ServiceAccount>,
+    pub roles: Store<Role>,
+    pub role_bindings: Store<RoleBinding>,
 }
 
 /// A boxed stream of changed children, for `Controller::owns_stream`.
@@ -71,6 +76,9 @@ pub struct Streams {
     pub secrets: ChildStream<PartialObjectMeta<Secret>>,
     pub velero_crd: ChildStream<CustomResourceDefinition>,
     pub monitors: ChildStream<DatabaseMonitor>,
+    pub service_accounts: ChildStream<ServiceAccount>,
+    pub roles: ChildStream<Role>,
+    pub role_bindings: ChildStream<RoleBinding>,
 }
 
 fn cached<K>(client: &Client) -> (Store<K>, ChildStream<K>)
@@ -98,6 +106,9 @@ pub fn start(client: &Client) -> (Stores, Streams) {
     let (pdbs, pdb_stream) = cached(client);
     let (cronjobs, cj_stream) = cached(client);
     let (monitors, monitor_stream) = cached(client);
+    let (service_accounts, sa_stream) = cached(client);
+    let (roles, role_stream) = cached(client);
+    let (role_bindings, binding_stream) = cached(client);
     let (secrets, secret_writer) = reflector::store();
     let secret_stream = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
@@ -121,6 +132,9 @@ pub fn start(client: &Client) -> (Stores, Streams) {
             secrets,
             velero_crd,
             monitors,
+            service_accounts,
+            roles,
+            role_bindings,
         },
         Streams {
             statefulsets: sts_stream,
@@ -131,6 +145,9 @@ pub fn start(client: &Client) -> (Stores, Streams) {
             secrets: secret_stream,
             velero_crd: velero_crd_stream,
             monitors: monitor_stream,
+            service_accounts: sa_stream,
+            roles: role_stream,
+            role_bindings: binding_stream,
         },
     )
 }
@@ -180,6 +197,9 @@ impl Stores {
         self.pdbs.wait_until_ready().await?;
         self.cronjobs.wait_until_ready().await?;
         self.monitors.wait_until_ready().await?;
+        self.service_accounts.wait_until_ready().await?;
+        self.roles.wait_until_ready().await?;
+        self.role_bindings.wait_until_ready().await?;
         self.secrets.wait_until_ready().await
     }
 }

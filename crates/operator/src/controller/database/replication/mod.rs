@@ -16,6 +16,7 @@
 //! MariaDB: copied afresh when the new primary refuses its GTID position).
 
 pub(crate) mod decide;
+mod mongodb;
 
 use std::time::Duration;
 
@@ -165,6 +166,19 @@ pub(crate) async fn reconcile(
         .as_ref()
         .and_then(|s| s.replication.clone())
         .unwrap_or_default();
+    if db.spec.engine == database_operator_api::v1::Engine::Mongodb {
+        // A replica set, even of one member (it takes no writes before it
+        // is initiated): MongoDB elects its primary.
+        let Some(admin) = admin_target(db, ctx, namespace).await? else {
+            return Ok(Report {
+                status: Some(previous),
+                condition: None,
+                requeue: Some(CHECK_EVERY),
+            });
+        };
+        let at = |pod: &str| member_target(db, ctx, namespace, &admin, pod);
+        return mongodb::reconcile(db, ctx, &pods_api, &pods, previous, at).await;
+    }
     let primary = decide::primary(&name, previous.primary.as_deref(), &pods);
     label(&pods_api, &pods, &primary).await?;
 
@@ -524,6 +538,28 @@ async fn set_label(pods_api: &Api<Pod>, pod: &str, key: &str, value: &str) -> Re
     Ok(())
 }
 
+/// The admin login `admin` at `pod`'s own address:
+/// `<pod>.<name>-headless.<namespace>` (through `--resolve` in tests).
+fn member_target(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+    admin: &Target,
+    pod: &str,
+) -> Target {
+    let port = u16::try_from(driver_of(&db.spec).port()).expect("engine ports fit in u16");
+    let (host, port) = ctx.settings.resolver.resolve(
+        &format!("{pod}.{}", Names(&db.name_any()).headless()),
+        namespace,
+        port,
+    );
+    Target {
+        host,
+        port,
+        ..admin.clone()
+    }
+}
+
 /// What the acting steps need: the Database, its pods, and the admin login
 /// to reach each member's server.
 struct Members<'a> {
@@ -540,21 +576,9 @@ struct Members<'a> {
 }
 
 impl Members<'_> {
-    /// The admin login at `pod`'s own address:
-    /// `<pod>.<name>-headless.<namespace>`.
+    /// The admin login at `pod`'s own address.
     fn target(&self, pod: &str) -> Target {
-        let port = u16::try_from(driver_of(&self.db.spec).port()).expect("engine ports fit in u16");
-        let name = self.db.name_any();
-        let (host, port) = self.ctx.settings.resolver.resolve(
-            &format!("{pod}.{}", Names(&name).headless()),
-            self.namespace,
-            port,
-        );
-        Target {
-            host,
-            port,
-            ..self.admin.clone()
-        }
+        member_target(self.db, self.ctx, self.namespace, self.admin, pod)
     }
 
     /// The login that drives replication at `pod`: the admin login, but
