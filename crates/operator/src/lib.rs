@@ -12,9 +12,9 @@ pub mod daemon;
 pub(crate) mod diff;
 pub mod engine;
 pub mod error;
-pub mod instance;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
+pub mod instance;
 pub mod metrics;
 pub mod rbac;
 pub mod replication;

@@ -15,6 +15,7 @@ mod monitoring;
 mod plugin;
 mod rbac;
 mod replication;
+mod replication_fencing;
 mod replication_gtid;
 mod restore;
 mod steady_state;

@@ -36,14 +36,14 @@ use testkit::servers::{Member, Postgres};
 
 pub(crate) const NS: &str = "replication";
 pub(crate) const NAME: &str = "ledger";
-const REPLICATION_PASSWORD: &str = "replPw1234567890";
+pub(crate) const REPLICATION_PASSWORD: &str = "replPw1234567890";
 pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
 pub(crate) fn pod(i: usize) -> String {
     format!("{NAME}-{i}")
 }
 
-fn address(pg: &Postgres) -> SocketAddr {
+pub(crate) fn address(pg: &Postgres) -> SocketAddr {
     format!("{}:{}", pg.host(), pg.port()).parse().unwrap()
 }
 
@@ -100,7 +100,7 @@ async fn ledger(pg: &Postgres) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn holds(env: &Env, pg: &Postgres, want: &[&str]) {
+pub(crate) async fn holds(env: &Env, pg: &Postgres, want: &[&str]) {
     eventually(
         env,
         &format!("server {} to hold {want:?}", pg.port()),
@@ -112,7 +112,7 @@ async fn holds(env: &Env, pg: &Postgres, want: &[&str]) {
 
 /// One insert on `pg`. In sync mode it waits for a replica's confirmation:
 /// a minute without one fails the test rather than hanging it.
-async fn write(pg: &Postgres, memo: &str) -> Result<u64, tokio_postgres::Error> {
+pub(crate) async fn write(pg: &Postgres, memo: &str) -> Result<u64, tokio_postgres::Error> {
     let client = pg.connect().await.expect("connect");
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&memo];
     let insert = client.execute("INSERT INTO ledger (memo) VALUES ($1)", &params);

@@ -7,6 +7,7 @@ use testkit::harness;
 use std::time::Duration;
 
 use database_operator_api::v1::Database;
+use database_operator_api::v1::condition;
 use database_operator_api::v1::database::Phase;
 use harness::{env, eventually};
 use k8s_openapi::api::core::v1::Secret;
@@ -87,14 +88,38 @@ async fn steady_state_reconciles_make_no_writes_and_the_admin_secret_is_never_re
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
     let original = secrets.get("mysql-sample-secret").await.unwrap();
 
+    // e2e-test-db has two members and no server answers for them: once its
+    // failover delay (30 s) has run out its status says no failover is
+    // possible, a change of its own. Steady state is after that.
+    eventually(
+        env,
+        "e2e-test-db to find no failover candidate",
+        WAIT,
+        || async {
+            let status = dbs.get("e2e-test-db").await.ok()?.status?;
+            let replicating = condition::find(&status.conditions, condition::types::REPLICATING)?;
+            (replicating.reason == "NoFailoverCandidate").then_some(())
+        },
+    )
+    .await;
     let writes_before = settle(env, QUIET).await;
     assert!(writes_before > 0.0, "the operator's writes are counted");
+    let statuses = || async {
+        let mut all = Vec::new();
+        for name in names {
+            all.push(serde_json::to_string(&dbs.get(name).await.unwrap().status).unwrap());
+        }
+        all
+    };
+    let before = statuses().await;
     poke_and_wait_for_reconciles(env, &dbs, &names, 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writes_after = env.metric(WRITES).await;
     assert_eq!(
-        writes_after, writes_before,
-        "steady-state reconciles wrote to the API"
+        writes_after,
+        writes_before,
+        "steady-state reconciles wrote to the API: statuses before {before:#?} and after {:#?}",
+        statuses().await
     );
 
     // A restarted operator finds everything in place: no write, same Secret.

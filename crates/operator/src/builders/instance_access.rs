@@ -82,10 +82,18 @@ mod tests {
 
     #[test]
     fn the_pods_may_read_their_own_pods_and_database_and_nothing_else() {
-        let db = database("orders", database_operator_api::v1::Engine::Postgresql, "16", 3);
+        let db = database(
+            "orders",
+            database_operator_api::v1::Engine::Postgresql,
+            "16",
+            3,
+        );
         let access = instance_access(&db, 3);
         assert_eq!(access.service_account.name_any(), "orders-instance");
-        assert_eq!(access.service_account.automount_service_account_token, Some(false));
+        assert_eq!(
+            access.service_account.automount_service_account_token,
+            Some(false)
+        );
         let rules = access.role.rules.unwrap();
         assert_eq!(rules.len(), 2);
         assert_eq!(

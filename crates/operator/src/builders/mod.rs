@@ -95,9 +95,8 @@ impl Desired {
                 topology,
                 agent_image,
             ),
-            instance_access: statefulset::supervised(driver, topology).map(|_| {
-                instance_access::instance_access(db, statefulset_replicas(db, topology))
-            }),
+            instance_access: statefulset::supervised(driver, topology)
+                .map(|_| instance_access::instance_access(db, statefulset_replicas(db, topology))),
             config_map,
             services: service::services(db, driver, topology),
             pdb: pdb::pod_disruption_budget(db),

@@ -139,8 +139,7 @@ fn pod_template(
             ..Default::default()
         }),
         spec: Some(PodSpec {
-            init_containers: supervisor
-                .map(|_| vec![install_agent(agent_image, &agent_mount())]),
+            init_containers: supervisor.map(|_| vec![install_agent(agent_image, &agent_mount())]),
             service_account_name: supervisor.map(|_| names.instance()),
             containers: std::iter::once(container(db, driver, sizing, streaming, supervisor))
                 .chain(
@@ -397,9 +396,7 @@ pub fn keep_supervisor_image(desired: &mut StatefulSet, live: &StatefulSet) {
         return;
     };
     container.image = Some(image);
-    let template = |sts: &StatefulSet| {
-        serde_json::to_value(&sts.spec.template).unwrap_or_default()
-    };
+    let template = |sts: &StatefulSet| serde_json::to_value(&sts.spec.template).unwrap_or_default();
     if crate::diff::is_subset(&template(&kept), &template(&live)) {
         *desired = kept;
     }

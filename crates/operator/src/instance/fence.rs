@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(watch.isolated_after(), Duration::from_secs(15));
         assert_eq!(watch.check_every(), Duration::from_millis(3750));
         assert_eq!(watch.observe(after(start, 5), Reply::Silent), Verdict::Keep);
-        assert_eq!(watch.observe(after(start, 14), Reply::Silent), Verdict::Keep);
+        assert_eq!(
+            watch.observe(after(start, 14), Reply::Silent),
+            Verdict::Keep
+        );
         let Verdict::Stop(reason) = watch.observe(after(start, 15), Reply::Silent) else {
             panic!("a primary without answers kept running")
         };
@@ -180,7 +183,10 @@ mod tests {
         let mut watch = Watch::new(&observed(PRIMARY, 2, 10), start);
         assert_eq!(watch.observe(after(start, 4), Reply::Silent), Verdict::Keep);
         // A refusal is an answer: the API is there.
-        assert_eq!(watch.observe(after(start, 4), Reply::Answered), Verdict::Keep);
+        assert_eq!(
+            watch.observe(after(start, 4), Reply::Answered),
+            Verdict::Keep
+        );
         assert_eq!(watch.observe(after(start, 8), Reply::Silent), Verdict::Keep);
         assert!(matches!(
             watch.observe(after(start, 9), Reply::Silent),
@@ -192,10 +198,16 @@ mod tests {
     fn replicas_and_lone_primaries_never_stop() {
         let start = Instant::now();
         let mut replica = Watch::new(&observed("replica", 3, 10), start);
-        assert_eq!(replica.observe(after(start, 600), Reply::Silent), Verdict::Keep);
+        assert_eq!(
+            replica.observe(after(start, 600), Reply::Silent),
+            Verdict::Keep
+        );
         // Nobody to fail over to.
         let mut alone = Watch::new(&observed(PRIMARY, 1, 10), start);
-        assert_eq!(alone.observe(after(start, 600), Reply::Silent), Verdict::Keep);
+        assert_eq!(
+            alone.observe(after(start, 600), Reply::Silent),
+            Verdict::Keep
+        );
     }
 
     #[test]
@@ -216,7 +228,10 @@ mod tests {
         // Scaled down to one member: nothing to fence against.
         let mut watch = Watch::new(&observed(PRIMARY, 3, 30), start);
         watch.observe(after(start, 1), Reply::Observed(observed(PRIMARY, 1, 30)));
-        assert_eq!(watch.observe(after(start, 100), Reply::Silent), Verdict::Keep);
+        assert_eq!(
+            watch.observe(after(start, 100), Reply::Silent),
+            Verdict::Keep
+        );
         // A long delay checks every five seconds at most.
         let slow = Watch::new(&observed(PRIMARY, 3, 3600), start);
         assert_eq!(slow.check_every(), Duration::from_secs(5));

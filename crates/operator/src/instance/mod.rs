@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use database_operator_api::v1::Database;
-use database_operator_api::v1::replication::DEFAULT_FAILOVER_DELAY;
+use database_operator_api::v1::replication::{DEFAULT_FAILOVER_DELAY, ReplicationSpec};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client, ResourceExt};
 use tokio::process::{Child, Command};
@@ -120,7 +120,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         write_labels(&args.role_file, &observed)?;
         info!(pod = %args.pod, role = observed.role().unwrap_or(""), "starting the server");
         let mut command = Command::new(&args.command[0]);
-        command.args(&args.command[1..]).env("ROLE_FILE", &args.role_file);
+        command
+            .args(&args.command[1..])
+            .env("ROLE_FILE", &args.role_file);
         // SAFETY: prctl(2) only, between fork and exec: the server dies
         // with its supervisor, never left running unsupervised.
         unsafe {
@@ -186,7 +188,7 @@ async fn check(
                 .spec
                 .replication
                 .as_ref()
-                .map_or(DEFAULT_FAILOVER_DELAY, |r| r.failover_delay()),
+                .map_or(DEFAULT_FAILOVER_DELAY, ReplicationSpec::failover_delay),
         }),
         // The API server answered (a refusal, a Database being deleted).
         (Ok(_) | Err(kube::Error::Api(_)), Ok(_) | Err(kube::Error::Api(_))) => Reply::Answered,
@@ -213,7 +215,10 @@ async fn stop(child: &mut Child, signal: StopSignal) -> anyhow::Result<i32> {
     let status = match tokio::time::timeout(STOP_GRACE, child.wait()).await {
         Ok(status) => status?,
         Err(_) => {
-            warn!("the server did not stop in {}s: killing it", STOP_GRACE.as_secs());
+            warn!(
+                "the server did not stop in {}s: killing it",
+                STOP_GRACE.as_secs()
+            );
             child.kill().await?;
             child.wait().await?
         }
