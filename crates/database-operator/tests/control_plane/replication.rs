@@ -691,33 +691,8 @@ async fn scale_down_off_the_primary(
     settle(world, servers, uids).await;
 
     // Scale to 2 (and let the operator choose): pod 2 stays until the
-    // primary has left it. A watcher samples the StatefulSet's size, the
-    // recorded primary and the read-only Service's endpoints throughout.
-    let watching = Arc::new(AtomicBool::new(true));
-    let samples = {
-        let (statefulsets, dbs, watching) = (statefulsets.clone(), dbs.clone(), watching.clone());
-        let client = client.clone();
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut readers = Vec::new();
-            while watching.load(Ordering::SeqCst) {
-                readers.push(endpoints(&client, &format!("{NAME}-readonly")).await);
-                let size = statefulsets
-                    .get(NAME)
-                    .await
-                    .ok()
-                    .and_then(|s| s.spec.replicas);
-                let primary = dbs
-                    .get(NAME)
-                    .await
-                    .ok()
-                    .and_then(|d| d.status?.replication?.primary);
-                seen.push((size, primary));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            (seen, readers)
-        })
-    };
+    // primary has left it.
+    let sampler = Sampler::start(client, dbs);
     dbs.patch(
         NAME,
         &kube::api::PatchParams::default(),
@@ -738,31 +713,7 @@ async fn scale_down_off_the_primary(
         (sts.spec.replicas == Some(2)).then_some(())
     })
     .await;
-    watching.store(false, Ordering::SeqCst);
-    let (samples, readers) = samples.await.unwrap();
-    // Reads never went to a settled primary: no endpoint list names the
-    // primary recorded in its sample and in the one before (EndpointSlices
-    // follow the labels a moment after a move).
-    for (i, pods) in readers.iter().enumerate().skip(1) {
-        if let (Some(primary), Some(before)) = (&samples[i].1, &samples[i - 1].1)
-            && primary == before
-        {
-            assert!(
-                !pods.contains(primary),
-                "sample {i}: {pods:?} includes the primary {primary}"
-            );
-        }
-    }
-    assert!(
-        !samples
-            .iter()
-            .any(|(size, primary)| *size == Some(2) && primary.as_deref() == Some(pod(2).as_str())),
-        "the StatefulSet shrank while pod 2 was the primary: {samples:?}"
-    );
-    assert!(
-        samples.iter().any(|(size, _)| *size == Some(5)),
-        "{samples:?}"
-    );
+    sampler.stop_and_check(&pod(2), 2).await;
     let new = index(&moved_to);
     // Which of pods 0 and 1 it is depends on which had received more of
     // pod 2's WAL (the most advanced streaming replica is chosen). The other
@@ -770,6 +721,70 @@ async fn scale_down_off_the_primary(
     // restarts it, and the kubelet brings its server back rewound.
     settle(world, servers, uids).await;
     write(&servers[new], "after the scale-down").await.unwrap();
+}
+
+/// Samples, until stopped, the StatefulSet's size, the recorded primary and
+/// the read-only Service's endpoints: what a scale-down that must move the
+/// primary first is judged by.
+pub(crate) struct Sampler {
+    watching: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(Vec<(Option<i32>, Option<String>)>, Vec<Vec<String>>)>,
+}
+
+impl Sampler {
+    pub(crate) fn start(client: &Client, dbs: &Api<Database>) -> Sampler {
+        let watching = Arc::new(AtomicBool::new(true));
+        let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
+        let (dbs, client, still) = (dbs.clone(), client.clone(), watching.clone());
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut readers = Vec::new();
+            while still.load(Ordering::SeqCst) {
+                readers.push(endpoints(&client, &format!("{NAME}-readonly")).await);
+                let size = statefulsets
+                    .get(NAME)
+                    .await
+                    .ok()
+                    .and_then(|s| s.spec.replicas);
+                let primary = dbs
+                    .get(NAME)
+                    .await
+                    .ok()
+                    .and_then(|d| d.status?.replication?.primary);
+                seen.push((size, primary));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (seen, readers)
+        });
+        Sampler { watching, task }
+    }
+
+    /// Stops sampling, and asserts that the StatefulSet never had `size`
+    /// pods while `removed` was the primary, that it had 5 before, and that
+    /// reads never went to a settled primary: no endpoint list names the
+    /// primary recorded in its sample and in the one before (EndpointSlices
+    /// follow the labels a moment after a move).
+    pub(crate) async fn stop_and_check(self, removed: &str, size: i32) {
+        self.watching.store(false, Ordering::SeqCst);
+        let (samples, readers) = self.task.await.unwrap();
+        for (i, pods) in readers.iter().enumerate().skip(1) {
+            if let (Some(primary), Some(before)) = (&samples[i].1, &samples[i - 1].1)
+                && primary == before
+            {
+                assert!(
+                    !pods.contains(primary),
+                    "sample {i}: {pods:?} includes the primary {primary}"
+                );
+            }
+        }
+        assert!(
+            !samples
+                .iter()
+                .any(|(n, primary)| *n == Some(size) && primary.as_deref() == Some(removed)),
+            "the StatefulSet shrank while {removed} was the primary: {samples:?}"
+        );
+        assert!(samples.iter().any(|(n, _)| *n == Some(5)), "{samples:?}");
+    }
 }
 
 /// A planned switchover back to pod 0, with a writer running throughout

@@ -12,7 +12,9 @@
 //! (its KWOK pod still Ready) it promotes a real replica holding every
 //! acknowledged write, moves the labels, and the old primary returns as a
 //! replica that refuses writes. A switchover back with a writer running
-//! through the primary Service loses no acknowledged write either.
+//! through the primary Service loses no acknowledged write either. Scaling
+//! 3 -> 5 -> 2 with the primary on pod 4 moves the primary before the
+//! StatefulSet shrinks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +24,9 @@ use std::time::Duration;
 use database_operator_api::v1::condition::{self, types};
 use database_operator_api::v1::replication::MemberState;
 use database_operator_api::v1::{Database, Flavor};
-use kube::Api;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, ResourceExt};
 use mysql_async::prelude::Queryable;
 use operator::replication::mysql;
 use testkit::harness::{self, create, eventually};
@@ -31,7 +35,8 @@ use testkit::replication::InstanceScript;
 use testkit::servers::{Mariadb, Mysql};
 
 use crate::replication::{
-    NAME, NS, WAIT, ask_for_primary, endpoints, index, labelled, one_primary_and_events, pod, stage,
+    NAME, NS, Sampler, WAIT, ask_for_primary, endpoints, index, labelled, one_primary_and_events,
+    pod, stage,
 };
 
 const REPLICATION_PASSWORD: &str = "replMaria12345678";
@@ -219,7 +224,8 @@ async fn fails_over_and_switches_back_without_losing_a_write(flavor: Flavor) {
     let admin_password = servers[0].admin_password().to_owned();
     let member_options = options(flavor);
     let member_options: Vec<&str> = member_options.iter().map(String::as_str).collect();
-    for _ in 1..3 {
+    // Pods 0-2 first; pods 3 and 4 when the Database scales to 5.
+    for _ in 1..5 {
         servers.push(match flavor {
             Flavor::Mariadb => Mariadb::prepare_member(&admin_password, &member_options).unwrap(),
             Flavor::Mysql => Mysql::prepare_member(&admin_password, &member_options)
@@ -269,7 +275,7 @@ async fn fails_over_and_switches_back_without_losing_a_write(flavor: Flavor) {
     // servers the test kubelet starts through the instance script: they
     // copy the primary.
     labelled(&env, &client, &pod(0), "primary").await;
-    for (i, server) in servers.iter_mut().enumerate().skip(1) {
+    for (i, server) in servers.iter_mut().enumerate().skip(1).take(2) {
         labelled(&env, &client, &pod(i), "replica").await;
         server.restart_as(member(&pod(i), "replica")).await.unwrap();
     }
@@ -299,7 +305,7 @@ async fn fails_over_and_switches_back_without_losing_a_write(flavor: Flavor) {
     );
     // Sync mode: the primary waits for a replica's acknowledgement, which
     // every replica sends.
-    for (i, server) in servers.iter().enumerate() {
+    for (i, server) in servers.iter().enumerate().take(3) {
         eventually(
             &env,
             "semi-synchronous replication on every member",
@@ -318,7 +324,7 @@ async fn fails_over_and_switches_back_without_losing_a_write(flavor: Flavor) {
         .await;
     }
     write(&servers[0], "replicated").await.unwrap();
-    for replica in &servers[1..] {
+    for replica in &servers[1..3] {
         holds(&env, replica, &["first", "replicated"]).await;
         refuses_writes(replica).await;
     }
@@ -401,7 +407,7 @@ async fn fails_over_and_switches_back_without_losing_a_write(flavor: Flavor) {
         "after the failover",
         "after the switchover",
     ];
-    for server in &servers {
+    for server in &servers[..3] {
         holds(&env, server, &want).await;
     }
     refuses_writes(&servers[new]).await;
@@ -425,4 +431,98 @@ async fn fails_over_and_switches_back_without_losing_a_write(flavor: Flavor) {
     );
     let switched = one_primary_and_events(&client, "SwitchedOver").await;
     assert!(!switched.is_empty());
+
+    // 3 -> 5: pods 3 and 4 copy the primary and stream.
+    scale(&dbs, 5).await;
+    for (i, server) in servers.iter_mut().enumerate().skip(3) {
+        labelled(&env, &client, &pod(i), "replica").await;
+        server.restart_as(member(&pod(i), "replica")).await.unwrap();
+    }
+    eventually(&env, "five members streaming", WAIT, || async {
+        all_streaming(flavor, &dbs, &servers, &[1, 2, 3, 4])
+            .await
+            .then_some(())
+    })
+    .await;
+    for server in &servers[3..] {
+        holds(&env, server, &want).await;
+    }
+    // The primary moves to pod 4, the old one rejoins as its replica.
+    ask_for_primary(&dbs, &pod(4)).await;
+    labelled(&env, &client, &pod(4), "primary").await;
+    labelled(&env, &client, &pod(0), "replica").await;
+    servers[0]
+        .restart_as(member(&pod(0), "replica"))
+        .await
+        .unwrap();
+    eventually(&env, "every replica streaming from pod 4", WAIT, || async {
+        all_streaming(flavor, &dbs, &servers, &[0, 1, 2, 3])
+            .await
+            .then_some(())
+    })
+    .await;
+    write(&servers[4], "on pod 4").await.unwrap();
+
+    // 5 -> 2 (the operator chooses the new primary): pod 4 stays until the
+    // primary has left it; the StatefulSet never shrinks under it.
+    let pods = Api::<Pod>::namespaced(client.clone(), NS);
+    let uid = async |i: usize| pods.get(&pod(i)).await.unwrap().uid().unwrap();
+    let uids = [uid(0).await, uid(1).await];
+    let sampler = Sampler::start(&client, &dbs);
+    dbs.patch(
+        NAME,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            serde_json::json!({"spec": {"replicas": 2, "replication": {"primary": null}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let moved_to = eventually(&env, "the primary to leave pod 4", WAIT, || async {
+        let primary = dbs.get(NAME).await.ok()?.status?.replication?.primary?;
+        (primary != pod(4)).then_some(primary)
+    })
+    .await;
+    assert!(moved_to == pod(0) || moved_to == pod(1), "{moved_to}");
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
+    eventually(&env, "the StatefulSet to scale to 2", WAIT, || async {
+        let sts = statefulsets.get(NAME).await.ok()?;
+        (sts.spec.replicas == Some(2)).then_some(())
+    })
+    .await;
+    sampler.stop_and_check(&pod(4), 2).await;
+    let kept = index(&moved_to);
+    let other = 1 - kept;
+    labelled(&env, &client, &moved_to, "primary").await;
+    write(&servers[kept], "after the scale-down").await.unwrap();
+    // The other member follows the new primary (its server restarted, as
+    // the kubelet would, if the operator replaced its pod).
+    labelled(&env, &client, &pod(other), "replica").await;
+    if uid(other).await != uids[other] {
+        servers[other]
+            .restart_as(member(&pod(other), "replica"))
+            .await
+            .unwrap();
+    }
+    eventually(&env, "the other member streaming", WAIT, || async {
+        all_streaming(flavor, &dbs, &servers, &[other])
+            .await
+            .then_some(())
+    })
+    .await;
+    let mut want = want.to_vec();
+    want.extend(["on pod 4", "after the scale-down"]);
+    holds(&env, &servers[other], &want).await;
+    refuses_writes(&servers[other]).await;
+}
+
+/// Sets `spec.replicas`.
+async fn scale(dbs: &Api<Database>, replicas: i32) {
+    dbs.patch(
+        NAME,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+    )
+    .await
+    .unwrap();
 }

@@ -424,3 +424,72 @@ fn velero_schedule_defaults_and_what_it_selects() {
     let desired = Desired::build(&off);
     assert!(desired.velero.is_none() && desired.backup.is_none());
 }
+
+/// The supervisor in a replicated Database's pods is the operator's binary,
+/// from the operator's image: a new operator version leaves the running
+/// pods' image in place (no restart), and rides along when the template
+/// changes for another reason.
+#[test]
+fn a_new_operator_image_restarts_no_database_until_the_template_changes_anyway() {
+    use operator::builders::statefulset::keep_supervisor_image;
+    let db = database("orders", Engine::Postgresql, "16.4", 3);
+    let installer = |sts: &k8s_openapi::api::apps::v1::StatefulSet| {
+        let pod = sts.spec.template.spec.as_ref().unwrap();
+        let init = pod.init_containers.as_ref().unwrap();
+        assert_eq!(init[0].name, "install-agent");
+        init[0].image.clone().unwrap()
+    };
+    let live =
+        Desired::build_with(&db, "database-operator:0.1.0", None, Topology::Streaming).statefulset;
+    // Every pod reads the API as the Database's own ServiceAccount.
+    let pod = live.spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("orders-instance"));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let command = pod.containers[0].command.clone().unwrap();
+    assert_eq!(
+        command[..2],
+        ["/agent/database-operator".to_owned(), "instance".to_owned()]
+    );
+
+    // A new operator: same template but for its image.
+    let mut upgraded =
+        Desired::build_with(&db, "database-operator:0.2.0", None, Topology::Streaming).statefulset;
+    keep_supervisor_image(&mut upgraded, &live);
+    assert_eq!(installer(&upgraded), "database-operator:0.1.0");
+    assert_eq!(
+        upgraded.spec.template, live.spec.template,
+        "nothing to roll"
+    );
+
+    // A change that rolls the pods anyway takes the new image along.
+    let mut resized = db.clone();
+    resized.spec.resources = Some(
+        serde_json::from_value(serde_json::json!({
+            "requests": {"memory": "2Gi", "cpu": "1"}, "limits": {"memory": "2Gi"}
+        }))
+        .unwrap(),
+    );
+    let mut changed = Desired::build_with(
+        &resized,
+        "database-operator:0.2.0",
+        None,
+        Topology::Streaming,
+    )
+    .statefulset;
+    keep_supervisor_image(&mut changed, &live);
+    assert_eq!(installer(&changed), "database-operator:0.2.0");
+
+    // MongoDB members run no supervisor.
+    let mongo = database("docs", Engine::Mongodb, "7.0", 3);
+    let sts = Desired::build_with(&mongo, DEFAULT_AGENT_IMAGE, None, Topology::Streaming);
+    assert!(
+        sts.statefulset
+            .spec
+            .template
+            .spec
+            .unwrap()
+            .init_containers
+            .is_none()
+    );
+    assert!(sts.instance_access.is_none());
+}
