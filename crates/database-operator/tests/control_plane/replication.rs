@@ -728,8 +728,11 @@ async fn scale_down_off_the_primary(
 /// primary first is judged by.
 pub(crate) struct Sampler {
     watching: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(Vec<(Option<i32>, Option<String>)>, Vec<Vec<String>>)>,
+    task: tokio::task::JoinHandle<(Vec<Sample>, Vec<Vec<String>>)>,
 }
+
+/// The StatefulSet's size and the recorded primary at one moment.
+type Sample = (Option<i32>, Option<String>);
 
 impl Sampler {
     pub(crate) fn start(client: &Client, dbs: &Api<Database>) -> Sampler {
