@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test test-unit lint manifests manifests-check crds crds-check controlplane servers monitoring-tools third-party-crds image cluster cluster-down fmt clean
+.PHONY: help run test test-unit lint manifests manifests-check crds crds-check controlplane servers monitoring-tools third-party-crds image helm olm-validator cluster cluster-down fmt clean
 
 help:
 	@echo "make run           start a local control plane, the operator and the samples"
@@ -12,17 +12,18 @@ help:
 	@echo "make test-unit     every test that needs no server (unit tests and tests/pure)"
 	@echo "make cluster       start a local control plane in the background; eval \"\$$(make -s cluster)\""
 	@echo "make cluster-down  stop it"
-	@echo "make manifests     regenerate what deploy/ holds from the code (CRDs, RBAC)"
+	@echo "make manifests     regenerate what deploy/ and the Helm chart hold from the code (CRDs, RBAC)"
 	@echo "make image         build the container image as an OCI archive under target/image (no Docker engine)"
 
 run:
 	@hack/run.sh
 
-test: lint manifests-check controlplane servers monitoring-tools third-party-crds image
+test: lint manifests-check controlplane servers monitoring-tools third-party-crds image helm olm-validator
 	$(CARGO) test --workspace --no-fail-fast
 
 # The fast loop: the crates' unit tests and tests/pure (builders, CRDs,
-# status, alert rules with promtool); no control plane, no database server.
+# status, alert rules with promtool, the Helm chart with helm); no control
+# plane, no database server.
 test-unit:
 	$(CARGO) test --workspace --lib --bins
 	$(CARGO) test -p database-operator --test pure
@@ -37,15 +38,15 @@ lint:
 # Everything generated under deploy/: the CRDs from the Rust types, the
 # operator's RBAC from crates/operator/src/rbac.rs.
 manifests:
-	$(CARGO) run -q -p database-operator -- manifests --deploy-dir deploy
+	$(CARGO) run -q -p database-operator -- manifests --root .
 
 crds: manifests
 
 # A test in tests/pure also fails on drift; this names the fix.
 manifests-check:
-	@rm -rf target/manifests-check && $(CARGO) run -q -p database-operator -- manifests --deploy-dir target/manifests-check && \
+	@rm -rf target/manifests-check && $(CARGO) run -q -p database-operator -- manifests --root target/manifests-check && \
 	  for f in $$(cd target/manifests-check && find . -type f); do \
-	    cmp -s "target/manifests-check/$$f" "deploy/$$f" || { echo "deploy/$${f#./} is out of date: run 'make manifests'"; exit 1; }; \
+	    cmp -s "target/manifests-check/$$f" "$$f" || { echo "$${f#./} is out of date: run 'make manifests'"; exit 1; }; \
 	  done
 
 crds-check: manifests-check
@@ -57,6 +58,14 @@ image:
 
 controlplane:
 	@bash hack/controlplane/build.sh
+
+# helm from its Go module (cached), for the chart's tests.
+helm:
+	@bash hack/helm/install.sh >/dev/null
+
+# The operator-framework's bundle validators from their Go module (cached).
+olm-validator:
+	@bash hack/olm/install.sh >/dev/null
 
 # PostgreSQL and MariaDB from Debian's packages, FerretDB from its Go module.
 servers:

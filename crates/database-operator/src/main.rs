@@ -54,11 +54,12 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
-    /// Write every generated manifest (the CRDs, the operator's RBAC) under
-    /// a `deploy/` folder: `make manifests`.
+    /// Write every generated manifest (the CRDs and the operator's RBAC,
+    /// under `deploy/` and the Helm chart) below a repository root: `make
+    /// manifests`.
     Manifests {
-        #[arg(long, default_value = "deploy")]
-        deploy_dir: PathBuf,
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
     },
     /// The backup agent: backup, restore, prune or verify (run in backup Jobs).
     Agent(agent::AgentArgs),
@@ -86,9 +87,9 @@ async fn main() -> anyhow::Result<()> {
             operator::daemon::telemetry::init(operator::daemon::telemetry::LogFormat::Text);
             std::process::exit(operator::instance::run(args).await?);
         }
-        Command::Manifests { deploy_dir } => {
-            for (path, contents) in operator::crd::deploy_files() {
-                let path = deploy_dir.join(path);
+        Command::Manifests { root } => {
+            for (path, contents) in operator::crd::generated_files() {
+                let path = root.join(path);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }

@@ -30,11 +30,27 @@ pub fn render_files() -> Vec<(String, String)> {
 /// Every generated file under `deploy/`, as (path relative to `deploy/`,
 /// contents): the CRDs and the operator's RBAC. `make manifests` writes
 /// them; a test fails when a committed copy differs.
-pub fn deploy_files() -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> = render_files()
-        .into_iter()
-        .map(|(name, yaml)| (format!("crds/{name}"), yaml))
+pub fn generated_files() -> Vec<(String, String)> {
+    let crds = render_files();
+    let mut files: Vec<(String, String)> = crds
+        .iter()
+        .map(|(name, yaml)| (format!("deploy/crds/{name}"), yaml.clone()))
         .collect();
-    files.extend(crate::rbac::deploy_files());
+    // Helm installs what is under a chart's crds/ before its templates.
+    files.extend(
+        crds.into_iter()
+            .map(|(name, yaml)| (format!("{CHART_DIR}/crds/{name}"), yaml)),
+    );
+    files.extend(crate::rbac::generated_files());
+    // The operator's dashboard (hand-written, checked against the metrics
+    // by tests/control_plane/telemetry.rs), for the chart's ConfigMap.
+    files.push((
+        format!("{CHART_DIR}/files/operator-dashboard.json"),
+        include_str!("../../../deploy/monitoring/operator-dashboard.json").to_owned(),
+    ));
+    files.extend(crate::olm::generated_files());
     files
 }
+
+/// The Helm chart, from the repository's root.
+pub const CHART_DIR: &str = "charts/database-operator";

@@ -16,6 +16,7 @@ pub mod error;
 pub mod fixtures;
 pub mod instance;
 pub mod metrics;
+pub mod olm;
 pub mod rbac;
 pub mod replication;
 pub mod resolver;

@@ -255,13 +255,31 @@ pub fn leader_election_role_yaml(namespace: &str) -> String {
     )
 }
 
-/// Every file `make manifests` writes under `deploy/`: (path, contents).
-pub fn deploy_files() -> Vec<(String, String)> {
+/// The chart's `templates/_rules.tpl`: the same rules as named templates,
+/// which the chart's ClusterRole and leader-election Role include.
+pub fn chart_rules_tpl() -> String {
+    format!(
+        "{{{{- /* Generated from crates/operator/src/rbac.rs by `make manifests`; do not edit. */ -}}}}\n{{{{- define \"database-operator.clusterRules\" -}}}}\n{}{{{{- end }}}}\n{{{{- define \"database-operator.leaderElectionRules\" -}}}}\n{}{{{{- end }}}}\n",
+        render_rules(CLUSTER_RULES),
+        render_rules(LEADER_ELECTION_RULES)
+    )
+}
+
+/// Every RBAC file `make manifests` writes: (path from the repository's
+/// root, contents).
+pub fn generated_files() -> Vec<(String, String)> {
     vec![
-        ("operator/clusterrole.yaml".to_owned(), cluster_role_yaml()),
         (
-            "operator/leader-election-role.yaml".to_owned(),
+            "deploy/operator/clusterrole.yaml".to_owned(),
+            cluster_role_yaml(),
+        ),
+        (
+            "deploy/operator/leader-election-role.yaml".to_owned(),
             leader_election_role_yaml(NAME),
+        ),
+        (
+            format!("{}/templates/_rules.tpl", crate::crd::CHART_DIR),
+            chart_rules_tpl(),
         ),
     ]
 }

@@ -43,6 +43,7 @@ pub mod exporters;
 pub mod exposition;
 pub mod fixtures;
 pub mod harness;
+pub mod helm;
 pub mod kubeconfig;
 pub mod nodes;
 pub mod paths;

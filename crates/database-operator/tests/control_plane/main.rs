@@ -10,6 +10,7 @@
 
 mod backups;
 mod databases;
+mod helm;
 mod leader_election;
 mod monitoring;
 mod plugin;

@@ -19,18 +19,30 @@ fn at<'a>(value: &'a Value, path: &str) -> &'a Value {
 /// from `operator::rbac`) matches the code.
 #[test]
 fn committed_manifests_match_the_code() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
-    let files = operator::crd::deploy_files();
-    assert!(files.iter().any(|(p, _)| p == "operator/clusterrole.yaml"));
-    assert_eq!(
-        files.iter().filter(|(p, _)| p.starts_with("crds/")).count(),
-        4
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let files = operator::crd::generated_files();
+    assert!(
+        files
+            .iter()
+            .any(|(p, _)| p == "deploy/operator/clusterrole.yaml")
     );
+    assert!(
+        files
+            .iter()
+            .any(|(p, _)| p == "charts/database-operator/templates/_rules.tpl")
+    );
+    for dir in ["deploy/crds/", "charts/database-operator/crds/"] {
+        assert_eq!(
+            files.iter().filter(|(p, _)| p.starts_with(dir)).count(),
+            4,
+            "{dir}"
+        );
+    }
     for (path, contents) in files {
-        let committed = std::fs::read_to_string(dir.join(&path)).unwrap_or_default();
+        let committed = std::fs::read_to_string(root.join(&path)).unwrap_or_default();
         assert!(
             committed == contents,
-            "deploy/{path} is out of date: run `make manifests` (cargo run -p database-operator -- manifests)"
+            "{path} is out of date: run `make manifests` (cargo run -p database-operator -- manifests)"
         );
     }
 }

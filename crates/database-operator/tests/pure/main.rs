@@ -11,6 +11,8 @@
 
 mod builders;
 mod crds;
+mod helm;
 mod monitoring_builders;
 mod monitoring_rules;
+mod olm;
 mod restore_builders;

@@ -224,6 +224,27 @@ pub(crate) fn shell_probe(
     }
 }
 
+/// Asserts that `script` parses as the images' `/bin/sh` reads it (`sh -n`).
+#[cfg(test)]
+pub(crate) fn assert_parses_as_sh(script: &str) {
+    use std::io::Write as _;
+    let mut check = std::process::Command::new("sh")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    check
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(script.as_bytes())
+        .expect("sh reads the script");
+    assert!(
+        check.wait().expect("sh ends").success(),
+        "sh -n refused the script"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,14 +191,7 @@ mod tests {
         let (_, script) = &streaming.files()[0];
         assert!(script.contains("--replSet \"$REPLICA_SET\" --keyFile \"$keyfile\""));
         assert!(script.contains("chmod 400"));
-        let mut check = std::process::Command::new("sh")
-            .arg("-n")
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(check.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
-        drop(check.stdin.take());
-        assert!(check.wait().unwrap().success());
+        crate::engine::assert_parses_as_sh(script);
     }
 
     #[test]

@@ -384,25 +384,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A client of the one server `target` (no discovery of the set).
 fn client(target: &Target, authenticate: bool) -> Result<mongodb::Client, UserError> {
-    use mongodb::options::{ClientOptions, Credential, ServerAddress};
-    let credential = authenticate.then(|| {
-        Credential::builder()
-            .username(target.admin_user.clone())
-            .password(target.admin_password.expose().to_owned())
-            .source("admin".to_owned())
-            .build()
-    });
-    let options = ClientOptions::builder()
-        .hosts(vec![ServerAddress::Tcp {
-            host: target.host.clone(),
-            port: Some(target.port),
-        }])
-        .credential(credential)
-        .direct_connection(true)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .server_selection_timeout(CONNECT_TIMEOUT)
-        .app_name("database-operator".to_owned())
-        .build();
+    let options = crate::users::mongodb::client_options(target, authenticate, CONNECT_TIMEOUT);
     mongodb::Client::with_options(options).map_err(|e| UserError::Unreachable(redact(&e, target)))
 }
 

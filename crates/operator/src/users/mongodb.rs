@@ -187,23 +187,35 @@ fn command_code(e: &mongodb::error::Error) -> Option<i32> {
     }
 }
 
-async fn connect(target: &Target, secrets: &[&str]) -> Result<Client, UserError> {
-    let credential = Credential::builder()
-        .username(target.admin_user.clone())
-        .password(target.admin_password.expose().to_owned())
-        .source(AUTH_DATABASE.to_owned())
-        .build();
-    let options = ClientOptions::builder()
+/// The options of a client of the one server `target` (no discovery of a
+/// replica set), as its admin when `authenticate`, within `timeout`.
+pub(crate) fn client_options(
+    target: &Target,
+    authenticate: bool,
+    timeout: std::time::Duration,
+) -> ClientOptions {
+    let credential = authenticate.then(|| {
+        Credential::builder()
+            .username(target.admin_user.clone())
+            .password(target.admin_password.expose().to_owned())
+            .source(AUTH_DATABASE.to_owned())
+            .build()
+    });
+    ClientOptions::builder()
         .hosts(vec![ServerAddress::Tcp {
             host: target.host.clone(),
             port: Some(target.port),
         }])
         .credential(credential)
         .direct_connection(true)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .server_selection_timeout(CONNECT_TIMEOUT)
+        .connect_timeout(timeout)
+        .server_selection_timeout(timeout)
         .app_name("database-operator".to_owned())
-        .build();
+        .build()
+}
+
+async fn connect(target: &Target, secrets: &[&str]) -> Result<Client, UserError> {
+    let options = client_options(target, true, CONNECT_TIMEOUT);
     let client = Client::with_options(options).map_err(|e| mongo_error(&e, secrets))?;
     // The driver connects lazily: authenticate now, so failing here means
     // the admin cannot get in (Unreachable) rather than a refused command.
