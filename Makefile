@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test test-unit lint manifests manifests-check crds crds-check controlplane servers monitoring-tools third-party-crds image helm olm-validator cluster cluster-down fmt clean
+.PHONY: help run test test-unit lint manifests manifests-check crds crds-check controlplane servers monitoring-tools third-party-crds image helm olm-validator docs mdbook cluster cluster-down fmt clean
 
 help:
 	@echo "make run           start a local control plane, the operator and the samples"
@@ -13,12 +13,13 @@ help:
 	@echo "make cluster       start a local control plane in the background; eval \"\$$(make -s cluster)\""
 	@echo "make cluster-down  stop it"
 	@echo "make manifests     regenerate what deploy/ and the Helm chart hold from the code (CRDs, RBAC)"
+	@echo "make docs          build the book (docs/) into target/book"
 	@echo "make image         build the container image as an OCI archive under target/image (no Docker engine)"
 
 run:
 	@hack/run.sh
 
-test: lint manifests-check controlplane servers monitoring-tools third-party-crds image helm olm-validator
+test: lint manifests-check controlplane servers monitoring-tools third-party-crds image helm olm-validator mdbook
 	$(CARGO) test --workspace --no-fail-fast
 
 # The fast loop: the crates' unit tests and tests/pure (builders, CRDs,
@@ -62,6 +63,13 @@ controlplane:
 # helm from its Go module (cached), for the chart's tests.
 helm:
 	@bash hack/helm/install.sh >/dev/null
+
+mdbook:
+	@bash hack/docs/install.sh >/dev/null
+
+# The book: mdBook from crates.io (cached), into target/book.
+docs:
+	@"$$(bash hack/docs/install.sh)" build docs
 
 # The operator-framework's bundle validators from their Go module (cached).
 olm-validator:

@@ -30,8 +30,8 @@ const ICON: &str = include_str!("../../../docs/icon.svg");
 const EXAMPLES: [&str; 4] = [
     include_str!("../../../deploy/samples/test-postgres.yaml"),
     include_str!("../../../deploy/samples/users/app-reader.yaml"),
-    include_str!("../../../deploy/samples/backup-on-demand.yaml"),
-    include_str!("../../../deploy/samples/monitor.yaml"),
+    include_str!("../../../deploy/samples/backups/on-demand.yaml"),
+    include_str!("../../../deploy/samples/monitoring/test-postgres.yaml"),
 ];
 
 const GENERATED: &str =
@@ -199,7 +199,7 @@ pub fn cluster_service_version() -> Value {
             "provider": {"name": "database-operator maintainers"},
             "links": [
                 {"name": "Source", "url": "https://github.com/example/database-operator"},
-                {"name": "Documentation", "url": "https://github.com/example/database-operator/blob/main/README.md"},
+                {"name": "Documentation", "url": "https://github.com/example/database-operator/tree/main/docs/src"},
             ],
             "icon": [{
                 "base64data": base64::engine::general_purpose::STANDARD.encode(ICON),

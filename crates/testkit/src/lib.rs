@@ -39,6 +39,7 @@ pub mod certs;
 mod cluster;
 pub mod components;
 pub mod crds;
+pub mod docs;
 pub mod exporters;
 pub mod exposition;
 pub mod fixtures;

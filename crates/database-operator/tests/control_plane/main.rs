@@ -10,6 +10,7 @@
 
 mod backups;
 mod databases;
+mod docs_examples;
 mod helm;
 mod leader_election;
 mod monitoring;

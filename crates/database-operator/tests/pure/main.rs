@@ -11,6 +11,7 @@
 
 mod builders;
 mod crds;
+mod docs;
 mod helm;
 mod monitoring_builders;
 mod monitoring_rules;

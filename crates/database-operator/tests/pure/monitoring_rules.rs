@@ -681,14 +681,15 @@ fn dashboards_are_grafana_json_with_panels_targets_and_a_datasource_variable() {
 }
 
 #[test]
-fn every_alert_has_a_runbook_section_in_the_readme() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
+fn every_alert_has_a_runbook_section_in_the_docs() {
+    let runbooks = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/src/runbooks.md"),
+    )
+    .unwrap();
     for alert in ALERTS {
         assert!(
-            readme.contains(&format!("\n#### {alert}\n")),
-            "README.md has no runbook heading `#### {alert}`"
+            runbooks.contains(&format!("\n## {alert}\n")),
+            "docs/src/runbooks.md has no runbook heading `## {alert}`"
         );
     }
 }

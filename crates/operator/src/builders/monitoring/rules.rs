@@ -18,11 +18,11 @@ use super::monitor_meta;
 use super::promql::matcher;
 use super::types::{AlertRule, PrometheusRule, PrometheusRuleSpec, RuleGroup};
 
-/// Where the runbooks live: the README's "Alert runbooks" section.
+/// Where the runbooks live: the book's "Alert runbooks" page.
 pub const DEFAULT_RUNBOOK_BASE: &str =
-    "https://github.com/example/database-operator/blob/main/README.md";
+    "https://github.com/example/database-operator/blob/main/docs/src/runbooks.md";
 
-/// Every alert the operator can install, in README order.
+/// Every alert the operator can install, in the runbooks' order.
 pub const ALERTS: &[&str] = &[
     "DatabaseDown",
     "DatabaseExporterDown",
@@ -331,7 +331,7 @@ pub fn rule_groups(input: &RuleInput<'_>) -> Vec<RuleGroup> {
     }]
 }
 
-/// The README heading anchor of an alert's runbook (`### DatabaseDown` → `databasedown`).
+/// The heading anchor of an alert's runbook (`## DatabaseDown` → `databasedown`).
 pub fn runbook_anchor(alert: &str) -> String {
     alert.to_ascii_lowercase()
 }
