@@ -80,6 +80,11 @@ rules:
       - roles
       - rolebindings
     verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  # A Database's NetworkPolicy: applied, cached, deleted when isolation is
+  # switched off.
+  - apiGroups: ["networking.k8s.io"]
+    resources: ["networkpolicies"]
+    verbs: ["get", "list", "watch", "create", "patch", "delete"]
   # Volume claims: grown when spec.storage.size grows, deleted on Delete
   # policy.
   - apiGroups: [""]

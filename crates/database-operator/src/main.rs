@@ -124,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
                 resolver: operator::resolver::Resolver::new(resolve),
                 agent_image,
                 runbook_base_url,
+                operator_namespace: leader_election_namespace.clone(),
                 ..Settings::default()
             };
             let election = leader_elect.then(|| {

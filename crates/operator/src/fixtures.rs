@@ -26,6 +26,7 @@ pub fn database(name: &str, engine: Engine, version: &str, replicas: i32) -> Dat
             deletion_policy: Default::default(),
             restore: None,
             replication: None,
+            network: None,
         },
     );
     db.metadata = ObjectMeta {

@@ -137,6 +137,12 @@ pub const CLUSTER_RULES: &[Rule] = &[
         verbs: &["get", "list", "watch", "create", "patch", "delete"],
     },
     Rule {
+        why: "A Database's NetworkPolicy: applied, cached, deleted when isolation is switched off.",
+        group: "networking.k8s.io",
+        resources: &["networkpolicies"],
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+    },
+    Rule {
         why: "Volume claims: grown when spec.storage.size grows, deleted on Delete policy.",
         group: "",
         resources: &["persistentvolumeclaims"],

@@ -139,6 +139,10 @@ pub struct DatabaseSpec {
     /// operator replicated re-seeds its independent members
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationSpec>,
+
+    /// Who may connect: a NetworkPolicy per Database
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<super::network::NetworkSpec>,
 }
 
 fn default_replicas() -> i32 {

@@ -6,6 +6,7 @@ pub mod condition;
 pub mod database;
 pub mod labels;
 pub mod monitor;
+pub mod network;
 pub mod quantity;
 pub mod reference;
 pub mod replication;

@@ -835,6 +835,98 @@ async fn children_deleted_or_edited_by_hand_are_put_back() {
 }
 
 #[tokio::test]
+async fn a_new_database_is_isolated_by_its_network_policy_which_is_kept_and_removed_on_request() {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let env = env(module_path!()).await;
+    let client = env.client().await;
+    let ns = env.namespace("network").await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let mut db = sample_in("postgresql-sample.yaml", &ns);
+    db.spec.network = Some(
+        serde_json::from_value(serde_json::json!({
+            "allowFrom": [{"namespaceSelector": {"matchLabels": {"team": "web"}},
+                           "podSelector": {"matchLabels": {"app": "api"}}}]
+        }))
+        .unwrap(),
+    );
+    create(&dbs, &db).await;
+    wait_for_phase(env, &dbs, "postgresql-sample", Phase::Running).await;
+    let policies = Api::<NetworkPolicy>::namespaced(client.clone(), &ns);
+    // The API server accepted it as built: the Database's pods, ingress only.
+    let policy = policies.get("postgresql-sample").await.unwrap();
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_owned()][..])
+    );
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/instance"],
+        "postgresql-sample"
+    );
+    let from = spec.ingress.unwrap()[0].from.clone().unwrap();
+    assert_eq!(
+        from.len(),
+        3,
+        "members and Jobs, the operator, the user's peer"
+    );
+
+    // Deleted by hand: recreated; edited by hand: put back.
+    let uid = policies.get("postgresql-sample").await.unwrap().uid();
+    policies
+        .delete("postgresql-sample", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(env, "the NetworkPolicy recreated", WAIT, || async {
+        let p = policies.get_opt("postgresql-sample").await.ok()??;
+        (p.uid() != uid).then_some(())
+    })
+    .await;
+    policies
+        .patch(
+            "postgresql-sample",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"ingress": [{}]}})),
+        )
+        .await
+        .unwrap();
+    eventually(env, "the NetworkPolicy restored", WAIT, || async {
+        let p = policies.get("postgresql-sample").await.ok()?;
+        let rules = p.spec?.ingress?;
+        (rules[0].from.as_ref().is_some_and(|f| f.len() == 3)).then_some(())
+    })
+    .await;
+
+    // isolate: false removes it.
+    dbs.patch(
+        "postgresql-sample",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"network": {"isolate": false}}})),
+    )
+    .await
+    .unwrap();
+    eventually(env, "the NetworkPolicy removed", WAIT, || async {
+        policies
+            .get_opt("postgresql-sample")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // A peer without any selector is refused at admission, naming the field.
+    let refused = dbs
+        .patch(
+            "postgresql-sample",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"network": {"allowFrom": [{}]}}})),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("spec.network.allowFrom[0]"), "{refused}");
+}
+
+#[tokio::test]
 async fn unsafe_changes_are_refused_at_admission_naming_the_field() {
     let env = env(module_path!()).await;
     let client = env.client().await;
@@ -980,6 +1072,18 @@ async fn a_database_from_before_replication_is_left_alone_until_converted() {
     .await;
     assert_eq!(condition.status, ConditionStatus::False);
     assert!(condition.message.contains("reseedIndependentReplicas"));
+    // Created before network isolation too: no NetworkPolicy cuts off the
+    // clients it has (it is opened up again once the old StatefulSet is
+    // back in place).
+    let policies =
+        Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(client.clone(), &ns);
+    eventually(
+        env,
+        "no NetworkPolicy for the old Database",
+        WAIT,
+        || async { policies.get_opt(&name).await.ok()?.is_none().then_some(()) },
+    )
+    .await;
     let before = statefulsets.get(&name).await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = statefulsets.get(&name).await.unwrap();

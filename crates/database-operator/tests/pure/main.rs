@@ -15,5 +15,6 @@ mod docs;
 mod helm;
 mod monitoring_builders;
 mod monitoring_rules;
+mod network;
 mod olm;
 mod restore_builders;

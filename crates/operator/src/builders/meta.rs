@@ -70,6 +70,10 @@ impl Names<'_> {
     pub fn monitor(&self) -> String {
         self.0.to_owned()
     }
+    /// The NetworkPolicy that admits the Database's clients.
+    pub fn network_policy(&self) -> String {
+        self.0.to_owned()
+    }
     /// The ServiceAccount of the Database's pods, its Role and RoleBinding:
     /// what the in-pod supervisor reads the API as.
     pub fn instance(&self) -> String {

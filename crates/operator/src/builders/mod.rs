@@ -9,6 +9,7 @@ pub mod drill;
 pub mod instance_access;
 pub mod meta;
 pub mod monitoring;
+pub mod network_policy;
 pub mod pdb;
 pub mod restore_job;
 pub mod secret;
@@ -28,6 +29,9 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{Driver, Sizing, driver_of};
 use topology::{Topology, statefulset_replicas};
+
+/// The operator's namespace when it is not told (`POD_NAMESPACE`).
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "database-operator";
 
 /// The image with the operator's binary, which backup pods copy the agent from.
 pub const DEFAULT_AGENT_IMAGE: &str = concat!("database-operator:", env!("CARGO_PKG_VERSION"));
@@ -51,6 +55,8 @@ pub struct Desired {
     pub restore: Option<Job>,
     /// For members under the in-pod supervisor: their API access.
     pub instance_access: Option<instance_access::InstanceAccess>,
+    /// With network isolation: the NetworkPolicy (see [`Desired::isolate`]).
+    pub network_policy: Option<k8s_openapi::api::networking::v1::NetworkPolicy>,
 }
 
 /// Where a restore reads its backup from, once `spec.restore` is resolved.
@@ -70,7 +76,37 @@ pub struct MonitoringChildren {
 impl Desired {
     /// What a new Database owns.
     pub fn build(db: &Database) -> Self {
-        Self::build_with(db, DEFAULT_AGENT_IMAGE, None, Topology::of(db, None))
+        Self::build_with(db, DEFAULT_AGENT_IMAGE, None, Topology::of(db, None)).isolate(
+            db,
+            DEFAULT_OPERATOR_NAMESPACE,
+            true,
+        )
+    }
+
+    /// Adds network isolation: a StatefulSet `created_isolated` (a new one,
+    /// or one created so: [`network_policy::created_isolated`]) carries the
+    /// annotation that says so, and an isolated Database
+    /// ([`network_policy::isolated`]) its NetworkPolicy, which admits the
+    /// operator's pods in `operator_namespace`.
+    pub fn isolate(
+        mut self,
+        db: &Database,
+        operator_namespace: &str,
+        created_isolated: bool,
+    ) -> Self {
+        if created_isolated {
+            self.statefulset
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(
+                    network_policy::NETWORK_ANNOTATION.to_owned(),
+                    network_policy::BY_DEFAULT.to_owned(),
+                );
+        }
+        self.network_policy = network_policy::isolated(db, created_isolated)
+            .then(|| network_policy::network_policy(db, operator_namespace));
+        self
     }
 
     /// As [`Desired::build`], with the image that carries the backup agent,
@@ -97,6 +133,7 @@ impl Desired {
             ),
             instance_access: statefulset::supervised(driver, topology)
                 .map(|_| instance_access::instance_access(db, statefulset_replicas(db, topology))),
+            network_policy: None,
             config_map,
             services: service::services(db, driver, topology),
             pdb: pdb::pod_disruption_budget(db),

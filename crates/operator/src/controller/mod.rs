@@ -41,6 +41,9 @@ pub struct Settings {
     pub resolver: crate::resolver::Resolver,
     /// The document whose sections are the alerts' runbooks (`runbook_url` = `<this>#<alert>`).
     pub runbook_base_url: String,
+    /// The operator's own namespace, whose operator pods a Database's
+    /// NetworkPolicy admits.
+    pub operator_namespace: String,
 }
 
 impl Default for Settings {
@@ -51,6 +54,7 @@ impl Default for Settings {
             resolver: Default::default(),
             agent_image: crate::builders::DEFAULT_AGENT_IMAGE.to_owned(),
             runbook_base_url: crate::builders::monitoring::rules::DEFAULT_RUNBOOK_BASE.to_owned(),
+            operator_namespace: crate::builders::DEFAULT_OPERATOR_NAMESPACE.to_owned(),
         }
     }
 }

@@ -16,6 +16,7 @@ use database_operator_api::v1::restore::RestoreStatus;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::events::EventType;
@@ -232,6 +233,22 @@ async fn apply_owned(
             ),
         )
         .await;
+    }
+
+    if let Some(policy) = &desired.network_policy {
+        let policies = Api::<NetworkPolicy>::namespaced(client.clone(), namespace);
+        let live = cached_or_fetch(
+            &stores.network_policies,
+            &policies,
+            &names.network_policy(),
+            namespace,
+        )
+        .await?;
+        writes += u32::from(
+            apply_if_changed(&policies, policy.clone(), live.as_deref())
+                .await
+                .step("applying NetworkPolicy", names.network_policy())?,
+        );
     }
 
     let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace);

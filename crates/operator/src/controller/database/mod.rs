@@ -36,8 +36,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
-use crate::builders::Desired;
 use crate::builders::topology::Topology;
+use crate::builders::{Desired, network_policy};
 use crate::controller::Context;
 use crate::controller::shared::reconcile::{drive, error_policy, finalized};
 use crate::controller::shared::stores::Streams;
@@ -75,6 +75,7 @@ pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
         .owns_stream(streams.service_accounts)
         .owns_stream(streams.roles)
         .owns_stream(streams.role_bindings)
+        .owns_stream(streams.network_policies)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx);
     drive(outcomes).await;
@@ -98,9 +99,15 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         .ok_or(Error::MissingField("metadata.namespace"))?;
     // 1. Dereference.
     let restore = restore::dereference(db, ctx, &namespace).await?;
-    let topology = observe_topology(db, ctx, &namespace).await?;
+    let live = observe_statefulset(db, ctx, &namespace).await?;
+    let topology = Topology::of(db, live.as_deref());
     // 2. Build.
-    let desired = Desired::build_with(db, &ctx.settings.agent_image, restore.source(), topology);
+    let desired = Desired::build_with(db, &ctx.settings.agent_image, restore.source(), topology)
+        .isolate(
+            db,
+            &ctx.settings.operator_namespace,
+            network_policy::created_isolated(live.as_deref()),
+        );
     // 3. Apply.
     let mut applied = children::apply(db, ctx, &namespace, desired, restore).await?;
     applied.replication = Some(replication::reconcile(db, ctx, &namespace, topology).await?);
@@ -108,16 +115,20 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
     status::update(db, ctx, &namespace, applied).await
 }
 
-/// Whether the Database's pods stream from a primary or are servers of
-/// their own, from its live StatefulSet ([`Topology::of`]).
-async fn observe_topology(db: &Database, ctx: &Context, namespace: &str) -> Result<Topology> {
+/// The Database's live StatefulSet: whether its pods stream from a primary
+/// or are servers of their own ([`Topology::of`]), and whether it was
+/// created isolated ([`network_policy::created_isolated`]).
+async fn observe_statefulset(
+    db: &Database,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Option<Arc<StatefulSet>>> {
     let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace);
-    let live = cached_or_fetch(
+    Ok(cached_or_fetch(
         &ctx.stores.statefulsets,
         &statefulsets,
         &db.name_any(),
         namespace,
     )
-    .await?;
-    Ok(Topology::of(db, live.as_deref()))
+    .await?)
 }

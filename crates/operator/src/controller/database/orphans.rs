@@ -11,6 +11,7 @@ use database_operator_api::v1::Database;
 use database_operator_api::v1::monitor::DatabaseMonitor;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
@@ -54,6 +55,16 @@ pub(crate) async fn delete(
             let monitors = Api::<DatabaseMonitor>::namespaced(client.clone(), namespace);
             deleted += crate::apply::delete(&monitors, &names.monitor()).await?;
         }
+    }
+    if desired.network_policy.is_none() {
+        let policies = Api::<NetworkPolicy>::namespaced(client.clone(), namespace);
+        deleted += delete_cached(
+            &policies,
+            &stores.network_policies,
+            &names.network_policy(),
+            namespace,
+        )
+        .await?;
     }
     if desired.instance_access.is_none() {
         let name = names.instance();

@@ -11,6 +11,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -61,6 +62,8 @@ pub struct Stores {
     pub service_accounts: Store<ServiceAccount>,
     pub roles: Store<Role>,
     pub role_bindings: Store<RoleBinding>,
+    /// The NetworkPolicies of isolated Databases.
+    pub network_policies: Store<NetworkPolicy>,
 }
 
 /// A boxed stream of changed children, for `Controller::owns_stream`.
@@ -79,6 +82,7 @@ pub struct Streams {
     pub service_accounts: ChildStream<ServiceAccount>,
     pub roles: ChildStream<Role>,
     pub role_bindings: ChildStream<RoleBinding>,
+    pub network_policies: ChildStream<NetworkPolicy>,
 }
 
 fn cached<K>(client: &Client) -> (Store<K>, ChildStream<K>)
@@ -109,6 +113,7 @@ pub fn start(client: &Client) -> (Stores, Streams) {
     let (service_accounts, sa_stream) = cached(client);
     let (roles, role_stream) = cached(client);
     let (role_bindings, binding_stream) = cached(client);
+    let (network_policies, np_stream) = cached(client);
     let (secrets, secret_writer) = reflector::store();
     let secret_stream = watcher(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
@@ -135,6 +140,7 @@ pub fn start(client: &Client) -> (Stores, Streams) {
             service_accounts,
             roles,
             role_bindings,
+            network_policies,
         },
         Streams {
             statefulsets: sts_stream,
@@ -148,6 +154,7 @@ pub fn start(client: &Client) -> (Stores, Streams) {
             service_accounts: sa_stream,
             roles: role_stream,
             role_bindings: binding_stream,
+            network_policies: np_stream,
         },
     )
 }
@@ -200,6 +207,7 @@ impl Stores {
         self.service_accounts.wait_until_ready().await?;
         self.roles.wait_until_ready().await?;
         self.role_bindings.wait_until_ready().await?;
+        self.network_policies.wait_until_ready().await?;
         self.secrets.wait_until_ready().await
     }
 }
