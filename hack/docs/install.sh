@@ -1,29 +1,20 @@
 #!/usr/bin/env bash
 # Installs mdBook (from crates.io, without its serve/watch/search features)
 # once into
-#   ${DATABASE_OPERATOR_CACHE:-~/.cache/database-operator}/tools/mdbook-<version>/bin/mdbook
+#   ${DATABASE_OPERATOR_CACHE:-~/.cache/database-operator}/tools/mdbook-<version>/mdbook
 # and prints that path. tests/pure/docs.rs builds the book with it.
 set -euo pipefail
+source "$(dirname "$0")/../lib/build-once.sh"
 
 MDBOOK_VERSION="0.5.4"
+DIR="${DATABASE_OPERATOR_CACHE:-${HOME}/.cache/database-operator}/tools/mdbook-${MDBOOK_VERSION}"
 
-CACHE_ROOT="${DATABASE_OPERATOR_CACHE:-${HOME}/.cache/database-operator}"
-ROOT="${CACHE_ROOT}/tools/mdbook-${MDBOOK_VERSION}"
-
-if [[ -x "${ROOT}/bin/mdbook" ]]; then
-  echo "${ROOT}/bin/mdbook"
-  exit 0
-fi
-mkdir -p "${ROOT}"
-exec 7>"${ROOT}/.build.lock"
-flock 7
-if [[ ! -x "${ROOT}/bin/mdbook" ]]; then
-  t=$SECONDS
+build() {
   # Its own target folder: the workspace's is not touched.
-  CARGO_TARGET_DIR="${ROOT}/target" cargo install mdbook --version "${MDBOOK_VERSION}" \
-    --locked --no-default-features --root "${ROOT}" >&2
-  rm -rf "${ROOT}/target"
-  echo "mdbook: built ${ROOT}/bin/mdbook ($(( SECONDS - t ))s)" >&2
-fi
-exec 7>&-
-echo "${ROOT}/bin/mdbook"
+  CARGO_TARGET_DIR="${DIR}/target" cargo install mdbook --version "${MDBOOK_VERSION}" \
+    --locked --no-default-features --root "${DIR}/install"
+  mv "${DIR}/install/bin/mdbook" "${DIR}/mdbook.tmp"
+  rm -rf "${DIR}/target" "${DIR}/install"
+}
+
+build_once "${DIR}" mdbook build

@@ -2,7 +2,6 @@
 //! examples, mdBook (from crates.io by `hack/docs/install.sh`, cached).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The repository's root.
 pub fn repo() -> PathBuf {
@@ -61,14 +60,5 @@ pub fn yaml_examples(file: &Path) -> Vec<Example> {
 
 /// mdBook (built on first use when `make mdbook` has not run).
 pub fn mdbook() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(repo().join("hack/docs/install.sh"))
-        .output()
-        .expect("running hack/docs/install.sh");
-    assert!(
-        out.status.success(),
-        "hack/docs/install.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    crate::paths::installed_tool("hack/docs/install.sh")
 }

@@ -18,23 +18,8 @@ pub fn chart() -> PathBuf {
 /// The helm binary (built on first use when `make helm` has not run).
 pub fn helm() -> PathBuf {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo().join("hack/helm/install.sh"))
-            .output()
-            .expect("running hack/helm/install.sh");
-        assert!(
-            out.status.success(),
-            "hack/helm/install.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(
-            String::from_utf8(out.stdout)
-                .expect("a path in UTF-8")
-                .trim(),
-        )
-    })
-    .clone()
+    HELM.get_or_init(|| crate::paths::installed_tool("hack/helm/install.sh"))
+        .clone()
 }
 
 /// The Kubernetes version charts are rendered and linted for: the test

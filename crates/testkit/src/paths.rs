@@ -142,6 +142,23 @@ pub fn ensure_built() -> Result<()> {
     Ok(())
 }
 
+/// A tool one of the repository's `hack/*/install.sh` scripts builds once
+/// into the cache (`script`, from the repository's root): runs it, which
+/// builds the tool when it is missing, and returns the path it prints.
+pub fn installed_tool(script: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new("bash")
+        .arg(root.join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,17 +9,8 @@ use std::process::Command;
 #[test]
 fn the_bundle_passes_the_operator_frameworks_validators() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let built = Command::new("bash")
-        .arg(root.join("hack/olm/install.sh"))
-        .output()
-        .expect("running hack/olm/install.sh");
-    assert!(
-        built.status.success(),
-        "building the validator: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
-    let validator = String::from_utf8(built.stdout).unwrap();
-    let out = Command::new(validator.trim())
+    let validator = testkit::paths::installed_tool("hack/olm/install.sh");
+    let out = Command::new(validator)
         .arg(root.join(operator::olm::BUNDLE_DIR))
         .arg("1.30.0")
         .output()
