@@ -445,16 +445,7 @@ async fn the_operator_fails_over_to_a_real_replica_and_fences_the_old_primary() 
         servers.push(Postgres::prepare_member(&admin_password).unwrap());
     }
     let service = Arc::new(Proxy::start(address(&servers[0])).await.unwrap());
-    servers[0]
-        .connect()
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE ledger (id serial PRIMARY KEY, memo text);
-             INSERT INTO ledger (memo) VALUES ('first');",
-        )
-        .await
-        .unwrap();
+    create_ledger(&servers[0]).await;
 
     let addresses: Vec<SocketAddr> = servers.iter().map(address).collect();
     let (env, client, _kube_proxy) = stage(
@@ -648,7 +639,6 @@ async fn scale_down_off_the_primary(
     let World {
         env, client, dbs, ..
     } = world;
-    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
     let primary_is = |pod: String| async move {
         let status = dbs.get(NAME).await.ok()?.status?;
         (status.replication?.primary? == pod).then_some(())
@@ -692,6 +682,40 @@ async fn scale_down_off_the_primary(
 
     // Scale to 2 (and let the operator choose): pod 2 stays until the
     // primary has left it.
+    let moved_to = scale_to_two_off(env, client, dbs, &pod(2)).await;
+    let new = index(&moved_to);
+    // Which of pods 0 and 1 it is depends on which had received more of
+    // pod 2's WAL (the most advanced streaming replica is chosen). The other
+    // may have received WAL the new primary never had: the operator
+    // restarts it, and the kubelet brings its server back rewound.
+    settle(world, servers, uids).await;
+    write(&servers[new], "after the scale-down").await.unwrap();
+}
+
+/// The table every test writes to, on the first primary, with one row.
+pub(crate) async fn create_ledger(pg: &Postgres) {
+    pg.connect()
+        .await
+        .unwrap()
+        .batch_execute(
+            "CREATE TABLE ledger (id serial PRIMARY KEY, memo text);
+             INSERT INTO ledger (memo) VALUES ('first');",
+        )
+        .await
+        .unwrap();
+}
+
+/// Scales the Database to 2 while its primary is `removed` (pod 2 or
+/// beyond), letting the operator choose the new primary, and returns it
+/// (pod 0 or 1) once the StatefulSet has two pods. Throughout, the
+/// StatefulSet never shrinks under the primary and reads never go to it.
+pub(crate) async fn scale_to_two_off(
+    env: &Env,
+    client: &Client,
+    dbs: &Api<Database>,
+    removed: &str,
+) -> String {
+    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
     let sampler = Sampler::start(client, dbs);
     dbs.patch(
         NAME,
@@ -702,10 +726,15 @@ async fn scale_down_off_the_primary(
     )
     .await
     .unwrap();
-    let moved_to = eventually(env, "the primary to leave pod 2", WAIT, || async {
-        let primary = dbs.get(NAME).await.ok()?.status?.replication?.primary?;
-        (primary != pod(2)).then_some(primary)
-    })
+    let moved_to = eventually(
+        env,
+        &format!("the primary to leave {removed}"),
+        WAIT,
+        || async {
+            let primary = dbs.get(NAME).await.ok()?.status?.replication?.primary?;
+            (primary != removed).then_some(primary)
+        },
+    )
     .await;
     assert!(moved_to == pod(0) || moved_to == pod(1), "{moved_to}");
     eventually(env, "the StatefulSet to scale to 2", WAIT, || async {
@@ -713,20 +742,14 @@ async fn scale_down_off_the_primary(
         (sts.spec.replicas == Some(2)).then_some(())
     })
     .await;
-    sampler.stop_and_check(&pod(2), 2).await;
-    let new = index(&moved_to);
-    // Which of pods 0 and 1 it is depends on which had received more of
-    // pod 2's WAL (the most advanced streaming replica is chosen). The other
-    // may have received WAL the new primary never had: the operator
-    // restarts it, and the kubelet brings its server back rewound.
-    settle(world, servers, uids).await;
-    write(&servers[new], "after the scale-down").await.unwrap();
+    sampler.stop_and_check(removed, 2).await;
+    moved_to
 }
 
 /// Samples, until stopped, the StatefulSet's size, the recorded primary and
 /// the read-only Service's endpoints: what a scale-down that must move the
 /// primary first is judged by.
-pub(crate) struct Sampler {
+struct Sampler {
     watching: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<(Vec<Sample>, Vec<Vec<String>>)>,
 }
@@ -735,7 +758,7 @@ pub(crate) struct Sampler {
 type Sample = (Option<i32>, Option<String>);
 
 impl Sampler {
-    pub(crate) fn start(client: &Client, dbs: &Api<Database>) -> Sampler {
+    fn start(client: &Client, dbs: &Api<Database>) -> Sampler {
         let watching = Arc::new(AtomicBool::new(true));
         let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
         let (dbs, client, still) = (dbs.clone(), client.clone(), watching.clone());
@@ -767,7 +790,7 @@ impl Sampler {
     /// reads never went to a settled primary: no endpoint list names the
     /// primary recorded in its sample and in the one before (EndpointSlices
     /// follow the labels a moment after a move).
-    pub(crate) async fn stop_and_check(self, removed: &str, size: i32) {
+    async fn stop_and_check(self, removed: &str, size: i32) {
         self.watching.store(false, Ordering::SeqCst);
         let (samples, readers) = self.task.await.unwrap();
         for (i, pods) in readers.iter().enumerate().skip(1) {

@@ -27,7 +27,8 @@ use testkit::replication::InstanceScript;
 use testkit::servers::Postgres;
 
 use crate::replication::{
-    NAME, NS, REPLICATION_PASSWORD, WAIT, address, holds, labelled, pod, stage, write,
+    NAME, NS, REPLICATION_PASSWORD, WAIT, address, create_ledger, holds, labelled, pod, stage,
+    write,
 };
 
 /// Nothing listens here: a proxy pointed at it refuses every connection.
@@ -93,16 +94,7 @@ async fn a_primary_cut_off_from_the_api_stops_before_a_replica_is_promoted_and_r
     let mut servers = vec![Postgres::start_configured(&settings).await.unwrap()];
     let admin_password = servers[0].admin_password().to_owned();
     servers.push(Postgres::prepare_member(&admin_password).unwrap());
-    servers[0]
-        .connect()
-        .await
-        .unwrap()
-        .batch_execute(
-            "CREATE TABLE ledger (id serial PRIMARY KEY, memo text);
-             INSERT INTO ledger (memo) VALUES ('first');",
-        )
-        .await
-        .unwrap();
+    create_ledger(&servers[0]).await;
     // The operator reaches pod 0's server through `route`, which the
     // partition cuts; the primary Service follows the primary's label.
     let route = Proxy::start(address(&servers[0])).await.unwrap();

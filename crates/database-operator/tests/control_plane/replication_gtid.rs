@@ -24,7 +24,6 @@ use std::time::Duration;
 use database_operator_api::v1::condition::{self, types};
 use database_operator_api::v1::replication::MemberState;
 use database_operator_api::v1::{Database, Flavor};
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, ResourceExt};
 use mysql_async::prelude::Queryable;
@@ -35,8 +34,8 @@ use testkit::replication::InstanceScript;
 use testkit::servers::{Mariadb, Mysql};
 
 use crate::replication::{
-    NAME, NS, Sampler, WAIT, ask_for_primary, endpoints, index, labelled, one_primary_and_events,
-    pod, stage,
+    NAME, NS, WAIT, ask_for_primary, endpoints, index, labelled, one_primary_and_events, pod,
+    scale_to_two_off, stage,
 };
 
 const REPLICATION_PASSWORD: &str = "replMaria12345678";
@@ -468,29 +467,7 @@ async fn fails_over_and_switches_back_without_losing_a_write(flavor: Flavor) {
     let pods = Api::<Pod>::namespaced(client.clone(), NS);
     let uid = async |i: usize| pods.get(&pod(i)).await.unwrap().uid().unwrap();
     let uids = [uid(0).await, uid(1).await];
-    let sampler = Sampler::start(&client, &dbs);
-    dbs.patch(
-        NAME,
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(
-            serde_json::json!({"spec": {"replicas": 2, "replication": {"primary": null}}}),
-        ),
-    )
-    .await
-    .unwrap();
-    let moved_to = eventually(&env, "the primary to leave pod 4", WAIT, || async {
-        let primary = dbs.get(NAME).await.ok()?.status?.replication?.primary?;
-        (primary != pod(4)).then_some(primary)
-    })
-    .await;
-    assert!(moved_to == pod(0) || moved_to == pod(1), "{moved_to}");
-    let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
-    eventually(&env, "the StatefulSet to scale to 2", WAIT, || async {
-        let sts = statefulsets.get(NAME).await.ok()?;
-        (sts.spec.replicas == Some(2)).then_some(())
-    })
-    .await;
-    sampler.stop_and_check(&pod(4), 2).await;
+    let moved_to = scale_to_two_off(&env, &client, &dbs, &pod(4)).await;
     let kept = index(&moved_to);
     let other = 1 - kept;
     labelled(&env, &client, &moved_to, "primary").await;

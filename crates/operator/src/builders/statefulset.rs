@@ -377,9 +377,8 @@ fn volume_claim_template(storage: &StorageSpec) -> PersistentVolumeClaim {
 /// database for it. So the live pods' image stays, unless the pod template
 /// changes anyway (then the new one rides along with that roll).
 pub fn keep_supervisor_image(desired: &mut StatefulSet, live: &StatefulSet) {
-    fn installer(sts: &mut StatefulSet) -> Option<&mut Container> {
-        sts.spec
-            .template
+    fn installer(template: &mut PodTemplateSpec) -> Option<&mut Container> {
+        template
             .spec
             .as_mut()?
             .init_containers
@@ -387,18 +386,31 @@ pub fn keep_supervisor_image(desired: &mut StatefulSet, live: &StatefulSet) {
             .iter_mut()
             .find(|c| c.name == INSTALL_SUPERVISOR)
     }
-    let mut live = live.clone();
-    let Some(image) = installer(&mut live).and_then(|c| c.image.clone()) else {
+    let running = live
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|pod| pod.init_containers.as_ref())
+        .and_then(|init| init.iter().find(|c| c.name == INSTALL_SUPERVISOR))
+        .and_then(|c| c.image.clone());
+    let Some(running) = running else {
         return;
     };
-    let mut kept = desired.clone();
-    let Some(container) = installer(&mut kept) else {
+    let Some(container) = installer(&mut desired.spec.template) else {
         return;
     };
-    container.image = Some(image);
+    if container.image.as_deref() == Some(running.as_str()) {
+        return;
+    }
+    // Try the running image; keep it only if nothing else in the template
+    // changes.
+    let new = container.image.replace(running);
     let template = |sts: &StatefulSet| serde_json::to_value(&sts.spec.template).unwrap_or_default();
-    if crate::diff::is_subset(&template(&kept), &template(&live)) {
-        *desired = kept;
+    if !crate::diff::is_subset(&template(desired), &template(live))
+        && let Some(container) = installer(&mut desired.spec.template)
+    {
+        container.image = new;
     }
 }
 

@@ -51,12 +51,13 @@ pub(super) async fn reconcile(
     .await;
     // The pod hello says is primary; while none is (an election, or before
     // the set exists), the one labelled so stays, pod 0 at first.
+    let elected = replica_set::primary(&name, &answers);
     let recorded = decide::primary(&name, previous.primary.as_deref(), pods);
-    let primary = replica_set::primary(&name, &answers).map_or(recorded, ToOwned::to_owned);
+    let primary = elected.map_or(recorded, ToOwned::to_owned);
     label(pods_api, pods, &primary).await?;
 
     let kept = decide::pod_names(&name, db.spec.replicas);
-    let current = match replica_set::primary(&name, &answers) {
+    let current = match elected {
         Some(pod) => replica_set::get_config(&target(pod)).await.ok(),
         None => None,
     };
@@ -88,9 +89,8 @@ pub(super) async fn reconcile(
         .filter(|m| m.role == REPLICA && m.state != MemberState::Streaming)
         .map(|m| format!("{} is {:?}", m.pod, m.state))
         .collect();
-    let elected = replica_set::primary(&name, &answers).is_some();
     let standalone = replica_set::standalone(&answers);
-    let condition = match (&acting, elected) {
+    let condition = match (&acting, elected.is_some()) {
         _ if !standalone.is_empty() => Condition::new(
             types::REPLICATING,
             false,
