@@ -48,6 +48,11 @@ enum Command {
         /// is `<this>#<alert name in lowercase>`.
         #[arg(long, env = "RUNBOOK_BASE_URL", default_value = operator::builders::monitoring::rules::DEFAULT_RUNBOOK_BASE)]
         runbook_base_url: String,
+        /// The namespaces to manage, comma-separated; empty for all. Scoped
+        /// to namespaces, the operator needs a Role in each and reads
+        /// nothing cluster-wide but CRDs.
+        #[arg(long, env = "WATCH_NAMESPACES", default_value = "")]
+        watch_namespaces: operator::scope::Scope,
     },
     /// Print every CRD as YAML, or write one file per CRD into a directory.
     Crd {
@@ -114,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
             runbook_base_url,
             leader_elect,
             leader_election_namespace,
+            watch_namespaces,
         } => {
             operator::daemon::telemetry::init(log_format);
             let metrics = Arc::new(Metrics::default());
@@ -125,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
                 agent_image,
                 runbook_base_url,
                 operator_namespace: leader_election_namespace.clone(),
+                scope: watch_namespaces,
                 ..Settings::default()
             };
             let election = leader_elect.then(|| {

@@ -20,5 +20,6 @@ pub mod olm;
 pub mod rbac;
 pub mod replication;
 pub mod resolver;
+pub mod scope;
 pub mod users;
 pub(crate) mod velero;

@@ -6,14 +6,19 @@
 //! `deploy/samples/`. Validated by the operator-framework's own validators
 //! (`hack/olm/validate`, run by `tests/pure/olm.rs`).
 //!
-//! Install modes say what the operator supports today: it watches every
-//! namespace (AllNamespaces); watching only some comes with namespace
-//! scoping.
+//! Every install mode works: OLM projects the OperatorGroup's target
+//! namespaces into the pod's `olm.targetNamespaces` annotation, which the
+//! Deployment hands the operator as `WATCH_NAMESPACES` (empty for
+//! AllNamespaces). The namespaced rules are `permissions`, which OLM grants
+//! as a Role in each target namespace (or cluster-wide for AllNamespaces);
+//! `clusterPermissions` are only the CRD reads no Role can grant.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
 
-use crate::rbac::{CLUSTER_RULES, LEADER_ELECTION_RULES, NAME, policy_rules};
+use crate::rbac::{
+    CLUSTER_SCOPED_RULES, LEADER_ELECTION_RULES, NAME, NAMESPACED_RULES, policy_rules,
+};
 
 /// The bundle, from the repository's root.
 pub const BUNDLE_DIR: &str = "bundle";
@@ -167,8 +172,9 @@ the least it uses, with no wildcard.
 /// `bundle/manifests/database-operator.clusterserviceversion.yaml`.
 pub fn cluster_service_version() -> Value {
     use base64::Engine as _;
-    let deployment: Deployment =
+    let mut deployment: Deployment =
         serde_saphyr::from_str(DEPLOYMENT).expect("deploy/operator/deployment.yaml parses");
+    watch_target_namespaces(&mut deployment);
     let image = format!("{NAME}:{VERSION}");
     json!({
         "apiVersion": "operators.coreos.com/v1alpha1",
@@ -206,9 +212,9 @@ pub fn cluster_service_version() -> Value {
                 "mediatype": "image/svg+xml",
             }],
             "installModes": [
-                {"type": "OwnNamespace", "supported": false},
-                {"type": "SingleNamespace", "supported": false},
-                {"type": "MultiNamespace", "supported": false},
+                {"type": "OwnNamespace", "supported": true},
+                {"type": "SingleNamespace", "supported": true},
+                {"type": "MultiNamespace", "supported": true},
                 {"type": "AllNamespaces", "supported": true},
             ],
             "install": {
@@ -216,11 +222,11 @@ pub fn cluster_service_version() -> Value {
                 "spec": {
                     "clusterPermissions": [{
                         "serviceAccountName": NAME,
-                        "rules": policy_rules(CLUSTER_RULES),
+                        "rules": policy_rules(CLUSTER_SCOPED_RULES),
                     }],
                     "permissions": [{
                         "serviceAccountName": NAME,
-                        "rules": policy_rules(LEADER_ELECTION_RULES),
+                        "rules": namespaced_permissions(),
                     }],
                     "deployments": [{
                         "name": NAME,
@@ -232,6 +238,34 @@ pub fn cluster_service_version() -> Value {
             "customresourcedefinitions": {"owned": owned()},
         },
     })
+}
+
+/// What the operator holds in each namespace it watches, and the Lease in
+/// its own (OLM grants `permissions` as a Role in each target namespace).
+fn namespaced_permissions() -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+    let mut rules = policy_rules(NAMESPACED_RULES);
+    rules.extend(policy_rules(LEADER_ELECTION_RULES));
+    rules
+}
+
+/// The OperatorGroup's target namespaces, which OLM writes into the pod's
+/// `olm.targetNamespaces` annotation, become `WATCH_NAMESPACES`.
+fn watch_target_namespaces(deployment: &mut Deployment) {
+    use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector};
+    let pod = deployment.spec.template.spec.as_mut().expect("a pod spec");
+    for container in &mut pod.containers {
+        container.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: "WATCH_NAMESPACES".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.annotations['olm.targetNamespaces']".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
 }
 
 /// `bundle/metadata/annotations.yaml`: the bundle's format and channel.
@@ -277,9 +311,25 @@ mod tests {
     fn the_csv_grants_exactly_the_operators_rules_and_offers_every_kind() {
         let csv = cluster_service_version();
         let install = &csv["spec"]["install"]["spec"];
-        let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> =
-            serde_json::from_value(install["clusterPermissions"][0]["rules"].clone()).unwrap();
-        assert_eq!(rules, policy_rules(CLUSTER_RULES));
+        let rules = |key: &str| -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+            serde_json::from_value(install[key][0]["rules"].clone()).unwrap()
+        };
+        assert_eq!(
+            rules("clusterPermissions"),
+            policy_rules(CLUSTER_SCOPED_RULES)
+        );
+        assert_eq!(rules("permissions"), namespaced_permissions());
+        let env = &install["deployments"][0]["spec"]["template"]["spec"]["containers"][0]["env"];
+        let watch = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "WATCH_NAMESPACES")
+            .unwrap();
+        assert_eq!(
+            watch["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.annotations['olm.targetNamespaces']"
+        );
         let text = serde_json::to_string(install).unwrap();
         assert!(
             !text.contains("\"*\""),
@@ -325,9 +375,9 @@ mod tests {
         assert_eq!(
             modes,
             [
-                ("OwnNamespace", false),
-                ("SingleNamespace", false),
-                ("MultiNamespace", false),
+                ("OwnNamespace", true),
+                ("SingleNamespace", true),
+                ("MultiNamespace", true),
                 ("AllNamespaces", true)
             ]
         );

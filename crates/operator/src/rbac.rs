@@ -1,9 +1,14 @@
 //! The operator's RBAC, in one place: every permission the controllers use,
-//! with why. `deploy/operator/clusterrole.yaml` and the leader-election
-//! Role are rendered from these tables (`make manifests`; a test fails when
-//! the files drift), and so will the Helm chart's and the OLM bundle's
-//! permissions be: one source, so that no install path grants more than
-//! another.
+//! with why. `deploy/operator/` (the cluster-wide ClusterRole, and the
+//! scoped variant under `namespaced/`), the Helm chart's RBAC and the OLM
+//! bundle's permissions are rendered from these tables (`make manifests`;
+//! a test fails when the files drift): one source, so that no install path
+//! grants more than another.
+//!
+//! The rules are split by where they apply: [`NAMESPACED_RULES`] inside
+//! the watched namespaces (a ClusterRole when the operator watches all of
+//! them, a Role in each when `WATCH_NAMESPACES` scopes it) and
+//! [`CLUSTER_SCOPED_RULES`], the CRD reads no Role can grant.
 //!
 //! The rules are the least the controllers need, read from the code (every
 //! `Api::<…>` in `crates/operator/src` and the verbs called on it).
@@ -27,8 +32,11 @@ pub struct Rule {
 
 const READ: [&str; 3] = ["get", "list", "watch"];
 
-/// Everything the controllers do across namespaces (a ClusterRole).
-pub const CLUSTER_RULES: &[Rule] = &[
+/// Everything the controllers do inside the namespaces they watch: a
+/// ClusterRole when they watch all of them, else a Role in each
+/// (`WATCH_NAMESPACES`, OLM's OwnNamespace, SingleNamespace and
+/// MultiNamespace modes).
+pub const NAMESPACED_RULES: &[Rule] = &[
     Rule {
         why: "Database: watched; finalizer added and removed; status written.",
         group: "example.com",
@@ -149,12 +157,6 @@ pub const CLUSTER_RULES: &[Rule] = &[
         verbs: &["list", "patch", "delete"],
     },
     Rule {
-        why: "Whether Velero's and prometheus-operator's CRDs are installed: the monitor controller watches CRD metadata (all of them, so no resourceNames).",
-        group: "apiextensions.k8s.io",
-        resources: &["customresourcedefinitions"],
-        verbs: &READ,
-    },
-    Rule {
         why: "Velero (spec.backup.method velero): Schedules are applied in Velero's namespace, found by label and deleted when no longer wanted.",
         group: "velero.io",
         resources: &["schedules"],
@@ -167,6 +169,24 @@ pub const CLUSTER_RULES: &[Rule] = &[
         verbs: &["create", "patch"],
     },
 ];
+
+/// What no Role can grant: reads of cluster-scoped objects (a ClusterRole
+/// in every install). Never Secrets or anything else of a namespace.
+pub const CLUSTER_SCOPED_RULES: &[Rule] = &[Rule {
+    why: "Whether Velero's and prometheus-operator's CRDs are installed: the monitor controller watches CRD metadata (all of them, so no resourceNames).",
+    group: "apiextensions.k8s.io",
+    resources: &["customresourcedefinitions"],
+    verbs: &READ,
+}];
+
+/// Every rule of an operator watching all namespaces (its ClusterRole).
+pub fn cluster_rules() -> Vec<Rule> {
+    NAMESPACED_RULES
+        .iter()
+        .chain(CLUSTER_SCOPED_RULES)
+        .copied()
+        .collect()
+}
 
 /// The leader-election Lease, in the operator's own namespace only (a
 /// Role).
@@ -249,7 +269,42 @@ pub fn cluster_role_yaml() -> String {
             "The least the controllers need, with why (crates/operator/src/rbac.rs). Server-side apply is a `patch`; creating an object through it also needs `create`. Children are removed by garbage collection through owner references, so only what the operator deletes itself has `delete`. No wildcard verbs or resources.",
             ""
         ),
-        render_rules(CLUSTER_RULES)
+        render_rules(&cluster_rules())
+    )
+}
+
+/// The subject every binding names: the operator's ServiceAccount in its
+/// namespace.
+fn subject_yaml() -> String {
+    format!("subjects:\n  - kind: ServiceAccount\n    name: {NAME}\n    namespace: {NAME}\n")
+}
+
+/// `deploy/operator/namespaced/clusterrole.yaml`: what an operator scoped
+/// to some namespaces reads cluster-wide (CRDs only), and its binding.
+pub fn scoped_cluster_role_yaml() -> String {
+    format!(
+        "{GENERATED}{}apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {NAME}-crds\n  labels:\n    app.kubernetes.io/name: {NAME}\n{}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {NAME}-crds\n  labels:\n    app.kubernetes.io/name: {NAME}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {NAME}-crds\n{}",
+        comment(
+            "An operator scoped to some namespaces (WATCH_NAMESPACES) reads nothing cluster-wide but CRDs; everything else it holds through role.yaml, applied in each watched namespace.",
+            ""
+        ),
+        render_rules(CLUSTER_SCOPED_RULES),
+        subject_yaml()
+    )
+}
+
+/// `deploy/operator/namespaced/role.yaml`: the Role and RoleBinding an
+/// operator scoped to some namespaces needs in each of them, without a
+/// namespace (`kubectl apply -n <namespace> -f …`).
+pub fn scoped_role_yaml() -> String {
+    format!(
+        "{GENERATED}{}apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {NAME}\n  labels:\n    app.kubernetes.io/name: {NAME}\n{}---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {NAME}\n  labels:\n    app.kubernetes.io/name: {NAME}\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {NAME}\n{}",
+        comment(
+            "Apply in every namespace the operator watches: kubectl apply -n <namespace> -f deploy/operator/namespaced/role.yaml. The same rules as the cluster-wide ClusterRole, less the CRD reads.",
+            ""
+        ),
+        render_rules(NAMESPACED_RULES),
+        subject_yaml()
     )
 }
 
@@ -265,8 +320,10 @@ pub fn leader_election_role_yaml(namespace: &str) -> String {
 /// which the chart's ClusterRole and leader-election Role include.
 pub fn chart_rules_tpl() -> String {
     format!(
-        "{{{{- /* Generated from crates/operator/src/rbac.rs by `make manifests`; do not edit. */ -}}}}\n{{{{- define \"database-operator.clusterRules\" -}}}}\n{}{{{{- end }}}}\n{{{{- define \"database-operator.leaderElectionRules\" -}}}}\n{}{{{{- end }}}}\n",
-        render_rules(CLUSTER_RULES),
+        "{{{{- /* Generated from crates/operator/src/rbac.rs by `make manifests`; do not edit. */ -}}}}\n{{{{- define \"database-operator.clusterRules\" -}}}}\n{}{{{{- end }}}}\n{{{{- define \"database-operator.namespacedRules\" -}}}}\n{}{{{{- end }}}}\n{{{{- define \"database-operator.clusterScopedRules\" -}}}}\n{}{{{{- end }}}}\n{{{{- define \"database-operator.leaderElectionRules\" -}}}}\n{}{{{{- end }}}}\n",
+        render_rules(&cluster_rules()),
+        render_rules(NAMESPACED_RULES),
+        render_rules(CLUSTER_SCOPED_RULES),
         render_rules(LEADER_ELECTION_RULES)
     )
 }
@@ -278,6 +335,14 @@ pub fn generated_files() -> Vec<(String, String)> {
         (
             "deploy/operator/clusterrole.yaml".to_owned(),
             cluster_role_yaml(),
+        ),
+        (
+            "deploy/operator/namespaced/clusterrole.yaml".to_owned(),
+            scoped_cluster_role_yaml(),
+        ),
+        (
+            "deploy/operator/namespaced/role.yaml".to_owned(),
+            scoped_role_yaml(),
         ),
         (
             "deploy/operator/leader-election-role.yaml".to_owned(),
@@ -295,8 +360,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_scoped_operator_reads_no_namespaced_kind_cluster_wide() {
+        for rule in CLUSTER_SCOPED_RULES {
+            assert_eq!(rule.resources, ["customresourcedefinitions"]);
+            assert_eq!(rule.verbs, READ);
+        }
+        assert!(
+            NAMESPACED_RULES
+                .iter()
+                .all(|r| !r.resources.contains(&"customresourcedefinitions"))
+        );
+    }
+
+    #[test]
     fn no_wildcards_and_every_rule_names_verbs() {
-        for rule in CLUSTER_RULES.iter().chain(LEADER_ELECTION_RULES) {
+        for rule in cluster_rules().iter().chain(LEADER_ELECTION_RULES) {
             assert!(!rule.verbs.is_empty() && !rule.resources.is_empty());
             assert!(!rule.verbs.contains(&"*") && !rule.resources.contains(&"*"));
             assert!(rule.group != "*");
@@ -307,7 +385,19 @@ mod tests {
     fn the_rendered_role_reads_back_as_the_rules() {
         let role: k8s_openapi::api::rbac::v1::ClusterRole =
             serde_saphyr::from_str(&cluster_role_yaml()).unwrap();
-        assert_eq!(role.rules.unwrap(), policy_rules(CLUSTER_RULES));
+        assert_eq!(role.rules.unwrap(), policy_rules(&cluster_rules()));
+        let scoped: Vec<serde_json::Value> =
+            serde_saphyr::from_str_multiple(&scoped_role_yaml()).unwrap();
+        let scoped_role: k8s_openapi::api::rbac::v1::Role =
+            serde_json::from_value(scoped[0].clone()).unwrap();
+        assert_eq!(scoped_role.metadata.namespace, None, "applied with -n");
+        assert_eq!(scoped_role.rules.unwrap(), policy_rules(NAMESPACED_RULES));
+        assert_eq!(scoped[1]["roleRef"]["name"], NAME);
+        let crds: Vec<serde_json::Value> =
+            serde_saphyr::from_str_multiple(&scoped_cluster_role_yaml()).unwrap();
+        let crds: k8s_openapi::api::rbac::v1::ClusterRole =
+            serde_json::from_value(crds[0].clone()).unwrap();
+        assert_eq!(crds.rules.unwrap(), policy_rules(CLUSTER_SCOPED_RULES));
         let lease: k8s_openapi::api::rbac::v1::Role =
             serde_saphyr::from_str(&leader_election_role_yaml("ops")).unwrap();
         assert_eq!(lease.metadata.namespace.as_deref(), Some("ops"));

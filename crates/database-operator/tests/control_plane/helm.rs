@@ -26,9 +26,9 @@ use testkit::Cluster;
 use testkit::harness::http_get;
 use testkit::helm::{chart, run};
 
-const NS: &str = "database-operator";
-const RELEASE: &str = "dbop";
-const WAIT: Duration = Duration::from_secs(120);
+pub(super) const NS: &str = "database-operator";
+pub(super) const RELEASE: &str = "dbop";
+pub(super) const WAIT: Duration = Duration::from_secs(120);
 const FIELD: &str = "reseedIndependentReplicas";
 
 /// Copies `from` into `to`, folders included.
@@ -71,7 +71,7 @@ fn previous_chart(dir: &Path) -> PathBuf {
 }
 
 /// The object of `kind` in a rendered manifest.
-fn rendered(manifest: &str, kind: &str) -> Value {
+pub(super) fn rendered(manifest: &str, kind: &str) -> Value {
     serde_saphyr::from_str_multiple::<Value, Vec<_>>(manifest)
         .unwrap()
         .into_iter()
@@ -79,8 +79,33 @@ fn rendered(manifest: &str, kind: &str) -> Value {
         .unwrap_or_else(|| panic!("no {kind} rendered"))
 }
 
+/// Waits until the chart's four CRDs are Established.
+pub(super) async fn crds_established(cluster: &Cluster) {
+    let crds = Api::<CustomResourceDefinition>::all(cluster.client().await.unwrap());
+    for name in [
+        "databases.example.com",
+        "databaseusers.example.com",
+        "databasebackups.example.com",
+        "databasemonitors.example.com",
+    ] {
+        cluster
+            .eventually(&format!("{name} Established"), WAIT, async |_| {
+                let crd = crds.get(name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(established.then_some(()))
+            })
+            .await
+            .unwrap();
+    }
+}
+
 /// A kubeconfig that acts as the ServiceAccount `account` in `NS`.
-fn as_service_account(cluster: &Cluster, account: &str) -> PathBuf {
+pub(super) fn as_service_account(cluster: &Cluster, account: &str) -> PathBuf {
     let mut kubeconfig = Kubeconfig::read_from(cluster.kubeconfig_path()).unwrap();
     for user in &mut kubeconfig.auth_infos {
         let auth = user.auth_info.get_or_insert_with(Default::default);
@@ -99,7 +124,7 @@ fn as_service_account(cluster: &Cluster, account: &str) -> PathBuf {
 /// Runs the operator binary with the container's args and env (its
 /// `fieldRef`s given the values the kubelet would), as `kubeconfig`'s
 /// identity; returns its pid.
-fn run_as_rendered(container: &Value, kubeconfig: &Path, log: &Path) -> u32 {
+pub(super) fn run_as_rendered(container: &Value, kubeconfig: &Path, log: &Path) -> u32 {
     let args: Vec<String> = container["args"]
         .as_array()
         .unwrap()
@@ -159,27 +184,8 @@ async fn the_chart_installs_an_operator_that_runs_a_database_and_upgrades_and_un
         "--timeout",
         "2m",
     ]);
+    crds_established(&cluster).await;
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    for name in [
-        "databases.example.com",
-        "databaseusers.example.com",
-        "databasebackups.example.com",
-        "databasemonitors.example.com",
-    ] {
-        cluster
-            .eventually(&format!("{name} Established"), WAIT, async |_| {
-                let crd = crds.get(name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok(established.then_some(()))
-            })
-            .await
-            .unwrap();
-    }
     let dbs = Api::<Database>::namespaced(client.clone(), "default");
     let db: Database = serde_json::from_value(json!({
         "apiVersion": "example.com/v1", "kind": "Database",

@@ -20,6 +20,7 @@ mod replication;
 mod replication_fencing;
 mod replication_gtid;
 mod restore;
+mod scoping;
 mod steady_state;
 mod telemetry;
 mod users;

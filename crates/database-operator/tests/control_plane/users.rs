@@ -14,7 +14,7 @@ use database_operator_api::v1::user::{DatabaseUser, UserPhase};
 use database_operator_api::v1::{Database, database::Phase};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use testkit::servers::{Ferret, Mariadb, Postgres};
 use tokio::sync::OnceCell;
 
@@ -337,6 +337,24 @@ async fn postgresql_users_get_exactly_their_privileges_rotate_and_are_dropped() 
             .is_err(),
         "the old password still works"
     );
+    // The rotation came through a watch of only the labelled password
+    // Secrets (the resync is minutes away), and the label goes with the
+    // last user naming the Secret.
+    const WATCH_LABEL: &str = "example.com/password-secret";
+    let labelled = secrets.get("writer-password").await.unwrap();
+    assert_eq!(
+        labelled.labels().get(WATCH_LABEL).map(String::as_str),
+        Some("true")
+    );
+    users
+        .delete("writer", &DeleteParams::default())
+        .await
+        .unwrap();
+    harness::eventually(&w.env, "the watch label to go", WAIT, || async {
+        let secret = secrets.get("writer-password").await.ok()?;
+        (!secret.labels().contains_key(WATCH_LABEL)).then_some(())
+    })
+    .await;
 
     // Deleting the DatabaseUser drops the login and its Secret.
     users

@@ -67,7 +67,11 @@ const COMBINATIONS: &[&[&str]] = &[
         "podAnnotations.team=platform",
         "service.port=9090",
     ],
+    &["watchNamespaces={team-a,team-b}", "replicaCount=2"],
 ];
+
+/// The namespaces the scoped combination watches.
+const WATCHED: [&str; 2] = ["team-a", "team-b"];
 
 #[test]
 fn helm_lint_and_template_pass_for_every_documented_combination() {
@@ -89,7 +93,12 @@ fn helm_lint_and_template_pass_for_every_documented_combination() {
         let objects = template(&chart, "dbop", NS, set);
         assert!(!objects.is_empty(), "{set:?}");
         for object in &objects {
-            if object["kind"] != "ClusterRole" && object["kind"] != "ClusterRoleBinding" {
+            let scoped_rbac = (object["kind"] == "Role" || object["kind"] == "RoleBinding")
+                && object["metadata"]["name"] == "dbop-database-operator";
+            if scoped_rbac {
+                let ns = object["metadata"]["namespace"].as_str().unwrap();
+                assert!(WATCHED.contains(&ns), "{set:?}: {object}");
+            } else if object["kind"] != "ClusterRole" && object["kind"] != "ClusterRoleBinding" {
                 assert_eq!(object["metadata"]["namespace"], NS, "{set:?}: {object}");
             }
         }
@@ -104,7 +113,7 @@ fn the_chart_grants_exactly_the_operators_rules() {
     };
     assert_eq!(
         rules("ClusterRole/dbop-database-operator"),
-        operator::rbac::policy_rules(operator::rbac::CLUSTER_RULES)
+        operator::rbac::policy_rules(&operator::rbac::cluster_rules())
     );
     assert_eq!(
         rules("Role/dbop-database-operator-leader-election"),
@@ -113,6 +122,57 @@ fn the_chart_grants_exactly_the_operators_rules() {
     let binding = &objects["ClusterRoleBinding/dbop-database-operator"];
     assert_eq!(binding["subjects"][0]["name"], "dbop-database-operator");
     assert_eq!(binding["subjects"][0]["namespace"], NS);
+}
+
+/// Scoped to namespaces: a Role with the namespaced rules in each, the CRD
+/// reads alone cluster-wide, and `WATCH_NAMESPACES` naming them.
+#[test]
+fn watch_namespaces_scope_the_operator_and_its_rights() {
+    let objects = template(
+        &chart(),
+        "dbop",
+        NS,
+        &["watchNamespaces={team-b,team-a}", "replicaCount=2"],
+    );
+    let rules = |o: &Value| -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+        serde_json::from_value(o["rules"].clone()).unwrap()
+    };
+    let roles: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Role" && o["metadata"]["name"] == "dbop-database-operator")
+        .collect();
+    let mut namespaces: Vec<&str> = roles
+        .iter()
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    namespaces.sort_unstable();
+    assert_eq!(namespaces, WATCHED);
+    for role in &roles {
+        assert_eq!(
+            rules(role),
+            operator::rbac::policy_rules(operator::rbac::NAMESPACED_RULES)
+        );
+    }
+    let bindings = objects
+        .iter()
+        .filter(|o| o["kind"] == "RoleBinding" && o["metadata"]["name"] == "dbop-database-operator")
+        .count();
+    assert_eq!(bindings, 2);
+    let cluster_roles: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRole")
+        .collect();
+    assert_eq!(cluster_roles.len(), 1, "only the CRD reads");
+    assert_eq!(
+        rules(cluster_roles[0]),
+        operator::rbac::policy_rules(operator::rbac::CLUSTER_SCOPED_RULES)
+    );
+    let objects = by_name(objects);
+    assert_eq!(
+        env(container(&objects), "WATCH_NAMESPACES").as_deref(),
+        Some("team-b,team-a")
+    );
+    assert!(objects.contains_key("Role/dbop-database-operator-leader-election"));
 }
 
 #[test]

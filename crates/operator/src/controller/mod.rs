@@ -44,6 +44,9 @@ pub struct Settings {
     /// The operator's own namespace, whose operator pods a Database's
     /// NetworkPolicy admits.
     pub operator_namespace: String,
+    /// The namespaces whose Databases, users, backups and monitors the
+    /// operator manages (`WATCH_NAMESPACES`).
+    pub scope: crate::scope::Scope,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             agent_image: crate::builders::DEFAULT_AGENT_IMAGE.to_owned(),
             runbook_base_url: crate::builders::monitoring::rules::DEFAULT_RUNBOOK_BASE.to_owned(),
             operator_namespace: crate::builders::DEFAULT_OPERATOR_NAMESPACE.to_owned(),
+            scope: crate::scope::Scope::Cluster,
         }
     }
 }

@@ -36,7 +36,8 @@ pub async fn run(
     settings: Settings,
     election: Option<Elector>,
 ) -> anyhow::Result<()> {
-    let (stores, streams) = stores::start(&client);
+    info!(scope = %settings.scope, "watching");
+    let (stores, streams) = stores::start(&client, &settings.scope);
     let ctx = Arc::new(Context::new(
         client,
         stores.clone(),

@@ -21,7 +21,7 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -34,7 +34,9 @@ use crate::builders::meta::labels;
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::jobs::{self, Outcome};
-use crate::controller::shared::reconcile::{drive, error_policy, instrumented, key};
+use crate::controller::shared::reconcile::{
+    drive, error_policy, instrumented, key, scoped_controller,
+};
 use crate::controller::shared::requeue;
 use crate::engine::driver_of;
 use crate::error::is_conflict;
@@ -46,20 +48,18 @@ pub const DATABASE_LABEL: &str = "example.com/database";
 /// Runs the DatabaseBackup controller and the adopter of scheduled runs.
 pub async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let backups = Api::<DatabaseBackup>::all(client.clone());
-    let jobs = Api::<Job>::all(client.clone());
-    let controller = Controller::new(backups, watcher::Config::default().any_semantic());
+    let scope = &ctx.settings.scope;
+    let controller = scoped_controller::<DatabaseBackup>(&ctx);
     ctx.health.track_store("databasebackup", controller.store());
     ctx.metrics.inventory.watch_backups(controller.store());
     let controller = controller
-        .owns(
-            jobs.clone(),
-            watcher::Config::default().labels(&crate::controller::shared::stores::managed_selector()),
-        )
+        .owns_stream(scope.touched::<Job>(
+            &client,
+            &watcher::Config::default().labels(&crate::controller::shared::stores::managed_selector()),
+        ))
         // Scheduled Jobs are the CronJob's, not the record's: map them by name.
-        .watches(
-            jobs,
-            watcher::Config::default().labels(SCHEDULE_LABEL),
+        .watches_stream(
+            scope.touched::<Job>(&client, &watcher::Config::default().labels(SCHEDULE_LABEL)),
             |job| {
                 let namespace = job.namespace().unwrap_or_default();
                 Some(ObjectRef::<DatabaseBackup>::new(&job.name_any()).within(&namespace))

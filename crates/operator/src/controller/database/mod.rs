@@ -30,16 +30,15 @@ pub(crate) mod volumes;
 use std::sync::Arc;
 
 use database_operator_api::v1::Database;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::builders::topology::Topology;
 use crate::builders::{Desired, network_policy};
 use crate::controller::Context;
-use crate::controller::shared::reconcile::{drive, error_policy, finalized};
+use crate::controller::shared::reconcile::{drive, error_policy, finalized, scoped_controller};
 use crate::controller::shared::stores::Streams;
 use crate::controller::shared::stores::cached_or_fetch;
 use crate::error::{Error, Result};
@@ -50,8 +49,7 @@ pub(crate) const FINALIZER: &str = "database.example.com/finalizer";
 
 /// Runs the Database controller until shutdown.
 pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
-    let databases = Api::<Database>::all(ctx.client.clone());
-    let controller = Controller::new(databases, watcher::Config::default().any_semantic());
+    let controller = scoped_controller::<Database>(&ctx);
     ctx.health.track_store("database", controller.store());
     ctx.metrics.inventory.watch_databases(controller.store());
     let cache = controller.store();

@@ -80,6 +80,21 @@ pub(crate) async fn reconcile(
         ));
     }
     let target_ns = desired.namespace().unwrap_or_default();
+    if !ctx.settings.scope.contains(&target_ns) {
+        return Ok(Report::Condition(
+            Condition::new(
+                types::BACKUP_CONFIGURED,
+                false,
+                "VeleroNamespaceNotWatched",
+                format!(
+                    "spec.backup.velero.namespace {target_ns} is outside the operator's {}: add it to WATCH_NAMESPACES, where the operator gets a Role",
+                    ctx.settings.scope
+                ),
+                generation,
+            ),
+            None,
+        ));
+    }
     let target = ObjectRef::<Schedule>::new(&desired.name_any()).within(&target_ns);
     // Schedules of this Database elsewhere (Velero's namespace changed).
     let ours = remove_schedules(db, ctx, namespace, Some(&target)).await?;
@@ -162,15 +177,17 @@ pub(crate) async fn remove_schedules(
     namespace: &str,
     keep: Option<&ObjectRef<Schedule>>,
 ) -> Result<Option<Schedule>> {
-    let all = Api::<Schedule>::all(ctx.client.clone());
-    let listed = match all
-        .list(&ListParams::default().labels(&source_selector(namespace, &db.name_any())))
-        .await
-    {
-        Ok(list) => list.items,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(error) => return Err(error.into()),
-    };
+    let mut listed = Vec::new();
+    for api in ctx.settings.scope.apis::<Schedule>(&ctx.client) {
+        match api
+            .list(&ListParams::default().labels(&source_selector(namespace, &db.name_any())))
+            .await
+        {
+            Ok(list) => listed.extend(list.items),
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        }
+    }
     let mut kept = None;
     for schedule in listed {
         if keep.is_some_and(|k| *k == ObjectRef::from_obj(&schedule)) {

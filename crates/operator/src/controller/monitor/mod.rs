@@ -17,7 +17,7 @@ use database_operator_api::v1::monitor::{DatabaseMonitor, DatabaseMonitorStatus,
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{PartialObjectMeta, Patch};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
@@ -32,7 +32,9 @@ use crate::builders::monitoring::service_monitor::service_monitor;
 use crate::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
-use crate::controller::shared::reconcile::{drive, error_policy, instrumented, key};
+use crate::controller::shared::reconcile::{
+    drive, error_policy, instrumented, key, scoped_controller,
+};
 use crate::controller::shared::stores::{cached_or_fetch, referencing};
 use crate::error::{Error, Result};
 
@@ -45,10 +47,11 @@ pub(crate) const PROMETHEUS_OPERATOR_CRDS: [&str; 2] = [
 /// Runs the DatabaseMonitor controller until shutdown.
 pub(crate) async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        Api::<DatabaseMonitor>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    );
+    let controller = scoped_controller::<DatabaseMonitor>(&ctx);
+    let databases = ctx
+        .settings
+        .scope
+        .touched::<Database>(&client, &watcher::Config::default().any_semantic());
     ctx.health
         .track_store("databasemonitor", controller.store());
     let by_crd = controller.store();
@@ -71,11 +74,9 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             },
         )
         // A Database changing (becoming Running, switching engine settings) wakes its monitors.
-        .watches(
-            Api::<Database>::all(client),
-            watcher::Config::default().any_semantic(),
-            move |db| referencing(&by_database, &db, |m| &m.spec.database_ref.name),
-        )
+        .watches_stream(databases, move |db| {
+            referencing(&by_database, &db, |m| &m.spec.database_ref.name)
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx);
     drive(outcomes).await;

@@ -23,12 +23,15 @@ where
     F: Fn(Arc<Context>, Job) -> Fut,
     Fut: Future<Output = Result<()>>,
 {
-    let jobs = watcher(
-        Api::<Job>::all(ctx.client.clone()),
-        watcher::Config::default().labels(selector),
-    )
-    .default_backoff()
-    .applied_objects();
+    let jobs = ctx
+        .settings
+        .scope
+        .watch::<Job>(
+            &ctx.client,
+            &watcher::Config::default().labels(selector),
+            None,
+        )
+        .applied_objects();
     let result = jobs
         .try_for_each(|job| {
             let name = job.name_any();

@@ -8,8 +8,9 @@ use std::fmt::Debug;
 
 use futures::{Stream, StreamExt};
 use kube::core::NamespaceResourceScope;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -90,6 +91,32 @@ where
         .await?)
     })
     .await
+}
+
+/// A controller of `K` over the namespaces the operator watches
+/// (`ctx.settings.scope`), with its own cache of `K`.
+pub(crate) fn scoped_controller<K>(ctx: &Context) -> Controller<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let objects = ctx
+        .settings
+        .scope
+        .watch(
+            &ctx.client,
+            &watcher::Config::default().any_semantic(),
+            Some(reader.clone()),
+        )
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(objects, reader)
 }
 
 /// Drives a controller's stream of outcomes until shutdown. Failures were

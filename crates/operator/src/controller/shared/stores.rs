@@ -16,9 +16,12 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PartialObjectMeta;
+use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::scope::Scope;
 use serde::de::DeserializeOwned;
 
 /// The objects in `store`, in `db`'s namespace, whose reference (`name_of`)
@@ -85,47 +88,44 @@ pub struct Streams {
     pub network_policies: ChildStream<NetworkPolicy>,
 }
 
-fn cached<K>(client: &Client) -> (Store<K>, ChildStream<K>)
+fn cached<K>(client: &Client, scope: &Scope) -> (Store<K>, ChildStream<K>)
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default()
         .labels(&managed_selector())
         .any_semantic();
-    let stream = watcher(Api::<K>::all(client.clone()), config)
-        .default_backoff()
-        .modify(|o| o.managed_fields_mut().clear())
+    let stream = scope
+        .watch::<K>(client, &config, Some(reader.clone()))
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects()
         .boxed();
     (reader, stream)
 }
 
-/// Builds the caches and the streams that fill them.
-pub fn start(client: &Client) -> (Stores, Streams) {
-    let (statefulsets, sts_stream) = cached(client);
-    let (config_maps, cm_stream) = cached(client);
-    let (services, svc_stream) = cached(client);
-    let (pdbs, pdb_stream) = cached(client);
-    let (cronjobs, cj_stream) = cached(client);
-    let (monitors, monitor_stream) = cached(client);
-    let (service_accounts, sa_stream) = cached(client);
-    let (roles, role_stream) = cached(client);
-    let (role_bindings, binding_stream) = cached(client);
-    let (network_policies, np_stream) = cached(client);
-    let (secrets, secret_writer) = reflector::store();
-    let secret_stream = watcher(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default()
-            .labels(&managed_selector())
-            .any_semantic(),
-    )
-    .default_backoff()
-    .modify(|o| o.managed_fields_mut().clear())
-    .reflect(secret_writer)
-    .touched_objects()
-    .boxed();
+/// Builds the caches, over the namespaces of `scope`, and the streams that
+/// fill them.
+pub fn start(client: &Client, scope: &Scope) -> (Stores, Streams) {
+    let (statefulsets, sts_stream) = cached(client, scope);
+    let (config_maps, cm_stream) = cached(client, scope);
+    let (services, svc_stream) = cached(client, scope);
+    let (pdbs, pdb_stream) = cached(client, scope);
+    let (cronjobs, cj_stream) = cached(client, scope);
+    let (monitors, monitor_stream) = cached(client, scope);
+    let (service_accounts, sa_stream) = cached(client, scope);
+    let (roles, role_stream) = cached(client, scope);
+    let (role_bindings, binding_stream) = cached(client, scope);
+    let (network_policies, np_stream) = cached(client, scope);
+    // Metadata only: the operator never keeps secret values in memory.
+    let (secrets, secret_stream) = cached(client, scope);
     let (velero_crd, velero_crd_stream) = velero_crd(client);
     (
         Stores {

@@ -12,7 +12,7 @@ use database_operator_api::v1::user::{
 };
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, PartialObjectMeta, Patch};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
@@ -28,7 +28,9 @@ use crate::builders::secret::generate_password;
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
-use crate::controller::shared::reconcile::{drive, error_policy, finalized, key};
+use crate::controller::shared::reconcile::{
+    drive, error_policy, finalized, key, scoped_controller,
+};
 use crate::controller::shared::requeue;
 use crate::controller::shared::stores::referencing;
 use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver_of};
@@ -41,52 +43,61 @@ pub(crate) const FINALIZER: &str = "example.com/databaseuser-cleanup";
 /// Runs the DatabaseUser controller until shutdown.
 pub(crate) async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        Api::<DatabaseUser>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    );
+    let scope = &ctx.settings.scope;
+    let controller = scoped_controller::<DatabaseUser>(&ctx);
     ctx.health.track_store("databaseuser", controller.store());
     let users = controller.store();
     let by_database = users.clone();
     let by_password = users;
-    let credentials = watcher(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default().labels(USER_LABEL).any_semantic(),
-    )
-    .default_backoff()
-    .modify(|s| s.managed_fields_mut().clear())
-    .touched_objects();
+    let credentials = scope
+        .watch::<PartialObjectMeta<Secret>>(
+            &client,
+            &watcher::Config::default().labels(USER_LABEL).any_semantic(),
+            None,
+        )
+        .modify(|s| s.managed_fields_mut().clear())
+        .touched_objects();
+    let databases = scope.touched::<Database>(&client, &watcher::Config::default().any_semantic());
+    // Only the password Secrets users name, which reconcile labels: never
+    // a watch of every Secret, not even of their metadata.
+    let passwords = scope.touched::<PartialObjectMeta<Secret>>(
+        &client,
+        &watcher::Config::default()
+            .labels(PASSWORD_SECRET_LABEL)
+            .any_semantic(),
+    );
     let outcomes = controller
         .owns_stream(credentials)
         // A Database becoming Running (or going away) wakes its users.
-        .watches(
-            Api::<Database>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
-            move |db| referencing(&by_database, &db, |u| &u.spec.database_ref.name),
-        )
+        .watches_stream(databases, move |db| {
+            referencing(&by_database, &db, |u| &u.spec.database_ref.name)
+        })
         // A changed password Secret rotates the password.
-        .watches(
-            Api::<PartialObjectMeta<Secret>>::all(client),
-            watcher::Config::default().any_semantic(),
-            move |secret| {
-                let namespace = secret.namespace();
-                by_password
-                    .state()
-                    .into_iter()
-                    .filter(|u| {
-                        u.namespace() == namespace
-                            && u.spec
-                                .password_secret_ref
-                                .as_ref()
-                                .is_some_and(|r| r.name == secret.name_any())
-                    })
-                    .map(|u| ObjectRef::from_obj(&*u))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(passwords, move |secret| {
+            let namespace = secret.namespace();
+            by_password
+                .state()
+                .into_iter()
+                .filter(|u| u.namespace() == namespace && names_password(u, &secret.name_any()))
+                .map(|u| ObjectRef::from_obj(&*u))
+                .collect::<Vec<_>>()
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx);
     drive(outcomes).await;
+}
+
+/// On the password Secrets that DatabaseUsers name: what the password
+/// watch selects. Added when a user first reads the Secret, removed when
+/// the last user naming it goes.
+pub(crate) const PASSWORD_SECRET_LABEL: &str = "example.com/password-secret";
+
+/// Whether `user` takes its password from the Secret `name`.
+fn names_password(user: &DatabaseUser, name: &str) -> bool {
+    user.spec
+        .password_secret_ref
+        .as_ref()
+        .is_some_and(|r| r.name == name)
 }
 
 pub(crate) async fn reconcile(user: Arc<DatabaseUser>, ctx: Arc<Context>) -> Result<Action> {
@@ -253,6 +264,21 @@ async fn realise(
             ),
         )));
     }
+    let unwatched: Vec<&String> = user
+        .spec
+        .secret_namespaces
+        .iter()
+        .filter(|ns| !ctx.settings.scope.contains(ns))
+        .collect();
+    if !unwatched.is_empty() {
+        return Ok(Err(Blocked::Failed(
+            "NamespaceNotWatched",
+            format!(
+                "spec.secretNamespaces: {unwatched:?} are outside the operator's {}; it holds no rights there",
+                ctx.settings.scope
+            ),
+        )));
+    }
     let engine = login_admin(db.spec.engine);
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
     let own_secret = secrets.get_opt(&secret_name(user)).await?;
@@ -347,6 +373,9 @@ async fn password_of(
                 ),
             )));
         };
+        if !secret.labels().contains_key(PASSWORD_SECRET_LABEL) {
+            label_password_secret(secrets, &reference.name, Some("true")).await?;
+        }
         return Ok(Ok((Password::new(value), secret.resource_version())));
     }
     // A generated password lives in the credentials Secret; reuse it.
@@ -355,6 +384,50 @@ async fn password_of(
         Password::new(existing.unwrap_or_else(generate_password)),
         None,
     )))
+}
+
+/// Sets (`Some`) or removes (`None`) the label that puts the password
+/// Secret `name` in the operator's watch. A merge patch, not an apply: it
+/// fails on a Secret deleted meanwhile instead of making an empty one.
+async fn label_password_secret(
+    secrets: &Api<Secret>,
+    name: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    let patch = serde_json::json!({"metadata": {"labels": {PASSWORD_SECRET_LABEL: value}}});
+    match secrets
+        .patch_metadata(name, &patch_params(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if crate::error::is_not_found(&e) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes the watch label off the password Secret of `user` when no other
+/// DatabaseUser in its namespace names that Secret.
+async fn release_password_secret(
+    user: &DatabaseUser,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<()> {
+    let Some(reference) = &user.spec.password_secret_ref else {
+        return Ok(());
+    };
+    let others = Api::<DatabaseUser>::namespaced(ctx.client.clone(), namespace)
+        .list(&ListParams::default())
+        .await?;
+    let still_named = others.items.iter().any(|other| {
+        other.uid() != user.uid()
+            && other.metadata.deletion_timestamp.is_none()
+            && names_password(other, &reference.name)
+    });
+    if still_named {
+        return Ok(());
+    }
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
+    label_password_secret(&secrets, &reference.name, None).await
 }
 
 pub(crate) use crate::builders::secret::secret_value;
@@ -448,10 +521,15 @@ async fn remove_copies(
         user.namespace().unwrap_or_default(),
         user.name_any()
     );
-    let all = Api::<Secret>::all(ctx.client.clone())
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await?;
-    for copy in all.items {
+    let mut copies = Vec::new();
+    for api in ctx.settings.scope.apis::<Secret>(&ctx.client) {
+        copies.extend(
+            api.list_metadata(&ListParams::default().labels(&selector))
+                .await?
+                .items,
+        );
+    }
+    for copy in copies {
         let copy_namespace = copy.namespace().unwrap_or_default();
         if keep(&copy_namespace) {
             continue;
@@ -491,6 +569,7 @@ async fn cleanup(user: &DatabaseUser, ctx: &Context, namespace: &str) -> Result<
         Err(message) => return Err(Error::Cleanup(message)),
     };
     remove_copies(user, ctx, |_| false).await?;
+    release_password_secret(user, ctx, namespace).await?;
     info!(user = %key(user), %dropped, "cleaned up");
     Ok(Action::await_change())
 }
