@@ -24,6 +24,7 @@ pub fn database(name: &str, engine: Engine, version: &str, replicas: i32) -> Dat
             resources: None,
             user_secret_namespaces: Vec::new(),
             deletion_policy: Default::default(),
+            update_policy: Default::default(),
             restore: None,
             replication: None,
             network: None,

@@ -226,6 +226,12 @@ impl Env {
 
     /// Stops the operator (SIGTERM, as Kubernetes would) and starts a new one.
     pub async fn restart_operator(&self) {
+        self.restart_operator_with(&[]).await;
+    }
+
+    /// As [`Env::restart_operator`], the new one with `extra` arguments
+    /// besides the usual (for this run only): a new release's settings.
+    pub async fn restart_operator_with(&self, extra: &[&str]) {
         let old = self.operator_pid();
         std::process::Command::new("kill")
             .arg(old.to_string())
@@ -237,11 +243,13 @@ impl Env {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let mut args = self.operator_args.clone();
+        args.extend(extra.iter().map(ToString::to_string));
         let pid = spawn_operator(
             &self.operator_kubeconfig,
             &self.metrics_address,
             &self.operator_log,
-            &self.operator_args,
+            &args,
         )
         .expect("restarting the operator");
         *self.operator_pid.lock().expect("operator pid lock") = pid;

@@ -38,7 +38,9 @@ use crate::v1::restore::Verification;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 63")
+        .message("metadata.name must be at most 63 characters: it names the backup Job, whose pods carry it as a label")
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("a DatabaseBackup's spec is immutable"))]
 #[serde(rename_all = "camelCase")]

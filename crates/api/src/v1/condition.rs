@@ -23,6 +23,9 @@ pub mod types {
     pub const BACKUP_VERIFIED: &str = "BackupVerified";
     /// Whether the backup method's schedule is in place (reported for method velero).
     pub const BACKUP_CONFIGURED: &str = "BackupConfigured";
+    /// A new operator version builds another pod template for the same
+    /// spec; the pods keep theirs until the update is approved.
+    pub const UPDATE_PENDING: &str = "UpdatePending";
 }
 
 /// Whether a condition holds.

@@ -63,6 +63,9 @@ pub const RETENTION_PATTERN: &str = r"^[0-9]+[hdw]?$";
         .field_path(".spec.replication.mode"),
 )]
 #[x_kube(
+    validation = Rule::new("!has(self.resources) || ((!has(self.resources.requests) || self.resources.requests.all(k, k in ['cpu', 'memory', 'ephemeral-storage'] || k.startsWith('hugepages-'))) && (!has(self.resources.limits) || self.resources.limits.all(k, k in ['cpu', 'memory', 'ephemeral-storage'] || k.startsWith('hugepages-'))))")
+        .message("resources: requests and limits take cpu, memory, ephemeral-storage and hugepages-<size> only")
+        .field_path(".resources"),
     validation = Rule::new("!has(self.flavor) || self.engine == 'mysql'")
         .message("flavor: only the mysql engine has flavors (mysql, mariadb)")
         .field_path(".flavor"),
@@ -118,6 +121,7 @@ pub struct DatabaseSpec {
     /// CPU and memory for the database container. The engine's configuration
     /// (buffer pools, caches, connection limits) is sized from these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "bounded_resources")]
     pub resources: Option<ResourceRequirements>,
 
     /// Namespaces into which a DatabaseUser of this Database may deliver its
@@ -130,6 +134,14 @@ pub struct DatabaseSpec {
     /// Retain (the default) keeps the PersistentVolumeClaims, Delete removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Whether pod changes that come from a new operator version, not from
+    /// this spec, restart the database on their own (Automatic) or wait
+    /// (Manual, the default) until the annotation example.com/approve-update
+    /// names the template hash that the UpdatePending condition reports. A
+    /// change to the spec always rolls out, with any such pending change.
+    #[serde(default)]
+    pub update_policy: UpdatePolicy,
 
     /// Fill the new Database from a backup once its server is up
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,12 +251,18 @@ impl fmt::Display for Engine {
 pub struct StorageSpec {
     /// Storage size
     #[schemars(regex(pattern = r"^[0-9]+[KMGT]i?$"), length(max = 32))]
-    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a Kubernetes quantity such as 10Gi or 500M (use k, not K, for kilobytes)"))]
+    #[x_kube(
+        validation = Rule::new("isQuantity(self)").message("must be a Kubernetes quantity such as 10Gi or 500M (use k, not K, for kilobytes)"),
+        validation = Rule::new("!isQuantity(self) || quantity(self).compareTo(quantity('0')) > 0").message("must be more than zero"),
+    )]
     pub size: String,
 
-    /// Storage class name
+    /// Storage class name ("" asks for no class: a pre-provisioned volume)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$")
+    )]
     pub storage_class: Option<String>,
 }
 
@@ -419,13 +437,15 @@ fn default_region() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct S3CredentialsSecret {
     /// Name of the Secret
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::v1::reference::SECRET_NAME))]
     pub name: String,
     /// Key holding the access key id
     #[serde(default = "default_access_key_id_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::v1::reference::SECRET_KEY))]
     pub access_key_id_key: String,
     /// Key holding the secret access key
     #[serde(default = "default_secret_access_key_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::v1::reference::SECRET_KEY))]
     pub secret_access_key_key: String,
 }
 
@@ -459,6 +479,45 @@ pub enum DeletionPolicy {
     /// Delete the PersistentVolumeClaims with the Database.
     Delete,
 }
+
+/// The schema of `spec.resources`: Kubernetes' ResourceRequirements, with
+/// requests and limits bounded to a few entries (so that the rule over
+/// their names has a cost the API server accepts) and no claims (the
+/// database pods have no resource claims to refer to).
+fn bounded_resources(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<Option<ResourceRequirements>>();
+    if let Some(properties) = schema
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for map in ["requests", "limits"] {
+            if let Some(entry) = properties.get_mut(map).and_then(|v| v.as_object_mut()) {
+                entry.insert("maxProperties".into(), 8.into());
+            }
+        }
+        if let Some(claims) = properties.get_mut("claims").and_then(|v| v.as_object_mut()) {
+            claims.insert("maxItems".into(), 0.into());
+        }
+    }
+    schema
+}
+
+/// Whether operator-made pod changes roll out unattended.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum UpdatePolicy {
+    /// Pods change only when the spec does, or when the annotation
+    /// example.com/approve-update names the pending template's hash.
+    #[default]
+    Manual,
+    /// A new operator version's pod template rolls out as soon as it runs.
+    Automatic,
+}
+
+/// The annotation on a Database that approves the pending pod template
+/// whose hash it holds (see [`UpdatePolicy::Manual`]).
+pub const APPROVE_UPDATE_ANNOTATION: &str = "example.com/approve-update";
 
 /// What the operator observed of a Database: its phase, conditions
 /// (Ready, Progressing, Degraded and more), endpoints, replica counts, and

@@ -36,7 +36,9 @@ use crate::v1::reference::DatabaseRef;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 63")
+        .message("metadata.name must be at most 63 characters: it names the ServiceMonitor, PrometheusRule and dashboard ConfigMap")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseMonitorSpec {

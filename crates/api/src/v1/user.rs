@@ -32,7 +32,9 @@ use crate::v1::reference::{DatabaseRef, SecretKeyRef};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 63")
+        .message("metadata.name must be at most 63 characters: it names the credentials Secret <database>-<name>-credentials")
 )]
 #[x_kube(
     validation = Rule::new("self.databaseRef == oldSelf.databaseRef").message("databaseRef is immutable").field_path(".databaseRef"),

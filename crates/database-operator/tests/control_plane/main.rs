@@ -23,5 +23,6 @@ mod restore;
 mod scoping;
 mod steady_state;
 mod telemetry;
+mod upgrades;
 mod users;
 mod velero;

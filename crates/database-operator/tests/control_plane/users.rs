@@ -38,6 +38,7 @@ async fn world() -> &'static World {
             let resolve = [
                 ("pg-primary.users-pg", pg.port()),
                 ("pg-primary.users-apps", pg.port()),
+                ("pg-primary.users-recover", pg.port()),
                 ("maria-primary.users-maria", maria.port()),
                 ("mongo-primary.users-mongo", ferret.port()),
             ];
@@ -404,6 +405,95 @@ async fn postgresql_users_get_exactly_their_privileges_rotate_and_are_dropped() 
         },
     )
     .await;
+}
+
+/// The documented recovery from a lost admin Secret when nobody kept the
+/// password: set a new one through the engine, then create the Secret with
+/// it. The Database runs again and the operator logs in with the new
+/// password (it makes a new user). Restoring the old Secret, the other
+/// recovery, is `databases::a_deleted_admin_secret_is_reported_never_regenerated_and_restorable`.
+#[tokio::test]
+async fn a_lost_admin_secret_is_recovered_with_a_password_set_through_the_engine() {
+    let w = world().await;
+    let client = w.env.client().await;
+    let ns = w.env.namespace("users-recover").await;
+    // An admin login of this Database's own, so that changing its password
+    // leaves the other tests' alone.
+    let admin = w.pg.connect().await.unwrap();
+    admin
+        .batch_execute("CREATE ROLE recovery_admin LOGIN CREATEROLE PASSWORD 'before-Pass-123'")
+        .await
+        .unwrap();
+    running_database(
+        w,
+        &client,
+        database("pg", &ns, "postgresql", "16.4", serde_json::json!({})),
+        ("recovery_admin", "before-Pass-123"),
+    )
+    .await;
+    let dbs = Api::<Database>::namespaced(client.clone(), &ns);
+    let claims =
+        Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(client.clone(), &ns);
+    harness::eventually(&w.env, "the data volume", WAIT, || async {
+        claims.get_opt("data-pg-0").await.ok()?
+    })
+    .await;
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
+    secrets
+        .delete("pg-secret", &DeleteParams::default())
+        .await
+        .unwrap();
+    let reason = |db: &Database| {
+        let status = db.status.as_ref()?;
+        let degraded = v1::condition::find(&status.conditions, v1::condition::types::DEGRADED)?;
+        Some((status.phase?, degraded.reason.clone()))
+    };
+    harness::eventually(&w.env, "the loss reported", WAIT, || async {
+        let db = dbs.get("pg").await.ok()?;
+        (reason(&db)? == (Phase::Failed, "AdminSecretMissing".to_owned())).then_some(())
+    })
+    .await;
+
+    // Nobody kept the password: a new one, through the engine, then the
+    // Secret with it.
+    admin
+        .batch_execute("ALTER ROLE recovery_admin PASSWORD 'after-Pass-456'")
+        .await
+        .unwrap();
+    create(
+        &secrets,
+        &secret(
+            "pg-secret",
+            &ns,
+            &[
+                ("username", "recovery_admin"),
+                ("password", "after-Pass-456"),
+            ],
+        ),
+    )
+    .await;
+    harness::eventually(&w.env, "pg Running again", WAIT, || async {
+        let db = dbs.get("pg").await.ok()?;
+        (db.status?.phase == Some(Phase::Running)).then_some(())
+    })
+    .await;
+    let users = Api::<DatabaseUser>::namespaced(client.clone(), &ns);
+    users
+        .create(
+            &PostParams::default(),
+            &user(
+                "late",
+                &ns,
+                serde_json::json!({"databaseRef": {"name": "pg"}, "username": "late_user"}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_user(w, &users, "late", UserPhase::Ready).await;
+    let credentials = secrets.get("pg-late-credentials").await.unwrap();
+    pg_login(w, "late_user", &value(&credentials, "password"), "postgres")
+        .await
+        .expect("the user the operator made with the new admin password logs in");
 }
 
 #[tokio::test]

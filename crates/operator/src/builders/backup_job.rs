@@ -174,6 +174,53 @@ pub fn backup_pod(
     )
 }
 
+/// The Job of the on-demand backup `backup` of `db`, named and owned by
+/// it; None when `backup` has no uid (it did not come from the API server).
+pub fn on_demand_job(
+    backup: &database_operator_api::v1::backup::DatabaseBackup,
+    db: &Database,
+    s3: &S3Destination,
+    agent_image: &str,
+) -> Option<k8s_openapi::api::batch::v1::Job> {
+    use k8s_openapi::api::batch::v1::{Job, JobSpec};
+    use k8s_openapi::api::core::v1::PodTemplateSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::Resource;
+    let mut job_labels = super::meta::labels(db, "backup");
+    job_labels.insert(
+        super::cronjob::BACKUP_STAGE_LABEL.to_owned(),
+        super::cronjob::STAGE_UPLOAD.to_owned(),
+    );
+    Some(Job {
+        metadata: ObjectMeta {
+            name: Some(backup.name_any()),
+            namespace: backup.namespace(),
+            labels: Some(job_labels.clone()),
+            owner_references: Some(vec![backup.controller_owner_ref(&())?]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(2),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(job_labels),
+                    ..Default::default()
+                }),
+                // On-demand backups do not prune: retention is the schedule's.
+                spec: Some(backup_pod(
+                    db,
+                    crate::engine::driver_of(&db.spec),
+                    s3,
+                    agent_image,
+                    None,
+                )),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
 /// The host the agent reaches the database at: for a backup of a Database
 /// with replicas, the read-only Service (the dump then loads a replica, not
 /// the primary); otherwise the primary Service; for a drill, the throwaway

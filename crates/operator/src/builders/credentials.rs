@@ -14,10 +14,17 @@ use super::meta::Names;
 use crate::engine::driver_of;
 use crate::users::{Password, login_admin};
 
-/// Label on every credentials Secret naming its DatabaseUser as
-/// `<namespace>.<name>`; copies in other namespaces have no owner reference,
-/// so this is how they are found and removed.
+/// Label on every credentials Secret naming its DatabaseUser by UID (a
+/// label value holds 63 characters, too few for `<namespace>.<name>`);
+/// copies in other namespaces have no owner reference, so this is how they
+/// are found and removed.
 pub const USER_LABEL: &str = "example.com/databaseuser";
+
+/// The value of [`USER_LABEL`] on `user`'s credentials Secrets.
+pub fn user_label_value(user: &DatabaseUser) -> String {
+    user.uid()
+        .expect("a DatabaseUser from the API server has a uid")
+}
 
 /// Name of a DatabaseUser's credentials Secret.
 pub fn secret_name(user: &DatabaseUser) -> String {
@@ -77,10 +84,7 @@ pub fn credentials_secret(
                 (labels::INSTANCE.to_owned(), db.name_any()),
                 (labels::COMPONENT.to_owned(), "credentials".to_owned()),
                 (labels::MANAGED_BY.to_owned(), labels::OPERATOR.to_owned()),
-                (
-                    USER_LABEL.to_owned(),
-                    format!("{own_namespace}.{}", user.name_any()),
-                ),
+                (USER_LABEL.to_owned(), user_label_value(user)),
             ])),
             owner_references: (namespace == own_namespace).then(|| {
                 vec![

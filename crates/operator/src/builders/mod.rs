@@ -12,6 +12,7 @@ pub mod monitoring;
 pub mod network_policy;
 pub mod pdb;
 pub mod restore_job;
+pub mod rollout;
 pub mod secret;
 pub mod security;
 pub mod service;
@@ -148,6 +149,23 @@ impl Desired {
                 restore_job::restore_job(db, driver, from.target, from.key, spec.force, agent_image)
             }),
         }
+    }
+
+    /// Fits the StatefulSet to the `live` one: the fields that cannot
+    /// change keep their value, the supervisor's image stays while nothing
+    /// else changes, and the running pod template stays while only the
+    /// operator changed it and the user has not approved (then returned as
+    /// pending; see [`rollout`]).
+    pub fn settle(
+        &mut self,
+        db: &Database,
+        live: Option<&StatefulSet>,
+    ) -> Option<rollout::PendingUpdate> {
+        if let Some(live) = live {
+            statefulset::keep_immutable_fields(&mut self.statefulset, live);
+            statefulset::keep_supervisor_image(&mut self.statefulset, live);
+        }
+        rollout::hold_operator_changes(&mut self.statefulset, live, db)
     }
 
     /// Every Service that should exist.

@@ -17,20 +17,17 @@ use database_operator_api::agent::{self, BackupReport};
 use database_operator_api::v1::Database;
 use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup, DatabaseBackupStatus};
 use database_operator_api::v1::condition::{Condition, set_condition, types};
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Patch, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use tracing::info;
 
 use crate::apply::patch_params;
-use crate::builders::backup_job::backup_pod;
+use crate::builders::backup_job::on_demand_job;
 use crate::builders::cronjob::{BACKUP_STAGE_LABEL, SCHEDULE_LABEL, STAGE_UPLOAD};
-use crate::builders::meta::labels;
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::jobs::{self, Outcome};
@@ -38,7 +35,6 @@ use crate::controller::shared::reconcile::{
     drive, error_policy, instrumented, key, scoped_controller,
 };
 use crate::controller::shared::requeue;
-use crate::engine::driver_of;
 use crate::error::is_conflict;
 use crate::error::{Error, Result};
 
@@ -207,40 +203,8 @@ async fn start_job(
             "Database {db_name} has no spec.backup.destination.s3 to store the backup in"
         )));
     };
-    let mut job_labels = labels(&db, "backup");
-    job_labels.insert(BACKUP_STAGE_LABEL.to_owned(), STAGE_UPLOAD.to_owned());
-    let job = Job {
-        metadata: ObjectMeta {
-            name: Some(backup.name_any()),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(job_labels.clone()),
-            owner_references: Some(vec![
-                backup
-                    .controller_owner_ref(&())
-                    .ok_or(Error::MissingField("metadata.uid"))?,
-            ]),
-            ..Default::default()
-        },
-        spec: Some(JobSpec {
-            backoff_limit: Some(2),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(job_labels),
-                    ..Default::default()
-                }),
-                // On-demand backups do not prune: retention is the schedule's.
-                spec: Some(backup_pod(
-                    &db,
-                    driver_of(&db.spec),
-                    s3,
-                    &ctx.settings.agent_image,
-                    None,
-                )),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
+    let job = on_demand_job(backup, &db, s3, &ctx.settings.agent_image)
+        .ok_or(Error::MissingField("metadata.uid"))?;
     match jobs.create(&PostParams::default(), &job).await {
         Ok(job) => Ok(Ok(job)),
         Err(e) if is_conflict(&e) => Ok(Ok(jobs.get(&backup.name_any()).await?)),

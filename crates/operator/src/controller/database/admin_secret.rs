@@ -10,16 +10,23 @@
 
 use database_operator_api::v1::Database;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::api::{ListParams, PartialObjectMeta, PostParams};
+use kube::api::{ListParams, PartialObjectMeta, Patch, PostParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
+use crate::apply::patch_params;
 use crate::builders::meta::{Names, selector_string};
 use crate::builders::secret::{admin_secret, generate_password};
 use crate::controller::shared::stores::lookup;
 use crate::engine::driver_of;
 use crate::error::Result;
 use crate::error::is_conflict;
+
+/// On an admin Secret the user made (the operator's own carry its
+/// managed-by label and an owner reference): the Database it belongs to,
+/// so that the Database controller's watch of such Secrets notices at once
+/// when one is deleted.
+pub(crate) const ADMIN_SECRET_LABEL: &str = "example.com/admin-secret-of";
 
 /// What became of the admin Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +51,18 @@ pub(crate) async fn ensure_admin_secret(
     namespace: &str,
 ) -> Result<AdminSecret> {
     let name = Names(&db.name_any()).secret();
-    if exists(client, cache, namespace, &name).await? {
+    if lookup(cache, &name, namespace).is_some() {
+        return Ok(AdminSecret::Present);
+    }
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
+    if let Some(theirs) = secrets.get_metadata_opt(&name).await? {
+        if !theirs.labels().contains_key(ADMIN_SECRET_LABEL) {
+            let label =
+                serde_json::json!({"metadata": {"labels": {ADMIN_SECRET_LABEL: db.name_any()}}});
+            secrets
+                .patch_metadata(&name, &patch_params(), &Patch::Merge(&label))
+                .await?;
+        }
         return Ok(AdminSecret::Present);
     }
     let mut claims: Vec<String> =
@@ -224,7 +242,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_existing_uncached_secret_is_read_and_left_alone() {
+    async fn a_users_own_secret_is_labelled_for_the_watch_and_otherwise_left_alone() {
         let api = |mut handle: Handle| async move {
             let (request, respond) = handle.next_request().await.unwrap();
             assert_eq!(request.method(), "GET");
@@ -233,10 +251,30 @@ mod tests {
                 "/api/v1/namespaces/default/secrets/db-secret"
             );
             respond.send_response(json(StatusCode::OK, existing_metadata()));
+            // Only the watch label: no data, no other field.
+            let (request, respond) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), "PATCH");
+            let body = request.into_body().collect_bytes().await.unwrap();
+            let patch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                patch,
+                serde_json::json!({"metadata": {"labels": {super::ADMIN_SECRET_LABEL: "db"}}})
+            );
+            respond.send_response(json(StatusCode::OK, existing_metadata()));
             // Any further request (a create, an update) is a regeneration.
             handle
         };
         let why = "the existing Secret must not be written";
+        ensure(Engine::Postgresql, &reflector::store().0, api, why).await;
+
+        // Labelled once, then only read.
+        let api = |mut handle: Handle| async move {
+            let (_, respond) = handle.next_request().await.unwrap();
+            let mut labelled = existing_metadata();
+            labelled["metadata"]["labels"] = serde_json::json!({super::ADMIN_SECRET_LABEL: "db"});
+            respond.send_response(json(StatusCode::OK, labelled));
+            handle
+        };
         ensure(Engine::Postgresql, &reflector::store().0, api, why).await;
     }
 

@@ -30,7 +30,7 @@ use crate::apply::apply_if_changed;
 use crate::builders::Desired;
 use crate::builders::instance_access::InstanceAccess;
 use crate::builders::meta::Names;
-use crate::builders::statefulset::{keep_immutable_fields, keep_supervisor_image};
+use crate::builders::rollout::PendingUpdate;
 use crate::controller::Context;
 use crate::controller::shared::events::publish;
 use crate::controller::shared::stores::cached_or_fetch;
@@ -48,6 +48,8 @@ pub(crate) struct Applied {
     pub restore: Option<RestoreStatus>,
     /// What the replication step found (filled in after the apply).
     pub replication: Option<super::replication::Report>,
+    /// A pod template the operator holds back until the user approves it.
+    pub pending_update: Option<PendingUpdate>,
 }
 
 /// Applies `desired`: children, orphans, the Velero Schedule, the restore.
@@ -57,8 +59,10 @@ pub(crate) async fn apply(
     namespace: &str,
     mut desired: Desired,
     restore_plan: restore::Plan,
+    pending_update: Option<PendingUpdate>,
 ) -> Result<Applied> {
-    let failure = match apply_owned(db, ctx, namespace, &mut desired).await {
+    let held = pending_update.is_some();
+    let failure = match apply_owned(db, ctx, namespace, &mut desired, held).await {
         Ok(failure) => failure,
         Err(e) => match e.as_kube() {
             Some(refused) if is_permanent(refused) => Some(failure_from(refused)),
@@ -97,6 +101,7 @@ pub(crate) async fn apply(
         statefulset,
         restore,
         replication: None,
+        pending_update,
     })
 }
 
@@ -143,6 +148,7 @@ async fn apply_owned(
     ctx: &Context,
     namespace: &str,
     desired: &mut Desired,
+    held: bool,
 ) -> Result<Option<Failure>> {
     let client = &ctx.client;
     let stores = &ctx.stores;
@@ -159,6 +165,8 @@ async fn apply_owned(
         AdminSecret::Present | AdminSecret::Created => None,
     };
 
+    // While the pod template is held back, so is the configuration the new
+    // one would read: the pods keep both until the update is approved.
     let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
     let live = cached_or_fetch(
         &stores.config_maps,
@@ -167,11 +175,13 @@ async fn apply_owned(
         namespace,
     )
     .await?;
-    writes += u32::from(
-        apply_if_changed(&config_maps, desired.config_map.clone(), live.as_deref())
-            .await
-            .step("applying ConfigMap", names.config())?,
-    );
+    if !(held && live.is_some()) {
+        writes += u32::from(
+            apply_if_changed(&config_maps, desired.config_map.clone(), live.as_deref())
+                .await
+                .step("applying ConfigMap", names.config())?,
+        );
+    }
 
     let services = Api::<Service>::namespaced(client.clone(), namespace);
     for service in desired.all_services() {
@@ -197,10 +207,6 @@ async fn apply_owned(
         namespace,
     )
     .await?;
-    if let Some(live) = live.as_deref() {
-        keep_immutable_fields(&mut desired.statefulset, live);
-        keep_supervisor_image(&mut desired.statefulset, live);
-    }
     let created = live.is_none();
     // The template keeps its creation size; a larger spec means growing the claims.
     let wanted = v1::quantity::parse(&db.spec.storage.size);

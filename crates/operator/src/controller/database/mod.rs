@@ -30,9 +30,12 @@ pub(crate) mod volumes;
 use std::sync::Arc;
 
 use database_operator_api::v1::Database;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 
 use crate::builders::topology::Topology;
@@ -53,6 +56,14 @@ pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
     ctx.health.track_store("database", controller.store());
     ctx.metrics.inventory.watch_databases(controller.store());
     let cache = controller.store();
+    // The admin Secrets users made themselves (labelled by the admin
+    // Secret step): deleting one is noticed at once.
+    let admin_secrets = ctx.settings.scope.touched::<PartialObjectMeta<Secret>>(
+        &ctx.client,
+        &watcher::Config::default()
+            .labels(admin_secret::ADMIN_SECRET_LABEL)
+            .any_semantic(),
+    );
     let outcomes = controller
         // Velero installed (or removed): Databases with method velero look again.
         .watches_stream(streams.velero_crd, move |_| {
@@ -62,6 +73,10 @@ pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
                 .filter(|db| db.velero_backup().is_some())
                 .map(|db| ObjectRef::from_obj(&*db))
                 .collect::<Vec<_>>()
+        })
+        .watches_stream(admin_secrets, |secret| {
+            let database = secret.labels().get(admin_secret::ADMIN_SECRET_LABEL)?;
+            Some(ObjectRef::<Database>::new(database).within(&secret.namespace()?))
         })
         .owns_stream(streams.statefulsets)
         .owns_stream(streams.config_maps)
@@ -100,14 +115,15 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
     let live = observe_statefulset(db, ctx, &namespace).await?;
     let topology = Topology::of(db, live.as_deref());
     // 2. Build.
-    let desired = Desired::build_with(db, &ctx.settings.agent_image, restore.source(), topology)
-        .isolate(
+    let mut desired =
+        Desired::build_with(db, &ctx.settings.agent_image, restore.source(), topology).isolate(
             db,
             &ctx.settings.operator_namespace,
             network_policy::created_isolated(live.as_deref()),
         );
+    let pending = desired.settle(db, live.as_deref());
     // 3. Apply.
-    let mut applied = children::apply(db, ctx, &namespace, desired, restore).await?;
+    let mut applied = children::apply(db, ctx, &namespace, desired, restore, pending).await?;
     applied.replication = Some(replication::reconcile(db, ctx, &namespace, topology).await?);
     // 4. Status.
     status::update(db, ctx, &namespace, applied).await

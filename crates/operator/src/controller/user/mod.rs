@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::apply::apply_if_changed;
 use crate::apply::patch_params;
-use crate::builders::credentials::{USER_LABEL, credentials_secret, secret_name};
+use crate::builders::credentials::{USER_LABEL, credentials_secret, secret_name, user_label_value};
 use crate::builders::meta::Names;
 use crate::builders::secret::generate_password;
 use crate::controller::Context;
@@ -516,11 +516,7 @@ async fn remove_copies(
     ctx: &Context,
     keep: impl Fn(&str) -> bool,
 ) -> Result<()> {
-    let selector = format!(
-        "{USER_LABEL}={}.{}",
-        user.namespace().unwrap_or_default(),
-        user.name_any()
-    );
+    let selector = format!("{USER_LABEL}={}", user_label_value(user));
     let mut copies = Vec::new();
     for api in ctx.settings.scope.apis::<Secret>(&ctx.client) {
         copies.extend(

@@ -311,6 +311,7 @@ pub(crate) async fn update(
         statefulset,
         restore,
         replication,
+        pending_update,
     } = applied;
     let now = now();
     let mut status = desired_status(
@@ -350,6 +351,36 @@ pub(crate) async fn update(
         velero::Report::Removed => status
             .conditions
             .retain(|c| c.type_ != types::BACKUP_CONFIGURED),
+    }
+    match &pending_update {
+        Some(pending) => {
+            let was_pending = db
+                .status
+                .as_ref()
+                .and_then(|s| condition::find(&s.conditions, types::UPDATE_PENDING))
+                .is_some_and(|c| c.message == pending.message());
+            let condition = Condition::new(
+                types::UPDATE_PENDING,
+                true,
+                "OperatorUpdate",
+                pending.message(),
+                db.metadata.generation,
+            );
+            set_condition(&mut status.conditions, condition, &now);
+            if !was_pending {
+                publish(
+                    ctx,
+                    db,
+                    EventType::Normal,
+                    "UpdatePending",
+                    pending.message(),
+                )
+                .await;
+            }
+        }
+        None => status
+            .conditions
+            .retain(|c| c.type_ != types::UPDATE_PENDING),
     }
     write_status_if_changed(db, ctx, namespace, status).await?;
     Ok(Action::requeue(next))
