@@ -53,6 +53,10 @@ enum Command {
         /// nothing cluster-wide but CRDs.
         #[arg(long, env = "WATCH_NAMESPACES", default_value = "")]
         watch_namespaces: operator::scope::Scope,
+        /// How many reconciles each controller runs at once; a burst of
+        /// objects beyond that waits for a slot.
+        #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = operator::controller::MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
+        max_concurrent_reconciles: u16,
     },
     /// Print every CRD as YAML, or write one file per CRD into a directory.
     Crd {
@@ -120,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
             leader_elect,
             leader_election_namespace,
             watch_namespaces,
+            max_concurrent_reconciles,
         } => {
             operator::daemon::telemetry::init(log_format);
             let metrics = Arc::new(Metrics::default());
@@ -132,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
                 runbook_base_url,
                 operator_namespace: leader_election_namespace.clone(),
                 scope: watch_namespaces,
+                max_concurrent_reconciles,
                 ..Settings::default()
             };
             let election = leader_elect.then(|| {

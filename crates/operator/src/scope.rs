@@ -28,6 +28,30 @@ use kube::runtime::{WatchStreamExt, watcher as watch};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
+/// What a watch across the scope can hold: a namespaced kind the operator
+/// reads into memory and shares between tasks.
+pub trait Watched:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + fmt::Debug
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The namespaces the operator watches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Scope {
@@ -131,13 +155,7 @@ impl Scope {
         store: Option<Store<K>>,
     ) -> BoxStream<'static, watcher::Result<Event<K>>>
     where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + fmt::Debug
-            + DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
+        K: Watched,
     {
         let mut streams: Vec<_> = self
             .apis::<K>(client)
@@ -162,13 +180,7 @@ impl Scope {
         config: &watcher::Config,
     ) -> BoxStream<'static, watcher::Result<K>>
     where
-        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + fmt::Debug
-            + DeserializeOwned
-            + Send
-            + Sync
-            + 'static,
+        K: Watched,
     {
         self.watch(client, config, None).touched_objects().boxed()
     }

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod backups;
+mod concurrency;
 mod databases;
 mod docs_examples;
 mod helm;

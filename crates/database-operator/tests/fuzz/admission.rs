@@ -410,14 +410,9 @@ async fn user_children(client: &Client, user: DatabaseUser) -> Result<(), String
         let db = fixture(engine);
         let password = Password::new(secret::generate_password());
         let valid = no_panic("the engine's checks of a user", || {
-            let spec = UserSpec {
-                username: &user.spec.username,
-                password: &password,
-                connection_limit: user.spec.connection_limit,
-                privileges: &user.spec.privileges,
-                native_grants: &user.spec.native_grants,
-            };
-            login_admin(engine).validate(&spec).is_ok()
+            login_admin(engine)
+                .validate(&UserSpec::of(&user.spec, &password))
+                .is_ok()
         })?;
         if valid {
             let secret = no_panic("building the credentials Secret", || {

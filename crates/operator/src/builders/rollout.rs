@@ -186,6 +186,45 @@ mod tests {
         assert_ne!(desired.spec.template, live.spec.template, "repaired");
     }
 
+    /// A new operator build differs in its version string, which reaches
+    /// the children only as the default agent image's tag: with the same
+    /// agent image, two builds build the same children.
+    #[test]
+    fn the_operator_version_reaches_the_children_only_through_the_agent_image() {
+        let version = env!("CARGO_PKG_VERSION");
+        for engine in Engine::ALL {
+            for replicas in [1, 3] {
+                let version_of = match engine {
+                    Engine::Postgresql => "16.4",
+                    Engine::Mysql => "8.4",
+                    Engine::Mongodb => "7.0",
+                };
+                let mut db = fixtures::database("db", engine, version_of, replicas);
+                db.spec.monitoring = Some(Default::default());
+                let built = Desired::build_with(
+                    &db,
+                    "registry.example.com/agent@sha256:0",
+                    None,
+                    crate::builders::topology::Topology::of(&db, None),
+                );
+                let children = serde_json::to_string(&(
+                    &built.statefulset,
+                    &built.config_map,
+                    &built.services.primary,
+                    &built.pdb,
+                    &built.backup,
+                    &built.verify,
+                ))
+                .unwrap();
+                assert!(
+                    !children.contains(&format!(":{version}"))
+                        && !children.contains(&format!("v{version}")),
+                    "{engine:?}: the operator's version {version} is in a child"
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_statefulset_without_stamps_rolls_out_as_before() {
         let db = db(3);

@@ -47,7 +47,13 @@ pub struct Settings {
     /// The namespaces whose Databases, users, backups and monitors the
     /// operator manages (`WATCH_NAMESPACES`).
     pub scope: crate::scope::Scope,
+    /// How many reconciles each controller runs at once: a burst of
+    /// objects waits for a slot instead of opening a connection each.
+    pub max_concurrent_reconciles: u16,
 }
+
+/// The default of [`Settings::max_concurrent_reconciles`].
+pub const MAX_CONCURRENT_RECONCILES: u16 = 32;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -59,6 +65,7 @@ impl Default for Settings {
             runbook_base_url: crate::builders::monitoring::rules::DEFAULT_RUNBOOK_BASE.to_owned(),
             operator_namespace: crate::builders::DEFAULT_OPERATOR_NAMESPACE.to_owned(),
             scope: crate::scope::Scope::Cluster,
+            max_concurrent_reconciles: MAX_CONCURRENT_RECONCILES,
         }
     }
 }

@@ -96,17 +96,15 @@ impl Default for Metrics {
             "Time spent in one reconcile",
             durations.clone(),
         );
-        // The work-queue depth. kube-runtime's Controller has no queue API,
-        // but it runs with unlimited concurrency: every object that is due
-        // (a watch event, a requeue, a retry) is handed to a reconcile at
-        // once, and one that is triggered again while it runs waits only for
-        // itself. So the backlog is exactly the set of reconciles in flight,
-        // which we count by wrapping each reconcile; a queue that grows shows
-        // up here (and as rising durations), with no number we cannot observe.
+        // kube-runtime's Controller has no queue API. Each controller runs
+        // at most `--max-concurrent-reconciles` reconciles at once; the
+        // objects due beyond that wait. The reconciles running now are
+        // counted by wrapping each one: a gauge that sits at the cap (and
+        // rising durations) says objects are waiting.
         let in_flight = Family::<ControllerLabel, Gauge>::default();
         registry.register(
             "reconciles_in_flight",
-            "Reconciles running now, by controller: the work-queue depth",
+            "Reconciles running now, by controller (at most --max-concurrent-reconciles each; at the cap, objects wait)",
             in_flight.clone(),
         );
         let api_writes = Family::<VerbLabel, Counter>::default();

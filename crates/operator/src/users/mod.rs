@@ -88,6 +88,17 @@ pub struct UserSpec<'a> {
 }
 
 impl<'a> UserSpec<'a> {
+    /// The login a DatabaseUser's spec declares, with `password`.
+    pub fn of(user: &'a v1::user::DatabaseUserSpec, password: &'a Password) -> Self {
+        UserSpec {
+            username: &user.username,
+            password,
+            connection_limit: user.connection_limit,
+            privileges: &user.privileges,
+            native_grants: &user.native_grants,
+        }
+    }
+
     /// A login with no privileges of its own and at most `limit`
     /// connections: the operator's own logins (monitoring, replication),
     /// whose rights are granted separately.

@@ -14,7 +14,7 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::controller::Context;
 use crate::error::{Error, Result};
@@ -94,16 +94,11 @@ where
 }
 
 /// A controller of `K` over the namespaces the operator watches
-/// (`ctx.settings.scope`), with its own cache of `K`.
+/// (`ctx.settings.scope`), with its own cache of `K`, running at most
+/// `ctx.settings.max_concurrent_reconciles` reconciles at once.
 pub(crate) fn scoped_controller<K>(ctx: &Context) -> Controller<K>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Debug
-        + DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: crate::scope::Watched,
 {
     let (reader, writer) = reflector::store();
     let objects = ctx
@@ -116,16 +111,29 @@ where
         )
         .reflect(writer)
         .applied_objects();
-    Controller::for_stream(objects, reader)
+    Controller::for_stream(objects, reader).with_config(
+        kube::runtime::controller::Config::default()
+            .concurrency(ctx.settings.max_concurrent_reconciles),
+    )
 }
 
-/// Drives a controller's stream of outcomes until shutdown. Failures were
-/// logged by [`error_policy`] with their object; this says they ended a pass.
-pub(crate) async fn drive<T, E: std::fmt::Display>(outcomes: impl Stream<Item = Result<T, E>>) {
+/// Drives a controller's stream of outcomes until shutdown. A failed
+/// reconcile was logged once by [`error_policy`], with its object, step and
+/// child, so it is not logged again here; what is logged is what no object
+/// carries: a watch that failed (it retries with backoff).
+pub(crate) async fn drive<T, Q: std::fmt::Display + 'static>(
+    outcomes: impl Stream<Item = Result<T, kube::runtime::controller::Error<Error, Q>>>,
+) {
+    use kube::runtime::controller::Error as Outcome;
     outcomes
         .for_each(|outcome| async move {
-            if let Err(error) = outcome {
-                warn!(%error, "reconcile failed");
+            match outcome {
+                Ok(_) | Err(Outcome::ReconcilerFailed(..)) => {}
+                // Woken for an object deleted meanwhile: expected.
+                Err(Outcome::ObjectNotFound(object)) => {
+                    debug!(object = %object, "woken for an object that is gone");
+                }
+                Err(error) => warn!(%error, "a controller's watch failed; it retries"),
             }
         })
         .await;

@@ -287,13 +287,7 @@ async fn realise(
             Ok(found) => found,
             Err(blocked) => return Ok(Err(blocked)),
         };
-    let spec = UserSpec {
-        username: &user.spec.username,
-        password: &password,
-        connection_limit: user.spec.connection_limit,
-        privileges: &user.spec.privileges,
-        native_grants: &user.spec.native_grants,
-    };
+    let spec = UserSpec::of(&user.spec, &password);
     if let Err(error) = engine.validate(&spec) {
         return Ok(Err(Blocked::Failed("InvalidSpec", error.to_string())));
     }
