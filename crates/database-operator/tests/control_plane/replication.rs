@@ -716,7 +716,7 @@ pub(crate) async fn scale_to_two_off(
     removed: &str,
 ) -> String {
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
-    let sampler = Sampler::start(client, dbs);
+    let sampler = Sampler::start(client, dbs).await;
     dbs.patch(
         NAME,
         &kube::api::PatchParams::default(),
@@ -758,13 +758,17 @@ struct Sampler {
 type Sample = (Option<i32>, Option<String>);
 
 impl Sampler {
-    fn start(client: &Client, dbs: &Api<Database>) -> Sampler {
+    /// Starts sampling, and returns once the first sample is taken: the
+    /// state before the change the caller makes next.
+    async fn start(client: &Client, dbs: &Api<Database>) -> Sampler {
         let watching = Arc::new(AtomicBool::new(true));
         let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), NS);
         let (dbs, client, still) = (dbs.clone(), client.clone(), watching.clone());
+        let (first_taken, first) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             let mut seen = Vec::new();
             let mut readers = Vec::new();
+            let mut first_taken = Some(first_taken);
             while still.load(Ordering::SeqCst) {
                 readers.push(endpoints(&client, &format!("{NAME}-readonly")).await);
                 let size = statefulsets
@@ -778,10 +782,14 @@ impl Sampler {
                     .ok()
                     .and_then(|d| d.status?.replication?.primary);
                 seen.push((size, primary));
+                if let Some(taken) = first_taken.take() {
+                    let _ = taken.send(());
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             (seen, readers)
         });
+        let _ = first.await;
         Sampler { watching, task }
     }
 
