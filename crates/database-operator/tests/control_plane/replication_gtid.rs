@@ -286,22 +286,32 @@ async fn fails_over_and_switches_back_without_losing_a_write(flavor: Flavor) {
             .then_some(())
     })
     .await;
-    let status = dbs.get(NAME).await.unwrap().status.unwrap();
-    let states: Vec<_> = status
-        .replication
-        .unwrap()
-        .members
-        .iter()
-        .map(|m| m.state)
-        .collect();
-    assert_eq!(
-        states,
-        [
-            MemberState::Primary,
-            MemberState::Streaming,
-            MemberState::Streaming
-        ]
-    );
+    // The status follows: a replica that has just caught up may still be
+    // reported CatchingUp until the next pass reads it.
+    let expected = [
+        MemberState::Primary,
+        MemberState::Streaming,
+        MemberState::Streaming,
+    ];
+    eventually(
+        &env,
+        "the status to show every replica streaming",
+        WAIT,
+        || async {
+            let states: Vec<_> = dbs
+                .get(NAME)
+                .await
+                .ok()?
+                .status?
+                .replication?
+                .members
+                .iter()
+                .map(|m| m.state)
+                .collect();
+            (states == expected).then_some(())
+        },
+    )
+    .await;
     // Sync mode: the primary waits for a replica's acknowledgement, which
     // every replica sends.
     for (i, server) in servers.iter().enumerate().take(3) {
