@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test test-unit lint manifests manifests-check crds crds-check controlplane servers monitoring-tools third-party-crds image helm olm-validator docs mdbook cluster cluster-down fmt clean
+.PHONY: help run test test-unit bench lint manifests manifests-check crds crds-check controlplane servers monitoring-tools third-party-crds image helm olm-validator docs mdbook cluster cluster-down fmt clean
 
 help:
 	@echo "make run           start a local control plane, the operator and the samples"
@@ -14,6 +14,7 @@ help:
 	@echo "make cluster-down  stop it"
 	@echo "make manifests     regenerate what deploy/ and the Helm chart hold from the code (CRDs, RBAC)"
 	@echo "make docs          build the book (docs/) into target/book"
+	@echo "make bench         the operator against a bare client at N = 100 and 1,000 Databases (BENCH_N=100 for one); writes target/bench/"
 	@echo "make image         build the container image as an OCI archive under target/image (no Docker engine)"
 
 run:
@@ -21,6 +22,11 @@ run:
 
 test: lint manifests-check controlplane servers monitoring-tools third-party-crds image helm olm-validator mdbook
 	$(CARGO) test --workspace --no-fail-fast
+
+# A measurement, not a test: tables, JSON and plots under target/bench/
+# (method and latest figures: docs/src/benchmark.md).
+bench:
+	@bash hack/bench/run.sh
 
 # The fast loop: the crates' unit tests and tests/pure (builders, CRDs,
 # status, alert rules with promtool, the Helm chart with helm); no control

@@ -6,11 +6,15 @@ use serde_json::Value;
 /// Whether every field set in `desired` has the same value in `live`.
 /// Lists must have the same length; maps may hold more keys in `live` (the
 /// API server's defaults). Quantities compare by value, since the API server
-/// rewrites them in canonical form ("1024Mi" becomes "1Gi").
+/// rewrites them in canonical form ("1024Mi" becomes "1Gi"). An empty value
+/// (null, "", [], {}) matches an absent field: the API server omits empty
+/// optional fields (an env var `{"name": "X", "value": ""}` comes back as
+/// `{"name": "X"}`), so such a field never counts as drift.
 pub(crate) fn is_subset(desired: &Value, live: &Value) -> bool {
     match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| {
-            l.get(k).is_some_and(|lv| is_subset(dv, lv)) || (dv.is_null() && !l.contains_key(k))
+        (Value::Object(d), Value::Object(l)) => d.iter().all(|(k, dv)| match l.get(k) {
+            Some(lv) => is_subset(dv, lv),
+            None => is_empty(dv),
         }),
         (Value::Array(d), Value::Array(l)) => {
             d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
@@ -21,6 +25,17 @@ pub(crate) fn is_subset(desired: &Value, live: &Value) -> bool {
                 || matches!((v1::quantity::parse(d), v1::quantity::parse(l)), (Some(a), Some(b)) if a == b)
         }
         (d, l) => d == l,
+    }
+}
+
+/// A value the API server leaves out when it stores an object.
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Bool(_) | Value::Number(_) => false,
     }
 }
 
@@ -35,6 +50,20 @@ mod tests {
         let live = json!({"spec": {"replicas": 1, "revisionHistoryLimit": 10,
             "template": {"containers": [{"name": "a", "terminationMessagePath": "/dev/termination-log"}]}}});
         assert!(is_subset(&desired, &live));
+    }
+
+    #[test]
+    fn empty_values_the_server_omits_are_not_drift() {
+        let desired = json!({"env": [{"name": "S3_ENDPOINT", "value": ""}], "args": [], "labels": {}, "x": null});
+        let live = json!({"env": [{"name": "S3_ENDPOINT"}]});
+        assert!(is_subset(&desired, &live));
+        // A value that is set still has to match.
+        assert!(!is_subset(
+            &json!({"env": [{"name": "A", "value": "1"}]}),
+            &json!({"env": [{"name": "A"}]})
+        ));
+        assert!(!is_subset(&json!({"n": 0}), &json!({})));
+        assert!(!is_subset(&json!({"b": false}), &json!({})));
     }
 
     #[test]

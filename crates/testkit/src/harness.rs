@@ -324,6 +324,17 @@ impl Env {
             .sum()
     }
 
+    /// The series of a metric that are not zero, one per line, for
+    /// failure messages (`verb="patch",resource="secrets"} 1`).
+    pub async fn metric_series(&self, name: &str) -> String {
+        let (_, body) = self.http_get("/metrics").await.expect("scraping /metrics");
+        body.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) != Some(0.0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// The operator's log, for failure messages.
     pub fn operator_log_tail(&self) -> String {
         crate::processes::log_tail(&self.operator_log, 60)

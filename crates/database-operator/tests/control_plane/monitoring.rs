@@ -447,12 +447,34 @@ async fn monitoring_without_then_with_the_prometheus_operator_crds() {
     );
 
     // A restarted operator finds everything in place and writes nothing.
+    let statuses = || async {
+        let mut all = Vec::new();
+        for db in dbs.list(&Default::default()).await.unwrap() {
+            all.push(format!(
+                "Database {}: {}",
+                db.name_any(),
+                serde_json::to_string(&db.status).unwrap()
+            ));
+        }
+        for m in monitors.list(&Default::default()).await.unwrap() {
+            all.push(format!(
+                "DatabaseMonitor {}: {}",
+                m.name_any(),
+                serde_json::to_string(&m.status).unwrap()
+            ));
+        }
+        all
+    };
+    let statuses_before = statuses().await;
     env.restart_operator().await;
     let at_start = settle(env).await;
     assert_eq!(
         at_start,
         0.0,
-        "a restarted operator wrote while catching up:\n{}",
+        "a restarted operator wrote while catching up:\n{}\nstatuses before: {statuses_before:#?}\nafter: {:#?}\n{}",
+        env.metric_series("database_operator_api_writes_total")
+            .await,
+        statuses().await,
         env.operator_log_tail()
     );
 }

@@ -49,8 +49,9 @@ pub struct ControllerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct VerbLabel {
+pub struct RequestLabels {
     pub verb: String,
+    pub resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -66,7 +67,8 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     durations: Family<ControllerLabel, Histogram>,
     in_flight: Family<ControllerLabel, Gauge>,
-    api_writes: Family<VerbLabel, Counter>,
+    api_requests: Family<RequestLabels, Counter>,
+    api_writes: Family<RequestLabels, Counter>,
     backups_finished: Family<BackupOutcomeLabels, Counter>,
     writes_total: AtomicU64,
     /// The caches the inventory gauges are read from.
@@ -107,10 +109,16 @@ impl Default for Metrics {
             "Reconciles running now, by controller (at most --max-concurrent-reconciles each; at the cap, objects wait)",
             in_flight.clone(),
         );
-        let api_writes = Family::<VerbLabel, Counter>::default();
+        let api_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API, by verb (get, list, watch, create, patch, update, delete) and resource",
+            api_requests.clone(),
+        );
+        let api_writes = Family::<RequestLabels, Counter>::default();
         registry.register(
             "api_writes",
-            "Write requests sent to the Kubernetes API",
+            "Write requests sent to the Kubernetes API (a steady state sends none), by verb and resource",
             api_writes.clone(),
         );
         let backups_finished = Family::<BackupOutcomeLabels, Counter>::default();
@@ -146,6 +154,7 @@ impl Default for Metrics {
             errors,
             durations,
             in_flight,
+            api_requests,
             api_writes,
             backups_finished,
             writes_total: AtomicU64::new(0),
@@ -201,12 +210,18 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one write request (any method other than GET/HEAD/OPTIONS).
-    pub fn api_write(&self, verb: &str) {
-        self.api_writes
-            .get_or_create(&VerbLabel { verb: verb.into() })
-            .inc();
-        self.writes_total.fetch_add(1, Ordering::Relaxed);
+    /// Counts one request to the Kubernetes API; a write (any verb but
+    /// get, list and watch) is also counted in `api_writes`.
+    pub fn api_request(&self, verb: &str, resource: String) {
+        let labels = RequestLabels {
+            verb: verb.into(),
+            resource,
+        };
+        if !matches!(verb, "get" | "list" | "watch") {
+            self.api_writes.get_or_create(&labels).inc();
+            self.writes_total.fetch_add(1, Ordering::Relaxed);
+        }
+        self.api_requests.get_or_create(&labels).inc();
     }
 
     /// Every write request sent so far.

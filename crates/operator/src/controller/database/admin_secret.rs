@@ -10,11 +10,10 @@
 
 use database_operator_api::v1::Database;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::api::{ListParams, PartialObjectMeta, Patch, PostParams};
+use kube::api::{ListParams, PartialObjectMeta, PostParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
-use crate::apply::patch_params;
 use crate::builders::meta::{Names, selector_string};
 use crate::builders::secret::{admin_secret, generate_password};
 use crate::controller::shared::stores::lookup;
@@ -56,14 +55,14 @@ pub(crate) async fn ensure_admin_secret(
     }
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
     if let Some(theirs) = secrets.get_metadata_opt(&name).await? {
-        if !theirs.labels().contains_key(ADMIN_SECRET_LABEL) {
-            let label =
-                serde_json::json!({"metadata": {"labels": {ADMIN_SECRET_LABEL: db.name_any()}}});
-            secrets
-                .patch_metadata(&name, &patch_params(), &Patch::Merge(&label))
-                .await?;
+        let label =
+            serde_json::json!({"metadata": {"labels": {ADMIN_SECRET_LABEL: db.name_any()}}});
+        if theirs.labels().contains_key(ADMIN_SECRET_LABEL)
+            || crate::apply::patch_metadata(&secrets, &name, &label).await?
+        {
+            return Ok(AdminSecret::Present);
         }
-        return Ok(AdminSecret::Present);
+        // Deleted between the read and the label: it is missing.
     }
     let mut claims: Vec<String> =
         Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace)

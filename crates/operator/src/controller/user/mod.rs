@@ -381,22 +381,18 @@ async fn password_of(
 }
 
 /// Sets (`Some`) or removes (`None`) the label that puts the password
-/// Secret `name` in the operator's watch. A merge patch, not an apply: it
-/// fails on a Secret deleted meanwhile instead of making an empty one.
+/// Secret `name` in the operator's watch. A merge patch, not an apply: a
+/// Secret that is not there stays absent rather than made empty.
 async fn label_password_secret(
     secrets: &Api<Secret>,
     name: &str,
     value: Option<&str>,
 ) -> Result<()> {
     let patch = serde_json::json!({"metadata": {"labels": {PASSWORD_SECRET_LABEL: value}}});
-    match secrets
-        .patch_metadata(name, &patch_params(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if crate::error::is_not_found(&e) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    // A Secret that does not exist yet is labelled once it does: the
+    // reconcile that waits for it runs again.
+    crate::apply::patch_metadata(secrets, name, &patch).await?;
+    Ok(())
 }
 
 /// Takes the watch label off the password Secret of `user` when no other

@@ -453,8 +453,13 @@ async fn announce_phase(
             format!("rolling out version {}: {message}", db.spec.version),
         ),
         Phase::Failed => (EventType::Warning, "Failed", message),
-        Phase::Creating => (EventType::Normal, "Creating", message),
-        Phase::Pending | Phase::Deleting => return,
+        // A new Database's `Created` event (its StatefulSet, replicas,
+        // engine and version) already says it is being created: one event
+        // per Database on the way to Running fewer for the API server.
+        Phase::Creating | Phase::Pending | Phase::Deleting => {
+            info!(database = %db.name_any(), from = ?before, to = %phase, "phase changed");
+            return;
+        }
     };
     info!(database = %db.name_any(), from = ?before, to = %phase, "phase changed");
     publish(ctx, db, kind, reason, note).await;
