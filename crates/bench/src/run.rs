@@ -45,8 +45,9 @@ pub struct Plan {
 pub struct Side {
     /// Seconds from the first creation until the last one is ready.
     pub all_ready_s: f64,
-    /// Per Database, seconds from its creation until it was seen ready.
-    pub latencies_s: Vec<f64>,
+    /// Per Database ("namespace/name"), seconds from its creation until it
+    /// was seen ready.
+    pub latencies_s: BTreeMap<String, f64>,
     /// kube-apiserver's CPU seconds from the first creation until all ready.
     pub apiserver_cpu_s: f64,
     /// Requests of the creating side during creation, by "verb resource".
@@ -217,7 +218,7 @@ async fn wait_all(
     started: &HashMap<String, Instant>,
     ready: &Arc<Mutex<HashMap<String, Instant>>>,
     what: &str,
-) -> Result<(f64, Vec<f64>)> {
+) -> Result<(f64, BTreeMap<String, f64>)> {
     let deadline = t0 + plan.timeout;
     loop {
         {
@@ -232,7 +233,12 @@ async fn wait_all(
                     .unwrap_or(t0);
                 let latencies = started
                     .iter()
-                    .map(|(k, at)| ready[k].saturating_duration_since(*at).as_secs_f64())
+                    .map(|(k, at)| {
+                        (
+                            k.clone(),
+                            ready[k].saturating_duration_since(*at).as_secs_f64(),
+                        )
+                    })
                     .collect();
                 return Ok((last.duration_since(t0).as_secs_f64(), latencies));
             }

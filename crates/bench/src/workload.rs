@@ -54,6 +54,11 @@ pub fn database(prefix: &str, i: usize) -> Database {
     .expect("the bench's Database is well formed")
 }
 
+/// The index of a Database from its key (`namespace/db-I`).
+pub fn index_of(key: &str) -> Option<usize> {
+    key.rsplit_once("/db-")?.1.parse().ok()
+}
+
 /// The S3 credentials Secret of `namespace` (keys only: nothing reads them
 /// during the run, no backup runs).
 pub fn s3_credentials(namespace: &str) -> Secret {
@@ -96,6 +101,8 @@ mod tests {
                     .any(|d| d.spec.monitoring.is_some())
             );
         }
+        assert_eq!(index_of("b-7/db-17"), Some(17));
+        assert_eq!(index_of("db-17"), None);
         let namespaces: std::collections::BTreeSet<String> =
             dbs.iter().map(|d| d.namespace().unwrap()).collect();
         assert_eq!(namespaces.len(), NAMESPACES);

@@ -29,6 +29,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use database_operator_api::v1::Database;
 use database_operator_api::v1::backup::{BackupPhase, DatabaseBackup};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Event, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
@@ -541,7 +542,7 @@ fn phase_colour(text: &str) -> String {
         return text.to_owned();
     }
     let code = match text {
-        "Running" => "32",
+        "Running" | "Passed" | "Completed" => "32",
         "Failed" => "31",
         _ => "33",
     };
@@ -687,6 +688,10 @@ async fn status(cli: &Cli, client: &Client, namespace: &str, name: &str) -> Resu
         .list(&ListParams::default().labels(&selector))
         .await?
         .items;
+    let cronjobs = Api::<CronJob>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
     if cli.output != Output::Table {
         return print(
             cli,
@@ -697,6 +702,7 @@ async fn status(cli: &Cli, client: &Client, namespace: &str, name: &str) -> Resu
                 "children": {
                     "statefulSets": statefulsets.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
                     "services": services.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
+                    "cronJobs": cronjobs.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
                 },
             }),
         );
@@ -779,6 +785,21 @@ async fn status(cli: &Cli, client: &Client, namespace: &str, name: &str) -> Resu
     for svc in &services {
         out.push_str(&format!("  Service {}\n", svc.name_any()));
     }
+    for cronjob in &cronjobs {
+        let last = cronjob
+            .status
+            .as_ref()
+            .and_then(|s| s.last_schedule_time.as_ref())
+            .map_or_else(
+                || "never run".to_owned(),
+                |t| format!("last run {} ago", age(t)),
+            );
+        out.push_str(&format!(
+            "  CronJob {} ({}, {last})\n",
+            cronjob.name_any(),
+            cronjob.spec.schedule.as_str()
+        ));
+    }
     out.push_str("\nBackups\n");
     if backups.is_empty() {
         out.push_str("  none\n");
@@ -804,6 +825,32 @@ async fn status(cli: &Cli, client: &Client, namespace: &str, name: &str) -> Resu
             ]);
         }
         out.push_str(&table(&rows));
+    }
+    out.push_str("\nRestore drills\n");
+    let drills = db
+        .spec
+        .backup
+        .as_ref()
+        .and_then(|b| b.verify.as_ref())
+        .map(|v| v.schedule.as_str());
+    match (drills, &status.backup_verification) {
+        (None, None) => out.push_str("  not scheduled (spec.backup.verify)\n"),
+        (schedule, last) => {
+            out.push_str(&format!("  Schedule   {}\n", schedule.unwrap_or("-")));
+            match last {
+                None => out.push_str("  Last drill none yet\n"),
+                Some(v) => out.push_str(&format!(
+                    "  Last drill {} {}, backup {}, job {}: {}\n",
+                    phase_colour(&format!("{:?}", v.result)),
+                    v.time
+                        .as_ref()
+                        .map_or_else(|| "-".into(), |t| format!("{} ago", age(t))),
+                    v.backup_name.as_deref().unwrap_or("-"),
+                    if v.job.is_empty() { "-" } else { &v.job },
+                    v.message
+                )),
+            }
+        }
     }
     out.push_str("\nEvents\n");
     if events.is_empty() {

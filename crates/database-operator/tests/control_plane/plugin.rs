@@ -45,9 +45,23 @@ async fn list_and_status_show_a_running_database() {
         "apiVersion": "example.com/v1", "kind": "Database",
         "metadata": {"name": "orders", "namespace": ns},
         "spec": {"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 1,
-                 "storage": {"size": "1Gi"}}
+                 "storage": {"size": "1Gi"},
+                 "backup": {"enabled": true, "schedule": "0 2 * * *",
+                            "destination": {"s3": {"bucket": "b", "credentialsSecret": {"name": "s3"}}},
+                            "verify": {"schedule": "30 4 * * 0"}}}
     }))
     .unwrap();
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "s3"},
+                "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
     create(&dbs, &db).await;
     eventually(env, "orders Running", WAIT, || async {
         let phase = dbs.get("orders").await.ok()?.status?.phase?;
@@ -106,7 +120,10 @@ async fn list_and_status_show_a_running_database() {
         "Ready",
         "StatefulSet orders (1/1 ready)",
         "Service orders-primary",
+        "CronJob orders-backup (0 2 * * *, never run)",
+        "CronJob orders-verify (30 4 * * 0, never run)",
         "Backups\n  none",
+        "Restore drills\n  Schedule   30 4 * * 0\n  Last drill none yet",
     ] {
         assert!(status.contains(part), "{part:?} missing:\n{status}");
     }

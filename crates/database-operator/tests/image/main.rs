@@ -297,6 +297,63 @@ fn has_interpreter(elf: &[u8]) -> bool {
     (0..count).any(|i| u32_at(table + i * size) == 3)
 }
 
+/// As a pod with `readOnlyRootFilesystem` and the image's user would run
+/// it: the image's root mounted read-only (a bind mount in a mount
+/// namespace of its own), a writable emptyDir-like tmpfs at /tmp, and the
+/// binary run as the image config's numeric user. Needs root (CI runs as
+/// root); anywhere else it says it cannot and checks nothing.
+#[test]
+fn the_binary_runs_as_the_images_user_on_a_read_only_root() {
+    if !is_root() {
+        eprintln!("not root: cannot mount a read-only root here; not checked");
+        return;
+    }
+    let image = unpack();
+    let root = image.rootfs.display().to_string();
+    let user = image.config["config"]["User"].as_str().unwrap().to_owned();
+    assert!(
+        user.split(':')
+            .all(|id| id.parse::<u32>().is_ok_and(|id| id != 0)),
+        "the image's user is numeric and not root: {user}"
+    );
+    // The script runs on the host's shell, inside the new mount namespace;
+    // the binary runs chrooted, as the image's user.
+    let script = format!(
+        "set -e
+         mount --bind '{root}' '{root}' && mount -o remount,bind,ro '{root}'
+         mount -t tmpfs -o mode=1777 tmpfs '{root}/tmp'
+         mkdir '{root}/tmp/agent' && chown {user} '{root}/tmp/agent'
+         if touch '{root}/written' 2>/dev/null; then echo 'the root is writable'; exit 3; fi
+         chroot --userspec={user} '{root}' {BINARY} --version
+         chroot --userspec={user} '{root}' {BINARY} crd > '{root}/tmp/crds.yaml'
+         grep -c 'kind: CustomResourceDefinition' '{root}/tmp/crds.yaml'
+         chroot --userspec={user} '{root}' {BINARY} copy-self /tmp/agent/database-operator
+         stat -c '%u:%g %a' '{root}/tmp/agent/database-operator'"
+    );
+    let out = Command::new(which("unshare"))
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("database-operator {}", env!("CARGO_PKG_VERSION")).as_str(),
+            "4",
+            &format!("{user} 755"),
+        ],
+        "{stdout}"
+    );
+    // Nothing of the run is left in the image's folder.
+    assert!(!image.rootfs.join("tmp/agent").exists());
+}
+
 #[tokio::test]
 async fn the_binary_is_static_and_runs_from_the_image_alone() {
     let image = unpack();

@@ -68,6 +68,17 @@ const COMBINATIONS: &[&[&str]] = &[
         "service.port=9090",
     ],
     &["watchNamespaces={team-a,team-b}", "replicaCount=2"],
+    &[
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=zone",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=In",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values[0]=a",
+        "podSecurityContext.runAsUser=10001",
+        "podSecurityContext.fsGroup=10001",
+        "securityContext.readOnlyRootFilesystem=true",
+        "resources.limits.memory=256Mi",
+        "podLabels.team=platform",
+        "service.type=NodePort",
+    ],
 ];
 
 /// The namespaces the scoped combination watches.

@@ -214,7 +214,22 @@ pub(crate) fn client_options(
         .build()
 }
 
+/// Fails at once, as Unreachable, when `target`'s host name does not
+/// resolve: the driver would keep selecting a server by that name until its
+/// timeout ran out (a pod whose DNS record is not published yet, or no
+/// server at all), holding one of the reconciles that may run at once.
+pub(crate) async fn resolvable(target: &Target) -> Result<(), UserError> {
+    match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(UserError::Unreachable(format!(
+            "{}:{}: the host name does not resolve: {e}",
+            target.host, target.port
+        ))),
+    }
+}
+
 async fn connect(target: &Target, secrets: &[&str]) -> Result<Client, UserError> {
+    resolvable(target).await?;
     let options = client_options(target, true, CONNECT_TIMEOUT);
     let client = Client::with_options(options).map_err(|e| mongo_error(&e, secrets))?;
     // The driver connects lazily: authenticate now, so failing here means
