@@ -47,7 +47,7 @@ async fn list_and_status_show_a_running_database() {
         "spec": {"engine": "mysql", "flavor": "mariadb", "version": "11.4", "replicas": 1,
                  "storage": {"size": "1Gi"},
                  "backup": {"enabled": true, "schedule": "0 2 * * *",
-                            "destination": {"s3": {"bucket": "b", "credentialsSecret": {"name": "s3"}}},
+                            "destination": {"s3": {"bucket": "backups", "credentialsSecret": {"name": "s3"}}},
                             "verify": {"schedule": "30 4 * * 0"}}}
     }))
     .unwrap();

@@ -54,10 +54,18 @@ pub(crate) async fn ensure_admin_secret(
         return Ok(AdminSecret::Present);
     }
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
-    if let Some(theirs) = secrets.get_metadata_opt(&name).await? {
+    if let Some(found) = secrets.get_metadata_opt(&name).await? {
+        // Ours (the managed-by label: the children's watch has it, and the
+        // cache had not caught up, as right after a restart), or the
+        // user's, already labelled: nothing to write.
+        let ours = found
+            .labels()
+            .get(database_operator_api::v1::labels::MANAGED_BY)
+            .is_some_and(|by| by == database_operator_api::v1::labels::OPERATOR);
         let label =
             serde_json::json!({"metadata": {"labels": {ADMIN_SECRET_LABEL: db.name_any()}}});
-        if theirs.labels().contains_key(ADMIN_SECRET_LABEL)
+        if ours
+            || found.labels().contains_key(ADMIN_SECRET_LABEL)
             || crate::apply::patch_metadata(&secrets, &name, &label).await?
         {
             return Ok(AdminSecret::Present);
@@ -275,6 +283,26 @@ mod tests {
             handle
         };
         ensure(Engine::Postgresql, &reflector::store().0, api, why).await;
+    }
+
+    /// Right after a restart the cache may not hold the operator's own
+    /// Secret yet: it is read, and not labelled (its managed-by label puts
+    /// it in the children's watch already), so a restart writes nothing.
+    #[tokio::test]
+    async fn the_operators_own_secret_missed_by_the_cache_is_only_read() {
+        let api = |mut handle: Handle| async move {
+            let (request, respond) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), "GET");
+            let mut ours = existing_metadata();
+            ours["metadata"]["labels"] = serde_json::json!({
+                database_operator_api::v1::labels::MANAGED_BY: database_operator_api::v1::labels::OPERATOR
+            });
+            respond.send_response(json(StatusCode::OK, ours));
+            handle
+        };
+        let why = "the operator's own Secret must not be written";
+        let outcome = ensure(Engine::Mysql, &reflector::store().0, api, why).await;
+        assert_eq!(outcome, AdminSecret::Present);
     }
 
     #[tokio::test]
