@@ -59,14 +59,10 @@ pub fn index_of(key: &str) -> Option<usize> {
     key.rsplit_once("/db-")?.1.parse().ok()
 }
 
-/// The S3 credentials Secret of `namespace` (keys only: nothing reads them
-/// during the run, no backup runs).
+/// The S3 credentials Secret of `namespace` (dummy keys: no backup runs
+/// during the bench).
 pub fn s3_credentials(namespace: &str) -> Secret {
-    serde_json::from_value(json!({
-        "metadata": {"name": S3_CREDENTIALS, "namespace": namespace},
-        "stringData": {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"},
-    }))
-    .expect("a Secret")
+    testkit::fixtures::s3_credentials(S3_CREDENTIALS, namespace)
 }
 
 #[cfg(test)]

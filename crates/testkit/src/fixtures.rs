@@ -32,3 +32,14 @@ pub fn env_value(container: &Container, name: &str) -> Option<String> {
         .value
         .clone()
 }
+
+/// A Secret `name` in `namespace` with S3 credentials under the keys a
+/// backup destination's `credentialsSecret` names. The keys are dummies:
+/// for Databases whose backups never run against a server.
+pub fn s3_credentials(name: &str, namespace: &str) -> k8s_openapi::api::core::v1::Secret {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"AWS_ACCESS_KEY_ID": "not-used", "AWS_SECRET_ACCESS_KEY": "not-used"},
+    }))
+    .expect("a Secret")
+}

@@ -54,11 +54,7 @@ async fn list_and_status_show_a_running_database() {
     Api::<Secret>::namespaced(client.clone(), &ns)
         .create(
             &Default::default(),
-            &serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "s3"},
-                "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
-            }))
-            .unwrap(),
+            &testkit::fixtures::s3_credentials("s3", &ns),
         )
         .await
         .unwrap();

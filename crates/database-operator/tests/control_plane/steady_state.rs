@@ -86,11 +86,7 @@ async fn steady_state_reconciles_make_no_writes_and_the_admin_secret_is_never_re
     Api::<Secret>::namespaced(client.clone(), &ns)
         .create(
             &PostParams::default(),
-            &serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "s3-credentials"},
-                "stringData": {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"},
-            }))
-            .unwrap(),
+            &testkit::fixtures::s3_credentials("s3-credentials", &ns),
         )
         .await
         .unwrap();

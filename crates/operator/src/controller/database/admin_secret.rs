@@ -62,12 +62,12 @@ pub(crate) async fn ensure_admin_secret(
             .labels()
             .get(database_operator_api::v1::labels::MANAGED_BY)
             .is_some_and(|by| by == database_operator_api::v1::labels::OPERATOR);
+        if ours || found.labels().contains_key(ADMIN_SECRET_LABEL) {
+            return Ok(AdminSecret::Present);
+        }
         let label =
             serde_json::json!({"metadata": {"labels": {ADMIN_SECRET_LABEL: db.name_any()}}});
-        if ours
-            || found.labels().contains_key(ADMIN_SECRET_LABEL)
-            || crate::apply::patch_metadata(&secrets, &name, &label).await?
-        {
+        if crate::apply::patch_metadata(&secrets, &name, &label).await? {
             return Ok(AdminSecret::Present);
         }
         // Deleted between the read and the label: it is missing.

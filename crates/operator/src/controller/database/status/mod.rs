@@ -432,6 +432,7 @@ async fn announce_phase(
     phase: Phase,
     status: &DatabaseStatus,
 ) {
+    info!(database = %db.name_any(), from = ?before, to = %phase, "phase changed");
     let ready = condition::find(&status.conditions, types::READY);
     let message = ready
         .map(|c: &Condition| c.message.clone())
@@ -456,11 +457,7 @@ async fn announce_phase(
         // A new Database's `Created` event (its StatefulSet, replicas,
         // engine and version) already says it is being created: one event
         // per Database on the way to Running fewer for the API server.
-        Phase::Creating | Phase::Pending | Phase::Deleting => {
-            info!(database = %db.name_any(), from = ?before, to = %phase, "phase changed");
-            return;
-        }
+        Phase::Creating | Phase::Pending | Phase::Deleting => return,
     };
-    info!(database = %db.name_any(), from = ?before, to = %phase, "phase changed");
     publish(ctx, db, kind, reason, note).await;
 }
