@@ -143,7 +143,10 @@ impl Report {
             "peak < 64 MiB at 1,000",
         );
         row(
-            &format!("API writes in {:.0} idle seconds", figures.idle_window_s),
+            &format!(
+                "API writes in {:.0} idle seconds (from {:.1} s after all Running, when every monitor had seen its Database run)",
+                figures.idle_window_s, figures.monitors_settled_s
+            ),
             format!("{}", figures.idle_writes),
             "—".into(),
             String::new(),

@@ -33,6 +33,11 @@ enum Command {
         /// outside the cluster: <service>.<namespace>=<host>:<port>. Repeatable.
         #[arg(long = "resolve", value_name = "SERVICE.NAMESPACE=HOST:PORT")]
         resolve: Vec<operator::resolver::Override>,
+        /// Reach every Service no --resolve entry names at this address
+        /// instead of looking its name up: an operator outside the cluster
+        /// then asks no DNS server for cluster names.
+        #[arg(long, env = "RESOLVE_DEFAULT", value_name = "HOST:PORT")]
+        resolve_default: Option<operator::resolver::Address>,
         /// Run as one of several replicas: only the holder of a Lease
         /// reconciles; the others stand by, ready, to take over.
         #[arg(long, env = "LEADER_ELECT")]
@@ -53,7 +58,8 @@ enum Command {
         /// nothing cluster-wide but CRDs.
         #[arg(long, env = "WATCH_NAMESPACES", default_value = "")]
         watch_namespaces: operator::scope::Scope,
-        /// How many reconciles each controller runs at once; a burst of
+        /// How many reconciles each controller runs at once, and how many
+        /// requests the operator sends the API server at once; a burst of
         /// objects beyond that waits for a slot.
         #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = operator::controller::MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
         max_concurrent_reconciles: u16,
@@ -140,6 +146,7 @@ async fn run() -> anyhow::Result<()> {
             log_format,
             cleanup_deadline_seconds,
             resolve,
+            resolve_default,
             agent_image,
             runbook_base_url,
             leader_elect,
@@ -150,10 +157,14 @@ async fn run() -> anyhow::Result<()> {
             operator::daemon::telemetry::init(log_format);
             let metrics = Arc::new(Metrics::default());
             let config = kube::Config::infer().await?;
-            let client = operator::daemon::client::counting_client(config, metrics.clone())?;
+            let client = operator::daemon::client::counting_client(
+                config,
+                metrics.clone(),
+                usize::from(max_concurrent_reconciles),
+            )?;
             let settings = Settings {
                 cleanup_deadline: std::time::Duration::from_secs(cleanup_deadline_seconds),
-                resolver: operator::resolver::Resolver::new(resolve),
+                resolver: operator::resolver::Resolver::new(resolve).with_fallback(resolve_default),
                 agent_image,
                 runbook_base_url,
                 operator_namespace: leader_election_namespace.clone(),

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::builders::hash_of;
 use crate::builders::meta::APPLIED_HASH;
-use crate::diff::is_subset;
+use crate::diff::{digest_long_data, is_subset};
 use crate::error::is_not_found;
 
 /// The field manager of every write the operator makes.
@@ -33,9 +33,23 @@ pub(crate) fn patch_params() -> PatchParams {
 /// else changed by hand.
 pub(crate) async fn apply_if_changed<K>(
     api: &Api<K>,
-    mut desired: K,
+    desired: K,
     live: Option<&K>,
 ) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+    K::DynamicType: Default,
+{
+    Ok(apply_returning(api, desired, live).await?.is_some())
+}
+
+/// [`apply_if_changed`], returning the object as the API server stored it
+/// when it wrote: what the caller would otherwise read back.
+pub(crate) async fn apply_returning<K>(
+    api: &Api<K>,
+    mut desired: K,
+    live: Option<&K>,
+) -> Result<Option<K>, kube::Error>
 where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default,
@@ -46,9 +60,9 @@ where
         .insert(APPLIED_HASH.to_owned(), hash.clone());
     if let Some(live) = live
         && live.annotations().get(APPLIED_HASH) == Some(&hash)
-        && is_subset(&to_value(&desired), &to_value(live))
+        && is_subset(&comparable(&desired), &comparable(live))
     {
-        return Ok(false);
+        return Ok(None);
     }
     tracing::debug!(
         kind = K::kind(&Default::default()).as_ref(),
@@ -61,9 +75,10 @@ where
         "applying"
     );
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(&desired.name_any(), &params, &Patch::Apply(&desired))
-        .await?;
-    Ok(true)
+    Ok(Some(
+        api.patch(&desired.name_any(), &params, &Patch::Apply(&desired))
+            .await?,
+    ))
 }
 
 /// Merge-patches the metadata of `name` with `patch` under the operator's
@@ -99,6 +114,9 @@ where
     }
 }
 
-fn to_value(object: &impl Serialize) -> Value {
-    serde_json::to_value(object).expect("Kubernetes objects serialise to JSON")
+/// `object` in the form the caches keep: long data as digests.
+fn comparable(object: &impl Serialize) -> Value {
+    let mut value = serde_json::to_value(object).expect("Kubernetes objects serialise to JSON");
+    digest_long_data(&mut value);
+    value
 }

@@ -101,6 +101,10 @@ fn spawn_operator(
         metrics_address,
         "--cleanup-deadline-seconds",
         "8",
+        // Databases without a server on loopback: a closed port on
+        // loopback, never a DNS query for a cluster name.
+        "--resolve-default",
+        crate::UNREACHABLE,
     ]
     .iter()
     .map(ToString::to_string)

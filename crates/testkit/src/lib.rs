@@ -34,6 +34,12 @@
 //! # let _ = (client, nodes); Ok(()) }
 //! ```
 
+/// Where an operator under test sends every Service no `--resolve` entry
+/// names (`--resolve-default`): a closed port on loopback, so a Database
+/// without a server is unreachable at once and no DNS query leaves the
+/// machine.
+pub const UNREACHABLE: &str = "127.0.0.1:9";
+
 pub mod agent_cli;
 pub mod certs;
 mod cluster;

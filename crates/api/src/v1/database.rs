@@ -571,7 +571,7 @@ pub struct DatabaseStatus {
 }
 
 /// Phase of a Database, the seed's enum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Phase {
     /// Accepted, nothing created yet.
     Pending,

@@ -133,7 +133,12 @@ pub(super) fn run_as_rendered(container: &Value, kubeconfig: &Path, log: &Path) 
         .collect();
     let mut command =
         testkit::processes::command(&testkit::paths::operator_binary(), &args, log).unwrap();
-    command.env_clear().env("KUBECONFIG", kubeconfig);
+    // Beside the kubeconfig, what stands in for the cluster's network: no
+    // Service name is looked up (a closed port on loopback instead).
+    command
+        .env_clear()
+        .env("KUBECONFIG", kubeconfig)
+        .env("RESOLVE_DEFAULT", testkit::UNREACHABLE);
     for var in container["env"].as_array().unwrap() {
         let name = var["name"].as_str().unwrap();
         let value = match var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {

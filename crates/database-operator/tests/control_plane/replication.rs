@@ -751,11 +751,14 @@ pub(crate) async fn scale_to_two_off(
 /// primary first is judged by.
 struct Sampler {
     watching: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<(Vec<Sample>, Vec<(tokio::time::Instant, Vec<String>)>)>,
+    task: tokio::task::JoinHandle<(Vec<Sample>, Vec<Readers>)>,
 }
 
 /// The StatefulSet's size and the recorded primary at one moment.
 type Sample = (Option<i32>, Option<String>);
+
+/// The read-only Service's endpoints, and when they were read.
+type Readers = (tokio::time::Instant, Vec<String>);
 
 /// How long the read-only Service may still name a pod after it became the
 /// recorded primary: the operator relabels it right after recording it, and

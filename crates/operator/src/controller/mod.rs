@@ -24,6 +24,9 @@ pub struct Context {
     /// Liveness and readiness, for `/healthz` and `/readyz`.
     pub health: Arc<crate::daemon::health::Health>,
     pub backoff: shared::backoff::PerObjectBackoff,
+    /// When each Database's status was last written: progress waits for
+    /// its window ([`shared::coalesce`]).
+    pub status_writes: shared::coalesce::RecentWrites,
     pub settings: Settings,
 }
 
@@ -88,6 +91,7 @@ impl Context {
             metrics,
             health: Default::default(),
             backoff: shared::backoff::PerObjectBackoff::default(),
+            status_writes: Default::default(),
             settings,
         }
     }

@@ -1,6 +1,9 @@
 //! The Kubernetes client, with a layer that counts every request by verb
 //! and resource, so `/metrics` and `make bench` can show what the operator
-//! costs the API server (writes per Database, reads, watches).
+//! costs the API server (writes per Database, reads, watches), and a cap on
+//! the requests in flight: a reconcile applies its children at once, and
+//! without a cap a burst of reconciles would open a connection (and its TLS
+//! buffers) per request.
 
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -8,13 +11,21 @@ use std::task::{Context as TaskContext, Poll};
 use http::{Method, Request};
 use kube::client::ClientBuilder;
 use kube::{Client, Config};
+use tower::limit::ConcurrencyLimitLayer;
 use tower::{Layer, Service};
 
 use crate::metrics::Metrics;
 
 /// Builds a client from `config` that counts its writes in `metrics`.
-pub fn counting_client(config: Config, metrics: Arc<Metrics>) -> Result<Client, kube::Error> {
+/// The operator's client: every request counted, at most `in_flight` at
+/// once (a watch holds its slot only until the API server answers).
+pub fn counting_client(
+    config: Config,
+    metrics: Arc<Metrics>,
+    in_flight: usize,
+) -> Result<Client, kube::Error> {
     Ok(ClientBuilder::try_from(config)?
+        .with_layer(&ConcurrencyLimitLayer::new(in_flight))
         .with_layer(&CountWrites { metrics })
         .build())
 }

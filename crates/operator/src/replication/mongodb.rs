@@ -401,7 +401,7 @@ async fn admin_command(
     authenticate: bool,
     command: Document,
 ) -> Result<Document, UserError> {
-    crate::users::mongodb::resolvable(target).await?;
+    crate::users::mongodb::reachable(target).await?;
     let client = client(target, authenticate)?;
     client
         .database("admin")

@@ -214,22 +214,30 @@ pub(crate) fn client_options(
         .build()
 }
 
-/// Fails at once, as Unreachable, when `target`'s host name does not
-/// resolve: the driver would keep selecting a server by that name until its
-/// timeout ran out (a pod whose DNS record is not published yet, or no
-/// server at all), holding one of the reconciles that may run at once.
-pub(crate) async fn resolvable(target: &Target) -> Result<(), UserError> {
-    match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(UserError::Unreachable(format!(
-            "{}:{}: the host name does not resolve: {e}",
+/// Fails at once, as Unreachable, when nothing accepts a connection at
+/// `target`: a host name that does not resolve (a pod whose DNS record is
+/// not published yet) or a port nobody listens on. The driver would keep
+/// selecting a server there until its timeout ran out, holding one of the
+/// reconciles that may run at once; one TCP connection finds out first.
+pub(crate) async fn reachable(target: &Target) -> Result<(), UserError> {
+    let address = (target.host.as_str(), target.port);
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(UserError::Unreachable(format!(
+            "{}:{}: {e}",
             target.host, target.port
+        ))),
+        Err(_) => Err(UserError::Unreachable(format!(
+            "{}:{}: no connection within {}s",
+            target.host,
+            target.port,
+            CONNECT_TIMEOUT.as_secs()
         ))),
     }
 }
 
 async fn connect(target: &Target, secrets: &[&str]) -> Result<Client, UserError> {
-    resolvable(target).await?;
+    reachable(target).await?;
     let options = client_options(target, true, CONNECT_TIMEOUT);
     let client = Client::with_options(options).map_err(|e| mongo_error(&e, secrets))?;
     // The driver connects lazily: authenticate now, so failing here means

@@ -10,7 +10,7 @@
 
 use database_operator_api::v1::Database;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::api::{ListParams, PartialObjectMeta, PostParams};
+use kube::api::{GetParams, ListParams, PartialObjectMeta, PostParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
@@ -106,7 +106,12 @@ async fn exists(
         return Ok(true);
     }
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
-    Ok(secrets.get_metadata_opt(name).await?.is_some())
+    // From the API server's cache: a Secret it has not seen yet makes the
+    // create below fail with a conflict, which keeps the existing one.
+    Ok(secrets
+        .get_metadata_opt_with(name, &GetParams::any())
+        .await?
+        .is_some())
 }
 
 /// Creates the Secret `name` that `build` makes if, and only if, no Secret

@@ -13,20 +13,23 @@ use std::sync::Arc;
 
 use database_operator_api::v1::Database;
 use database_operator_api::v1::restore::RestoreStatus;
+use futures::future::try_join_all;
+use futures::try_join;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::events::EventType;
-use kube::{Api, ResourceExt};
+use kube::runtime::reflector::Store;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
 use tracing::info;
 
 use super::admin_secret::{AdminSecret, ensure_admin_secret};
 use super::status::Failure;
 use super::{monitoring, orphans, restore, velero, volumes};
-use crate::apply::apply_if_changed;
+use crate::apply::{apply_if_changed, apply_returning};
 use crate::builders::Desired;
 use crate::builders::instance_access::InstanceAccess;
 use crate::builders::meta::Names;
@@ -62,10 +65,10 @@ pub(crate) async fn apply(
     pending_update: Option<PendingUpdate>,
 ) -> Result<Applied> {
     let held = pending_update.is_some();
-    let failure = match apply_owned(db, ctx, namespace, &mut desired, held).await {
-        Ok(failure) => failure,
+    let (failure, statefulset) = match apply_owned(db, ctx, namespace, &desired, held).await {
+        Ok(applied) => applied,
         Err(e) => match e.as_kube() {
-            Some(refused) if is_permanent(refused) => Some(failure_from(refused)),
+            Some(refused) if is_permanent(refused) => (Some(failure_from(refused)), None),
             _ => return Err(e),
         },
     };
@@ -73,14 +76,20 @@ pub(crate) async fn apply(
         Some(schedule) => velero::reconcile(db, ctx, namespace, schedule).await?,
         None => velero::remove_unwanted(db, ctx, namespace).await?,
     };
-    let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace);
-    let statefulset = cached_or_fetch(
-        &ctx.stores.statefulsets,
-        &statefulsets,
-        &db.name_any(),
-        namespace,
-    )
-    .await?;
+    // The StatefulSet as the apply left it; after a refusal, as it stands.
+    let statefulset = match statefulset {
+        Some(statefulset) => Some(statefulset),
+        None => {
+            let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace);
+            cached_or_fetch(
+                &ctx.stores.statefulsets,
+                &statefulsets,
+                &db.name_any(),
+                namespace,
+            )
+            .await?
+        }
+    };
     let restore = match failure {
         None => {
             restore::progress(
@@ -142,62 +151,118 @@ fn failure_from(error: &kube::Error) -> Failure {
 
 /// Applies every child in the Database's namespace that differs from what
 /// it should be, then deletes those the spec no longer asks for. Returns
-/// why the Database cannot be healthy when its admin Secret is gone.
+/// why the Database cannot be healthy when its admin Secret is gone, and
+/// the StatefulSet as it stands after the apply.
+///
+/// One pass, in two waves: first, at once, everything the pods read or are
+/// governed by (the admin Secret, the configuration, the Services, their
+/// API access and NetworkPolicy) and the children beside them (the
+/// PodDisruptionBudget, monitoring, backup CronJobs); then the StatefulSet,
+/// whose pods start with all of that in place.
 async fn apply_owned(
     db: &Database,
     ctx: &Context,
     namespace: &str,
-    desired: &mut Desired,
+    desired: &Desired,
     held: bool,
-) -> Result<Option<Failure>> {
+) -> Result<(Option<Failure>, Option<Arc<StatefulSet>>)> {
     let client = &ctx.client;
     let stores = &ctx.stores;
     let names = Names(&db.name_any());
-    let mut writes = 0u32;
 
-    let admin = ensure_admin_secret(client, &stores.secrets, db, namespace)
-        .await
-        .step("creating the admin Secret", names.secret())?;
-    let failure = match admin {
-        AdminSecret::Missing { claims } => {
-            Some(admin_secret_missing(ctx, db, &names, &claims).await)
-        }
-        AdminSecret::Present | AdminSecret::Created => None,
+    let admin = async {
+        let admin = ensure_admin_secret(client, &stores.secrets, db, namespace)
+            .await
+            .step("creating the admin Secret", names.secret())?;
+        Ok(match admin {
+            AdminSecret::Missing { claims } => {
+                Some(admin_secret_missing(ctx, db, &names, &claims).await)
+            }
+            AdminSecret::Present | AdminSecret::Created => None,
+        })
     };
-
     // While the pod template is held back, so is the configuration the new
     // one would read: the pods keep both until the update is approved.
-    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
-    let live = cached_or_fetch(
-        &stores.config_maps,
-        &config_maps,
-        &names.config(),
-        namespace,
-    )
-    .await?;
-    if !(held && live.is_some()) {
-        writes += u32::from(
-            apply_if_changed(&config_maps, desired.config_map.clone(), live.as_deref())
+    let config = async {
+        let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+        let live = cached_or_fetch(&stores.config_maps, &api, &names.config(), namespace).await?;
+        if held && live.is_some() {
+            return Ok(0);
+        }
+        Ok(u32::from(
+            apply_if_changed(&api, desired.config_map.clone(), live.as_deref())
                 .await
                 .step("applying ConfigMap", names.config())?,
-        );
-    }
-
-    let services = Api::<Service>::namespaced(client.clone(), namespace);
-    for service in desired.all_services() {
-        let live =
-            cached_or_fetch(&stores.services, &services, &service.name_any(), namespace).await?;
-        writes += u32::from(
-            apply_if_changed(&services, service.clone(), live.as_deref())
+        ))
+    };
+    let services = try_join_all(desired.all_services().map(|service| {
+        converge(
+            ctx,
+            &stores.services,
+            namespace,
+            service.clone(),
+            "applying Service",
+        )
+    }));
+    let access = async {
+        match &desired.instance_access {
+            Some(access) => apply_instance_access(ctx, namespace, access).await,
+            None => Ok(0),
+        }
+    };
+    let policy = async {
+        match &desired.network_policy {
+            Some(policy) => {
+                let step = "applying NetworkPolicy";
+                converge(
+                    ctx,
+                    &stores.network_policies,
+                    namespace,
+                    policy.clone(),
+                    step,
+                )
                 .await
-                .step("applying Service", service.name_any())?,
-        );
-    }
-
-    // The pods' ServiceAccount and its rights exist before the pods start.
-    if let Some(access) = &desired.instance_access {
-        writes += apply_instance_access(ctx, namespace, access).await?;
-    }
+            }
+            None => Ok(0),
+        }
+    };
+    let pdb = converge(
+        ctx,
+        &stores.pdbs,
+        namespace,
+        desired.pdb.clone(),
+        "applying PodDisruptionBudget",
+    );
+    let monitoring = async {
+        match &desired.monitoring {
+            Some(children) => monitoring::apply(db, ctx, namespace, children.clone()).await,
+            None => Ok(0),
+        }
+    };
+    let cronjobs = try_join_all(
+        [&desired.backup, &desired.verify]
+            .into_iter()
+            .flatten()
+            .map(|cronjob| {
+                converge(
+                    ctx,
+                    &stores.cronjobs,
+                    namespace,
+                    cronjob.clone(),
+                    "applying CronJob",
+                )
+            }),
+    );
+    let (failure, config, services, access, policy, pdb, monitoring, cronjobs) = try_join!(
+        admin, config, services, access, policy, pdb, monitoring, cronjobs
+    )?;
+    let mut writes = config
+        + services.iter().sum::<u32>()
+        + access
+        + policy
+        + pdb
+        + monitoring
+        + cronjobs.iter().sum::<u32>();
 
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace);
     let live = cached_or_fetch(
@@ -207,7 +272,6 @@ async fn apply_owned(
         namespace,
     )
     .await?;
-    let created = live.is_none();
     // The template keeps its creation size; a larger spec means growing the claims.
     let wanted = v1::quantity::parse(&db.spec.storage.size);
     if let Some(live) = live.as_deref()
@@ -219,12 +283,13 @@ async fn apply_owned(
             .await
             .step("growing the PersistentVolumeClaims of", names.statefulset())?;
     }
-    writes += u32::from(
-        apply_if_changed(&statefulsets, desired.statefulset.clone(), live.as_deref())
-            .await
-            .step("applying StatefulSet", names.statefulset())?,
-    );
-    if created {
+    let applied = apply_returning(&statefulsets, desired.statefulset.clone(), live.as_deref())
+        .await
+        .step("applying StatefulSet", names.statefulset())?;
+    if applied.is_some() {
+        writes += 1;
+    }
+    if live.is_none() {
         publish(
             ctx,
             db,
@@ -240,45 +305,7 @@ async fn apply_owned(
         )
         .await;
     }
-
-    if let Some(policy) = &desired.network_policy {
-        let policies = Api::<NetworkPolicy>::namespaced(client.clone(), namespace);
-        let live = cached_or_fetch(
-            &stores.network_policies,
-            &policies,
-            &names.network_policy(),
-            namespace,
-        )
-        .await?;
-        writes += u32::from(
-            apply_if_changed(&policies, policy.clone(), live.as_deref())
-                .await
-                .step("applying NetworkPolicy", names.network_policy())?,
-        );
-    }
-
-    let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), namespace);
-    let live = cached_or_fetch(&stores.pdbs, &pdbs, &names.pdb(), namespace).await?;
-    writes += u32::from(
-        apply_if_changed(&pdbs, desired.pdb.clone(), live.as_deref())
-            .await
-            .step("applying PodDisruptionBudget", names.pdb())?,
-    );
-
-    if let Some(children) = &desired.monitoring {
-        writes += monitoring::apply(db, ctx, namespace, children.clone()).await?;
-    }
-
-    let cronjobs = Api::<CronJob>::namespaced(client.clone(), namespace);
-    for cronjob in [&desired.backup, &desired.verify].into_iter().flatten() {
-        let live =
-            cached_or_fetch(&stores.cronjobs, &cronjobs, &cronjob.name_any(), namespace).await?;
-        writes += u32::from(
-            apply_if_changed(&cronjobs, cronjob.clone(), live.as_deref())
-                .await
-                .step("applying CronJob", cronjob.name_any())?,
-        );
-    }
+    let statefulset = applied.map(Arc::new).or(live);
 
     writes += orphans::delete(db, ctx, namespace, desired).await.step(
         "deleting children no longer wanted by Database",
@@ -287,39 +314,70 @@ async fn apply_owned(
     if writes > 0 {
         info!(database = %db.name_any(), namespace, writes, "applied children");
     }
-    Ok(failure)
+    Ok((failure, statefulset))
+}
+
+/// Makes the child `desired` match: read from `store` (or the API server),
+/// applied when it differs. Returns the writes it made: 0 or 1.
+async fn converge<K>(
+    ctx: &Context,
+    store: &Store<K>,
+    namespace: &str,
+    desired: K,
+    step: &'static str,
+) -> Result<u32>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + 'static,
+{
+    let api = Api::<K>::namespaced(ctx.client.clone(), namespace);
+    let name = desired.name_any();
+    let live = cached_or_fetch(store, &api, &name, namespace).await?;
+    Ok(u32::from(
+        apply_if_changed(&api, desired, live.as_deref())
+            .await
+            .step(step, &name)?,
+    ))
 }
 
 /// Applies the ServiceAccount, Role and RoleBinding of a replicated
-/// Database's pods; returns how many it wrote.
+/// Database's pods; returns how many it wrote. The RoleBinding comes after
+/// the Role: the API server lets the operator bind a Role only if it holds
+/// every right the Role grants, which it cannot check for a Role that does
+/// not exist yet (the operator has no `bind` verb).
 async fn apply_instance_access(
     ctx: &Context,
     namespace: &str,
     access: &InstanceAccess,
 ) -> Result<u32> {
-    let client = &ctx.client;
     let stores = &ctx.stores;
-    let name = access.service_account.name_any();
-    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), namespace);
-    let live = cached_or_fetch(&stores.service_accounts, &accounts, &name, namespace).await?;
-    let mut writes = u32::from(
-        apply_if_changed(&accounts, access.service_account.clone(), live.as_deref())
-            .await
-            .step("applying ServiceAccount", &name)?,
-    );
-    let roles = Api::<Role>::namespaced(client.clone(), namespace);
-    let live = cached_or_fetch(&stores.roles, &roles, &name, namespace).await?;
-    writes += u32::from(
-        apply_if_changed(&roles, access.role.clone(), live.as_deref())
-            .await
-            .step("applying Role", &name)?,
-    );
-    let bindings = Api::<RoleBinding>::namespaced(client.clone(), namespace);
-    let live = cached_or_fetch(&stores.role_bindings, &bindings, &name, namespace).await?;
-    writes += u32::from(
-        apply_if_changed(&bindings, access.role_binding.clone(), live.as_deref())
-            .await
-            .step("applying RoleBinding", &name)?,
-    );
-    Ok(writes)
+    let (account, role) = try_join!(
+        converge(
+            ctx,
+            &stores.service_accounts,
+            namespace,
+            access.service_account.clone(),
+            "applying ServiceAccount",
+        ),
+        converge(
+            ctx,
+            &stores.roles,
+            namespace,
+            access.role.clone(),
+            "applying Role"
+        ),
+    )?;
+    let binding = converge(
+        ctx,
+        &stores.role_bindings,
+        namespace,
+        access.role_binding.clone(),
+        "applying RoleBinding",
+    )
+    .await?;
+    Ok(account + role + binding)
 }

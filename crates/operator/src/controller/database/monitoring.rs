@@ -11,7 +11,7 @@ use database_operator_api::v1::monitor::{DatabaseMonitor, conditions};
 use database_operator_api::v1::{ConditionStatus, Database};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PostParams};
+use kube::api::{GetParams, Patch, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::apply::apply_if_changed;
@@ -63,7 +63,11 @@ async fn ensure_secret(db: &Database, ctx: &Context, namespace: &str) -> Result<
         return Ok(0);
     }
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
-    if secrets.get_metadata_opt(&name).await?.is_some() {
+    if secrets
+        .get_metadata_opt_with(&name, &GetParams::any())
+        .await?
+        .is_some()
+    {
         return Ok(0);
     }
     match secrets

@@ -6,7 +6,9 @@ use database_operator_api::v1::Database;
 use database_operator_api::v1::database::Phase;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
-use tracing::warn;
+
+use crate::controller::shared::stores::fetch;
+use tracing::{debug, warn};
 
 use super::Observation;
 use crate::builders::meta::Names;
@@ -20,11 +22,14 @@ use crate::users::{Password, UserError, login_admin, monitoring_privileges};
 pub(crate) const MONITORING_USER: &str = "MonitoringUserReady";
 
 /// The monitoring login inside the engine. Returns its condition and
-/// whether to retry soon (the database was not reachable).
+/// whether to retry soon (the database was not reachable). A failure is
+/// logged as a warning when its reason is new (`said` is the reason the
+/// condition holds now), and at debug level on every retry after.
 pub(crate) async fn ensure(
     db: &Database,
     ctx: &Context,
     namespace: &str,
+    said: Option<&str>,
 ) -> Result<(Observation, bool)> {
     if db.status.as_ref().and_then(|s| s.phase) != Some(Phase::Running) {
         return Ok((
@@ -39,8 +44,7 @@ pub(crate) async fn ensure(
     }
     let names = Names(&db.name_any());
     let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
-    let password = secrets
-        .get_opt(&names.monitoring_secret())
+    let password = fetch(&secrets, &names.monitoring_secret())
         .await?
         .as_ref()
         .and_then(|s| crate::controller::user::secret_value(s, PASSWORD_KEY));
@@ -88,8 +92,7 @@ pub(crate) async fn ensure(
             // The error text can vary between attempts (timeouts, resets):
             // it goes to the log, the condition keeps a stable message so a
             // retry that fails the same way writes nothing.
-            warn!(database = %db.name_any(), namespace, %error, "cannot set up the monitoring login");
-            let (reason, message) = match error {
+            let (reason, message) = match &error {
                 UserError::Unreachable(_) => (
                     "DatabaseUnreachable",
                     format!(
@@ -99,6 +102,11 @@ pub(crate) async fn ensure(
                 ),
                 other => ("LoginRefused", other.to_string()),
             };
+            if said == Some(reason) {
+                debug!(database = %db.name_any(), namespace, %error, "cannot set up the monitoring login, still");
+            } else {
+                warn!(database = %db.name_any(), namespace, %error, "cannot set up the monitoring login");
+            }
             Ok(((MONITORING_USER, false, reason, message), true))
         }
     }

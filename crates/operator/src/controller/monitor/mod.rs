@@ -12,14 +12,14 @@ pub(crate) mod login;
 use std::sync::Arc;
 
 use database_operator_api::v1::Database;
-use database_operator_api::v1::condition::{Condition, set_condition};
+use database_operator_api::v1::condition::{Condition, find, set_condition};
 use database_operator_api::v1::monitor::{DatabaseMonitor, DatabaseMonitorStatus, conditions};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{PartialObjectMeta, Patch};
+use kube::api::{GetParams, PartialObjectMeta, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
@@ -35,7 +35,7 @@ use crate::controller::shared::clock::now;
 use crate::controller::shared::reconcile::{
     drive, error_policy, instrumented, key, scoped_controller,
 };
-use crate::controller::shared::stores::{cached_or_fetch, referencing};
+use crate::controller::shared::stores::{cached_or_fetch, fetch, referencing};
 use crate::error::{Error, Result};
 
 /// The CRDs the ServiceMonitor and PrometheusRule need.
@@ -48,10 +48,15 @@ pub(crate) const PROMETHEUS_OPERATOR_CRDS: [&str; 2] = [
 pub(crate) async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let controller = scoped_controller::<DatabaseMonitor>(&ctx);
+    // Only what a monitor reads of its Database wakes it: the spec, the
+    // phase (the login waits for Running), a deletion. A Database's other
+    // status writes (counts, conditions) would each cost every monitor of
+    // it a reconcile and its reads.
     let databases = ctx
         .settings
         .scope
-        .touched::<Database>(&client, &watcher::Config::default().any_semantic());
+        .touched::<Database>(&client, &watcher::Config::default().any_semantic())
+        .predicate_filter(what_monitors_read, Default::default());
     ctx.health
         .track_store("databasemonitor", controller.store());
     let by_crd = controller.store();
@@ -82,6 +87,17 @@ pub(crate) async fn run(ctx: Arc<Context>) {
     drive(outcomes).await;
 }
 
+/// A hash of what a DatabaseMonitor reads of its Database.
+fn what_monitors_read(db: &Database) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    db.metadata.uid.hash(&mut hasher);
+    db.metadata.generation.hash(&mut hasher);
+    db.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    db.status.as_ref().and_then(|s| s.phase).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 pub(crate) async fn reconcile(monitor: Arc<DatabaseMonitor>, ctx: Arc<Context>) -> Result<Action> {
     instrumented("databasemonitor", &*monitor, &ctx, apply(&monitor, &ctx)).await
 }
@@ -100,9 +116,11 @@ async fn apply(monitor: &DatabaseMonitor, ctx: &Context) -> Result<Action> {
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let db_name = &monitor.spec.database_ref.name;
-    let db = Api::<Database>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(db_name)
-        .await?;
+    let db = fetch(
+        &Api::<Database>::namespaced(ctx.client.clone(), &namespace),
+        db_name,
+    )
+    .await?;
     let mut observations: Vec<Observation> = Vec::new();
     let mut action = Action::requeue(ctx.settings.resync);
     match db {
@@ -122,7 +140,12 @@ async fn apply(monitor: &DatabaseMonitor, ctx: &Context) -> Result<Action> {
             ),
         )),
         Some(db) => {
-            let (user, retry) = login::ensure(&db, ctx, &namespace).await?;
+            let said = monitor
+                .status
+                .as_ref()
+                .and_then(|s| find(&s.conditions, login::MONITORING_USER))
+                .map(|c| c.reason.as_str());
+            let (user, retry) = login::ensure(&db, ctx, &namespace, said).await?;
             observations.push(user);
             let installed = prometheus_operator_installed(ctx).await?;
             observations.push(if installed {
@@ -179,7 +202,7 @@ async fn apply(monitor: &DatabaseMonitor, ctx: &Context) -> Result<Action> {
 async fn prometheus_operator_installed(ctx: &Context) -> Result<bool> {
     let crds = Api::<CustomResourceDefinition>::all(ctx.client.clone());
     for name in PROMETHEUS_OPERATOR_CRDS {
-        let Some(crd) = crds.get_metadata_opt(name).await? else {
+        let Some(crd) = crds.get_metadata_opt_with(name, &GetParams::any()).await? else {
             return Ok(false);
         };
         if crd.metadata.deletion_timestamp.is_some() {

@@ -25,17 +25,30 @@ pub struct PerObjectBackoff {
 impl PerObjectBackoff {
     /// Records a failure of `key` and returns how long to wait before retrying.
     pub fn next_delay(&self, key: &str) -> Duration {
-        self.next_delay_at(key, Instant::now())
+        self.next_retry(key).0
     }
 
+    /// Records a failure of `key`; returns how long to wait before retrying
+    /// and how many failures in a row this is (1 for the first).
+    pub fn next_retry(&self, key: &str) -> (Duration, u32) {
+        self.next_retry_at(key, Instant::now())
+    }
+
+    #[cfg(test)]
     fn next_delay_at(&self, key: &str, now: Instant) -> Duration {
+        self.next_retry_at(key, now).0
+    }
+
+    fn next_retry_at(&self, key: &str, now: Instant) -> (Duration, u32) {
         let mut failures = self.failures.lock().expect("backoff lock poisoned");
         failures.retain(|k, (_, last)| k == key || now.duration_since(*last) < FORGET_AFTER);
         let (count, last) = failures.entry(key.to_owned()).or_insert((0, now));
         *count = count.saturating_add(1);
         *last = now;
-        BASE.saturating_mul(2u32.saturating_pow(*count - 1))
-            .min(MAX)
+        let delay = BASE
+            .saturating_mul(2u32.saturating_pow(*count - 1))
+            .min(MAX);
+        (delay, *count)
     }
 
     /// Forgets the failures of `key` after a successful reconcile.
@@ -68,7 +81,8 @@ mod tests {
         }
         assert_eq!(backoff.next_delay("a"), MAX);
         backoff.reset("a");
-        assert_eq!(backoff.next_delay("a"), Duration::from_secs(2));
+        assert_eq!(backoff.next_retry("a"), (Duration::from_secs(2), 1));
+        assert_eq!(backoff.next_retry("a"), (Duration::from_secs(4), 2));
     }
 
     #[test]

@@ -95,7 +95,8 @@ where
 
 /// A controller of `K` over the namespaces the operator watches
 /// (`ctx.settings.scope`), with its own cache of `K`, running at most
-/// `ctx.settings.max_concurrent_reconciles` reconciles at once.
+/// `ctx.settings.max_concurrent_reconciles` reconciles at once. Its cache
+/// keeps no managedFields.
 pub(crate) fn scoped_controller<K>(ctx: &Context) -> Controller<K>
 where
     K: crate::scope::Watched,
@@ -109,6 +110,9 @@ where
             &watcher::Config::default().any_semantic(),
             Some(reader.clone()),
         )
+        // Who wrote which field is of no use to a reconcile, and is up to
+        // half of a small object's size.
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects();
     Controller::for_stream(objects, reader).with_config(
@@ -140,14 +144,22 @@ pub(crate) async fn drive<T, Q: std::fmt::Display + 'static>(
 }
 
 /// The error policy of every controller: retry `object` after a delay that
-/// doubles with each consecutive failure.
+/// doubles with each consecutive failure. The first failure of a run is a
+/// warning, with the object, the error's kind, the step and the child (in
+/// the error); the retries after it, until one succeeds, are logged at
+/// debug level with their count: a slow API server under load does not
+/// fill the log with the same line. The errors metric counts every one.
 pub(crate) fn error_policy<K: Resource<DynamicType = ()>>(
     object: Arc<K>,
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
     let key = key(&*object);
-    let delay = ctx.backoff.next_delay(&key);
-    warn!(object = %key, kind = error.kind(), %error, retry_in = ?delay, "reconcile failed");
+    let (delay, attempt) = ctx.backoff.next_retry(&key);
+    if attempt == 1 {
+        warn!(object = %key, kind = error.kind(), %error, retry_in = ?delay, "reconcile failed");
+    } else {
+        debug!(object = %key, kind = error.kind(), %error, attempt, retry_in = ?delay, "reconcile failed again");
+    }
     Action::requeue(delay)
 }

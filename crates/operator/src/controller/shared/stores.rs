@@ -15,7 +15,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::PartialObjectMeta;
+use kube::api::{GetParams, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -91,13 +91,25 @@ fn cached<K>(client: &Client, scope: &Scope) -> (Store<K>, ChildStream<K>)
 where
     K: crate::scope::Watched,
 {
+    cached_trimmed(client, scope, |_| {})
+}
+
+/// [`cached`], with `trim` taking from each object what no controller
+/// reads before it enters the store.
+fn cached_trimmed<K>(client: &Client, scope: &Scope, trim: fn(&mut K)) -> (Store<K>, ChildStream<K>)
+where
+    K: crate::scope::Watched,
+{
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default()
         .labels(&managed_selector())
         .any_semantic();
     let stream = scope
         .watch::<K>(client, &config, Some(reader.clone()))
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(move |o: &mut K| {
+            o.managed_fields_mut().clear();
+            trim(o);
+        })
         .reflect(writer)
         .touched_objects()
         .boxed();
@@ -108,7 +120,16 @@ where
 /// fill them.
 pub fn start(client: &Client, scope: &Scope) -> (Stores, Streams) {
     let (statefulsets, sts_stream) = cached(client, scope);
-    let (config_maps, cm_stream) = cached(client, scope);
+    // Long files as digests: the operator only compares them
+    // ([`crate::diff::digest_long_data`]), and they are most of the
+    // ConfigMaps' size (a dashboard, the engine's configuration).
+    let (config_maps, cm_stream) = cached_trimmed(client, scope, |cm: &mut ConfigMap| {
+        for text in cm.data.iter_mut().flat_map(|data| data.values_mut()) {
+            if let Some(digest) = crate::diff::digest_text(text) {
+                *text = digest;
+            }
+        }
+    });
     let (services, svc_stream) = cached(client, scope);
     let (pdbs, pdb_stream) = cached(client, scope);
     let (cronjobs, cj_stream) = cached(client, scope);
@@ -214,9 +235,9 @@ where
 }
 
 /// The cached object, or, when the cache does not have it, the API server's
-/// answer. A cache still listing after a restart, or one that has not yet
-/// seen an object created a moment ago, must not make the operator apply
-/// (or report) as if the object did not exist.
+/// answer ([`fetch`]). A cache still listing after a restart, or one that
+/// has not yet seen an object created a moment ago, must not make the
+/// operator apply (or report) as if the object did not exist.
 pub async fn cached_or_fetch<K>(
     store: &Store<K>,
     api: &Api<K>,
@@ -229,5 +250,24 @@ where
     if let Some(cached) = lookup(store, name, namespace) {
         return Ok(Some(cached));
     }
-    Ok(api.get_opt(name).await?.map(std::sync::Arc::new))
+    Ok(fetch(api, name).await?.map(std::sync::Arc::new))
+}
+
+/// `name` as the API server's own watch cache holds it (resourceVersion 0):
+/// no read from etcd, which is most of what a read costs the API server.
+/// That cache is at least as fresh as the operator's, and every write an
+/// answer a moment old could lead to is harmless: server-side apply of the
+/// same content changes nothing, and creating an object that exists fails
+/// with a conflict the callers take as "it exists". Where a stale answer
+/// would be reported to the user (the admin Secret's absence), read from
+/// etcd instead.
+pub async fn fetch<K>(api: &Api<K>, name: &str) -> Result<Option<K>, kube::Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    match api.get_with(name, &GetParams::any()).await {
+        Ok(object) => Ok(Some(object)),
+        Err(e) if crate::error::is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
 }

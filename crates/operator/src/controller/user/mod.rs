@@ -32,7 +32,7 @@ use crate::controller::shared::reconcile::{
     drive, error_policy, finalized, key, scoped_controller,
 };
 use crate::controller::shared::requeue;
-use crate::controller::shared::stores::referencing;
+use crate::controller::shared::stores::{fetch, referencing};
 use crate::engine::{PASSWORD_KEY, USERNAME_KEY, driver_of};
 use crate::error::{Error, Result, describe};
 use crate::users::{Granted, Password, Target, UserError, UserSpec, login_admin};
@@ -439,9 +439,11 @@ async fn target_of(
     namespace: &str,
 ) -> Result<std::result::Result<Target, Blocked>> {
     let names = Names(&db.name_any());
-    let admin = Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(&names.secret())
-        .await?;
+    let admin = fetch(
+        &Api::<Secret>::namespaced(ctx.client.clone(), namespace),
+        &names.secret(),
+    )
+    .await?;
     let credentials = admin.as_ref().and_then(|s| {
         Some((
             secret_value(s, USERNAME_KEY)?,

@@ -12,6 +12,7 @@ use database_operator_api::v1::restore::{RestorePhase, RestoreStatus, Verificati
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
+use std::time::Duration;
 
 use kube::Api;
 use kube::api::Patch;
@@ -27,6 +28,7 @@ use crate::builders::service::endpoint;
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
 use crate::controller::shared::events::publish;
+use crate::controller::shared::reconcile::key;
 use crate::controller::shared::requeue;
 use crate::engine::driver_of;
 use crate::error::Result;
@@ -247,9 +249,12 @@ fn phase_from(
         return (Phase::Running, counts, false);
     }
     if !ever_ran {
+        // The StatefulSet exists, so its pods are on their way: Creating
+        // from the first status on (Pending is for no StatefulSet yet), so
+        // that pods appearing are progress, not a phase change.
         return if o.replicas == 0 {
             (
-                Phase::Pending,
+                Phase::Creating,
                 format!("waiting for pods to be created; {counts}"),
                 false,
             )
@@ -382,21 +387,54 @@ pub(crate) async fn update(
             .conditions
             .retain(|c| c.type_ != types::UPDATE_PENDING),
     }
-    write_status_if_changed(db, ctx, namespace, status).await?;
+    if let Some(wait) = write_status_if_changed(db, ctx, namespace, status).await? {
+        next = next.min(wait);
+    }
     Ok(Action::requeue(next))
 }
 
+/// Whether `next` differs from `previous` only in progress: the same phase,
+/// on the way somewhere (Pending, Creating, Scaling, Updating), with the
+/// same conditions but for their messages, and other pod counts. Such a
+/// change is coalesced ([`crate::controller::shared::coalesce`]).
+pub(crate) fn progress_only(previous: &DatabaseStatus, next: &DatabaseStatus) -> bool {
+    let on_the_way = matches!(
+        next.phase,
+        Some(Phase::Pending | Phase::Creating | Phase::Scaling | Phase::Updating)
+    );
+    let without_progress = |status: &DatabaseStatus| {
+        let mut status = status.clone();
+        status.replicas = None;
+        status.ready_replicas = None;
+        for condition in &mut status.conditions {
+            condition.message.clear();
+        }
+        status
+    };
+    on_the_way
+        && previous.phase == next.phase
+        && without_progress(previous) == without_progress(next)
+}
+
 /// Writes `status` if it differs from the live one, and records an event
-/// for each phase transition a user should see.
+/// for each phase transition a user should see. Progress only
+/// ([`progress_only`]) within the window of the last write is not written:
+/// returns how long until it may be.
 async fn write_status_if_changed(
     db: &Database,
     ctx: &Context,
     namespace: &str,
     status: DatabaseStatus,
-) -> Result<()> {
+) -> Result<Option<Duration>> {
     let previous = db.status.as_ref();
     if previous == Some(&status) {
-        return Ok(());
+        return Ok(None);
+    }
+    let key = key(db);
+    if previous.is_some_and(|p| progress_only(p, &status))
+        && let Some(wait) = ctx.status_writes.wait(&key)
+    {
+        return Ok(Some(wait));
     }
     let before = previous.and_then(|s| s.phase);
     let api = Api::<Database>::namespaced(ctx.client.clone(), namespace);
@@ -414,15 +452,16 @@ async fn write_status_if_changed(
     {
         Ok(_) => {}
         // Someone wrote after our read; their write triggers a fresh reconcile.
-        Err(e) if is_conflict(&e) => return Ok(()),
+        Err(e) if is_conflict(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
+    ctx.status_writes.wrote(&key);
     if before != status.phase
         && let Some(phase) = status.phase
     {
         announce_phase(db, ctx, before, phase, &status).await;
     }
-    Ok(())
+    Ok(None)
 }
 
 async fn announce_phase(

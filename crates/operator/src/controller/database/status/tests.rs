@@ -7,7 +7,7 @@ use database_operator_api::v1::{ConditionStatus, Engine};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{Failure, desired_status};
+use super::{Failure, desired_status, progress_only};
 use crate::fixtures::database;
 
 fn at(seconds: i64) -> Time {
@@ -37,14 +37,25 @@ fn condition(status: &v1::DatabaseStatus, type_: &str) -> v1::Condition {
 }
 
 #[test]
-fn a_new_database_is_pending_until_pods_exist_then_creating_then_running() {
+fn a_new_database_is_pending_until_its_statefulset_exists_then_creating_then_running() {
     let mut db = database("db", Engine::Postgresql, "13.8", 1);
     let pending = desired_status(&db, None, None, None, &at(1));
     assert_eq!(pending.phase, Some(Phase::Pending));
-    db.status = Some(pending);
+    db.status = Some(pending.clone());
+
+    // The StatefulSet exists, its pod not yet: Creating already, so the
+    // pod appearing is progress.
+    let no_pods = desired_status(&db, Some(&sts(1, 0, 0, true)), None, None, &at(2));
+    assert_eq!(no_pods.phase, Some(Phase::Creating));
+    assert!(!progress_only(&pending, &no_pods), "a phase change");
+    db.status = Some(no_pods.clone());
 
     let creating = desired_status(&db, Some(&sts(1, 1, 0, true)), None, None, &at(2));
     assert_eq!(creating.phase, Some(Phase::Creating));
+    assert!(
+        progress_only(&no_pods, &creating),
+        "a pod appearing is progress"
+    );
     assert_eq!(condition(&creating, "Ready").status, ConditionStatus::False);
     assert_eq!(
         condition(&creating, "Progressing").status,
@@ -54,6 +65,10 @@ fn a_new_database_is_pending_until_pods_exist_then_creating_then_running() {
 
     let running = desired_status(&db, Some(&sts(1, 1, 1, true)), None, None, &at(3));
     assert_eq!(running.phase, Some(Phase::Running));
+    assert!(
+        !progress_only(db.status.as_ref().unwrap(), &running),
+        "Running is written at once"
+    );
     assert_eq!(condition(&running, "Ready").status, ConditionStatus::True);
     assert_eq!(
         condition(&running, "Ready").last_transition_time,
@@ -175,4 +190,45 @@ fn a_refused_spec_is_failed_with_reason_and_message() {
     assert_eq!(degraded.status, ConditionStatus::True);
     assert_eq!(degraded.reason, "InvalidSpec");
     assert!(degraded.message.contains("storage class"));
+}
+
+#[test]
+fn only_counts_and_messages_on_the_way_count_as_progress() {
+    let mut db = database("db", Engine::Postgresql, "13.8", 3);
+    db.status = Some(desired_status(
+        &db,
+        Some(&sts(3, 3, 3, true)),
+        None,
+        None,
+        &at(1),
+    ));
+    db.spec.replicas = 5;
+    let scaling = desired_status(&db, Some(&sts(5, 3, 3, true)), None, None, &at(2));
+    assert_eq!(scaling.phase, Some(Phase::Scaling));
+    db.status = Some(scaling.clone());
+    let more = desired_status(&db, Some(&sts(5, 4, 3, true)), None, None, &at(3));
+    assert!(progress_only(&scaling, &more));
+
+    // A condition that changes its reason or status is news, and so is a
+    // failure, whatever the counts.
+    let failed = desired_status(
+        &db,
+        Some(&sts(5, 4, 3, true)),
+        Some(&Failure {
+            reason: "InvalidSpec".into(),
+            message: "refused".into(),
+        }),
+        None,
+        &at(3),
+    );
+    assert!(!progress_only(&scaling, &failed));
+    let mut renamed = more.clone();
+    renamed.conditions[0].reason = "Other".into();
+    assert!(!progress_only(&scaling, &renamed));
+    // A Running Database's counts do not change without a phase change;
+    // anything that does change there is written at once.
+    let running = desired_status(&db, Some(&sts(5, 5, 5, true)), None, None, &at(4));
+    let mut recounted = running.clone();
+    recounted.ready_replicas = Some(4);
+    assert!(!progress_only(&running, &recounted));
 }
