@@ -16,9 +16,9 @@ use tower::{Layer, Service};
 
 use crate::metrics::Metrics;
 
-/// Builds a client from `config` that counts its writes in `metrics`.
-/// The operator's client: every request counted, at most `in_flight` at
-/// once (a watch holds its slot only until the API server answers).
+/// The operator's client, built from `config`: every request counted in
+/// `metrics`, at most `in_flight` at once (a watch holds its slot only
+/// until the API server answers).
 pub fn counting_client(
     config: Config,
     metrics: Arc<Metrics>,

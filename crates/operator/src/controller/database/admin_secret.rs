@@ -116,26 +116,28 @@ async fn exists(
 
 /// Creates the Secret `name` that `build` makes if, and only if, no Secret
 /// of that name exists: generated credentials are never regenerated.
+/// Returns whether it created it.
 pub(crate) async fn create_once(
     client: &Client,
     cache: &Store<PartialObjectMeta<Secret>>,
     namespace: &str,
     name: &str,
     build: impl FnOnce() -> Secret,
-) -> Result<()> {
+) -> Result<bool> {
     if exists(client, cache, namespace, name).await? {
-        return Ok(());
+        return Ok(false);
     }
     create(client, namespace, build()).await
 }
 
 /// Creates `secret`; if someone created it meanwhile, theirs stands.
-async fn create(client: &Client, namespace: &str, secret: Secret) -> Result<()> {
+/// Returns whether it created it.
+async fn create(client: &Client, namespace: &str, secret: Secret) -> Result<bool> {
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace);
     match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         // Someone created it between our read and our write: theirs stands.
-        Err(e) if is_conflict(&e) => Ok(()),
+        Err(e) if is_conflict(&e) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -56,6 +56,7 @@ pub(crate) struct Applied {
 }
 
 /// Applies `desired`: children, orphans, the Velero Schedule, the restore.
+/// `live` is the StatefulSet the dereference step found.
 pub(crate) async fn apply(
     db: &Database,
     ctx: &Context,
@@ -63,32 +64,21 @@ pub(crate) async fn apply(
     mut desired: Desired,
     restore_plan: restore::Plan,
     pending_update: Option<PendingUpdate>,
+    live: Option<Arc<StatefulSet>>,
 ) -> Result<Applied> {
     let held = pending_update.is_some();
-    let (failure, statefulset) = match apply_owned(db, ctx, namespace, &desired, held).await {
-        Ok(applied) => applied,
-        Err(e) => match e.as_kube() {
-            Some(refused) if is_permanent(refused) => (Some(failure_from(refused)), None),
-            _ => return Err(e),
-        },
-    };
+    let (failure, statefulset) =
+        match apply_owned(db, ctx, namespace, &desired, held, live.clone()).await {
+            Ok(applied) => applied,
+            // The StatefulSet as it stands: the apply was refused.
+            Err(e) => match e.as_kube() {
+                Some(refused) if is_permanent(refused) => (Some(failure_from(refused)), live),
+                _ => return Err(e),
+            },
+        };
     let velero = match desired.velero.take() {
         Some(schedule) => velero::reconcile(db, ctx, namespace, schedule).await?,
         None => velero::remove_unwanted(db, ctx, namespace).await?,
-    };
-    // The StatefulSet as the apply left it; after a refusal, as it stands.
-    let statefulset = match statefulset {
-        Some(statefulset) => Some(statefulset),
-        None => {
-            let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace);
-            cached_or_fetch(
-                &ctx.stores.statefulsets,
-                &statefulsets,
-                &db.name_any(),
-                namespace,
-            )
-            .await?
-        }
     };
     let restore = match failure {
         None => {
@@ -150,9 +140,10 @@ fn failure_from(error: &kube::Error) -> Failure {
 }
 
 /// Applies every child in the Database's namespace that differs from what
-/// it should be, then deletes those the spec no longer asks for. Returns
-/// why the Database cannot be healthy when its admin Secret is gone, and
-/// the StatefulSet as it stands after the apply.
+/// it should be, then deletes those the spec no longer asks for. `live` is
+/// the StatefulSet as the dereference step found it. Returns why the
+/// Database cannot be healthy when its admin Secret is gone, and the
+/// StatefulSet as it stands after the apply.
 ///
 /// One pass, in two waves: first, at once, everything the pods read or are
 /// governed by (the admin Secret, the configuration, the Services, their
@@ -165,6 +156,7 @@ async fn apply_owned(
     namespace: &str,
     desired: &Desired,
     held: bool,
+    live: Option<Arc<StatefulSet>>,
 ) -> Result<(Option<Failure>, Option<Arc<StatefulSet>>)> {
     let client = &ctx.client;
     let stores = &ctx.stores;
@@ -265,13 +257,6 @@ async fn apply_owned(
         + cronjobs.iter().sum::<u32>();
 
     let statefulsets = Api::<StatefulSet>::namespaced(client.clone(), namespace);
-    let live = cached_or_fetch(
-        &stores.statefulsets,
-        &statefulsets,
-        &names.statefulset(),
-        namespace,
-    )
-    .await?;
     // The template keeps its creation size; a larger spec means growing the claims.
     let wanted = v1::quantity::parse(&db.spec.storage.size);
     if let Some(live) = live.as_deref()
@@ -319,7 +304,7 @@ async fn apply_owned(
 
 /// Makes the child `desired` match: read from `store` (or the API server),
 /// applied when it differs. Returns the writes it made: 0 or 1.
-async fn converge<K>(
+pub(super) async fn converge<K>(
     ctx: &Context,
     store: &Store<K>,
     namespace: &str,

@@ -123,7 +123,7 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         );
     let pending = desired.settle(db, live.as_deref());
     // 3. Apply.
-    let mut applied = children::apply(db, ctx, &namespace, desired, restore, pending).await?;
+    let mut applied = children::apply(db, ctx, &namespace, desired, restore, pending, live).await?;
     applied.replication = Some(replication::reconcile(db, ctx, &namespace, topology).await?);
     // 4. Status.
     status::update(db, ctx, &namespace, applied).await

@@ -9,19 +9,20 @@ use database_operator_api::v1::condition::{Condition, set_condition};
 use database_operator_api::v1::database::DatabaseStatus;
 use database_operator_api::v1::monitor::{DatabaseMonitor, conditions};
 use database_operator_api::v1::{ConditionStatus, Database};
-use k8s_openapi::api::core::v1::{Secret, Service};
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{GetParams, Patch, PostParams};
+use kube::api::{Patch, PostParams};
 use kube::{Api, ResourceExt};
 
-use crate::apply::apply_if_changed;
+use super::admin_secret::create_once;
+use super::children::converge;
 use crate::apply::patch_params;
 use crate::builders::MonitoringChildren;
 use crate::builders::meta::Names;
 use crate::builders::monitoring::monitoring_secret;
 use crate::builders::secret::generate_password;
 use crate::controller::Context;
-use crate::controller::shared::stores::{cached_or_fetch, lookup};
+use crate::controller::shared::stores::cached_or_fetch;
 use crate::error::Result;
 use crate::error::is_conflict;
 
@@ -36,13 +37,16 @@ pub(crate) async fn apply(
     namespace: &str,
     desired: MonitoringChildren,
 ) -> Result<u32> {
-    let names = Names(&db.name_any());
-    let services = Api::<Service>::namespaced(ctx.client.clone(), namespace);
     let monitors = Api::<DatabaseMonitor>::namespaced(ctx.client.clone(), namespace);
     let mut writes = ensure_secret(db, ctx, namespace).await?;
-    let live =
-        cached_or_fetch(&ctx.stores.services, &services, &names.metrics(), namespace).await?;
-    writes += u32::from(apply_if_changed(&services, desired.service, live.as_deref()).await?);
+    writes += converge(
+        ctx,
+        &ctx.stores.services,
+        namespace,
+        desired.service,
+        "applying Service",
+    )
+    .await?;
     writes += ensure_monitor(db, ctx, &monitors, desired.monitor).await?;
     Ok(writes)
 }
@@ -59,28 +63,11 @@ pub(super) fn owned_by(monitor: &DatabaseMonitor, db: &Database) -> bool {
 /// (the login inside the engine carries its password).
 async fn ensure_secret(db: &Database, ctx: &Context, namespace: &str) -> Result<u32> {
     let name = Names(&db.name_any()).monitoring_secret();
-    if lookup(&ctx.stores.secrets, &name, namespace).is_some() {
-        return Ok(0);
-    }
-    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), namespace);
-    if secrets
-        .get_metadata_opt_with(&name, &GetParams::any())
-        .await?
-        .is_some()
-    {
-        return Ok(0);
-    }
-    match secrets
-        .create(
-            &PostParams::default(),
-            &monitoring_secret(db, generate_password()),
-        )
-        .await
-    {
-        Ok(_) => Ok(1),
-        Err(e) if is_conflict(&e) => Ok(0),
-        Err(e) => Err(e.into()),
-    }
+    let created = create_once(&ctx.client, &ctx.stores.secrets, namespace, &name, || {
+        monitoring_secret(db, generate_password())
+    })
+    .await?;
+    Ok(u32::from(created))
 }
 
 /// Creates the DatabaseMonitor `<name>` when there is none. One that exists

@@ -6,14 +6,13 @@ use database_operator_api::v1::Database;
 use database_operator_api::v1::database::Phase;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
-
-use crate::controller::shared::stores::fetch;
 use tracing::{debug, warn};
 
 use super::Observation;
 use crate::builders::meta::Names;
 use crate::builders::monitoring::MONITORING_USERNAME;
 use crate::controller::Context;
+use crate::controller::shared::stores::fetch;
 use crate::engine::PASSWORD_KEY;
 use crate::error::Result;
 use crate::users::{Password, UserError, login_admin, monitoring_privileges};
