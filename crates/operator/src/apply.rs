@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::builders::hash_of;
 use crate::builders::meta::APPLIED_HASH;
-use crate::diff::{digest_long_data, is_subset};
+use crate::diff::is_subset;
 use crate::error::is_not_found;
 
 /// The field manager of every write the operator makes.
@@ -54,10 +54,7 @@ where
     K: Resource + Clone + Debug + Serialize + DeserializeOwned,
     K::DynamicType: Default,
 {
-    let hash = hash_of(&desired);
-    desired
-        .annotations_mut()
-        .insert(APPLIED_HASH.to_owned(), hash.clone());
+    let hash = stamp(&mut desired);
     if let Some(live) = live
         && live.annotations().get(APPLIED_HASH) == Some(&hash)
         && is_subset(&comparable(&desired), &comparable(live))
@@ -79,6 +76,24 @@ where
         api.patch(&desired.name_any(), &params, &Patch::Apply(&desired))
             .await?,
     ))
+}
+
+/// Puts on `desired` the hash of what it holds (`example.com/applied-hash`)
+/// and returns it. Stamping twice gives the same hash: the stamp is not
+/// part of what it hashes.
+pub(crate) fn stamp<K: Resource + Serialize>(desired: &mut K) -> String {
+    if desired.annotations().contains_key(APPLIED_HASH) {
+        let annotations = desired.annotations_mut();
+        annotations.remove(APPLIED_HASH);
+        if annotations.is_empty() {
+            desired.meta_mut().annotations = None;
+        }
+    }
+    let hash = hash_of(&*desired);
+    desired
+        .annotations_mut()
+        .insert(APPLIED_HASH.to_owned(), hash.clone());
+    hash
 }
 
 /// Merge-patches the metadata of `name` with `patch` under the operator's
@@ -114,9 +129,6 @@ where
     }
 }
 
-/// `object` in the form the caches keep: long data as digests.
 fn comparable(object: &impl Serialize) -> Value {
-    let mut value = serde_json::to_value(object).expect("Kubernetes objects serialise to JSON");
-    digest_long_data(&mut value);
-    value
+    serde_json::to_value(object).expect("Kubernetes objects serialise to JSON")
 }

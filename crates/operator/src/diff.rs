@@ -2,41 +2,6 @@
 
 use database_operator_api::v1;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-/// Values under `data` longer than this are kept in the caches as their
-/// digest ([`digest_long_data`]).
-const LONG: usize = 128;
-const DIGEST_PREFIX: &str = "sha256:";
-
-/// `text` as the caches keep it: a long text as its digest (idempotent: a
-/// digest stays as it is), a short one as it is.
-pub(crate) fn digest_text(text: &str) -> Option<String> {
-    let is_digest = text.len() == DIGEST_PREFIX.len() + 64 && text.starts_with(DIGEST_PREFIX);
-    (text.len() > LONG && !is_digest).then(|| {
-        let digest = Sha256::digest(text.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{DIGEST_PREFIX}{hex}")
-    })
-}
-
-/// Replaces each long string under the top-level `data` map (a ConfigMap's
-/// files: configuration, a dashboard) by its digest. The ConfigMap cache
-/// keeps only digests, which is most of its memory at a thousand
-/// Databases, so a desired object is compared in the same form: equal
-/// texts have equal digests, and a file edited by hand differs.
-pub(crate) fn digest_long_data(object: &mut Value) {
-    let Some(Value::Object(data)) = object.get_mut("data") else {
-        return;
-    };
-    for value in data.values_mut() {
-        if let Value::String(text) = value
-            && let Some(digest) = digest_text(text)
-        {
-            *text = digest;
-        }
-    }
-}
 
 /// Whether every field set in `desired` has the same value in `live`.
 /// Lists must have the same length; maps may hold more keys in `live` (the
@@ -99,29 +64,6 @@ mod tests {
         ));
         assert!(!is_subset(&json!({"n": 0}), &json!({})));
         assert!(!is_subset(&json!({"b": false}), &json!({})));
-    }
-
-    #[test]
-    fn long_data_compares_by_digest_and_an_edit_is_still_drift() {
-        let long = "x".repeat(500);
-        let mut desired = json!({"data": {"postgresql.conf": long, "short": "on"}});
-        let mut cached = desired.clone();
-        digest_long_data(&mut cached);
-        let kept = cached["data"]["postgresql.conf"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(kept.starts_with("sha256:") && kept.len() == 71, "{kept}");
-        assert_eq!(cached["data"]["short"], "on", "short values stay");
-        // Digesting twice changes nothing: the cache's copy compares as is.
-        let mut again = cached.clone();
-        digest_long_data(&mut again);
-        assert_eq!(again, cached);
-        digest_long_data(&mut desired);
-        assert!(is_subset(&desired, &cached));
-        let mut edited = json!({"data": {"postgresql.conf": format!("{long}y"), "short": "on"}});
-        digest_long_data(&mut edited);
-        assert!(!is_subset(&desired, &edited));
     }
 
     #[test]

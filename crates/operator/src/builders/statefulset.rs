@@ -43,7 +43,7 @@ const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount
 /// The labels the supervisor read from the API, for the instance script.
 const CONFIRMED_LABELS: &str = "/agent/labels";
 /// The name of the init container that copies the supervisor into the pod.
-const INSTALL_SUPERVISOR: &str = "install-agent";
+pub(crate) const INSTALL_SUPERVISOR: &str = "install-agent";
 
 /// The stop signal of `driver`'s members when they run under the in-pod
 /// supervisor (`crate::instance`) in `topology`: replicated PostgreSQL and

@@ -18,8 +18,8 @@ use futures::try_join;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::PartialObjectMeta;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,14 +29,15 @@ use tracing::info;
 use super::admin_secret::{AdminSecret, ensure_admin_secret};
 use super::status::Failure;
 use super::{monitoring, orphans, restore, velero, volumes};
-use crate::apply::{apply_if_changed, apply_returning};
+use crate::apply::{apply_returning, stamp};
 use crate::builders::Desired;
 use crate::builders::instance_access::InstanceAccess;
 use crate::builders::meta::Names;
 use crate::builders::rollout::PendingUpdate;
 use crate::controller::Context;
 use crate::controller::shared::events::publish;
-use crate::controller::shared::stores::cached_or_fetch;
+use crate::controller::shared::owned::{self, Owned};
+use crate::controller::shared::stores::fetch;
 use crate::error::{Result, StepContext, describe, is_permanent};
 
 /// What the apply step found, for the status step.
@@ -176,16 +177,22 @@ async fn apply_owned(
     // While the pod template is held back, so is the configuration the new
     // one would read: the pods keep both until the update is approved.
     let config = async {
-        let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
-        let live = cached_or_fetch(&stores.config_maps, &api, &names.config(), namespace).await?;
-        if held && live.is_some() {
-            return Ok(0);
+        let step = "applying ConfigMap";
+        if held {
+            let name = names.config();
+            let exists = match stores.config_maps.get(&name, namespace) {
+                Some(_) => true,
+                None => {
+                    let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+                    fetch(&api, &name).await.step(step, &name)?.is_some()
+                }
+            };
+            if exists {
+                return Ok(0);
+            }
         }
-        Ok(u32::from(
-            apply_if_changed(&api, desired.config_map.clone(), live.as_deref())
-                .await
-                .step("applying ConfigMap", names.config())?,
-        ))
+        let config_map = desired.config_map.clone();
+        converge(ctx, &stores.config_maps, namespace, config_map, step).await
     };
     let services = try_join_all(desired.all_services().map(|service| {
         converge(
@@ -268,7 +275,7 @@ async fn apply_owned(
             .await
             .step("growing the PersistentVolumeClaims of", names.statefulset())?;
     }
-    let applied = apply_returning(&statefulsets, desired.statefulset.clone(), live.as_deref())
+    let applied = apply_statefulset(ctx, &statefulsets, desired, namespace, live.as_deref())
         .await
         .step("applying StatefulSet", names.statefulset())?;
     if applied.is_some() {
@@ -302,11 +309,40 @@ async fn apply_owned(
     Ok((failure, statefulset))
 }
 
-/// Makes the child `desired` match: read from `store` (or the API server),
-/// applied when it differs. Returns the writes it made: 0 or 1.
+/// Applies the StatefulSet unless the cache (which holds it trimmed, see
+/// [`crate::controller::shared::stores::trim_statefulset`]) shows it as
+/// wanted; otherwise compares it in full: `observed` when the dereference
+/// step had to read it from the API server (the cache did not have it),
+/// else read now. Returns it as written, when it wrote.
+async fn apply_statefulset(
+    ctx: &Context,
+    api: &Api<StatefulSet>,
+    desired: &Desired,
+    namespace: &str,
+    observed: Option<&StatefulSet>,
+) -> std::result::Result<Option<StatefulSet>, kube::Error> {
+    let cache = &ctx.stores.statefulsets;
+    let mut wanted = desired.statefulset.clone();
+    stamp(&mut wanted);
+    let name = wanted.name_any();
+    let live = match (cache.get(&name, namespace), observed) {
+        (Some(cached), _) if cache.is_current(&cached.metadata, &wanted.metadata) => {
+            return Ok(None);
+        }
+        (None, Some(whole)) => Some(whole.clone()),
+        _ => fetch(api, &name).await?,
+    };
+    let written = apply_returning(api, wanted, live.as_ref()).await?;
+    if let Some(now) = written.as_ref().or(live.as_ref()) {
+        cache.record(&now.metadata);
+    }
+    Ok(written)
+}
+
+/// [`owned::converge`] in the Database's namespace.
 pub(super) async fn converge<K>(
     ctx: &Context,
-    store: &Store<K>,
+    owned: &Owned<PartialObjectMeta<K>>,
     namespace: &str,
     desired: K,
     step: &'static str,
@@ -319,14 +355,7 @@ where
         + DeserializeOwned
         + 'static,
 {
-    let api = Api::<K>::namespaced(ctx.client.clone(), namespace);
-    let name = desired.name_any();
-    let live = cached_or_fetch(store, &api, &name, namespace).await?;
-    Ok(u32::from(
-        apply_if_changed(&api, desired, live.as_deref())
-            .await
-            .step(step, &name)?,
-    ))
+    owned::converge(&ctx.client, owned, namespace, desired, step).await
 }
 
 /// Applies the ServiceAccount, Role and RoleBinding of a replicated

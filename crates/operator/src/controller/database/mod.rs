@@ -43,7 +43,7 @@ use crate::builders::{Desired, network_policy};
 use crate::controller::Context;
 use crate::controller::shared::reconcile::{drive, error_policy, finalized, scoped_controller};
 use crate::controller::shared::stores::Streams;
-use crate::controller::shared::stores::cached_or_fetch;
+use crate::controller::shared::stores::{cached_or_fetch, fetch};
 use crate::error::{Error, Result};
 use k8s_openapi::api::apps::v1::StatefulSet;
 
@@ -122,6 +122,14 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
             network_policy::created_isolated(live.as_deref()),
         );
     let pending = desired.settle(db, live.as_deref());
+    if pending.is_some() {
+        // Held back: the pods keep the live template, which the cache
+        // holds only in part. Read it whole.
+        let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
+        if let Some(whole) = fetch(&statefulsets, &db.name_any()).await? {
+            desired.statefulset.spec.template = whole.spec.template;
+        }
+    }
     // 3. Apply.
     let mut applied = children::apply(db, ctx, &namespace, desired, restore, pending, live).await?;
     applied.replication = Some(replication::reconcile(db, ctx, &namespace, topology).await?);
@@ -139,7 +147,7 @@ async fn observe_statefulset(
 ) -> Result<Option<Arc<StatefulSet>>> {
     let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), namespace);
     Ok(cached_or_fetch(
-        &ctx.stores.statefulsets,
+        &ctx.stores.statefulsets.store,
         &statefulsets,
         &db.name_any(),
         namespace,

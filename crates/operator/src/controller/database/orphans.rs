@@ -13,12 +13,13 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::runtime::reflector::Store;
+use kube::api::PartialObjectMeta;
 use kube::{Api, Resource, ResourceExt};
 
 use crate::builders::Desired;
 use crate::builders::meta::Names;
 use crate::controller::Context;
+use crate::controller::shared::owned::Owned;
 use crate::controller::shared::stores::lookup;
 use crate::error::Result;
 
@@ -81,14 +82,14 @@ pub(crate) async fn delete(
 /// Deletes `name` if the cache holds it.
 async fn delete_cached<K>(
     api: &Api<K>,
-    store: &Store<K>,
+    cache: &Owned<PartialObjectMeta<K>>,
     name: &str,
     namespace: &str,
 ) -> Result<u32>
 where
     K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + 'static,
 {
-    if lookup(store, name, namespace).is_none() {
+    if cache.get(name, namespace).is_none() {
         return Ok(0);
     }
     crate::apply::delete(api, name).await

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use database_operator_api::v1::Database;
 use database_operator_api::v1::condition::{Condition, find, set_condition};
 use database_operator_api::v1::monitor::{DatabaseMonitor, DatabaseMonitorStatus, conditions};
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{GetParams, PartialObjectMeta, Patch};
 use kube::runtime::controller::Action;
@@ -32,10 +31,11 @@ use crate::builders::monitoring::service_monitor::service_monitor;
 use crate::builders::monitoring::types::{PrometheusRule, ServiceMonitor};
 use crate::controller::Context;
 use crate::controller::shared::clock::now;
+use crate::controller::shared::owned::converge;
 use crate::controller::shared::reconcile::{
     drive, error_policy, instrumented, key, scoped_controller,
 };
-use crate::controller::shared::stores::{cached_or_fetch, fetch, referencing};
+use crate::controller::shared::stores::{fetch, referencing};
 use crate::error::{Error, Result};
 
 /// The CRDs the ServiceMonitor and PrometheusRule need.
@@ -223,16 +223,15 @@ async fn apply_children(
 ) -> Result<()> {
     let client = &ctx.client;
     let mut writes = 0u32;
-    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), namespace);
     let dashboard = dashboard_config_map(monitor, db.spec.engine);
-    let live = cached_or_fetch(
+    writes += converge(
+        client,
         &ctx.stores.config_maps,
-        &config_maps,
-        &dashboard.name_any(),
         namespace,
+        dashboard,
+        "applying the dashboard ConfigMap",
     )
     .await?;
-    writes += u32::from(apply_if_changed(&config_maps, dashboard, live.as_deref()).await?);
     if installed {
         let monitors = Api::<ServiceMonitor>::namespaced(client.clone(), namespace);
         let desired = service_monitor(monitor);

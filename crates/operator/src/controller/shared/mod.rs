@@ -9,6 +9,7 @@ pub(crate) mod clock;
 pub(crate) mod coalesce;
 pub(crate) mod events;
 pub mod jobs;
+pub mod owned;
 pub(crate) mod reconcile;
 pub(crate) mod requeue;
 pub mod stores;

@@ -1,25 +1,27 @@
 //! Caches of the children the operator manages, fed by label-selected
 //! watches with managedFields stripped, so a reconcile reads memory, not the
-//! API server.
+//! API server; most hold metadata only ([`super::owned`]).
 
 use database_operator_api::v1;
 use std::fmt::Debug;
 
 use database_operator_api::v1::Database;
 use database_operator_api::v1::monitor::DatabaseMonitor;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{GetParams, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use super::owned::{Owned, Version, trim_metadata};
 use crate::scope::Scope;
 use serde::de::DeserializeOwned;
 
@@ -47,25 +49,30 @@ pub fn managed_selector() -> String {
     format!("{}={}", v1::labels::MANAGED_BY, v1::labels::OPERATOR)
 }
 
+/// The caches of a Database's children. Most hold metadata only, with what
+/// [`Owned`] needs to know a child is as wanted without reading it; the
+/// StatefulSet's keeps its status and what the build step reads of it
+/// ([`trim_statefulset`]).
 #[derive(Clone)]
 pub struct Stores {
-    pub statefulsets: Store<StatefulSet>,
-    pub config_maps: Store<ConfigMap>,
-    pub services: Store<Service>,
-    pub pdbs: Store<PodDisruptionBudget>,
-    pub cronjobs: Store<CronJob>,
-    /// Metadata only: the operator never keeps secret values in memory.
+    pub statefulsets: Owned<StatefulSet>,
+    pub config_maps: Owned<PartialObjectMeta<ConfigMap>>,
+    pub services: Owned<PartialObjectMeta<Service>>,
+    pub pdbs: Owned<PartialObjectMeta<PodDisruptionBudget>>,
+    pub cronjobs: Owned<PartialObjectMeta<CronJob>>,
+    /// Metadata only: the operator never keeps secret values in memory,
+    /// nor receives them from this watch.
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Velero's Schedule CRD, when installed: whether method velero can work.
     pub velero_crd: Store<CustomResourceDefinition>,
     /// The DatabaseMonitors the operator created for Databases.
     pub monitors: Store<DatabaseMonitor>,
     /// The API access of replicated Databases' pods.
-    pub service_accounts: Store<ServiceAccount>,
-    pub roles: Store<Role>,
-    pub role_bindings: Store<RoleBinding>,
+    pub service_accounts: Owned<PartialObjectMeta<ServiceAccount>>,
+    pub roles: Owned<PartialObjectMeta<Role>>,
+    pub role_bindings: Owned<PartialObjectMeta<RoleBinding>>,
     /// The NetworkPolicies of isolated Databases.
-    pub network_policies: Store<NetworkPolicy>,
+    pub network_policies: Owned<PartialObjectMeta<NetworkPolicy>>,
 }
 
 /// A boxed stream of changed children, for `Controller::owns_stream`.
@@ -74,38 +81,34 @@ pub type ChildStream<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher:
 /// The streams that feed [`Stores`]; the controller must poll them.
 pub struct Streams {
     pub statefulsets: ChildStream<StatefulSet>,
-    pub config_maps: ChildStream<ConfigMap>,
-    pub services: ChildStream<Service>,
-    pub pdbs: ChildStream<PodDisruptionBudget>,
-    pub cronjobs: ChildStream<CronJob>,
+    pub config_maps: ChildStream<PartialObjectMeta<ConfigMap>>,
+    pub services: ChildStream<PartialObjectMeta<Service>>,
+    pub pdbs: ChildStream<PartialObjectMeta<PodDisruptionBudget>>,
+    pub cronjobs: ChildStream<PartialObjectMeta<CronJob>>,
     pub secrets: ChildStream<PartialObjectMeta<Secret>>,
     pub velero_crd: ChildStream<CustomResourceDefinition>,
     pub monitors: ChildStream<DatabaseMonitor>,
-    pub service_accounts: ChildStream<ServiceAccount>,
-    pub roles: ChildStream<Role>,
-    pub role_bindings: ChildStream<RoleBinding>,
-    pub network_policies: ChildStream<NetworkPolicy>,
+    pub service_accounts: ChildStream<PartialObjectMeta<ServiceAccount>>,
+    pub roles: ChildStream<PartialObjectMeta<Role>>,
+    pub role_bindings: ChildStream<PartialObjectMeta<RoleBinding>>,
+    pub network_policies: ChildStream<PartialObjectMeta<NetworkPolicy>>,
 }
 
-fn cached<K>(client: &Client, scope: &Scope) -> (Store<K>, ChildStream<K>)
-where
-    K: crate::scope::Watched,
-{
-    cached_trimmed(client, scope, |_| {})
+fn children_config() -> watcher::Config {
+    watcher::Config::default()
+        .labels(&managed_selector())
+        .any_semantic()
 }
 
-/// [`cached`], with `trim` taking from each object what no controller
-/// reads before it enters the store.
-fn cached_trimmed<K>(client: &Client, scope: &Scope, trim: fn(&mut K)) -> (Store<K>, ChildStream<K>)
+/// A full cache of what this operator created of `K`, with `trim` taking
+/// from each object what no controller reads before it enters the store.
+fn cached<K>(client: &Client, scope: &Scope, trim: fn(&mut K)) -> (Store<K>, ChildStream<K>)
 where
     K: crate::scope::Watched,
 {
     let (reader, writer) = reflector::store();
-    let config = watcher::Config::default()
-        .labels(&managed_selector())
-        .any_semantic();
     let stream = scope
-        .watch::<K>(client, &config, Some(reader.clone()))
+        .watch::<K>(client, &children_config(), Some(reader.clone()))
         .modify(move |o: &mut K| {
             o.managed_fields_mut().clear();
             trim(o);
@@ -116,30 +119,112 @@ where
     (reader, stream)
 }
 
+/// A metadata-only cache of what this operator created of `K`, each
+/// object's metadata trimmed by `trim`.
+fn metadata<K>(
+    client: &Client,
+    scope: &Scope,
+    trim: fn(&mut ObjectMeta),
+) -> (
+    Store<PartialObjectMeta<K>>,
+    std::pin::Pin<
+        Box<dyn Stream<Item = watcher::Result<watcher::Event<PartialObjectMeta<K>>>> + Send>,
+    >,
+)
+where
+    K: crate::scope::Watched,
+{
+    let (reader, writer) = reflector::store();
+    let stream = scope
+        // `Api<PartialObjectMeta<K>>` asks the API server for metadata only.
+        .watch::<PartialObjectMeta<K>>(client, &children_config(), Some(reader.clone()))
+        .modify(move |o| trim(&mut o.metadata))
+        .reflect(writer)
+        .boxed();
+    (reader, stream)
+}
+
+/// [`metadata`], with the children's checked versions ([`Owned`]).
+fn owned<K>(
+    client: &Client,
+    scope: &Scope,
+) -> (
+    Owned<PartialObjectMeta<K>>,
+    ChildStream<PartialObjectMeta<K>>,
+)
+where
+    K: crate::scope::Watched,
+{
+    let (store, events) = metadata::<K>(client, scope, trim_metadata);
+    let owned = Owned::new(store, Version::Resource);
+    let follower = owned.clone();
+    let stream = events
+        .inspect_ok(move |event| follower.follow(event))
+        .touched_objects()
+        .boxed();
+    (owned, stream)
+}
+
+/// What the StatefulSet cache keeps of a pod template: its metadata (the
+/// topology annotation) and the supervisor installer's image (kept across
+/// operator upgrades, [`crate::builders::statefulset::keep_supervisor_image`]).
+/// The rest (containers, volumes, probes) is read from the API server when
+/// the StatefulSet must be compared or its template held back.
+pub fn trim_statefulset(sts: &mut StatefulSet) {
+    sts.managed_fields_mut().clear();
+    if let Some(pod) = sts.spec.template.spec.as_mut() {
+        let installer = crate::builders::statefulset::INSTALL_SUPERVISOR;
+        let kept = pod
+            .init_containers
+            .take()
+            .into_iter()
+            .flatten()
+            .filter(|c| c.name == installer)
+            .map(|c| Container {
+                name: c.name,
+                image: c.image,
+                ..Container::default()
+            })
+            .collect();
+        *pod = PodSpec {
+            init_containers: Some(kept),
+            ..PodSpec::default()
+        };
+    }
+}
+
 /// Builds the caches, over the namespaces of `scope`, and the streams that
 /// fill them.
 pub fn start(client: &Client, scope: &Scope) -> (Stores, Streams) {
-    let (statefulsets, sts_stream) = cached(client, scope);
-    // Long files as digests: the operator only compares them
-    // ([`crate::diff::digest_long_data`]), and they are most of the
-    // ConfigMaps' size (a dashboard, the engine's configuration).
-    let (config_maps, cm_stream) = cached_trimmed(client, scope, |cm: &mut ConfigMap| {
-        for text in cm.data.iter_mut().flat_map(|data| data.values_mut()) {
-            if let Some(digest) = crate::diff::digest_text(text) {
-                *text = digest;
-            }
-        }
+    let (sts_store, sts_events) = {
+        let (reader, writer) = reflector::store();
+        let events = scope
+            .watch::<StatefulSet>(client, &children_config(), Some(reader.clone()))
+            .modify(trim_statefulset)
+            .reflect(writer)
+            .boxed();
+        (reader, events)
+    };
+    let statefulsets = Owned::new(sts_store, Version::Generation);
+    let follower = statefulsets.clone();
+    let sts_stream = sts_events
+        .inspect_ok(move |event| follower.follow(event))
+        .touched_objects()
+        .boxed();
+    let (config_maps, cm_stream) = owned(client, scope);
+    let (services, svc_stream) = owned(client, scope);
+    let (pdbs, pdb_stream) = owned(client, scope);
+    let (cronjobs, cj_stream) = owned(client, scope);
+    let (monitors, monitor_stream) = cached(client, scope, |_| {});
+    let (service_accounts, sa_stream) = owned(client, scope);
+    let (roles, role_stream) = owned(client, scope);
+    let (role_bindings, binding_stream) = owned(client, scope);
+    let (network_policies, np_stream) = owned(client, scope);
+    // Their labels say whose they are (see `admin_secret`).
+    let (secrets, secret_events) = metadata::<Secret>(client, scope, |meta| {
+        meta.managed_fields = None;
     });
-    let (services, svc_stream) = cached(client, scope);
-    let (pdbs, pdb_stream) = cached(client, scope);
-    let (cronjobs, cj_stream) = cached(client, scope);
-    let (monitors, monitor_stream) = cached(client, scope);
-    let (service_accounts, sa_stream) = cached(client, scope);
-    let (roles, role_stream) = cached(client, scope);
-    let (role_bindings, binding_stream) = cached(client, scope);
-    let (network_policies, np_stream) = cached(client, scope);
-    // Metadata only: the operator never keeps secret values in memory.
-    let (secrets, secret_stream) = cached(client, scope);
+    let secret_stream = secret_events.touched_objects().boxed();
     let (velero_crd, velero_crd_stream) = velero_crd(client);
     (
         Stores {
@@ -212,16 +297,16 @@ pub fn is_established(crd: &CustomResourceDefinition) -> bool {
 impl Stores {
     /// Waits until every cache has listed once.
     pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.statefulsets.wait_until_ready().await?;
-        self.config_maps.wait_until_ready().await?;
-        self.services.wait_until_ready().await?;
-        self.pdbs.wait_until_ready().await?;
-        self.cronjobs.wait_until_ready().await?;
+        self.statefulsets.store.wait_until_ready().await?;
+        self.config_maps.store.wait_until_ready().await?;
+        self.services.store.wait_until_ready().await?;
+        self.pdbs.store.wait_until_ready().await?;
+        self.cronjobs.store.wait_until_ready().await?;
         self.monitors.wait_until_ready().await?;
-        self.service_accounts.wait_until_ready().await?;
-        self.roles.wait_until_ready().await?;
-        self.role_bindings.wait_until_ready().await?;
-        self.network_policies.wait_until_ready().await?;
+        self.service_accounts.store.wait_until_ready().await?;
+        self.roles.store.wait_until_ready().await?;
+        self.role_bindings.store.wait_until_ready().await?;
+        self.network_policies.store.wait_until_ready().await?;
         self.secrets.wait_until_ready().await
     }
 }
