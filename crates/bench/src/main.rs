@@ -17,6 +17,7 @@
 //! client's work, not database start-up.
 
 mod children;
+mod heap;
 mod measure;
 mod report;
 mod run;
@@ -27,6 +28,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 #[derive(Parser)]
 #[command(about = "Benchmark the operator against a bare client on the local control plane")]

@@ -174,18 +174,21 @@ impl Report {
         if !figures.cached.is_empty() {
             let _ = writeln!(
                 out,
-                "\nWhat the operator's caches hold at the end (objects its watches select, as JSON without managedFields):\n"
+                "\nWhat the operator's caches hold at the end (objects its watches select, trimmed as the operator trims them; JSON, and heap once deserialised):\n"
             );
-            let _ = writeln!(out, "| kind | objects | KiB |");
-            let _ = writeln!(out, "|---|---|---|");
+            let _ = writeln!(out, "| kind | objects | JSON KiB | heap KiB |");
+            let _ = writeln!(out, "|---|---|---|---|");
             for (kind, cached) in &figures.cached {
                 let _ = writeln!(
                     out,
-                    "| {kind} | {} | {:.0} |",
+                    "| {kind} | {} | {:.0} | {:.0} |",
                     cached.objects,
-                    cached.json_bytes as f64 / 1024.0
+                    cached.json_bytes as f64 / 1024.0,
+                    cached.heap_bytes as f64 / 1024.0
                 );
             }
+            let heap: usize = figures.cached.values().map(|c| c.heap_bytes).sum();
+            let _ = writeln!(out, "| all | | | {:.0} |", heap as f64 / 1024.0);
         }
         if !figures.reconcile_errors.is_empty() {
             let _ = writeln!(

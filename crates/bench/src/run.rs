@@ -15,6 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -75,8 +76,8 @@ pub struct OperatorFigures {
     /// Failed reconciles during creation, by "controller kind".
     pub reconcile_errors: BTreeMap<String, f64>,
     /// What the operator's caches hold once every Database runs, by kind:
-    /// the objects its watches select, as JSON without managedFields (the
-    /// form they are cached in; Secrets as metadata only).
+    /// the objects its watches select, trimmed as the operator trims them
+    /// (most to metadata), as JSON and on the heap.
     pub cached: BTreeMap<String, CachedKind>,
 }
 
@@ -84,6 +85,8 @@ pub struct OperatorFigures {
 pub struct CachedKind {
     pub objects: usize,
     pub json_bytes: usize,
+    /// What they take on the heap once deserialised ([`crate::heap`]).
+    pub heap_bytes: usize,
 }
 
 impl Side {
@@ -500,69 +503,92 @@ async fn monitors_settled(client: &Client, limit: Duration) -> Result<f64> {
     }
 }
 
+/// What the operator's caches hold once every Database runs, by kind:
+/// each object in the form the operator caches it (its own trim
+/// functions), as JSON and as heap bytes once deserialised.
 async fn cache_sizes(client: &Client) -> Result<BTreeMap<String, CachedKind>> {
     use k8s_openapi::api::apps::v1::StatefulSet as Sts;
     use k8s_openapi::api::batch::v1::CronJob;
-    use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
     use k8s_openapi::api::networking::v1::NetworkPolicy;
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::PartialObjectMeta;
+    use operator::controller::shared::owned::trim_metadata;
+    use operator::controller::shared::stores::trim_statefulset;
 
-    async fn kind<K>(
-        client: &Client,
-        selector: Option<&str>,
-        metadata_only: bool,
-    ) -> Result<(String, CachedKind)>
-    where
-        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
-    {
-        let api = Api::<K>::all(client.clone());
-        let params = selector.map_or_else(ListParams::default, |s| ListParams::default().labels(s));
-        let sizes: Vec<usize> = if metadata_only {
-            api.list_metadata(&params)
-                .await?
-                .items
-                .into_iter()
-                .map(|mut o| {
-                    o.metadata.managed_fields = None;
-                    serde_json::to_vec(&o).map_or(0, |v| v.len())
-                })
-                .collect()
-        } else {
-            api.list(&params)
-                .await?
-                .items
-                .into_iter()
-                .map(|mut o| {
-                    o.meta_mut().managed_fields = None;
-                    serde_json::to_vec(&o).map_or(0, |v| v.len())
-                })
-                .collect()
-        };
+    fn sized<T: Serialize + DeserializeOwned>(
+        plural: &str,
+        objects: &[T],
+    ) -> Result<(String, CachedKind)> {
+        let jsons = objects
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((
-            K::plural(&()).into_owned(),
+            plural.to_owned(),
             CachedKind {
-                objects: sizes.len(),
-                json_bytes: sizes.iter().sum(),
+                objects: jsons.len(),
+                json_bytes: jsons.iter().map(String::len).sum(),
+                heap_bytes: crate::heap::held::<T>(&jsons)?,
             },
         ))
     }
 
+    /// A whole cache: `trim` as the operator's.
+    async fn whole<K>(
+        client: &Client,
+        selector: Option<&str>,
+        trim: fn(&mut K),
+    ) -> Result<(String, CachedKind)>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        let params = selector.map_or_else(ListParams::default, |s| ListParams::default().labels(s));
+        let mut items = Api::<K>::all(client.clone()).list(&params).await?.items;
+        for item in &mut items {
+            item.meta_mut().managed_fields = None;
+            trim(item);
+        }
+        sized(&K::plural(&()), &items)
+    }
+
+    /// A metadata cache, trimmed by `trim`.
+    async fn metadata<K>(
+        client: &Client,
+        selector: &str,
+        trim: fn(&mut ObjectMeta),
+    ) -> Result<(String, CachedKind)>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        let params = ListParams::default().labels(selector);
+        let mut items = Api::<K>::all(client.clone())
+            .list_metadata(&params)
+            .await?
+            .items;
+        for item in &mut items {
+            item.metadata.managed_fields = None;
+            trim(&mut item.metadata);
+        }
+        sized::<PartialObjectMeta<K>>(&K::plural(&()), &items)
+    }
+
     let managed = operator::controller::shared::stores::managed_selector();
-    let m = Some(managed.as_str());
+    let m = managed.as_str();
     Ok(BTreeMap::from([
-        kind::<Database>(client, None, false).await?,
-        kind::<DatabaseMonitor>(client, m, false).await?,
-        kind::<Sts>(client, m, false).await?,
-        kind::<ConfigMap>(client, m, false).await?,
-        kind::<Service>(client, m, false).await?,
-        kind::<PodDisruptionBudget>(client, m, false).await?,
-        kind::<CronJob>(client, m, false).await?,
-        kind::<k8s_openapi::api::core::v1::Secret>(client, m, true).await?,
-        kind::<ServiceAccount>(client, m, false).await?,
-        kind::<Role>(client, m, false).await?,
-        kind::<RoleBinding>(client, m, false).await?,
-        kind::<NetworkPolicy>(client, m, false).await?,
+        whole::<Database>(client, None, |_| {}).await?,
+        whole::<DatabaseMonitor>(client, Some(m), |_| {}).await?,
+        whole::<Sts>(client, Some(m), trim_statefulset).await?,
+        metadata::<ConfigMap>(client, m, trim_metadata).await?,
+        metadata::<Service>(client, m, trim_metadata).await?,
+        metadata::<PodDisruptionBudget>(client, m, trim_metadata).await?,
+        metadata::<CronJob>(client, m, trim_metadata).await?,
+        metadata::<Secret>(client, m, |_| {}).await?,
+        metadata::<ServiceAccount>(client, m, trim_metadata).await?,
+        metadata::<Role>(client, m, trim_metadata).await?,
+        metadata::<RoleBinding>(client, m, trim_metadata).await?,
+        metadata::<NetworkPolicy>(client, m, trim_metadata).await?,
     ]))
 }
 

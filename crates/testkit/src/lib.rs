@@ -48,6 +48,7 @@ pub mod crds;
 pub mod docs;
 pub mod exporters;
 pub mod exposition;
+pub mod faulty_api;
 pub mod fixtures;
 pub mod harness;
 pub mod helm;

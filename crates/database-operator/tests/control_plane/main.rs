@@ -8,6 +8,7 @@
 // #[test] functions): a test stops at the first failed step, with its cause.
 #![allow(clippy::unwrap_used)]
 
+mod api_faults;
 mod backups;
 mod concurrency;
 mod databases;

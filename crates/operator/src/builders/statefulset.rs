@@ -386,15 +386,7 @@ pub fn keep_supervisor_image(desired: &mut StatefulSet, live: &StatefulSet) {
             .iter_mut()
             .find(|c| c.name == INSTALL_SUPERVISOR)
     }
-    let running = live
-        .spec
-        .template
-        .spec
-        .as_ref()
-        .and_then(|pod| pod.init_containers.as_ref())
-        .and_then(|init| init.iter().find(|c| c.name == INSTALL_SUPERVISOR))
-        .and_then(|c| c.image.clone());
-    let Some(running) = running else {
+    let Some(running) = supervisor_image(live).map(str::to_owned) else {
         return;
     };
     let Some(container) = installer(&mut desired.spec.template) else {
@@ -412,6 +404,20 @@ pub fn keep_supervisor_image(desired: &mut StatefulSet, live: &StatefulSet) {
     {
         container.image = new;
     }
+}
+
+/// The image the supervisor installer of `sts`'s pods runs.
+pub fn supervisor_image(sts: &StatefulSet) -> Option<&str> {
+    sts.spec
+        .template
+        .spec
+        .as_ref()?
+        .init_containers
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == INSTALL_SUPERVISOR)?
+        .image
+        .as_deref()
 }
 
 /// A StatefulSet's volumeClaimTemplates cannot change after creation: when

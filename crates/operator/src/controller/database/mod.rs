@@ -35,13 +35,15 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::Event as Finalizer;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{Predicate, predicates, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::builders::topology::Topology;
-use crate::builders::{Desired, network_policy};
+use crate::builders::{Desired, network_policy, statefulset};
 use crate::controller::Context;
-use crate::controller::shared::reconcile::{drive, error_policy, finalized, scoped_controller};
+use crate::controller::shared::reconcile::{
+    drive, error_policy, finalized, scoped_controller_woken_by,
+};
 use crate::controller::shared::stores::Streams;
 use crate::controller::shared::stores::{cached_or_fetch, fetch};
 use crate::error::{Error, Result};
@@ -52,7 +54,17 @@ pub(crate) const FINALIZER: &str = "database.example.com/finalizer";
 
 /// Runs the Database controller until shutdown.
 pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
-    let controller = scoped_controller::<Database>(&ctx);
+    // Not woken by its own status writes (most of a Database's changes
+    // while it is created): only by what the user changes (the spec moves
+    // the generation, as deletion does; an annotation approves an update)
+    // and by its finalizer being added, which the finalizer step waits for.
+    let controller = scoped_controller_woken_by::<Database, _>(
+        &ctx,
+        predicates::generation
+            .combine(predicates::labels)
+            .combine(predicates::annotations)
+            .combine(predicates::finalizers),
+    );
     ctx.health.track_store("database", controller.store());
     ctx.metrics.inventory.watch_databases(controller.store());
     let cache = controller.store();
@@ -121,13 +133,20 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
             &ctx.settings.operator_namespace,
             network_policy::created_isolated(live.as_deref()),
         );
-    let pending = desired.settle(db, live.as_deref());
-    if pending.is_some() {
-        // Held back: the pods keep the live template, which the cache
-        // holds only in part. Read it whole.
+    let built = desired.statefulset.clone();
+    let mut pending = desired.settle(db, live.as_deref());
+    if let Some(cached) = live.as_deref()
+        && (pending.is_some()
+            || statefulset::supervisor_image(&built) != statefulset::supervisor_image(cached))
+    {
+        // Settling compares with, or keeps, the live pod template, which
+        // the cache holds only in part (`stores::trim_statefulset`): a
+        // template held back, or a new operator's supervisor image, is
+        // settled against the whole StatefulSet.
         let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
         if let Some(whole) = fetch(&statefulsets, &db.name_any()).await? {
-            desired.statefulset.spec.template = whole.spec.template;
+            desired.statefulset = built;
+            pending = desired.settle(db, Some(&whole));
         }
     }
     // 3. Apply.

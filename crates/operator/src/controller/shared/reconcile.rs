@@ -10,7 +10,7 @@ use futures::{Stream, StreamExt};
 use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event, finalizer};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{Predicate, WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -101,6 +101,37 @@ pub(crate) fn scoped_controller<K>(ctx: &Context) -> Controller<K>
 where
     K: crate::scope::Watched,
 {
+    let (reader, objects) = watched::<K>(ctx);
+    controller(ctx, objects, reader)
+}
+
+/// [`scoped_controller`], woken only by changes of `K` that `predicate`
+/// sees (its cache still holds every change).
+pub(crate) fn scoped_controller_woken_by<K, P>(ctx: &Context, predicate: P) -> Controller<K>
+where
+    K: crate::scope::Watched,
+    P: Predicate<K> + Send + 'static,
+{
+    let (reader, objects) = watched::<K>(ctx);
+    controller(
+        ctx,
+        objects.predicate_filter(predicate, Default::default()),
+        reader,
+    )
+}
+
+/// The objects of `K` in the scope as they change, through a cache
+/// without managedFields (who wrote which field is of no use to a
+/// reconcile, and is up to half of a small object's size).
+fn watched<K>(
+    ctx: &Context,
+) -> (
+    reflector::Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: crate::scope::Watched,
+{
     let (reader, writer) = reflector::store();
     let objects = ctx
         .settings
@@ -110,11 +141,20 @@ where
             &watcher::Config::default().any_semantic(),
             Some(reader.clone()),
         )
-        // Who wrote which field is of no use to a reconcile, and is up to
-        // half of a small object's size.
         .modify(|o: &mut K| o.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects();
+    (reader, objects)
+}
+
+fn controller<K>(
+    ctx: &Context,
+    objects: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    reader: reflector::Store<K>,
+) -> Controller<K>
+where
+    K: crate::scope::Watched,
+{
     Controller::for_stream(objects, reader).with_config(
         kube::runtime::controller::Config::default()
             .concurrency(ctx.settings.max_concurrent_reconciles),

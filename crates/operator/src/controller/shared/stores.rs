@@ -78,6 +78,10 @@ pub struct Stores {
 /// A boxed stream of changed children, for `Controller::owns_stream`.
 pub type ChildStream<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
+/// A boxed stream of watch events, after a reflector took them.
+type EventStream<K> =
+    std::pin::Pin<Box<dyn Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send>>;
+
 /// The streams that feed [`Stores`]; the controller must poll them.
 pub struct Streams {
     pub statefulsets: ChildStream<StatefulSet>,
@@ -127,9 +131,7 @@ fn metadata<K>(
     trim: fn(&mut ObjectMeta),
 ) -> (
     Store<PartialObjectMeta<K>>,
-    std::pin::Pin<
-        Box<dyn Stream<Item = watcher::Result<watcher::Event<PartialObjectMeta<K>>>> + Send>,
-    >,
+    EventStream<PartialObjectMeta<K>>,
 )
 where
     K: crate::scope::Watched,
