@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help run test test-unit bench lint manifests manifests-check crds crds-check controlplane servers monitoring-tools third-party-crds image helm olm-validator docs mdbook cluster cluster-down fmt clean
+.PHONY: help run test test-unit bench soak lint manifests manifests-check crds crds-check controlplane servers monitoring-tools third-party-crds image helm olm-validator docs mdbook cluster cluster-down fmt clean
 
 help:
 	@echo "make run           start a local control plane, the operator and the samples"
@@ -15,6 +15,7 @@ help:
 	@echo "make manifests     regenerate what deploy/ and the Helm chart hold from the code (CRDs, RBAC)"
 	@echo "make docs          build the book (docs/) into target/book"
 	@echo "make bench         the operator against a bare client at N = 100 and 1,000 Databases (BENCH_N=100 for one); writes target/bench/"
+	@echo "make soak          the bench at N = 1,000, then 60 minutes of churn (1 % a minute) reading the operator's memory (BENCH_SOAK_MINUTES)"
 	@echo "make image         build the container image as an OCI archive under target/image (no Docker engine)"
 
 run:
@@ -27,6 +28,11 @@ test: lint manifests-check controlplane servers monitoring-tools third-party-crd
 # (method and latest figures: docs/src/benchmark.md).
 bench:
 	@bash hack/bench/run.sh
+
+# The bench at N = 1,000, then an hour of churn (1 % of the Databases
+# deleted, created or scaled each minute) reading the operator's memory.
+soak:
+	@BENCH_N=$${BENCH_N:-1000} BENCH_SOAK_MINUTES=$${BENCH_SOAK_MINUTES:-60} bash hack/bench/run.sh
 
 # The fast loop: the crates' unit tests and tests/pure (builders, CRDs,
 # status, alert rules with promtool, the Helm chart with helm); no control

@@ -21,6 +21,7 @@ mod heap;
 mod measure;
 mod report;
 mod run;
+mod soak;
 mod workload;
 
 use std::path::PathBuf;
@@ -48,6 +49,11 @@ struct Cli {
     /// Seconds the operator is watched idle after every Database runs.
     #[arg(long, env = "BENCH_IDLE_SECONDS", default_value_t = 120)]
     idle_seconds: u64,
+    /// Minutes of churn after the idle window: 1 % of the Databases
+    /// deleted, created or scaled each minute, the operator's memory read
+    /// each minute (`make soak`: 60 at N = 1,000). 0: no soak.
+    #[arg(long, env = "BENCH_SOAK_MINUTES", default_value_t = 0)]
+    soak_minutes: usize,
     /// The operator binary (default: the static release build of `make image`).
     #[arg(long, env = "BENCH_OPERATOR_BINARY")]
     operator_binary: Option<PathBuf>,
@@ -86,6 +92,7 @@ async fn main() -> Result<()> {
             timeout: Duration::from_secs(1800),
             operator_binary: operator_binary.clone(),
             out_dir: cli.out.clone(),
+            soak_minutes: cli.soak_minutes,
         };
         eprintln!("bench: N = {databases}: the bare client");
         let baseline = run::baseline(&plan)

@@ -171,6 +171,23 @@ impl Report {
                 let _ = writeln!(out, "- {key}: {count}");
             }
         }
+        if let Some(soak) = &figures.soak {
+            let _ = writeln!(
+                out,
+                "\nSoak: {} minutes, {} Databases changed a minute (deleted, created, scaled): RSS grew {:.1} MiB after the first ten minutes (goal < 2); {} of {} Databases Running at the end.",
+                soak.minutes,
+                soak.changes_per_minute,
+                soak.growth_after_warm_up_mib,
+                soak.running_at_end,
+                soak.databases_at_end
+            );
+            let by_minute: Vec<String> = soak
+                .rss_by_minute_mib
+                .iter()
+                .map(|rss| format!("{rss:.1}"))
+                .collect();
+            let _ = writeln!(out, "RSS by minute (MiB): {}", by_minute.join(" "));
+        }
         if !figures.cached.is_empty() {
             let _ = writeln!(
                 out,
@@ -422,6 +439,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             operator_binary: "op".into(),
             out_dir: "out".into(),
+            soak_minutes: 0,
         };
         let operator = Side {
             all_ready_s: 11.0,

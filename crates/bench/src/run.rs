@@ -40,6 +40,8 @@ pub struct Plan {
     pub timeout: Duration,
     pub operator_binary: PathBuf,
     pub out_dir: PathBuf,
+    /// Minutes of churn after the idle window ([`crate::soak`]); 0: none.
+    pub soak_minutes: usize,
 }
 
 /// What one side measured.
@@ -79,6 +81,8 @@ pub struct OperatorFigures {
     /// the objects its watches select, trimmed as the operator trims them
     /// (most to metadata), as JSON and on the heap.
     pub cached: BTreeMap<String, CachedKind>,
+    /// The soak after the idle window, when one was asked for.
+    pub soak: Option<crate::soak::SoakFigures>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -433,6 +437,17 @@ pub async fn operator(plan: &Plan) -> Result<Side> {
         "database_operator_api_writes_total",
         &["verb", "resource"],
     );
+    // A failed soak loses only itself: the run's figures are reported.
+    let soak = match plan.soak_minutes {
+        0 => None,
+        minutes => match crate::soak::run(&client, PREFIX, plan.databases, minutes, pid).await {
+            Ok(figures) => Some(figures),
+            Err(error) => {
+                eprintln!("bench: the soak failed: {error:#}");
+                None
+            }
+        },
+    };
     sampler.abort();
     let figures = OperatorFigures {
         cpu_s: cpu_s_op,
@@ -446,6 +461,7 @@ pub async fn operator(plan: &Plan) -> Result<Side> {
         idle_writes_by,
         reconcile_errors,
         cached,
+        soak,
     };
     child.kill().await.ok();
     let leftover = Api::<Database>::all(client.clone())
@@ -453,7 +469,7 @@ pub async fn operator(plan: &Plan) -> Result<Side> {
         .await?
         .items
         .len();
-    if leftover != plan.databases {
+    if plan.soak_minutes == 0 && leftover != plan.databases {
         bail!(
             "{leftover} Databases at the end, {} created",
             plan.databases
@@ -469,9 +485,6 @@ pub async fn operator(plan: &Plan) -> Result<Side> {
     })
 }
 
-/// The objects of each kind the operator caches, measured from outside:
-/// listed with its watches' selectors, managedFields stripped as its
-/// stores do, and sized as JSON.
 /// Waits until every DatabaseMonitor's login condition has left
 /// `DatabaseNotReady` (it has seen its Database Running), at most `limit`;
 /// returns the seconds waited.

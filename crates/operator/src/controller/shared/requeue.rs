@@ -12,6 +12,12 @@ pub(crate) const RESYNC: Duration = Duration::from_secs(300);
 /// After the API server refused a child for good (the spec must change) or
 /// a Velero Schedule could not be applied.
 pub(crate) const AFTER_REFUSAL: Duration = Duration::from_secs(60);
+/// After a status write refused because the Database changed since it was
+/// read: the newer copy is in the cache by then. Often the newer copy is
+/// the operator's own last status write, which does not wake the Database
+/// controller (it is woken by what the user changes), so it must look again
+/// by itself.
+pub(crate) const AFTER_CONFLICT: Duration = Duration::from_secs(1);
 /// While a restore Job runs (restore Jobs are not watched).
 pub(crate) const WHILE_RESTORING: Duration = Duration::from_secs(5);
 /// While a backup's Job has not started or finished.

@@ -451,8 +451,9 @@ async fn write_status_if_changed(
         .await
     {
         Ok(_) => {}
-        // Someone wrote after our read; their write triggers a fresh reconcile.
-        Err(e) if is_conflict(&e) => return Ok(None),
+        // Someone (often this operator, a pass ago) wrote after our read:
+        // look again once the cache has the newer copy.
+        Err(e) if is_conflict(&e) => return Ok(Some(requeue::AFTER_CONFLICT)),
         Err(e) => return Err(e.into()),
     }
     ctx.status_writes.wrote(&key);
