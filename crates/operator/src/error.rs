@@ -106,6 +106,10 @@ impl Error {
 /// Names the step and the object of a failure: `.step("applying", child)`.
 pub trait StepContext<T> {
     fn step(self, step: &'static str, object: impl std::fmt::Display) -> Result<T>;
+
+    /// [`StepContext::step`] for a stage of several steps: a failure that
+    /// already names its step keeps it; any other is named by the stage.
+    fn within(self, stage: &'static str, object: impl std::fmt::Display) -> Result<T>;
 }
 
 impl<T, E: Into<Error>> StepContext<T> for std::result::Result<T, E> {
@@ -114,6 +118,17 @@ impl<T, E: Into<Error>> StepContext<T> for std::result::Result<T, E> {
             step,
             object: object.to_string(),
             source: Box::new(error.into()),
+        })
+    }
+
+    fn within(self, stage: &'static str, object: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|error| match error.into() {
+            named @ Error::Step { .. } => named,
+            bare => Error::Step {
+                step: stage,
+                object: object.to_string(),
+                source: Box::new(bare),
+            },
         })
     }
 }
@@ -147,6 +162,21 @@ pub fn describe(error: &kube::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stage_names_a_bare_failure_and_keeps_a_named_one() {
+        let bare: Result<()> = Err(Error::MissingField("metadata.uid"));
+        let named = bare.within("writing the status of", "shop/orders");
+        assert_eq!(
+            named.as_ref().unwrap_err().to_string(),
+            "writing the status of shop/orders: object is missing metadata.uid"
+        );
+        let again = named.within("the replication step of", "shop/orders");
+        assert_eq!(
+            again.unwrap_err().to_string(),
+            "writing the status of shop/orders: object is missing metadata.uid"
+        );
+    }
 
     fn api(code: u16) -> Error {
         let mut status = kube::core::Status::failure("refused", "Test");

@@ -15,15 +15,10 @@ use database_operator_api::v1::Database;
 use database_operator_api::v1::restore::RestoreStatus;
 use futures::future::try_join_all;
 use futures::try_join;
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::PartialObjectMeta;
 use kube::runtime::events::EventType;
-use kube::{Api, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use std::fmt::Debug;
+use kube::{Api, ResourceExt};
 use tracing::info;
 
 use super::admin_secret::{AdminSecret, ensure_admin_secret};
@@ -36,7 +31,7 @@ use crate::builders::meta::Names;
 use crate::builders::rollout::PendingUpdate;
 use crate::controller::Context;
 use crate::controller::shared::events::publish;
-use crate::controller::shared::owned::{self, Owned};
+use crate::controller::shared::owned::converge;
 use crate::controller::shared::stores::fetch;
 use crate::error::{Result, StepContext, describe, is_permanent};
 
@@ -192,11 +187,11 @@ async fn apply_owned(
             }
         }
         let config_map = desired.config_map.clone();
-        converge(ctx, &stores.config_maps, namespace, config_map, step).await
+        converge(client, &stores.config_maps, namespace, config_map, step).await
     };
     let services = try_join_all(desired.all_services().map(|service| {
         converge(
-            ctx,
+            &ctx.client,
             &stores.services,
             namespace,
             service.clone(),
@@ -214,7 +209,7 @@ async fn apply_owned(
             Some(policy) => {
                 let step = "applying NetworkPolicy";
                 converge(
-                    ctx,
+                    &ctx.client,
                     &stores.network_policies,
                     namespace,
                     policy.clone(),
@@ -226,7 +221,7 @@ async fn apply_owned(
         }
     };
     let pdb = converge(
-        ctx,
+        &ctx.client,
         &stores.pdbs,
         namespace,
         desired.pdb.clone(),
@@ -244,7 +239,7 @@ async fn apply_owned(
             .flatten()
             .map(|cronjob| {
                 converge(
-                    ctx,
+                    &ctx.client,
                     &stores.cronjobs,
                     namespace,
                     cronjob.clone(),
@@ -339,25 +334,6 @@ async fn apply_statefulset(
     Ok(written)
 }
 
-/// [`owned::converge`] in the Database's namespace.
-pub(super) async fn converge<K>(
-    ctx: &Context,
-    owned: &Owned<PartialObjectMeta<K>>,
-    namespace: &str,
-    desired: K,
-    step: &'static str,
-) -> Result<u32>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + Debug
-        + Serialize
-        + DeserializeOwned
-        + 'static,
-{
-    owned::converge(&ctx.client, owned, namespace, desired, step).await
-}
-
 /// Applies the ServiceAccount, Role and RoleBinding of a replicated
 /// Database's pods; returns how many it wrote. The RoleBinding comes after
 /// the Role: the API server lets the operator bind a Role only if it holds
@@ -371,14 +347,14 @@ async fn apply_instance_access(
     let stores = &ctx.stores;
     let (account, role) = try_join!(
         converge(
-            ctx,
+            &ctx.client,
             &stores.service_accounts,
             namespace,
             access.service_account.clone(),
             "applying ServiceAccount",
         ),
         converge(
-            ctx,
+            &ctx.client,
             &stores.roles,
             namespace,
             access.role.clone(),
@@ -386,7 +362,7 @@ async fn apply_instance_access(
         ),
     )?;
     let binding = converge(
-        ctx,
+        &ctx.client,
         &stores.role_bindings,
         namespace,
         access.role_binding.clone(),

@@ -46,7 +46,7 @@ use crate::controller::shared::reconcile::{
 };
 use crate::controller::shared::stores::Streams;
 use crate::controller::shared::stores::{cached_or_fetch, fetch};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StepContext};
 use k8s_openapi::api::apps::v1::StatefulSet;
 
 /// The finalizer on every Database; the seed's name.
@@ -56,15 +56,10 @@ pub(crate) const FINALIZER: &str = "database.example.com/finalizer";
 pub(crate) async fn run(ctx: Arc<Context>, streams: Streams) {
     // Not woken by its own status writes (most of a Database's changes
     // while it is created): only by what the user changes (the spec moves
-    // the generation, as deletion does; an annotation approves an update)
-    // and by its finalizer being added, which the finalizer step waits for.
-    let controller = scoped_controller_woken_by::<Database, _>(
-        &ctx,
-        predicates::generation
-            .combine(predicates::labels)
-            .combine(predicates::annotations)
-            .combine(predicates::finalizers),
-    );
+    // the generation, as deletion does; an annotation approves an update),
+    // by its finalizer being added, which the finalizer step waits for, and
+    // by the one part of its status another controller writes.
+    let controller = scoped_controller_woken_by::<Database, _>(&ctx, wakes);
     ctx.health.track_store("database", controller.store());
     ctx.metrics.inventory.watch_databases(controller.store());
     let cache = controller.store();
@@ -117,14 +112,45 @@ pub(crate) async fn reconcile(db: Arc<Database>, ctx: Arc<Context>) -> Result<Ac
     .await
 }
 
+/// What of a Database wakes its controller (see [`run`]), as a hash.
+fn wakes(db: &Database) -> Option<u64> {
+    predicates::generation
+        .combine(predicates::labels)
+        .combine(predicates::annotations)
+        .combine(predicates::finalizers)
+        .combine(drill_verdict)
+        .hash_property(db)
+}
+
+/// The drill's verdict on a Database (`status.backupVerification`), which
+/// the DatabaseBackup controller records and the status step turns into
+/// the `BackupVerified` condition: a change of it wakes the Database.
+fn drill_verdict(db: &Database) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let verdict = db
+        .status
+        .as_ref()
+        .and_then(|s| s.backup_verification.as_ref());
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&verdict)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// One pass of the pipeline over a Database that is not being deleted.
 async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
     let namespace = db
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
     // 1. Dereference.
-    let restore = restore::dereference(db, ctx, &namespace).await?;
-    let live = observe_statefulset(db, ctx, &namespace).await?;
+    let name = format!("{namespace}/{}", db.name_any());
+    let restore = restore::dereference(db, ctx, &namespace)
+        .await
+        .within("reading what spec.restore names for", &name)?;
+    let live = observe_statefulset(db, ctx, &namespace)
+        .await
+        .within("reading the StatefulSet of", &name)?;
     let topology = Topology::of(db, live.as_deref());
     // 2. Build.
     let mut desired =
@@ -144,16 +170,26 @@ async fn apply(db: &Database, ctx: &Context) -> Result<Action> {
         // template held back, or a new operator's supervisor image, is
         // settled against the whole StatefulSet.
         let statefulsets = Api::<StatefulSet>::namespaced(ctx.client.clone(), &namespace);
-        if let Some(whole) = fetch(&statefulsets, &db.name_any()).await? {
+        let whole = fetch(&statefulsets, &db.name_any())
+            .await
+            .step("reading the StatefulSet of", &name)?;
+        if let Some(whole) = whole {
             desired.statefulset = built;
             pending = desired.settle(db, Some(&whole));
         }
     }
     // 3. Apply.
-    let mut applied = children::apply(db, ctx, &namespace, desired, restore, pending, live).await?;
-    applied.replication = Some(replication::reconcile(db, ctx, &namespace, topology).await?);
+    let mut applied = children::apply(db, ctx, &namespace, desired, restore, pending, live)
+        .await
+        .within("applying the children of", &name)?;
+    let replication = replication::reconcile(db, ctx, &namespace, topology)
+        .await
+        .within("the replication step of", &name)?;
+    applied.replication = Some(replication);
     // 4. Status.
-    status::update(db, ctx, &namespace, applied).await
+    status::update(db, ctx, &namespace, applied)
+        .await
+        .within("writing the status of", &name)
 }
 
 /// The Database's live StatefulSet: whether its pods stream from a primary
@@ -172,4 +208,47 @@ async fn observe_statefulset(
         namespace,
     )
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wakes;
+    use database_operator_api::v1::Engine;
+    use database_operator_api::v1::database::{DatabaseStatus, Phase};
+
+    #[test]
+    fn its_own_status_writes_do_not_wake_a_database_but_the_user_and_a_drill_do() {
+        let mut db = crate::fixtures::database("ledger", Engine::Postgresql, "16", 1);
+        db.metadata.generation = Some(1);
+        let before = wakes(&db);
+        db.status = Some(DatabaseStatus {
+            phase: Some(Phase::Running),
+            ..Default::default()
+        });
+        db.metadata.resource_version = Some("7".into());
+        assert_eq!(wakes(&db), before, "the operator's own status write");
+
+        let mut drilled = db.clone();
+        drilled.status.as_mut().unwrap().backup_verification = Some(
+            serde_json::from_value(serde_json::json!({
+                "result": "Failed", "job": "x-verify-1", "message": "reported no result"
+            }))
+            .unwrap(),
+        );
+        assert_ne!(wakes(&drilled), before, "a drill's verdict");
+
+        let mut edited = db.clone();
+        edited.metadata.generation = Some(2);
+        assert_ne!(wakes(&edited), before, "a spec change");
+        let mut approved = db.clone();
+        approved
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("example.com/approve-update".into(), "abc".into());
+        assert_ne!(wakes(&approved), before, "an annotation");
+        let mut finalized = db;
+        finalized.metadata.finalizers = Some(vec![super::FINALIZER.into()]);
+        assert_ne!(wakes(&finalized), before, "its finalizer added");
+    }
 }

@@ -15,13 +15,13 @@ use kube::api::{Patch, PostParams};
 use kube::{Api, ResourceExt};
 
 use super::admin_secret::create_once;
-use super::children::converge;
 use crate::apply::patch_params;
 use crate::builders::MonitoringChildren;
 use crate::builders::meta::Names;
 use crate::builders::monitoring::monitoring_secret;
 use crate::builders::secret::generate_password;
 use crate::controller::Context;
+use crate::controller::shared::owned::converge;
 use crate::controller::shared::stores::cached_or_fetch;
 use crate::error::Result;
 use crate::error::is_conflict;
@@ -40,7 +40,7 @@ pub(crate) async fn apply(
     let monitors = Api::<DatabaseMonitor>::namespaced(ctx.client.clone(), namespace);
     let mut writes = ensure_secret(db, ctx, namespace).await?;
     writes += converge(
-        ctx,
+        &ctx.client,
         &ctx.stores.services,
         namespace,
         desired.service,

@@ -158,7 +158,15 @@ where
     K: crate::scope::Watched,
 {
     let (store, events) = metadata::<K>(client, scope, trim_metadata);
-    let owned = Owned::new(store, Version::Resource);
+    followed(Owned::new(store, Version::Resource), events)
+}
+
+/// `owned`, kept in step with the watch `events` that fill its store
+/// ([`Owned::follow`]), and the children those events touched.
+fn followed<C>(owned: Owned<C>, events: EventStream<C>) -> (Owned<C>, ChildStream<C>)
+where
+    C: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
     let follower = owned.clone();
     let stream = events
         .inspect_ok(move |event| follower.follow(event))
@@ -207,12 +215,8 @@ pub fn start(client: &Client, scope: &Scope) -> (Stores, Streams) {
             .boxed();
         (reader, events)
     };
-    let statefulsets = Owned::new(sts_store, Version::Generation);
-    let follower = statefulsets.clone();
-    let sts_stream = sts_events
-        .inspect_ok(move |event| follower.follow(event))
-        .touched_objects()
-        .boxed();
+    let (statefulsets, sts_stream) =
+        followed(Owned::new(sts_store, Version::Generation), sts_events);
     let (config_maps, cm_stream) = owned(client, scope);
     let (services, svc_stream) = owned(client, scope);
     let (pdbs, pdb_stream) = owned(client, scope);
