@@ -129,8 +129,9 @@ impl<C: Resource<DynamicType = ()> + Clone + 'static> Owned<C> {
         }
     }
 
-    /// How many children are remembered (for tests and the bench).
-    pub fn remembered_count(&self) -> usize {
+    /// How many children are remembered.
+    #[cfg(test)]
+    fn remembered_count(&self) -> usize {
         self.entries().len()
     }
 
