@@ -651,3 +651,56 @@ fn prometheus_operator_crds() -> Vec<PathBuf> {
     assert!(ok, "hack/crds/fetch.sh failed");
     testkit::crds::prometheus_operator_crds().unwrap()
 }
+
+/// The operator's event recorder on the real API server: an event is an
+/// events.k8s.io/v1 Event about its object; the same event again is one
+/// more on its series, not another object; another note is another event.
+#[tokio::test]
+async fn an_event_repeated_counts_on_its_series_and_another_note_is_another_event() {
+    use k8s_openapi::api::events::v1::Event;
+    use kube::runtime::events::EventType;
+    use operator::controller::shared::events::Recorder;
+
+    let env = env().await;
+    let client = env.client().await;
+    let ns = env.namespace("event-series").await;
+    let regarding = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("example.com/v1".into()),
+        kind: Some("Database".into()),
+        namespace: Some(ns.clone()),
+        name: Some("orders".into()),
+        uid: Some("0c9a7d4e-0000-4000-8000-000000000001".into()),
+        ..Default::default()
+    };
+    let recorder = Recorder::new(client.clone(), "database-operator", None);
+    for note in ["first note", "first note", "first note", "second note"] {
+        recorder
+            .publish(EventType::Warning, "Tested", note.into(), &regarding)
+            .await
+            .unwrap();
+    }
+    assert_eq!(recorder.remembered(), 2);
+    let events = Api::<Event>::namespaced(client, &ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let seen: BTreeSet<(String, Option<i32>)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.regarding.as_ref(), Some(&regarding));
+            assert_eq!(e.reason.as_deref(), Some("Tested"));
+            assert_eq!(e.type_.as_deref(), Some("Warning"));
+            assert_eq!(e.reporting_controller.as_deref(), Some("database-operator"));
+            (
+                e.note.clone().unwrap_or_default(),
+                e.series.as_ref().map(|s| s.count),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        BTreeSet::from([("first note".into(), Some(3)), ("second note".into(), None)]),
+        "{events:#?}"
+    );
+}

@@ -11,7 +11,6 @@ use database_operator_api::v1;
 use std::sync::Arc;
 
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 
 use crate::metrics::Metrics;
 
@@ -19,7 +18,7 @@ use crate::metrics::Metrics;
 pub struct Context {
     pub client: Client,
     pub stores: shared::stores::Stores,
-    pub recorder: Recorder,
+    pub recorder: shared::events::Recorder,
     pub metrics: Arc<Metrics>,
     /// Liveness and readiness, for `/healthz` and `/readyz`.
     pub health: Arc<crate::daemon::health::Health>,
@@ -80,12 +79,12 @@ impl Context {
         metrics: Arc<Metrics>,
         settings: Settings,
     ) -> Self {
-        let reporter = Reporter {
-            controller: v1::labels::OPERATOR.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: shared::events::Recorder::new(
+                client.clone(),
+                v1::labels::OPERATOR,
+                std::env::var("POD_NAME").ok(),
+            ),
             client,
             stores,
             metrics,

@@ -7,7 +7,7 @@
 pub(crate) mod backoff;
 pub(crate) mod clock;
 pub(crate) mod coalesce;
-pub(crate) mod events;
+pub mod events;
 pub mod jobs;
 pub mod owned;
 pub(crate) mod reconcile;
