@@ -294,7 +294,9 @@ async fn write_status(
     api.patch_status(
         &monitor.name_any(),
         &params,
-        &Patch::Merge(serde_json::json!({ "status": status })),
+        &Patch::Merge(serde_json::json!({
+            "status": crate::diff::merge_patch(Some(&previous), &status)?,
+        })),
     )
     .await?;
     Ok(())

@@ -189,7 +189,9 @@ async fn apply(user: &DatabaseUser, ctx: &Context, namespace: &str) -> Result<Ac
         api.patch_status(
             &user.name_any(),
             &params,
-            &Patch::Merge(serde_json::json!({ "status": status })),
+            &Patch::Merge(serde_json::json!({
+                "status": crate::diff::merge_patch(Some(&previous), &status)?,
+            })),
         )
         .await?;
         announce(user, ctx, &previous, &status, &outcome).await;

@@ -18,7 +18,7 @@ use kube::Api;
 use kube::api::Patch;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::children::Applied;
 use super::velero;
@@ -416,6 +416,46 @@ pub(crate) fn progress_only(previous: &DatabaseStatus, next: &DatabaseStatus) ->
         && without_progress(previous) == without_progress(next)
 }
 
+/// What differs between two statuses, for the debug log: top-level
+/// fields by name, conditions by type.
+pub(crate) fn changed_fields(
+    previous: Option<&DatabaseStatus>,
+    next: &DatabaseStatus,
+) -> Vec<String> {
+    let as_map = |status: Option<&DatabaseStatus>| match status.map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::Object(map))) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (old, new) = (as_map(previous), as_map(Some(next)));
+    let mut changed: Vec<String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|k| *k != "conditions" && old.get(*k) != new.get(*k))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let conditions =
+        |status: Option<&DatabaseStatus>| status.map(|s| s.conditions.clone()).unwrap_or_default();
+    let (old, new) = (conditions(previous), conditions(Some(next)));
+    for c in &new {
+        match old.iter().find(|o| o.type_ == c.type_) {
+            Some(o) if o == c => {}
+            Some(o) => changed.push(format!(
+                "condition {} ({} {:?} -> {} {:?})",
+                c.type_, o.reason, o.message, c.reason, c.message
+            )),
+            None => changed.push(format!("condition {} (new)", c.type_)),
+        }
+    }
+    for o in &old {
+        if !new.iter().any(|c| c.type_ == o.type_) {
+            changed.push(format!("condition {} (removed)", o.type_));
+        }
+    }
+    changed
+}
+
 /// Writes `status` if it differs from the live one, and records an event
 /// for each phase transition a user should see. Progress only
 /// ([`progress_only`]) within the window of the last write is not written:
@@ -437,13 +477,19 @@ async fn write_status_if_changed(
         return Ok(Some(wait));
     }
     let before = previous.and_then(|s| s.phase);
+    debug!(
+        database = %db.name_any(),
+        namespace,
+        changed = %changed_fields(previous, &status).join(", "),
+        "writing status"
+    );
     let api = Api::<Database>::namespaced(ctx.client.clone(), namespace);
     // Only over the version this status was computed from: the drill
     // recorder writes status.backupVerification too, and a status computed
     // from an older copy must not put the old value back.
     let patch = serde_json::json!({
         "metadata": { "resourceVersion": db.resource_version() },
-        "status": status,
+        "status": crate::diff::merge_patch(previous, &status)?,
     });
     let params = patch_params();
     match api
@@ -453,7 +499,10 @@ async fn write_status_if_changed(
         Ok(_) => {}
         // Someone (often this operator, a pass ago) wrote after our read:
         // look again once the cache has the newer copy.
-        Err(e) if is_conflict(&e) => return Ok(Some(requeue::AFTER_CONFLICT)),
+        Err(e) if is_conflict(&e) => {
+            debug!(database = %db.name_any(), namespace, "status written meanwhile; looking again");
+            return Ok(Some(requeue::AFTER_CONFLICT));
+        }
         Err(e) => return Err(e.into()),
     }
     ctx.status_writes.wrote(&key);
