@@ -236,11 +236,21 @@ impl Env {
     /// As [`Env::restart_operator`], the new one with `extra` arguments
     /// besides the usual (for this run only): a new release's settings.
     pub async fn restart_operator_with(&self, extra: &[&str]) {
+        self.replace_operator(libc::SIGTERM, extra).await;
+    }
+
+    /// Kills the operator with SIGKILL, as a node failure or the OOM killer
+    /// would (no shutdown, no lease released, work cut mid-write), and
+    /// starts a new one.
+    pub async fn kill_and_restart_operator(&self) {
+        self.replace_operator(libc::SIGKILL, &[]).await;
+    }
+
+    async fn replace_operator(&self, signal: libc::c_int, extra: &[&str]) {
         let old = self.operator_pid();
-        std::process::Command::new("kill")
-            .arg(old.to_string())
-            .status()
-            .expect("kill");
+        // SAFETY: kill(2) on a pid this harness started; no memory is shared.
+        let sent = unsafe { libc::kill(old as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "signal {signal} to the operator {old}");
         for _ in 0..100 {
             if !crate::processes::pid_alive(old) {
                 break;

@@ -10,6 +10,7 @@
 
 mod api_faults;
 mod backups;
+mod chaos;
 mod concurrency;
 mod databases;
 mod docs_examples;
