@@ -138,7 +138,10 @@ impl Recorder {
         let now = Timestamp::now();
         let key = key_of(type_, reason, &note, regarding);
         let repeat = {
-            let mut recent = self.recent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut recent = self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             recent.forget_before(now);
             recent.get(key).cloned()
         };
